@@ -1,0 +1,233 @@
+import type { WebSocket } from 'ws';
+import { CloseCode } from './errors.js';
+import type { Scheduler, Timer } from './scheduler.js';
+
+/**
+ * One peer's socket, as the core sees it: bytes out with per-tick batching and
+ * backpressure, a close that always carries a code and a reason, and the bookkeeping
+ * the admin API shows. It knows nothing of any dialect's frames.
+ */
+
+export interface ConnectionObserver {
+  framesOut(dialect: string, n: number): void;
+  framesIn(dialect: string, n: number): void;
+  closed(dialect: string, code: number): void;
+}
+
+export interface ConnectionOptions {
+  id: string;
+  dialect: string;
+  remoteAddress: string;
+  scheduler: Scheduler;
+  /** Bytes that may wait unsent before the receiver is treated as a slow consumer. */
+  maxBufferedBytes: number;
+  observer?: ConnectionObserver;
+}
+
+/** What happens when the backlog passes maxBufferedBytes. Set by the dialect. */
+export type SlowConsumerHandler = (conn: Connection) => void;
+
+// Sockets corked in this tick, uncorked together on the next one.
+const corked = new Set<Connection>();
+let flushQueued = false;
+function flushCorked(): void {
+  flushQueued = false;
+  for (const c of corked) c._uncork();
+  corked.clear();
+}
+
+/** How long a closing socket may take to drain its close frame before it is destroyed. */
+export const CLOSE_DRAIN_MS = 5000;
+
+export class Connection {
+  readonly id: string;
+  readonly dialect: string;
+  readonly remoteAddress: string;
+  readonly connectedAt: number;
+  /** What the peer said it is, once it has identified (shown by the admin API). */
+  identity: string | undefined;
+  /** Last time anything arrived from the peer (frame or pong). */
+  lastSeen: number;
+  framesIn = 0;
+  framesOut = 0;
+  onSlowConsumer: SlowConsumerHandler;
+
+  readonly #ws: WebSocket;
+  readonly #scheduler: Scheduler;
+  readonly #maxBuffered: number;
+  readonly #observer: ConnectionObserver | undefined;
+  #corked = false;
+  #slow = false;
+  #closing = false;
+  #closed = false;
+  #drainTimer: Timer | undefined;
+  #closeListeners: Array<(code: number, reason: string) => void> = [];
+
+  constructor(ws: WebSocket, opts: ConnectionOptions) {
+    this.#ws = ws;
+    this.id = opts.id;
+    this.dialect = opts.dialect;
+    this.remoteAddress = opts.remoteAddress;
+    this.#scheduler = opts.scheduler;
+    this.#maxBuffered = opts.maxBufferedBytes;
+    this.#observer = opts.observer;
+    this.connectedAt = opts.scheduler.now();
+    this.lastSeen = this.connectedAt;
+    this.identity = undefined;
+    this.onSlowConsumer = (c) => c.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
+  }
+
+  /** True once close() was called or the socket went away. Nothing more is sent. */
+  get closing(): boolean {
+    return this.#closing || this.#closed;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** True once the receiver was found too slow. */
+  get slow(): boolean {
+    return this.#slow;
+  }
+
+  /** Bytes queued for this peer and not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  /** The underlying socket, for the transport layer (pings and raw tests). */
+  get socket(): WebSocket {
+    return this.#ws;
+  }
+
+  /**
+   * Queues a text frame. Frames sent in one tick go out in one write. Returns false
+   * when the frame was dropped: the connection is closing, or it has just been found
+   * to be a slow consumer (then `onSlowConsumer` runs once).
+   */
+  send(data: Buffer | string): boolean {
+    if (this.#closing || this.#closed) return false;
+    const len = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    if (this.#ws.bufferedAmount + len > this.#maxBuffered) {
+      this.#markSlow();
+      return false;
+    }
+    this.#write(data);
+    return true;
+  }
+
+  /** Sends regardless of backpressure (for a final goodbye frame behind the backlog). */
+  sendFinal(data: Buffer | string): void {
+    if (this.#closed || this.#ws.readyState !== 1) return;
+    this.#write(data);
+  }
+
+  #write(data: Buffer | string): void {
+    if (!this.#corked) {
+      const sock = (this.#ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+      if (sock) {
+        sock.cork();
+        this.#corked = true;
+        corked.add(this);
+        if (!flushQueued) {
+          flushQueued = true;
+          process.nextTick(flushCorked);
+        }
+      }
+    }
+    this.#ws.send(data, { binary: false, compress: false });
+    this.framesOut++;
+    this.#observer?.framesOut(this.dialect, 1);
+  }
+
+  /** @internal */
+  _uncork(): void {
+    if (!this.#corked) return;
+    this.#corked = false;
+    (this.#ws as unknown as { _socket?: { uncork(): void } })._socket?.uncork();
+  }
+
+  #markSlow(): void {
+    if (this.#slow) return;
+    this.#slow = true;
+    this.onSlowConsumer(this);
+  }
+
+  /** Marks the connection slow without a write (used by routers that check first). */
+  markSlow(): void {
+    this.#markSlow();
+  }
+
+  /** Records inbound activity. */
+  touch(): void {
+    this.lastSeen = this.#scheduler.now();
+    this.framesIn++;
+    this.#observer?.framesIn(this.dialect, 1);
+  }
+
+  /** Records a pong (activity, but not a frame). */
+  touchPong(): void {
+    this.lastSeen = this.#scheduler.now();
+  }
+
+  ping(): void {
+    if (this.#closing || this.#closed) return;
+    try {
+      this.#ws.ping();
+    } catch {
+      // The socket is already going away; the close event will follow.
+    }
+  }
+
+  /**
+   * Starts a close handshake with a code and a reason. The close frame goes behind
+   * anything already queued; if it has not drained within CLOSE_DRAIN_MS, the socket
+   * is destroyed.
+   */
+  close(code: number, reason: string): void {
+    if (this.#closing || this.#closed) return;
+    this.#closing = true;
+    this._uncork();
+    try {
+      this.#ws.close(code, truncateReason(reason));
+    } catch {
+      this.#ws.terminate();
+      return;
+    }
+    this.#drainTimer = this.#scheduler.after(CLOSE_DRAIN_MS, () => {
+      if (!this.#closed) this.#ws.terminate();
+    });
+  }
+
+  /** Drops the socket at once, without a close frame. */
+  terminate(): void {
+    this.#closing = true;
+    this.#ws.terminate();
+  }
+
+  onClose(listener: (code: number, reason: string) => void): void {
+    this.#closeListeners.push(listener);
+  }
+
+  /** @internal Called by the transport when the socket has closed. */
+  _closed(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closing = true;
+    this.#drainTimer?.cancel();
+    corked.delete(this);
+    this.#observer?.closed(this.dialect, code);
+    const listeners = this.#closeListeners;
+    this.#closeListeners = [];
+    for (const l of listeners) l(code, reason);
+  }
+}
+
+/** A close reason must fit in 123 bytes. */
+export function truncateReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= 123) return reason;
+  let r = reason;
+  while (Buffer.byteLength(r) > 120) r = r.slice(0, -1);
+  return `${r}...`;
+}

@@ -1,0 +1,83 @@
+/**
+ * The one catalogue of Muster's errors and of the WebSocket close codes that the core
+ * itself uses. Dialects declare their own close codes as a `CloseCodeTable`; the
+ * docs list them all. Every error has a stable `code`, a `name`, and says whether the
+ * caller may retry.
+ */
+
+export interface ErrorSpec {
+  readonly code: string;
+  readonly message: string;
+  readonly retryable: boolean;
+}
+
+export const Errors = {
+  REQUEST_TIMEOUT: { code: 'MUSTER_REQUEST_TIMEOUT', message: 'The peer did not answer in time', retryable: true },
+  SESSION_LOST: { code: 'MUSTER_SESSION_LOST', message: 'The session ended before the request was answered', retryable: true },
+  CONNECTION_CLOSED: { code: 'MUSTER_CONNECTION_CLOSED', message: 'The connection is closed', retryable: true },
+  SLOW_CONSUMER: { code: 'MUSTER_SLOW_CONSUMER', message: 'The receiver is not reading fast enough', retryable: true },
+  DUPLICATE_REQUEST: { code: 'MUSTER_DUPLICATE_REQUEST', message: 'A request with this id is already pending', retryable: false },
+  CONFIG_INVALID: { code: 'MUSTER_CONFIG_INVALID', message: 'The configuration is invalid', retryable: false },
+  STORE_UNAVAILABLE: { code: 'MUSTER_STORE_UNAVAILABLE', message: 'The store cannot be reached', retryable: true },
+  SHUTTING_DOWN: { code: 'MUSTER_SHUTTING_DOWN', message: 'The server is shutting down', retryable: true },
+  NOT_FOUND: { code: 'MUSTER_NOT_FOUND', message: 'No such resource', retryable: false },
+  UNAUTHORIZED: { code: 'MUSTER_UNAUTHORIZED', message: 'Missing or wrong credentials', retryable: false },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorName = keyof typeof Errors;
+
+export class MusterError extends Error {
+  readonly code: string;
+  readonly retryable: boolean;
+  override readonly name: ErrorName;
+
+  constructor(name: ErrorName, detail?: string, options?: { cause?: unknown }) {
+    const spec = Errors[name];
+    super(detail ? `${spec.message}: ${detail}` : spec.message, options);
+    this.name = name;
+    this.code = spec.code;
+    this.retryable = spec.retryable;
+  }
+}
+
+export function isMusterError(err: unknown, name?: ErrorName): err is MusterError {
+  return err instanceof MusterError && (name === undefined || err.name === name);
+}
+
+/** RFC 6455 codes that the core sends itself. */
+export const CloseCode = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  UNSUPPORTED_DATA: 1003,
+  INVALID_PAYLOAD: 1007,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+  TRY_AGAIN_LATER: 1013,
+} as const;
+
+export interface CloseCodeSpec {
+  /** A short stable name, used in logs and metrics. */
+  readonly name: string;
+  readonly description: string;
+  /** May the client reconnect and expect it to work? */
+  readonly retryable: boolean;
+}
+
+export type CloseCodeTable = Readonly<Record<number, CloseCodeSpec>>;
+
+/** Closes any dialect may see, because the core or the socket layer sends them. */
+export const coreCloseCodes: CloseCodeTable = {
+  1000: { name: 'NORMAL', description: 'Clean goodbye', retryable: true },
+  1001: { name: 'GOING_AWAY', description: 'The server is shutting down', retryable: true },
+  1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (sent by the socket layer)', retryable: false },
+  1008: { name: 'POLICY_VIOLATION', description: 'Kicked by an operator through the admin API', retryable: true },
+  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
+  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling the frame', retryable: true },
+};
+
+/** Is this a code a server may put in a close frame (RFC 6455 §7.4)? */
+export function isSendableCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}

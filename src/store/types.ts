@@ -1,0 +1,35 @@
+/**
+ * What must survive a restart: shard assignments and the fleet's halt state,
+ * Clusterio slaves and instances, the identify budget. Values are JSON. Keys live in
+ * namespaces ("sharding", "clusterio:slaves", ...). Liveness state stays in memory.
+ *
+ * Every implementation passes the same contract suite (test/unit/store.contract.ts).
+ */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
+
+export interface SetOptions {
+  /** Expire the key this many milliseconds after the write. */
+  ttlMs?: number;
+}
+
+export interface Store {
+  readonly kind: string;
+  get<T extends JsonValue = JsonValue>(ns: string, key: string): Promise<T | undefined>;
+  set(ns: string, key: string, value: JsonValue, opts?: SetOptions): Promise<void>;
+  /** Returns whether the key existed. */
+  delete(ns: string, key: string): Promise<boolean>;
+  /** Every live key and value in a namespace, sorted by key. */
+  list<T extends JsonValue = JsonValue>(ns: string): Promise<Array<[string, T]>>;
+  /** Atomically adds `delta` to a numeric value (missing counts as 0) and returns the result. */
+  incr(ns: string, key: string, delta?: number, opts?: SetOptions): Promise<number>;
+  /**
+   * Atomically writes `value` only if the current value equals `expected`
+   * (`undefined` meaning absent). Returns whether it wrote.
+   */
+  compareAndSet(ns: string, key: string, expected: JsonValue | undefined, value: JsonValue, opts?: SetOptions): Promise<boolean>;
+  /** Resolves once the backing store answers (readiness). */
+  ping(): Promise<void>;
+  /** Makes every acknowledged write durable. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
