@@ -6,6 +6,5 @@ export default defineConfig({
     testTimeout: 20000,
     hookTimeout: 30000,
     pool: 'forks',
-    globalSetup: ['test/global-setup.ts'],
   },
 });

@@ -229,5 +229,7 @@ export function truncateReason(reason: string): string {
   if (Buffer.byteLength(reason) <= 123) return reason;
   let r = reason;
   while (Buffer.byteLength(r) > 120) r = r.slice(0, -1);
+  // Never leave half of a surrogate pair behind (it would go out as U+FFFD).
+  if (/[\uD800-\uDBFF]$/.test(r)) r = r.slice(0, -1);
   return `${r}...`;
 }

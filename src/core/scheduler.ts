@@ -29,7 +29,6 @@ export class Scheduler {
   #seq = 0;
   #armedAt = Infinity;
   #cancelWake: Cancel | undefined;
-  #live = 0;
   #onError: (err: unknown) => void;
 
   constructor(clock: Clock, onError: (err: unknown) => void = (err) => queueMicrotask(() => { throw err; })) {
@@ -71,7 +70,6 @@ export class Scheduler {
   #push(at: number, fn: () => void, period: number): Entry {
     const e = new Entry(at, this.#seq++, fn, period);
     this.#insert(e);
-    this.#live++;
     this.#arm();
     return e;
   }

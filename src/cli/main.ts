@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError } from 'commander';
+import pino, { type Logger } from 'pino';
+import pretty from 'pino-pretty';
+import { ConfigError, loadConfig } from '../config/load.js';
+import { resolveSecrets } from '../config/secrets.js';
+import type { MusterConfig } from '../config/schema.js';
+import { startMuster } from '../server.js';
+import { VERSION } from '../version.js';
+import { renderStatus } from './status.js';
+
+function makeLogger(level: string): Logger {
+  // Pretty on a terminal, JSON lines otherwise (for log shippers).
+  if (process.stdout.isTTY) return pino({ level }, pretty({ colorize: true, sync: true }));
+  return pino({ level });
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number 0-65535');
+  return n;
+}
+
+interface StartFlags {
+  config?: string;
+  host?: string;
+  port?: number;
+  dataDir?: string;
+}
+
+function load(flags: StartFlags): MusterConfig {
+  const overrides: Record<string, unknown> = {};
+  if (flags.host !== undefined || flags.port !== undefined) {
+    overrides.listen = {
+      ...(flags.host !== undefined ? { host: flags.host } : {}),
+      ...(flags.port !== undefined ? { port: flags.port } : {}),
+    };
+  }
+  if (flags.dataDir !== undefined) overrides.dataDir = flags.dataDir;
+  return loadConfig({ ...(flags.config !== undefined ? { file: flags.config } : {}), env: process.env, overrides });
+}
+
+async function start(flags: StartFlags): Promise<void> {
+  let resolved;
+  try {
+    const config = load(flags);
+    resolved = resolveSecrets(config, { dataDir: config.dataDir });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`muster: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = makeLogger(resolved.config.log.level);
+  const muster = await startMuster({ config: resolved.config, logger });
+  const base = muster.url();
+  const ws = base.replace(/^http/, 'ws');
+  const lines = [
+    `Muster ${VERSION} listening on ${base}`,
+    `  health   ${base}/healthz    metrics ${base}/metrics    admin API ${base}/api/v1`,
+    ...muster.dialects.map((d) => `  ${d.name.padEnd(9)}${ws}${d.path}`),
+    `  store    ${resolved.config.store.kind} (${resolved.config.dataDir})`,
+  ];
+  if (resolved.generated.length > 0) {
+    lines.push('', 'Generated secrets (stored with mode 0600 in the data directory; shown only this once):');
+    for (const g of resolved.generated) lines.push(`  ${g.key}: ${g.value}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    const hard = setTimeout(() => {
+      logger.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, resolved.config.shutdownTimeout + 5000);
+    hard.unref();
+    muster.stop().then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    try {
+      const next = resolveSecrets(load(flags), { dataDir: resolved.config.dataDir }).config;
+      muster.reloadSecrets(next);
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'SIGHUP: config not reloaded; keeping the old secrets');
+    }
+  });
+}
+
+async function status(flags: { url: string; token?: string }): Promise<void> {
+  const token = flags.token ?? process.env.MUSTER_ADMIN_TOKEN;
+  if (!token) {
+    process.stderr.write('muster status: give --token or set MUSTER_ADMIN_TOKEN\n');
+    process.exit(2);
+  }
+  let res: Response;
+  try {
+    res = await fetch(`${flags.url.replace(/\/$/, '')}/api/v1/status`, { headers: { authorization: `Bearer ${token}` } });
+  } catch (err) {
+    process.stderr.write(`muster status: cannot reach ${flags.url}: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  if (res.status === 401) {
+    process.stderr.write('muster status: the admin token was refused (401)\n');
+    process.exit(1);
+  }
+  if (!res.ok) {
+    process.stderr.write(`muster status: ${res.status} ${await res.text()}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(renderStatus((await res.json()) as Record<string, unknown>));
+}
+
+const program = new Command();
+program.name('muster').description('A master server for fleets of WebSocket-connected workers').version(VERSION);
+program
+  .command('start')
+  .description('run the server')
+  .option('-c, --config <file>', 'YAML or JSON config file')
+  .option('--host <host>', 'address to listen on')
+  .option('-p, --port <port>', 'port to listen on', port)
+  .option('--data-dir <dir>', 'where the store and generated secrets live')
+  .action((flags: StartFlags) => start(flags));
+program
+  .command('status')
+  .description('print a summary read from the admin API')
+  .option('--url <url>', 'the server', process.env.MUSTER_URL ?? 'http://127.0.0.1:7373')
+  .option('--token <token>', 'admin token (default: $MUSTER_ADMIN_TOKEN)')
+  .action((flags: { url: string; token?: string }) => status(flags));
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`muster: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,86 @@
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Broker } from '../cluster/broker.js';
+import type { Store } from '../store/types.js';
+import type { Connection } from './connection.js';
+import type { CloseCodeTable } from './errors.js';
+import type { Scheduler } from './scheduler.js';
+
+/**
+ * The seam between the core and a wire dialect. A dialect declares its path, its
+ * close codes and its limits; it may refuse an upgrade with an HTTP status; for each
+ * accepted socket it returns a handler that turns frames into its own typed messages.
+ * The core never parses a dialect's frames and never names a dialect.
+ */
+
+export interface DialectContext {
+  readonly scheduler: Scheduler;
+  readonly store: Store;
+  readonly broker: Broker;
+  readonly logger: Logger;
+  readonly registry: Registry;
+}
+
+export type UpgradeVerdict =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly status: number; readonly message: string };
+
+export interface ConnectionHandler {
+  /** A frame arrived (already counted and timestamped by the core). */
+  onMessage(data: Buffer, isBinary: boolean): void;
+  /** A pong arrived. */
+  onPong?(): void;
+  /** The socket has closed, whoever closed it. Release everything here. */
+  onClose(code: number, reason: string): void;
+}
+
+export interface HttpRequest {
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: Readonly<Record<string, string | undefined>>;
+  readonly body: unknown;
+  readonly ip: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+export interface HttpReply {
+  readonly status?: number;
+  readonly body?: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface HttpRoute {
+  readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Fastify-style path, e.g. `/api/v1/bus/services` or `/v2/servers/:id/join`. */
+  readonly url: string;
+  /** `admin` routes need the admin bearer token; `public` ones are rate limited per IP. */
+  readonly access: 'admin' | 'public';
+  readonly summary: string;
+  /** JSON schema of the response body, for the OpenAPI document. */
+  readonly response?: unknown;
+  readonly handler: (req: HttpRequest) => HttpReply | Promise<HttpReply>;
+}
+
+export interface Dialect {
+  readonly name: string;
+  readonly path: string;
+  readonly closeCodes: CloseCodeTable;
+  /** Unsent bytes per connection before it is a slow consumer. */
+  readonly maxBufferedBytes: number;
+  /** Checked before the WebSocket handshake completes; refusing answers with an HTTP status. */
+  authorizeUpgrade?(req: IncomingMessage): UpgradeVerdict;
+  /** Takes an accepted connection. */
+  accept(conn: Connection, req: IncomingMessage): ConnectionHandler;
+  /** HTTP routes the dialect adds (admin ones under /api/v1). */
+  routes?(): HttpRoute[];
+  /** Closes a connection on an operator's request. Default: close 1008 "kicked". */
+  kick?(conn: Connection): void;
+  /** The goodbye at shutdown. Default: close 1001. */
+  goodbye?(conn: Connection): void;
+  /** A short summary for `muster status` and the admin API. */
+  summary?(): Record<string, unknown>;
+  /** Secrets changed (SIGHUP). Existing connections stay. */
+  reloadSecrets?(secrets: Record<string, unknown>): void;
+  /** Stops timers and releases state after every connection has closed. */
+  stop?(): Promise<void> | void;
+}

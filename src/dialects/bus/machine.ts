@@ -1,0 +1,112 @@
+import {
+  decode,
+  DisconnectReason,
+  encode,
+  Op,
+  type BusMessage,
+  type IdentifyData,
+} from '../../protocols/bus/messages.js';
+
+/**
+ * One bus connection's protocol state, as a pure function:
+ * (state, event) → (state, effects). The runtime feeds it frames and deadlines and
+ * carries out the effects; nothing here touches a socket or a clock.
+ */
+
+export type Phase = 'awaiting' | 'identified' | 'closed';
+
+export interface ConnState {
+  readonly phase: Phase;
+}
+
+export interface MachineConfig {
+  readonly token: string;
+  readonly maxMessageBytes: number;
+  readonly heartbeatInterval: number;
+  /** Compares secrets in constant time. */
+  readonly secretEquals: (a: string, b: string) => boolean;
+}
+
+export type BusEvent =
+  | { readonly type: 'frame'; readonly data: Buffer; readonly binary: boolean; readonly headerToken?: string | undefined }
+  | { readonly type: 'identify-deadline' }
+  | { readonly type: 'heartbeat-tick'; readonly now: number; readonly lastSeen: number };
+
+export type Effect =
+  | { readonly type: 'send'; readonly frame: string }
+  | { readonly type: 'disconnect'; readonly reason: DisconnectReason; readonly detail?: string }
+  | { readonly type: 'register'; readonly data: IdentifyData }
+  | { readonly type: 'route'; readonly msg: Extract<BusMessage, { op: 0 }> }
+  | { readonly type: 'reply'; readonly msg: Extract<BusMessage, { op: 5 }> }
+  | { readonly type: 'goodbye' };
+
+export interface Step {
+  readonly state: ConnState;
+  readonly effects: readonly Effect[];
+}
+
+export const initialState: ConnState = { phase: 'awaiting' };
+
+const closed: ConnState = { phase: 'closed' };
+const identified: ConnState = { phase: 'identified' };
+
+function disconnect(reason: DisconnectReason, detail?: string): Step {
+  return { state: closed, effects: [detail === undefined ? { type: 'disconnect', reason } : { type: 'disconnect', reason, detail }] };
+}
+
+function stay(state: ConnState, ...effects: Effect[]): Step {
+  return { state, effects };
+}
+
+export function step(state: ConnState, event: BusEvent, cfg: MachineConfig): Step {
+  if (state.phase === 'closed') return stay(state);
+  switch (event.type) {
+    case 'identify-deadline':
+      return state.phase === 'awaiting' ? disconnect(DisconnectReason.IDENTIFY_TIMEOUT) : stay(state);
+    case 'heartbeat-tick':
+      if (state.phase !== 'identified') return stay(state);
+      if (event.now - event.lastSeen >= 2 * cfg.heartbeatInterval) return disconnect(DisconnectReason.PING_TIMEOUT);
+      return stay(state, { type: 'send', frame: encode.ping() });
+    case 'frame':
+      return onFrame(state, event, cfg);
+  }
+}
+
+function onFrame(state: ConnState, event: Extract<BusEvent, { type: 'frame' }>, cfg: MachineConfig): Step {
+  if (event.data.length > cfg.maxMessageBytes) {
+    return disconnect(DisconnectReason.MESSAGE_TOO_BIG, `a frame may be at most ${cfg.maxMessageBytes} bytes`);
+  }
+  if (event.binary) return disconnect(DisconnectReason.BAD_MESSAGE, 'binary frames are not accepted; send JSON text');
+  const res = decode(event.data.toString('utf8'));
+  if (!res.ok) return disconnect(DisconnectReason.BAD_MESSAGE, res.detail);
+  const msg = res.msg;
+
+  if (state.phase === 'awaiting') {
+    switch (msg.op) {
+      case Op.IDENTIFY: {
+        const given = msg.data.token ?? event.headerToken;
+        if (given === undefined || !cfg.secretEquals(given, cfg.token)) return disconnect(DisconnectReason.IDENTIFY_FAILED);
+        return { state: identified, effects: [{ type: 'register', data: msg.data }] };
+      }
+      case Op.PING:
+        return stay(state, { type: 'send', frame: encode.pong() });
+      default:
+        return disconnect(DisconnectReason.NOT_IDENTIFIED);
+    }
+  }
+
+  switch (msg.op) {
+    case Op.EVENT:
+      return stay(state, { type: 'route', msg });
+    case Op.REPLY:
+      return stay(state, { type: 'reply', msg });
+    case Op.PING:
+      return stay(state, { type: 'send', frame: encode.pong() });
+    case Op.PONG:
+      return stay(state);
+    case Op.DISCONNECT:
+      return { state: closed, effects: [{ type: 'goodbye' }] };
+    case Op.IDENTIFY:
+      return disconnect(DisconnectReason.ALREADY_IDENTIFIED, 'this connection has already identified');
+  }
+}

@@ -1,0 +1,176 @@
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Dialect, HttpRequest, HttpRoute } from '../core/dialect.js';
+import type { CoreMetrics } from '../core/metrics.js';
+import type { Scheduler } from '../core/scheduler.js';
+import type { Store } from '../store/types.js';
+import type { Transport } from '../transport/upgrade.js';
+import { buildOpenApi } from './openapi.js';
+
+/**
+ * The HTTP side of the one listener: health, readiness, metrics, and the admin API
+ * under /api/v1 behind `Authorization: Bearer <admin token>`. Dialects add routes as
+ * plain descriptions (HttpRoute); this module mounts them and documents them.
+ */
+export interface HttpAppOptions {
+  logger: Logger;
+  metrics: CoreMetrics;
+  store: Store;
+  scheduler: Scheduler;
+  dialects: Dialect[];
+  version: string;
+  /** Returns the current admin token (it can change on SIGHUP). */
+  adminToken: () => string;
+  secretEquals: (a: string, b: string) => boolean;
+  transport: () => Transport | undefined;
+  https?: { cert: Buffer; key: Buffer } | undefined;
+}
+
+export const ADMIN_PREFIX = '/api/v1';
+
+export function coreRoutes(opts: HttpAppOptions): HttpRoute[] {
+  const connectionSchema = {
+    type: 'object',
+    properties: {
+      id: { type: 'string' },
+      dialect: { type: 'string' },
+      remoteAddress: { type: 'string' },
+      connectedAt: { type: 'string', format: 'date-time' },
+      identity: { type: ['string', 'null'] },
+    },
+  };
+  return [
+    {
+      method: 'GET',
+      url: `${ADMIN_PREFIX}/connections`,
+      access: 'admin',
+      summary: 'Every open WebSocket connection',
+      response: { type: 'array', items: connectionSchema },
+      handler: () => ({
+        body: (opts.transport()?.connections() ?? []).map((c) => ({
+          id: c.id,
+          dialect: c.dialect,
+          remoteAddress: c.remoteAddress,
+          connectedAt: new Date(c.connectedAt).toISOString(),
+          identity: c.identity ?? null,
+        })),
+      }),
+    },
+    {
+      method: 'DELETE',
+      url: `${ADMIN_PREFIX}/connections/:id`,
+      access: 'admin',
+      summary: "Kick a connection (it gets its dialect's goodbye)",
+      response: { type: 'object', properties: { kicked: { type: 'string' } } },
+      handler: (req) => {
+        const id = req.params.id ?? '';
+        return opts.transport()?.kick(id)
+          ? { status: 200, body: { kicked: id } }
+          : { status: 404, body: { error: 'NOT_FOUND', message: `no connection ${id}` } };
+      },
+    },
+    {
+      method: 'GET',
+      url: `${ADMIN_PREFIX}/status`,
+      access: 'admin',
+      summary: 'A one-screen summary: connections per dialect and what each dialect holds',
+      response: { type: 'object' },
+      handler: () => ({
+        body: {
+          version: opts.version,
+          uptimeSeconds: Math.round(process.uptime()),
+          store: opts.store.kind,
+          connections: opts.transport()?.countByDialect() ?? {},
+          dialects: Object.fromEntries(opts.dialects.map((d) => [d.name, { path: d.path, ...(d.summary?.() ?? {}) }])),
+        },
+      }),
+    },
+  ];
+}
+
+export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.logger.child({ component: 'http' }),
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: false,
+    bodyLimit: 1 << 20,
+    ...(opts.https ? { https: opts.https } : {}),
+  }) as unknown as FastifyInstance;
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    opts.metrics.httpDuration.observe({ method: req.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    try {
+      await opts.store.ping();
+      return { status: 'ready' };
+    } catch (err) {
+      return reply.code(503).send({ status: 'unavailable', error: (err as Error).message });
+    }
+  });
+  app.get('/metrics', async (_req, reply) => {
+    const body = await opts.metrics.registry.metrics();
+    return reply.type(opts.metrics.registry.contentType).send(body);
+  });
+  app.get('/', async () => ({
+    name: 'muster',
+    version: opts.version,
+    health: '/healthz',
+    metrics: '/metrics',
+    admin: ADMIN_PREFIX,
+    websockets: Object.fromEntries(opts.dialects.map((d) => [d.name, d.path])),
+  }));
+
+  const routes = [...coreRoutes(opts), ...opts.dialects.flatMap((d) => d.routes?.() ?? [])];
+  const openapi = buildOpenApi(routes, opts.version);
+  routes.push({
+    method: 'GET',
+    url: `${ADMIN_PREFIX}/openapi.json`,
+    access: 'admin',
+    summary: 'This document',
+    handler: () => ({ body: openapi }),
+  });
+
+  const adminAuth = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const h = req.headers.authorization;
+    const token = h?.startsWith('Bearer ') ? h.slice(7) : undefined;
+    if (token === undefined || !opts.secretEquals(token, opts.adminToken())) {
+      await reply
+        .code(401)
+        .header('www-authenticate', 'Bearer realm="muster"')
+        .send({ error: 'UNAUTHORIZED', message: 'Send Authorization: Bearer <admin token>' });
+    }
+  };
+
+  for (const r of routes) {
+    app.route({
+      method: r.method,
+      url: r.url,
+      ...(r.access === 'admin' ? { preHandler: adminAuth } : {}),
+      handler: async (req, reply) => {
+        const out = await r.handler(toHttpRequest(req));
+        if (out.headers) reply.headers(out.headers);
+        reply.code(out.status ?? 200);
+        return out.body === undefined ? reply.send() : reply.send(out.body);
+      },
+    });
+  }
+  // Anything else under the admin prefix still needs the token first (no route discovery).
+  app.all(`${ADMIN_PREFIX}/*`, { preHandler: adminAuth }, async (req, reply) =>
+    reply.code(404).send({ error: 'NOT_FOUND', message: `no route ${req.method} ${req.url}` }),
+  );
+  return app;
+}
+
+function toHttpRequest(req: FastifyRequest): HttpRequest {
+  return {
+    params: (req.params ?? {}) as Record<string, string>,
+    query: (req.query ?? {}) as Record<string, string | undefined>,
+    body: req.body,
+    ip: req.ip,
+    headers: req.headers,
+  };
+}

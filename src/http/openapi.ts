@@ -1,0 +1,31 @@
+import type { HttpRoute } from '../core/dialect.js';
+
+/** An OpenAPI 3.1 document generated from the mounted routes. */
+export function buildOpenApi(routes: readonly HttpRoute[], version: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const path = r.url.replace(/:([A-Za-z_]+)/g, '{$1}');
+    const params = [...r.url.matchAll(/:([A-Za-z_]+)/g)].map((m) => ({
+      name: m[1],
+      in: 'path',
+      required: true,
+      schema: { type: 'string' },
+    }));
+    const op: Record<string, unknown> = {
+      summary: r.summary,
+      responses: {
+        '200': { description: 'OK', content: { 'application/json': { schema: r.response ?? {} } } },
+        ...(r.access === 'admin' ? { '401': { description: 'Missing or wrong admin token' } } : { '429': { description: 'Rate limited' } }),
+      },
+    };
+    if (params.length > 0) op.parameters = params;
+    if (r.access === 'admin') op.security = [{ bearer: [] }];
+    (paths[path] ??= {})[r.method.toLowerCase()] = op;
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Muster admin API', version },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    paths,
+  };
+}

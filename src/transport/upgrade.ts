@@ -1,0 +1,213 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { Connection } from '../core/connection.js';
+import type { ConnectionHandler, Dialect } from '../core/dialect.js';
+import { CloseCode } from '../core/errors.js';
+import type { CoreMetrics } from '../core/metrics.js';
+import type { Scheduler, Timer } from '../core/scheduler.js';
+
+/**
+ * The WebSocket side of the one listener: upgrades are routed by path to the dialect
+ * mounted there, after the listener-wide limits (connections, handshakes per IP per
+ * minute) and the dialect's own authorization.
+ */
+export interface TransportLimits {
+  maxPayload: number;
+  maxConnections: number;
+  handshakesPerIpPerMinute: number;
+}
+
+export interface TransportOptions {
+  server: Server;
+  dialects: Dialect[];
+  limits: TransportLimits;
+  scheduler: Scheduler;
+  metrics: CoreMetrics;
+  logger: Logger;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+};
+
+export class Transport {
+  readonly #opts: TransportOptions;
+  readonly #wss: WebSocketServer;
+  readonly #byPath = new Map<string, Dialect>();
+  readonly #conns = new Map<string, { conn: Connection; dialect: Dialect; handler: ConnectionHandler | undefined }>();
+  readonly #handshakes = new Map<string, { windowStart: number; count: number }>();
+  readonly #sweep: Timer;
+  #accepting = true;
+  #upgrading = 0;
+
+  constructor(opts: TransportOptions) {
+    this.#opts = opts;
+    for (const d of opts.dialects) this.#byPath.set(d.path, d);
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: opts.limits.maxPayload,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    opts.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
+    this.#sweep = opts.scheduler.every(60_000, () => this.#sweepHandshakes());
+  }
+
+  get size(): number {
+    return this.#conns.size;
+  }
+
+  connections(): Connection[] {
+    return [...this.#conns.values()].map((e) => e.conn);
+  }
+
+  get(id: string): { conn: Connection; dialect: Dialect } | undefined {
+    return this.#conns.get(id);
+  }
+
+  countByDialect(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const d of this.#opts.dialects) out[d.name] = 0;
+    for (const { dialect } of this.#conns.values()) out[dialect.name] = (out[dialect.name] ?? 0) + 1;
+    return out;
+  }
+
+  /** Closes a connection on an operator's request. */
+  kick(id: string): boolean {
+    const e = this.#conns.get(id);
+    if (!e) return false;
+    if (e.dialect.kick) e.dialect.kick(e.conn);
+    else e.conn.close(CloseCode.POLICY_VIOLATION, 'kicked by an operator');
+    return true;
+  }
+
+  /** Stops accepting, says goodbye to every peer, and waits (up to `timeoutMs`) for the sockets to close. */
+  async shutdown(timeoutMs: number): Promise<void> {
+    this.#accepting = false;
+    this.#sweep.cancel();
+    for (const { conn, dialect } of this.#conns.values()) {
+      if (dialect.goodbye) dialect.goodbye(conn);
+      else conn.close(CloseCode.GOING_AWAY, 'server shutting down');
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (this.#conns.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const { conn } of this.#conns.values()) conn.terminate();
+    while (this.#conns.size > 0 && Date.now() < deadline + 1000) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    this.#wss.close();
+  }
+
+  #refuse(socket: Duplex, status: number, message: string, reason: string): void {
+    this.#opts.metrics.upgradesRefused.inc({ reason });
+    const body = `${message}\n`;
+    if (socket.writable) {
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n` +
+          'Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\n' +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    }
+    socket.destroy();
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const dialect = this.#byPath.get(path);
+    if (!dialect) return this.#refuse(socket, 404, `No WebSocket endpoint at ${path}`, 'not_found');
+    if (!this.#accepting) return this.#refuse(socket, 503, 'Server is shutting down', 'shutting_down');
+    if (this.#conns.size + this.#upgrading >= this.#opts.limits.maxConnections) {
+      return this.#refuse(socket, 503, 'Too many connections', 'max_connections');
+    }
+    const ip = req.socket.remoteAddress ?? 'unknown';
+    if (!this.#allowHandshake(ip)) return this.#refuse(socket, 429, 'Too many handshakes from this address', 'rate_limited');
+    if (dialect.authorizeUpgrade) {
+      const verdict = dialect.authorizeUpgrade(req);
+      if (!verdict.ok) return this.#refuse(socket, verdict.status, verdict.message, 'unauthorized');
+    }
+    this.#upgrading++;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      this.#upgrading--;
+      this.#open(ws, req, dialect, ip);
+    });
+  }
+
+  #allowHandshake(ip: string): boolean {
+    const now = this.#opts.scheduler.now();
+    let e = this.#handshakes.get(ip);
+    if (!e || now - e.windowStart >= 60_000) {
+      e = { windowStart: now, count: 0 };
+      this.#handshakes.set(ip, e);
+    }
+    e.count++;
+    return e.count <= this.#opts.limits.handshakesPerIpPerMinute;
+  }
+
+  #sweepHandshakes(): void {
+    const now = this.#opts.scheduler.now();
+    for (const [ip, e] of this.#handshakes) if (now - e.windowStart >= 60_000) this.#handshakes.delete(ip);
+  }
+
+  #open(ws: WebSocket, req: IncomingMessage, dialect: Dialect, ip: string): void {
+    const { scheduler, metrics, logger } = this.#opts;
+    const conn = new Connection(ws, {
+      id: randomUUID(),
+      dialect: dialect.name,
+      remoteAddress: ip,
+      scheduler,
+      maxBufferedBytes: dialect.maxBufferedBytes,
+      observer: metrics,
+    });
+    const entry: { conn: Connection; dialect: Dialect; handler: ConnectionHandler | undefined } = { conn, dialect, handler: undefined };
+    this.#conns.set(conn.id, entry);
+    metrics.connections.inc({ dialect: dialect.name });
+
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (conn.closing) return;
+      conn.touch();
+      try {
+        entry.handler?.onMessage(data, isBinary);
+      } catch (err) {
+        logger.error({ err, conn: conn.id, dialect: dialect.name }, 'handler failed on a frame');
+        conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
+      }
+    });
+    ws.on('pong', () => {
+      conn.touchPong();
+      entry.handler?.onPong?.();
+    });
+    ws.on('error', (err) => {
+      // ws closes the socket itself after a protocol error (1002, 1007 bad UTF-8, 1009 too big).
+      logger.debug({ err: err.message, conn: conn.id, dialect: dialect.name }, 'socket error');
+    });
+    ws.on('close', (code: number, reasonBuf: Buffer) => {
+      const reason = reasonBuf.toString();
+      this.#conns.delete(conn.id);
+      metrics.connections.dec({ dialect: dialect.name });
+      conn._closed(code, reason);
+      try {
+        entry.handler?.onClose(code, reason);
+      } catch (err) {
+        logger.error({ err, conn: conn.id, dialect: dialect.name }, 'handler failed on close');
+      }
+    });
+
+    try {
+      entry.handler = dialect.accept(conn, req);
+    } catch (err) {
+      logger.error({ err, dialect: dialect.name }, 'dialect failed to accept a connection');
+      conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
+    }
+  }
+}

@@ -1,0 +1,184 @@
+import pino from 'pino';
+import WebSocket from 'ws';
+import { ManualClock } from '../../src/core/clock.js';
+import { loadConfig } from '../../src/config/load.js';
+import { startMuster, type Muster } from '../../src/server.js';
+
+export const ADMIN_TOKEN = 'admin-secret-for-tests';
+export const BUS_TOKEN = 'bus-secret-for-tests';
+
+type Overrides = Record<string, unknown>;
+
+function merge(a: Overrides, b: Overrides): Overrides {
+  const out: Overrides = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur)
+        ? merge(cur as Overrides, v as Overrides)
+        : v;
+  }
+  return out;
+}
+
+export interface TestServer {
+  muster: Muster;
+  clock: ManualClock;
+  /** ws://host:port */
+  wsBase: string;
+  httpBase: string;
+  stop(): Promise<void>;
+}
+
+/** A real server on an ephemeral port, with an in-memory store and a manual clock. */
+export async function startTestServer(overrides: Overrides = {}): Promise<TestServer> {
+  const clock = new ManualClock();
+  const base: Overrides = {
+    listen: { host: '127.0.0.1', port: 0 },
+    store: { kind: 'memory' },
+    admin: { token: ADMIN_TOKEN },
+    log: { level: 'silent' },
+    shutdownTimeout: 2000,
+    dialects: {
+      bus: { token: BUS_TOKEN },
+      sharding: { enabled: false },
+      clusterio: { enabled: false },
+      discodo: { enabled: false },
+      gamelist: { enabled: false },
+    },
+  };
+  const config = loadConfig({ env: {}, overrides: merge(base, overrides) as never });
+  const muster = await startMuster({ config, clock, logger: pino({ level: 'silent' }), defaultMetrics: false });
+  const httpBase = muster.url();
+  return {
+    muster,
+    clock,
+    httpBase,
+    wsBase: httpBase.replace(/^http/, 'ws'),
+    stop: () => muster.stop(),
+  };
+}
+
+export interface Closed {
+  code: number;
+  reason: string;
+}
+
+/**
+ * A raw WebSocket peer that queues what it receives, so a test can await the next
+ * frame or the close. Waits are bounded by a real-time guard only to fail fast.
+ */
+export class RawPeer {
+  readonly ws: WebSocket;
+  readonly frames: string[] = [];
+  readonly closed: Promise<Closed>;
+  #waiters: Array<() => void> = [];
+  #closedValue: Closed | undefined;
+
+  constructor(url: string, opts: WebSocket.ClientOptions = {}) {
+    this.ws = new WebSocket(url, { ...opts, autoPong: opts.autoPong ?? true });
+    this.ws.on('message', (data: Buffer) => {
+      this.frames.push(data.toString('utf8'));
+      this.#wake();
+    });
+    this.ws.on('error', () => undefined);
+    this.closed = new Promise((resolve) => {
+      this.ws.on('close', (code, reason) => {
+        this.#closedValue = { code, reason: reason.toString() };
+        resolve(this.#closedValue);
+        this.#wake();
+      });
+    });
+  }
+
+  static async open(url: string, opts: WebSocket.ClientOptions = {}): Promise<RawPeer> {
+    const p = new RawPeer(url, opts);
+    await new Promise<void>((resolve, reject) => {
+      p.ws.once('open', () => resolve());
+      p.ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+      p.ws.once('error', reject);
+    });
+    return p;
+  }
+
+  #wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+
+  get isClosed(): boolean {
+    return this.#closedValue !== undefined;
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+  }
+
+  /** The next frame's text. */
+  async nextRaw(timeoutMs = 3000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.frames.length === 0) {
+      if (this.#closedValue) throw new Error(`closed (${this.#closedValue.code} ${this.#closedValue.reason}) while waiting for a frame`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('timed out waiting for a frame');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.frames.shift() as string;
+  }
+
+  async next<T = Record<string, unknown>>(timeoutMs?: number): Promise<T> {
+    return JSON.parse(await this.nextRaw(timeoutMs)) as T;
+  }
+
+  /** Waits for the close; fails if it does not come. */
+  async waitClose(timeoutMs = 3000): Promise<Closed> {
+    let t: NodeJS.Timeout | undefined;
+    const guard = new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error('timed out waiting for close')), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.closed, guard]);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  /** Resolves true if no frame arrives within `ms` (a short real wait, for negative checks). */
+  async quiet(ms = 50): Promise<boolean> {
+    await new Promise((r) => setTimeout(r, ms));
+    return this.frames.length === 0;
+  }
+
+  close(): void {
+    if (!this.isClosed) this.ws.close(1000);
+  }
+}
+
+/** A bus PING/PONG round trip: proves every frame sent before it was processed. */
+export async function roundTrip(peer: RawPeer): Promise<void> {
+  peer.send({ op: 3 });
+  const skipped: string[] = [];
+  for (;;) {
+    const raw = await peer.nextRaw();
+    if (raw === '{"op":4}') break;
+    skipped.push(raw);
+  }
+  // Frames that arrived before the PONG stay queued, in order, for the test to read.
+  peer.frames.unshift(...skipped);
+}
+
+/** Waits until `cond()` holds, polling on real time for at most `timeoutMs` (for server-side effects). */
+export async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
