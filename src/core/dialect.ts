@@ -56,6 +56,11 @@ export interface HttpRoute {
   /** `admin` routes need the admin bearer token; `public` ones are rate limited per IP. */
   readonly access: 'admin' | 'public';
   readonly summary: string;
+  /**
+   * Public routes only: a per-IP budget per minute. Routes that share a `bucket`
+   * share the budget. Past it the answer is 429.
+   */
+  readonly rateLimit?: { readonly bucket: string; readonly perMinute: () => number };
   /** JSON schema of the response body, for the OpenAPI document. */
   readonly response?: unknown;
   readonly handler: (req: HttpRequest) => HttpReply | Promise<HttpReply>;

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Scheduler, Timer } from './scheduler.js';
 
 /**
@@ -89,7 +90,6 @@ export class SessionManager<S, A = unknown> {
   readonly #byKey = new Map<string, Session<S, A>>();
   readonly #byId = new Map<string, Session<S, A>>();
   readonly #opts: SessionOptions<S, A>;
-  #counter = 0;
   resumeWindowMs: number;
   readonly maxBufferedBytes: number;
 
@@ -119,7 +119,7 @@ export class SessionManager<S, A = unknown> {
   create(key: string, state: S, to: A): Session<S, A> {
     const old = this.#byKey.get(key);
     if (old) this.end(old);
-    const id = this.#opts.newId ? this.#opts.newId() : `${Date.now().toString(36)}-${(++this.#counter).toString(36)}`;
+    const id = this.#opts.newId ? this.#opts.newId() : randomUUID();
     const s = new Session<S, A>(key, id, state);
     s.attached = to;
     this.#byKey.set(key, s);

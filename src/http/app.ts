@@ -145,11 +145,24 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     }
   };
 
+  const limiter = new IpRateLimiter(() => opts.scheduler.now());
   for (const r of routes) {
+    const rl = r.rateLimit;
+    const rateLimited = rl
+      ? async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+          const retryAfter = limiter.take(rl.bucket, req.ip, rl.perMinute());
+          if (retryAfter > 0) {
+            await reply
+              .code(429)
+              .header('retry-after', String(Math.ceil(retryAfter / 1000)))
+              .send({ error: 'RATE_LIMITED', message: 'Too many requests from this address; slow down' });
+          }
+        }
+      : undefined;
     app.route({
       method: r.method,
       url: r.url,
-      ...(r.access === 'admin' ? { preHandler: adminAuth } : {}),
+      ...(r.access === 'admin' ? { preHandler: adminAuth } : rateLimited ? { preHandler: rateLimited } : {}),
       handler: async (req, reply) => {
         const out = await r.handler(toHttpRequest(req));
         if (out.headers) reply.headers(out.headers);
@@ -173,4 +186,39 @@ function toHttpRequest(req: FastifyRequest): HttpRequest {
     ip: req.ip,
     headers: req.headers,
   };
+}
+
+/**
+ * A fixed one-minute window per (bucket, IP). Cheap and predictable; good enough to
+ * stop a scraper hammering the public list. Old windows are swept as they are met.
+ */
+export class IpRateLimiter {
+  readonly #windows = new Map<string, { start: number; count: number }>();
+  readonly #now: () => number;
+  #lastSweep = 0;
+
+  constructor(now: () => number) {
+    this.#now = now;
+  }
+
+  /** Counts one request; returns 0 if allowed, else the ms until the window resets. */
+  take(bucket: string, ip: string, perMinute: number): number {
+    const now = this.#now();
+    if (now - this.#lastSweep >= 60_000) {
+      this.#lastSweep = now;
+      for (const [k, w] of this.#windows) if (now - w.start >= 60_000) this.#windows.delete(k);
+    }
+    const key = `${bucket}\u0000${ip}`;
+    let w = this.#windows.get(key);
+    if (!w || now - w.start >= 60_000) {
+      w = { start: now, count: 0 };
+      this.#windows.set(key, w);
+    }
+    w.count++;
+    return w.count <= perMinute ? 0 : w.start + 60_000 - now;
+  }
+
+  get size(): number {
+    return this.#windows.size;
+  }
 }

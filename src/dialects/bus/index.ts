@@ -1,0 +1,24 @@
+import type { DialectFactory } from '../registry.js';
+import { BusDialect } from './dialect.js';
+
+export const busFactory: DialectFactory = {
+  name: 'bus',
+  build(config, ctx, deps) {
+    const bus = config.dialects.bus;
+    if (bus.token === undefined) throw new Error('bus: token must be resolved before start');
+    return new BusDialect(
+      {
+        path: bus.path,
+        token: bus.token,
+        heartbeatInterval: bus.heartbeatInterval,
+        maxMessageBytes: bus.maxMessageBytes,
+        requestTimeout: bus.requestTimeout,
+        identifyTimeout: bus.identifyTimeout,
+        maxBufferedBytes: bus.maxBufferedBytes,
+      },
+      ctx,
+      deps,
+    );
+  },
+  secrets: (config) => ({ token: config.dialects.bus.token }),
+};
