@@ -111,8 +111,12 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
         await http.close();
         scheduler.clear();
         await broker.close();
-        await store.flush();
-        if (!opts.store) await store.close();
+        try {
+          await store.flush();
+          if (!opts.store) await store.close();
+        } catch (err) {
+          logger.error({ err }, 'store: flush on shutdown failed');
+        }
       })();
       return stopping;
     },
