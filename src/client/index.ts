@@ -1,4 +1,6 @@
 /** `muster/client`: typed clients for Muster's dialects. No server code is imported here. */
 export { BusClient, BusRequestError, type BusClientOptions, type BusDelivery, type CollectResult } from './bus.js';
+export { GameServerClient, RegistrationFailedError, JOIN_CALLBACK_FAILED, type GameServerClientOptions, type GameServerInfo, type JoinRequest, type JoinDecision } from './gamelist.js';
+export { DiscodoClient, DiscodoTracebackError, type DiscodoClientOptions, type VoiceClientInfo } from './discodo.js';
 export { backoffDelay, type BackoffOptions } from './backoff.js';
 export * as busProtocol from '../protocols/bus/messages.js';

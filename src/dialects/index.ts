@@ -1,6 +1,8 @@
 import type { MusterConfig } from '../config/schema.js';
 import type { Dialect, DialectContext } from '../core/dialect.js';
 import { busFactory } from './bus/index.js';
+import { gamelistFactory } from './gamelist/index.js';
+import { discodoFactory } from './discodo/index.js';
 import type { DialectDeps, DialectFactory } from './registry.js';
 
 export type { DialectDeps, DialectFactory } from './registry.js';
@@ -11,6 +13,8 @@ export type { DialectDeps, DialectFactory } from './registry.js';
  */
 export const DIALECTS: readonly DialectFactory[] = [
   busFactory,
+  gamelistFactory,
+  discodoFactory,
 ];
 
 /** Every enabled dialect, built from its config section. */

@@ -1,0 +1,27 @@
+import type { DialectFactory } from '../registry.js';
+import { GamelistDialect } from './dialect.js';
+
+export const gamelistFactory: DialectFactory = {
+  name: 'gamelist',
+  build(config, ctx, deps) {
+    const g = config.dialects.gamelist;
+    if (g.regTokens === undefined || g.regTokens.length === 0) throw new Error('gamelist: regTokens must be resolved before start');
+    return new GamelistDialect(
+      {
+        path: g.path,
+        regTokens: g.regTokens,
+        registrationTtl: g.registrationTtl,
+        pingInterval: g.pingInterval,
+        pongTimeout: g.pongTimeout,
+        joinTimeout: g.joinTimeout,
+        maxServers: g.maxServers,
+        maxServersPerIp: g.maxServersPerIp,
+        maxFailedRegistrations: g.maxFailedRegistrations,
+        publicRatePerIpPerMinute: g.publicRatePerIpPerMinute,
+      },
+      ctx,
+      deps,
+    );
+  },
+  secrets: (config) => ({ regTokens: config.dialects.gamelist.regTokens }),
+};

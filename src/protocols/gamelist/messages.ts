@@ -1,0 +1,412 @@
+/**
+ * The gamelist dialect's socket wire format (contract: specs/gamelist.md). Pure data
+ * and pure functions: no I/O. The masterserver (MS) and the game server client (GS)
+ * both use it.
+ *
+ * Numbers are parsed losslessly: every JSON number keeps its source text, so an
+ * INT64 `metadata.id` such as 9223372036854775807 is never rounded through a
+ * JavaScript number. Ids are carried as that text and written back verbatim.
+ */
+import { parse } from 'lossless-json';
+
+export const MessageType = {
+  /** GS → MS: register or refresh the server's entry. */
+  REGISTER: 1,
+  /** MS → GS: the answer to REGISTER. */
+  REGISTER_RESPONSE: -1,
+  /** MS → GS: a player wants to join. */
+  JOIN: 2,
+  /** GS → MS: the answer to JOIN. */
+  JOIN_RESPONSE: -2,
+} as const;
+export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
+const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(MessageType));
+
+/** Error types of a registration response. */
+export const RegistrationError = {
+  INVALID_TOKEN: 1,
+  SERVER_LIMIT: 2,
+} as const;
+export type RegistrationErrorType = (typeof RegistrationError)[keyof typeof RegistrationError];
+
+export const registrationErrorMessage = {
+  1: 'Invalid registration token',
+  2: 'Server limit reached',
+} as const satisfies Record<RegistrationErrorType, string>;
+
+/** The close codes of the socket, for the docs and the catalogue. */
+export const gamelistCloseCodes = {
+  1000: { name: 'NORMAL', description: 'The peer said goodbye', retryable: true },
+  1001: { name: 'GOING_AWAY', description: 'No pong within pongTimeout, or the server is shutting down; the entry is removed', retryable: true },
+  1003: { name: 'UNSUPPORTED_DATA', description: 'A binary frame (every frame must be JSON text)', retryable: false },
+  1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (socket layer), or malformed JSON', retryable: false },
+  1008: {
+    name: 'POLICY_VIOLATION',
+    description:
+      'Missing or invalid metadata, the wrong schema for the type, maxFailedRegistrations invalid tokens, a slow consumer, or an operator kick (reason "kicked")',
+    retryable: false,
+  },
+  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
+  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling the frame', retryable: true },
+} as const;
+
+export const GamelistClose = {
+  GOING_AWAY: 1001,
+  UNSUPPORTED_DATA: 1003,
+  INVALID_PAYLOAD: 1007,
+  POLICY_VIOLATION: 1008,
+} as const;
+
+// ---------------------------------------------------------------------------------
+// Integers
+
+/** A JSON number as written in the source text. */
+export class JsonNumber {
+  constructor(readonly text: string) {}
+}
+
+/** The text of an INT64, exactly as the peer wrote it (e.g. "-1", "9223372036854775807"). */
+export type Int64Text = string;
+
+const INTEGER_LITERAL = /^-?(?:0|[1-9][0-9]*)$/;
+
+export const INT64_MIN = -(2n ** 63n);
+export const INT64_MAX = 2n ** 63n - 1n;
+export const INT32_MIN = -(2 ** 31);
+export const INT32_MAX = 2 ** 31 - 1;
+export const UINT16_MAX = 2 ** 16 - 1;
+export const UINT32_MAX = 2 ** 32 - 1;
+
+/** The digits of an integer literal within [min, max], or undefined. Never goes through a JS number. */
+function integerText(v: unknown, min: bigint, max: bigint): string | undefined {
+  if (!(v instanceof JsonNumber)) return undefined;
+  const t = v.text;
+  // A fraction or an exponent is not an integer in this protocol; 21 chars cover any INT64.
+  if (t.length > 21 || !INTEGER_LITERAL.test(t)) return undefined;
+  const b = BigInt(t);
+  return b < min || b > max ? undefined : t;
+}
+
+function smallInt(v: unknown, min: number, max: number): number | undefined {
+  const t = integerText(v, BigInt(min), BigInt(max));
+  return t === undefined ? undefined : Number(t);
+}
+
+/** Is `text` a JSON integer literal in the INT64 range (safe to splice into a frame)? */
+export function isInt64Text(text: string): boolean {
+  return integerText(new JsonNumber(text), INT64_MIN, INT64_MAX) !== undefined;
+}
+
+/** The canonical form of an INT64 text, for matching ids ("-0" and "0" are one id). */
+export function canonicalInt64(text: Int64Text): string {
+  return BigInt(text).toString();
+}
+
+/**
+ * Request ids for one sender: INT64, counting up from `start`, wrapping from
+ * 2^63−1 back to 1. Kept as a bigint so they never lose a digit.
+ */
+export class Int64Counter {
+  #next: bigint;
+  constructor(start: bigint = 1n) {
+    this.#next = start;
+  }
+  next(): Int64Text {
+    const id = this.#next;
+    this.#next = id >= INT64_MAX ? 1n : id + 1n;
+    return id.toString();
+  }
+  /** Where the next id starts (tests use it to reach the top of the range). */
+  reset(start: bigint): void {
+    if (start < INT64_MIN || start > INT64_MAX) throw new RangeError('not an INT64');
+    this.#next = start;
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Messages
+
+export interface ServerInfo {
+  name: string;
+  desc: string;
+  /** UINT16 */
+  port: number;
+  map: string;
+  playlist: string;
+  /** INT32 */
+  curPlayers: number;
+  /** INT32 */
+  maxPlayers: number;
+  password?: string;
+  /** INT32 */
+  gameState: number;
+}
+
+export interface ResponseError {
+  /** INT32 */
+  type: number;
+  msg: string;
+}
+
+export interface RegisterMessage {
+  type: 1;
+  id: Int64Text;
+  info: ServerInfo;
+  regToken: string;
+}
+
+export interface ResponseMessage {
+  type: -1 | -2;
+  id: Int64Text;
+  success: boolean;
+  error?: ResponseError;
+  /** The `server_id` extra field of the first successful registration response (MS → GS only). */
+  serverId?: string;
+}
+
+export interface JoinMessage {
+  type: 2;
+  id: Int64Text;
+  sessionToken: string;
+  username: string;
+  clantag: string;
+  /** UINT32 */
+  conv: number;
+}
+
+/** What a GS may send the MS. */
+export type FromGameServer = RegisterMessage | ResponseMessage;
+/** What the MS may send a GS. */
+export type FromMaster = ResponseMessage | JoinMessage;
+
+export type DecodeResult<M> =
+  | { ok: true; msg: M }
+  /** `code` is the close code the receiver must close with: 1007 or 1008. */
+  | { ok: false; code: 1007 | 1008; detail: string };
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof JsonNumber);
+
+function parseText(text: string): { ok: true; value: unknown } | { ok: false; detail: string } {
+  try {
+    return { ok: true, value: parse(text, null, (s) => new JsonNumber(s)) };
+  } catch (err) {
+    return { ok: false, detail: `malformed JSON: ${(err as Error).message}` };
+  }
+}
+
+/** Every key of `o` is allowed and every required key is there; else a description of the problem. */
+function checkKeys(o: Obj, where: string, required: readonly string[], optional: readonly string[] = []): string | undefined {
+  for (const k of required) if (!Object.hasOwn(o, k)) return `${where}: missing "${k}"`;
+  for (const k of Object.keys(o)) {
+    if (!required.includes(k) && !optional.includes(k)) return `${where}: unexpected field "${k}"`;
+  }
+  return undefined;
+}
+
+interface Metadata {
+  type: MessageTypeCode;
+  id: Int64Text;
+}
+
+function decodeMetadata(v: Obj): Metadata | string {
+  const m = v.metadata;
+  if (!isObj(m)) return '"metadata" must be an object';
+  const keys = checkKeys(m, 'metadata', ['type', 'id']);
+  if (keys) return keys;
+  const type = smallInt(m.type, -2, 2);
+  if (type === undefined || !KNOWN_TYPES.has(type)) return '"metadata.type" must be 1, -1, 2 or -2';
+  const id = integerText(m.id, INT64_MIN, INT64_MAX);
+  if (id === undefined) return '"metadata.id" must be an INT64 integer';
+  return { type: type as MessageTypeCode, id };
+}
+
+/** An optional field may be absent or null; null reads as absent. */
+const absent = (v: unknown): boolean => v === undefined || v === null;
+
+function decodeInfo(v: unknown): ServerInfo | string {
+  if (!isObj(v)) return '"info" must be an object';
+  const keys = checkKeys(v, 'info', ['name', 'desc', 'port', 'map', 'playlist', 'curPlayers', 'maxPlayers', 'gameState'], ['password']);
+  if (keys) return keys;
+  for (const k of ['name', 'desc', 'map', 'playlist'] as const) {
+    if (typeof v[k] !== 'string') return `"info.${k}" must be a string`;
+  }
+  const port = smallInt(v.port, 0, UINT16_MAX);
+  if (port === undefined) return '"info.port" must be a UINT16 integer (0-65535)';
+  const ints: Partial<Record<'curPlayers' | 'maxPlayers' | 'gameState', number>> = {};
+  for (const k of ['curPlayers', 'maxPlayers', 'gameState'] as const) {
+    const n = smallInt(v[k], INT32_MIN, INT32_MAX);
+    if (n === undefined) return `"info.${k}" must be an INT32 integer`;
+    ints[k] = n;
+  }
+  const info: ServerInfo = {
+    name: v.name as string,
+    desc: v.desc as string,
+    port,
+    map: v.map as string,
+    playlist: v.playlist as string,
+    curPlayers: ints.curPlayers as number,
+    maxPlayers: ints.maxPlayers as number,
+    gameState: ints.gameState as number,
+  };
+  if (!absent(v.password)) {
+    if (typeof v.password !== 'string') return '"info.password" must be a string';
+    info.password = v.password;
+  }
+  return info;
+}
+
+function decodeResponse(v: Obj, meta: Metadata, extraFields: readonly string[]): ResponseMessage | string {
+  const keys = checkKeys(v, 'response', ['metadata', 'success'], ['error', ...extraFields]);
+  if (keys) return keys;
+  if (typeof v.success !== 'boolean') return '"success" must be a boolean';
+  const msg: ResponseMessage = { type: meta.type as -1 | -2, id: meta.id, success: v.success };
+  if (!absent(v.error)) {
+    const e = v.error;
+    if (!isObj(e)) return '"error" must be an object';
+    const ek = checkKeys(e, 'error', ['type', 'msg']);
+    if (ek) return ek;
+    const type = smallInt(e.type, INT32_MIN, INT32_MAX);
+    if (type === undefined) return '"error.type" must be an INT32 integer';
+    if (typeof e.msg !== 'string') return '"error.msg" must be a string';
+    msg.error = { type, msg: e.msg };
+  }
+  return msg;
+}
+
+function bad<M>(code: 1007 | 1008, detail: string): DecodeResult<M> {
+  return { ok: false, code, detail };
+}
+
+function decodeEnvelope(text: string): { ok: true; v: Obj; meta: Metadata } | { ok: false; code: 1007 | 1008; detail: string } {
+  const p = parseText(text);
+  if (!p.ok) return { ok: false, code: 1007, detail: p.detail };
+  if (!isObj(p.value)) return { ok: false, code: 1008, detail: 'a message must be a JSON object with "metadata"' };
+  const meta = decodeMetadata(p.value);
+  if (typeof meta === 'string') return { ok: false, code: 1008, detail: meta };
+  return { ok: true, v: p.value, meta };
+}
+
+/**
+ * Decodes a text frame a GS sent. Malformed JSON is 1007; missing or invalid
+ * metadata, or the wrong schema for the type, is 1008. Type 2 (a join request)
+ * only ever goes from the MS to a GS, so a GS sending it is the wrong schema.
+ */
+export function decodeFromGameServer(text: string): DecodeResult<FromGameServer> {
+  const env = decodeEnvelope(text);
+  if (!env.ok) return env;
+  const { v, meta } = env;
+  switch (meta.type) {
+    case MessageType.REGISTER: {
+      const keys = checkKeys(v, 'registration', ['metadata', 'info', 'regToken']);
+      if (keys) return bad(1008, keys);
+      const info = decodeInfo(v.info);
+      if (typeof info === 'string') return bad(1008, info);
+      if (typeof v.regToken !== 'string') return bad(1008, '"regToken" must be a string');
+      return { ok: true, msg: { type: 1, id: meta.id, info, regToken: v.regToken } };
+    }
+    case MessageType.REGISTER_RESPONSE:
+    case MessageType.JOIN_RESPONSE: {
+      const r = decodeResponse(v, meta, []);
+      return typeof r === 'string' ? bad(1008, r) : { ok: true, msg: r };
+    }
+    case MessageType.JOIN:
+      return bad(1008, 'type 2 (player join) is sent by the masterserver only');
+  }
+}
+
+/** Decodes a text frame the MS sent (for the GS client). Same rules, other direction. */
+export function decodeFromMaster(text: string): DecodeResult<FromMaster> {
+  const env = decodeEnvelope(text);
+  if (!env.ok) return env;
+  const { v, meta } = env;
+  switch (meta.type) {
+    case MessageType.JOIN: {
+      const keys = checkKeys(v, 'join request', ['metadata', 'sessionToken', 'username', 'clantag', 'conv']);
+      if (keys) return bad(1008, keys);
+      for (const k of ['sessionToken', 'username', 'clantag'] as const) {
+        if (typeof v[k] !== 'string') return bad(1008, `"${k}" must be a string`);
+      }
+      const conv = smallInt(v.conv, 0, UINT32_MAX);
+      if (conv === undefined) return bad(1008, '"conv" must be a UINT32 integer');
+      return {
+        ok: true,
+        msg: {
+          type: 2,
+          id: meta.id,
+          sessionToken: v.sessionToken as string,
+          username: v.username as string,
+          clantag: v.clantag as string,
+          conv,
+        },
+      };
+    }
+    case MessageType.REGISTER_RESPONSE: {
+      const r = decodeResponse(v, meta, ['server_id']);
+      if (typeof r === 'string') return bad(1008, r);
+      if (!absent(v.server_id)) {
+        if (typeof v.server_id !== 'string') return bad(1008, '"server_id" must be a string');
+        r.serverId = v.server_id;
+      }
+      return { ok: true, msg: r };
+    }
+    case MessageType.JOIN_RESPONSE: {
+      const r = decodeResponse(v, meta, []);
+      return typeof r === 'string' ? bad(1008, r) : { ok: true, msg: r };
+    }
+    case MessageType.REGISTER:
+      return bad(1008, 'type 1 (registration) is sent by game servers only');
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Encoding. Ids are spliced in as text, never through a JS number.
+
+function idText(id: Int64Text): string {
+  if (!isInt64Text(id)) throw new RangeError(`not an INT64 id: ${id}`);
+  return id;
+}
+
+function metadata(type: MessageTypeCode, id: Int64Text): string {
+  return `{"metadata":{"type":${type},"id":${idText(id)}}`;
+}
+
+/** A general response. `extra` fields (e.g. `server_id`) go after the standard ones. */
+export function encodeResponse(
+  type: -1 | -2,
+  id: Int64Text,
+  success: boolean,
+  error?: ResponseError,
+  extra: Readonly<Record<string, string>> = {},
+): string {
+  let out = `${metadata(type, id)},"success":${success}`;
+  if (error !== undefined) out += `,"error":${JSON.stringify({ type: error.type, msg: error.msg })}`;
+  for (const [k, val] of Object.entries(extra)) out += `,${JSON.stringify(k)}:${JSON.stringify(val)}`;
+  return `${out}}`;
+}
+
+export function encodeRegistrationError(id: Int64Text, type: RegistrationErrorType): string {
+  return encodeResponse(-1, id, false, { type, msg: registrationErrorMessage[type] });
+}
+
+export function encodeRegister(id: Int64Text, info: ServerInfo, regToken: string): string {
+  const i: Record<string, unknown> = {
+    name: info.name,
+    desc: info.desc,
+    port: info.port,
+    map: info.map,
+    playlist: info.playlist,
+    curPlayers: info.curPlayers,
+    maxPlayers: info.maxPlayers,
+  };
+  if (info.password !== undefined) i.password = info.password;
+  i.gameState = info.gameState;
+  return `${metadata(1, id)},"info":${JSON.stringify(i)},"regToken":${JSON.stringify(regToken)}}`;
+}
+
+export function encodeJoin(id: Int64Text, join: Omit<JoinMessage, 'type' | 'id'>): string {
+  return (
+    `${metadata(2, id)},"sessionToken":${JSON.stringify(join.sessionToken)},"username":${JSON.stringify(join.username)}` +
+    `,"clantag":${JSON.stringify(join.clantag)},"conv":${join.conv}}`
+  );
+}
