@@ -241,13 +241,13 @@ describe('gamelist: close rules', () => {
     expect(gl().summary().servers).toBe(1);
   });
 
-  it('accepts null for the optional password and error fields', async () => {
-    const peer = await open();
-    peer.send(`{"metadata":{"type":1,"id":1},"info":${JSON.stringify({ ...info(), password: null })},"regToken":"${TOKEN}"}`);
-    expect((await peer.next<Response>()).success).toBe(true);
-    peer.send('{"metadata":{"type":-2,"id":1},"success":true,"error":null}');
-    await roundTrip(peer);
-    expect(peer.isClosed).toBe(false);
+  it('closes null for the optional password or error field with 1008 (null is not a STRING or an object)', async () => {
+    const a = await open();
+    a.send(`{"metadata":{"type":1,"id":1},"info":${JSON.stringify({ ...info(), password: null })},"regToken":"${TOKEN}"}`);
+    expect((await a.waitClose()).code).toBe(1008);
+    const b = await open();
+    b.send('{"metadata":{"type":-2,"id":1},"success":true,"error":null}');
+    expect((await b.waitClose()).code).toBe(1008);
   });
 });
 

@@ -187,11 +187,21 @@ export type DecodeResult<M> =
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof JsonNumber);
 
-function parseText(text: string): { ok: true; value: unknown } | { ok: false; detail: string } {
+function parseText(text: string): { ok: true; value: unknown } | { ok: false; code: 1007 | 1008; detail: string } {
   try {
     return { ok: true, value: parse(text, null, (s) => new JsonNumber(s)) };
   } catch (err) {
-    return { ok: false, detail: `malformed JSON: ${(err as Error).message}` };
+    if (err instanceof RangeError) {
+      // The lossless parser recurses; valid JSON nested deeper than its stack is still
+      // JSON (the native parser is iterative), just no message of this protocol: 1008.
+      try {
+        JSON.parse(text);
+        return { ok: false, code: 1008, detail: 'JSON nested too deep for any message' };
+      } catch {
+        // malformed after all
+      }
+    }
+    return { ok: false, code: 1007, detail: `malformed JSON: ${(err as Error).message}` };
   }
 }
 
@@ -221,8 +231,12 @@ function decodeMetadata(v: Obj): Metadata | string {
   return { type: type as MessageTypeCode, id };
 }
 
-/** An optional field may be absent or null; null reads as absent. */
-const absent = (v: unknown): boolean => v === undefined || v === null;
+/**
+ * An optional field may be absent. `null` is not absent: it is not a STRING (or an
+ * object), so it is a mistyped field and the wrong schema (1008), as the strict close
+ * rules say.
+ */
+const absent = (v: unknown): boolean => v === undefined;
 
 function decodeInfo(v: unknown): ServerInfo | string {
   if (!isObj(v)) return '"info" must be an object';
@@ -280,7 +294,7 @@ function bad<M>(code: 1007 | 1008, detail: string): DecodeResult<M> {
 
 function decodeEnvelope(text: string): { ok: true; v: Obj; meta: Metadata } | { ok: false; code: 1007 | 1008; detail: string } {
   const p = parseText(text);
-  if (!p.ok) return { ok: false, code: 1007, detail: p.detail };
+  if (!p.ok) return { ok: false, code: p.code, detail: p.detail };
   if (!isObj(p.value)) return { ok: false, code: 1008, detail: 'a message must be a JSON object with "metadata"' };
   const meta = decodeMetadata(p.value);
   if (typeof meta === 'string') return { ok: false, code: 1008, detail: meta };
