@@ -66,7 +66,6 @@ async function start(flags: StartFlags): Promise<void> {
     lines.push('', 'Generated secrets (stored with mode 0600 in the data directory; shown only this once):');
     for (const g of resolved.generated) lines.push(`  ${g.key}: ${g.value}`);
   }
-  process.stdout.write(`${lines.join('\n')}\n`);
 
   let stopping = false;
   const shutdown = (signal: string): void => {
@@ -99,6 +98,8 @@ async function start(flags: StartFlags): Promise<void> {
       logger.error({ err: (err as Error).message }, 'SIGHUP: config not reloaded; keeping the old secrets');
     }
   });
+  // The banner last: whoever waits for it may signal the process at once.
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 async function status(flags: { url: string; token?: string }): Promise<void> {
@@ -141,6 +142,41 @@ program
   .option('--url <url>', 'the server', process.env.MUSTER_URL ?? 'http://127.0.0.1:7373')
   .option('--token <token>', 'admin token (default: $MUSTER_ADMIN_TOKEN)')
   .action((flags: { url: string; token?: string }) => status(flags));
+program
+  .command('token')
+  .description('mint a token: `token clusterio --slave ID` or `token clusterio --control`')
+  .argument('<dialect>', 'the dialect the token is for (clusterio)')
+  .option('--slave <id>', 'a slave token for this slave id')
+  .option('--control', 'a control token')
+  .option('-c, --config <file>', 'YAML or JSON config file')
+  .option('--data-dir <dir>', 'where the generated secrets live')
+  .action(async (dialect: string, flags: StartFlags & { slave?: string; control?: boolean }) => {
+    const fail = (msg: string): never => {
+      process.stderr.write(`muster token: ${msg}\n`);
+      process.exit(2);
+    };
+    if (dialect !== 'clusterio') fail(`no tokens for "${dialect}" (only clusterio)`);
+    if ((flags.slave === undefined) === (flags.control !== true)) fail('give exactly one of --slave ID or --control');
+    if (flags.slave !== undefined && !/^[+-]?\d+$/.test(flags.slave.trim())) fail(`--slave expects an integer id, not "${flags.slave}"`);
+    let secret: string | undefined;
+    try {
+      const config = load(flags);
+      const resolved = resolveSecrets(config, { dataDir: config.dataDir });
+      secret = resolved.config.dialects.clusterio.authSecret;
+      // Secrets generated here are shown once, as `start` would have shown them (on stderr: stdout is the token).
+      if (resolved.generated.length > 0) {
+        process.stderr.write(`Generated secrets (stored with mode 0600 in ${config.dataDir}; shown only this once):\n`);
+        for (const g of resolved.generated) process.stderr.write(`  ${g.key}: ${g.value}\n`);
+      }
+    } catch (err) {
+      if (err instanceof ConfigError) fail(err.message);
+      throw err;
+    }
+    if (secret === undefined) fail('dialects.clusterio is disabled in the config, so it has no authSecret');
+    const { mintToken } = await import('../dialects/clusterio/token.js');
+    const claims = flags.slave !== undefined ? ({ aud: 'slave', id: flags.slave } as const) : ({ aud: 'control' } as const);
+    process.stdout.write(`${await mintToken(secret as string, claims)}\n`);
+  });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`muster: ${(err as Error).stack ?? String(err)}\n`);

@@ -4,3 +4,4 @@ export { GameServerClient, RegistrationFailedError, JOIN_CALLBACK_FAILED, type G
 export { DiscodoClient, DiscodoTracebackError, type DiscodoClientOptions, type VoiceClientInfo } from './discodo.js';
 export { backoffDelay, type BackoffOptions } from './backoff.js';
 export * as busProtocol from '../protocols/bus/messages.js';
+export { ClusterioLink, ClusterioLinkError, type ClusterioLinkOptions, type ClusterioLinkErrorCode, type LinkTimers } from './clusterio.js';

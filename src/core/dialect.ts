@@ -88,4 +88,9 @@ export interface Dialect {
   reloadSecrets?(secrets: Record<string, unknown>): void;
   /** Stops timers and releases state after every connection has closed. */
   stop?(): Promise<void> | void;
+  /**
+   * Called before each /metrics scrape: a dialect may gather samples from its peers
+   * (asynchronously) and put them on the registry. A failure is logged, not fatal.
+   */
+  beforeScrape?(): Promise<void>;
 }

@@ -112,6 +112,8 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     }
   });
   app.get('/metrics', async (_req, reply) => {
+    const gathered = await Promise.allSettled(opts.dialects.map((d) => d.beforeScrape?.()));
+    for (const g of gathered) if (g.status === 'rejected') opts.logger.warn({ err: g.reason }, 'a dialect failed to gather metrics');
     const body = await opts.metrics.registry.metrics();
     return reply.type(opts.metrics.registry.contentType).send(body);
   });
