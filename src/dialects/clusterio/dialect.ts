@@ -52,7 +52,7 @@ export interface ClusterioDialectConfig {
   sessionTimeout: number;
   /** ms: deadline of a request the master sends a slave (default 120 s). */
   requestTimeout?: number;
-  /** ms: how long a /metrics scrape waits for each slave (default 5 s). */
+  /** ms: how long a /metrics scrape waits for each slave (default 1.5 s: scrapes and their callers time out too). */
   metricsTimeout?: number;
   /** ms: time to register or resume after connecting (default 2 × heartbeatInterval). */
   handshakeTimeout?: number;
@@ -63,7 +63,7 @@ export interface ClusterioDialectConfig {
 }
 
 export const DEFAULT_REQUEST_TIMEOUT = 120_000;
-export const DEFAULT_METRICS_TIMEOUT = 5_000;
+export const DEFAULT_METRICS_TIMEOUT = 1_500;
 const MAX_EXPIRED_SEQS = 1024;
 /** Closes after which a session cannot be resumed. */
 const ENDING_CODES = new Set([1000, 1001, 1008, 4000, 4003]);
