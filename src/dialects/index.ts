@@ -1,6 +1,7 @@
 import type { MusterConfig } from '../config/schema.js';
 import type { Dialect, DialectContext } from '../core/dialect.js';
 import { busFactory } from './bus/index.js';
+import { shardingFactory } from './sharding/index.js';
 import { clusterioFactory } from './clusterio/index.js';
 import { gamelistFactory } from './gamelist/index.js';
 import { discodoFactory } from './discodo/index.js';
@@ -14,6 +15,7 @@ export type { DialectDeps, DialectFactory } from './registry.js';
  */
 export const DIALECTS: readonly DialectFactory[] = [
   busFactory,
+  shardingFactory,
   clusterioFactory,
   gamelistFactory,
   discodoFactory,

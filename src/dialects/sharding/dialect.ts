@@ -1,0 +1,434 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import type { Connection } from '../../core/connection.js';
+import type { ConnectionHandler, Dialect, DialectContext, HttpReply, HttpRoute, UpgradeVerdict } from '../../core/dialect.js';
+import type { Timer } from '../../core/scheduler.js';
+import { decodeControlFrame, shardingCloseCodes } from '../../protocols/sharding/messages.js';
+import {
+  controlState,
+  controlView,
+  fleetView,
+  initialState,
+  queueConfig,
+  shardState,
+  shardsView,
+  step,
+  type AdminAction,
+  type ControlState,
+  type Effect,
+  type FleetEvent,
+  type FleetState,
+  type MachineConfig,
+  type PersistKey,
+  type ShardState,
+} from './machine.js';
+import { budgetRemaining } from './identify-queue.js';
+
+/**
+ * The sharding dialect's runtime: it feeds the orchestrator (machine.ts) with socket
+ * events, deadlines, admin calls and the store load, and carries out the effects.
+ */
+export interface ShardingDialectConfig extends MachineConfig {
+  readonly path: string;
+  readonly authorization: string;
+}
+
+export interface ShardingDialectDeps {
+  secretEquals: (a: string, b: string) => boolean;
+}
+
+/** Store namespace of the sharding dialect. */
+export const STORE_NS = 'sharding';
+
+const SHARD_STATES: readonly ShardState[] = ['unassigned', 'pending', 'assigned', 'connecting', 'connected', 'disconnected', 'halted'];
+const CONTROL_STATES: readonly ControlState[] = ['waiting', 'connecting', 'ready', 'standby', 'disconnected'];
+
+/** Unsent bytes per CONTROL before it is treated as a slow consumer. */
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+
+export class ShardingDialect implements Dialect {
+  readonly name = 'sharding';
+  readonly path: string;
+  readonly closeCodes = shardingCloseCodes;
+  readonly maxBufferedBytes = MAX_BUFFERED_BYTES;
+
+  #cfg: ShardingDialectConfig;
+  readonly #ctx: DialectContext;
+  readonly #deps: ShardingDialectDeps;
+  #state: FleetState;
+  readonly #conns = new Map<string, Connection>();
+  readonly #timers = new Map<string, Timer>();
+  #loaded = false;
+  #stopped = false;
+  readonly #backlog: Array<() => FleetEvent> = [];
+  readonly #ready: Promise<void>;
+  readonly #writes = new Map<PersistKey, unknown>();
+  #writing: Promise<void> = Promise.resolve();
+  readonly #m: { grants: Counter; failover: Histogram; fatal: Counter };
+
+  constructor(cfg: ShardingDialectConfig, ctx: DialectContext, deps: ShardingDialectDeps) {
+    this.#cfg = cfg;
+    this.#ctx = ctx;
+    this.#deps = deps;
+    this.path = cfg.path;
+    this.#state = initialState(cfg, ctx.scheduler.now());
+    if (cfg.botToken === '') ctx.logger.warn('sharding: dialects.sharding.botToken is not set; INITIALISE will carry an empty token');
+    const registers = [ctx.registry];
+    const read = (): FleetState => this.#state;
+    const config = (): ShardingDialectConfig => this.#cfg;
+    new Gauge({
+      name: 'muster_sharding_shards',
+      help: 'Shards by state',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const counts = new Map<string, number>(SHARD_STATES.map((s) => [s, 0]));
+        const st = read();
+        st.shards.forEach((_, id) => {
+          const k = shardState(st, id);
+          counts.set(k, (counts.get(k) ?? 0) + 1);
+        });
+        for (const [state, n] of counts) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'muster_sharding_controls',
+      help: 'CONTROLs by state',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const counts = new Map<string, number>(CONTROL_STATES.map((s) => [s, 0]));
+        const st = read();
+        for (const rec of st.controls.values()) {
+          const k = controlState(st, rec);
+          counts.set(k, (counts.get(k) ?? 0) + 1);
+        }
+        for (const [state, n] of counts) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'muster_sharding_identify_queue_depth',
+      help: 'IDENTIFY_REQUESTs waiting for a grant',
+      registers,
+      collect() {
+        this.set(read().queue.waiting.length);
+      },
+    });
+    new Gauge({
+      name: 'muster_sharding_budget_remaining',
+      help: 'Session starts left in the daily identify budget (sessionStartLimit)',
+      registers,
+      collect() {
+        this.set(budgetRemaining(read().queue, ctx.scheduler.now(), queueConfig(config())));
+      },
+    });
+    new Gauge({
+      name: 'muster_sharding_halted',
+      help: '1 while the fleet is halted',
+      registers,
+      collect() {
+        this.set(read().phase === 'halted' ? 1 : 0);
+      },
+    });
+    this.#m = {
+      grants: new Counter({ name: 'muster_sharding_identify_grants_total', help: 'IDENTIFY_GRANTs sent', registers }),
+      fatal: new Counter({ name: 'muster_sharding_halts_total', help: 'Fleet halts (FATAL or operator)', registers }),
+      failover: new Histogram({
+        name: 'muster_sharding_failover_duration_seconds',
+        help: "From losing a shard's owner (last heartbeat, or disconnect) to its new owner reporting CONNECTED",
+        buckets: [1, 5, 10, 20, 30, 45, 60, 90, 120, 300],
+        registers,
+      }),
+    };
+    this.#ready = this.#load();
+  }
+
+  /** The orchestrator's state (read-only; for tests and the admin views). */
+  get state(): FleetState {
+    return this.#state;
+  }
+
+  /** Resolves once the stored assignment, halt state and budget are loaded. */
+  get ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  async #load(): Promise<void> {
+    const { store } = this.#ctx;
+    let fleet: unknown;
+    let assignment: unknown;
+    let budget: unknown;
+    try {
+      [fleet, assignment, budget] = await Promise.all([store.get(STORE_NS, 'fleet'), store.get(STORE_NS, 'assignment'), store.get(STORE_NS, 'budget')]);
+    } catch (err) {
+      this.#ctx.logger.error({ err }, 'sharding: could not load the stored assignment; starting afresh');
+    }
+    this.#loaded = true;
+    this.#feed({ type: 'loaded', now: this.#now(), fleet, assignment, budget });
+    for (const ev of this.#backlog.splice(0)) this.#feed(ev());
+  }
+
+  #now(): number {
+    return this.#ctx.scheduler.now();
+  }
+
+  authorizeUpgrade(req: IncomingMessage): UpgradeVerdict {
+    const h = req.headers.authorization;
+    const key = typeof h === 'string' ? h : undefined;
+    const ok = key !== undefined && (this.#deps.secretEquals(key, this.#cfg.authorization) || (key.startsWith('Bearer ') && this.#deps.secretEquals(key.slice(7), this.#cfg.authorization)));
+    return ok ? { ok: true } : { ok: false, status: 401, message: 'Missing or wrong Authorization key' };
+  }
+
+  accept(conn: Connection): ConnectionHandler {
+    this.#conns.set(conn.id, conn);
+    const sessionId = randomUUID();
+    this.#enqueue(() => ({ type: 'open', now: this.#now(), conn: conn.id, sessionId }));
+    return {
+      onMessage: (data, binary) => {
+        const detail = binary ? 'binary frames are not accepted; send JSON text' : undefined;
+        const now = this.#now();
+        if (detail !== undefined) return this.#enqueue(() => ({ type: 'malformed', now, conn: conn.id, detail }));
+        const res = decodeControlFrame(data.toString('utf8'));
+        this.#enqueue(() => (res.ok ? { type: 'message', now, conn: conn.id, frame: res.frame } : { type: 'malformed', now, conn: conn.id, detail: res.detail }));
+      },
+      onClose: () => {
+        this.#conns.delete(conn.id);
+        const now = this.#now();
+        this.#enqueue(() => ({ type: 'closed', now, conn: conn.id }));
+      },
+    };
+  }
+
+  goodbye(conn: Connection): void {
+    conn.close(1001, 'MASTER is shutting down');
+  }
+
+  summary(): Record<string, unknown> {
+    const s = this.#state;
+    let owned = 0;
+    let connected = 0;
+    for (const sh of s.shards) {
+      if (sh.owner !== null) owned++;
+      if (sh.owner !== null && sh.work === 'connected') connected++;
+    }
+    return {
+      connections: this.#conns.size,
+      controls: s.controls.size,
+      liveControls: [...s.controls.values()].filter((c) => c.conn !== null).length,
+      shards: s.shards.length,
+      ownedShards: owned,
+      connectedShards: connected,
+      identifyQueue: s.queue.waiting.length,
+      timers: this.#timers.size,
+      phase: s.phase,
+      halted: s.phase === 'halted',
+      budgetRemaining: budgetRemaining(s.queue, this.#now(), queueConfig(this.#cfg)),
+    };
+  }
+
+  reloadSecrets(secrets: Record<string, unknown>): void {
+    const next: { authorization?: string; botToken?: string } = {};
+    if (typeof secrets.authorization === 'string') next.authorization = secrets.authorization;
+    if (typeof secrets.botToken === 'string') next.botToken = secrets.botToken;
+    this.#cfg = { ...this.#cfg, ...next };
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const t of this.#timers.values()) t.cancel();
+    this.#timers.clear();
+    await this.#writing;
+  }
+
+  routes(): HttpRoute[] {
+    const rangeSchema = { type: 'array', items: { type: 'integer' }, minItems: 2, maxItems: 2 };
+    const rangesSchema = { type: 'array', items: rangeSchema };
+    const controlSchema = {
+      type: 'object',
+      properties: {
+        name: { type: 'string' },
+        sessionId: { type: 'string' },
+        state: { type: 'string', enum: CONTROL_STATES },
+        shards: rangesSchema,
+        redundant: { type: 'boolean' },
+        capacity: { type: 'number' },
+        lastHeartbeatMs: { type: ['integer', 'null'], description: 'Epoch ms of the last HEARTBEAT' },
+      },
+    };
+    const adminReply = { type: 'object' };
+    return [
+      {
+        method: 'GET',
+        url: '/api/v1/sharding',
+        access: 'admin',
+        summary: 'The fleet: halt state, shard count, identify budget, and every CONTROL',
+        response: {
+          type: 'object',
+          properties: {
+            halted: { type: 'boolean' },
+            shardCount: { type: 'integer' },
+            maxConcurrency: { type: 'integer' },
+            budgetRemaining: { type: 'integer' },
+            controls: { type: 'array', items: controlSchema },
+          },
+        },
+        handler: async () => {
+          await this.#ready;
+          return { body: fleetView(this.#state, this.#cfg, this.#now()) };
+        },
+      },
+      {
+        method: 'GET',
+        url: '/api/v1/sharding/shards',
+        access: 'admin',
+        summary: 'Every shard with its owner and state',
+        response: {
+          type: 'array',
+          items: { type: 'object', properties: { id: { type: 'integer' }, owner: { type: ['string', 'null'] }, state: { type: 'string', enum: SHARD_STATES } } },
+        },
+        handler: async () => {
+          await this.#ready;
+          return { body: shardsView(this.#state) };
+        },
+      },
+      {
+        method: 'GET',
+        url: '/api/v1/sharding/controls/:name',
+        access: 'admin',
+        summary: 'One CONTROL, with its last INFO telemetry',
+        response: controlSchema,
+        handler: async (req) => {
+          await this.#ready;
+          const rec = this.#state.controls.get(req.params.name ?? '');
+          if (!rec) return { status: 404, body: { error: 'NOT_FOUND', message: `no CONTROL named "${req.params.name ?? ''}"` } };
+          const view = JSON.stringify({ ...controlView(this.#state, rec), infoAt: rec.infoAt, connected: rec.conn !== null });
+          // INFO is spliced in as it came, so numbers beyond 2^53 keep their digits.
+          const body = `${view.slice(0, -1)},"info":${rec.info ?? 'null'}}`;
+          return { body, headers: { 'content-type': 'application/json; charset=utf-8' } };
+        },
+      },
+      {
+        method: 'POST',
+        url: '/api/v1/sharding/halt',
+        access: 'admin',
+        summary: 'Halt the fleet: SHUTDOWN to every CONTROL, nothing starts until resume',
+        response: adminReply,
+        handler: () => this.#admin({ kind: 'halt' }),
+      },
+      {
+        method: 'POST',
+        url: '/api/v1/sharding/resume',
+        access: 'admin',
+        summary: 'Resume a halted fleet (start-up follows)',
+        response: adminReply,
+        handler: () => this.#admin({ kind: 'resume' }),
+      },
+      {
+        method: 'POST',
+        url: '/api/v1/sharding/rebalance',
+        access: 'admin',
+        summary: 'Make-before-break rebalance: empty body for a capacity-weighted plan, or {to, shards}',
+        response: adminReply,
+        handler: (req) => this.#admin({ kind: 'rebalance', body: req.body }),
+      },
+      {
+        method: 'POST',
+        url: '/api/v1/sharding/controls/:name/command',
+        access: 'admin',
+        summary: 'Relay a COMMAND (restart_shard {shard_id}, restart_cluster {shards}) to a CONTROL',
+        response: adminReply,
+        handler: (req) => this.#admin({ kind: 'command', name: req.params.name ?? '', body: req.body }),
+      },
+    ];
+  }
+
+  async #admin(action: AdminAction): Promise<HttpReply> {
+    await this.#ready;
+    if (this.#stopped) return { status: 503, body: { error: 'SHUTTING_DOWN', message: 'the server is shutting down' } };
+    const before = this.#state.phase;
+    const effects = this.#feed({ type: 'admin', now: this.#now(), action });
+    if (action.kind === 'halt' && before !== 'halted') this.#m.fatal.inc();
+    const reply = effects.find((e): e is Extract<Effect, { type: 'reply' }> => e.type === 'reply');
+    return reply ? { status: reply.status, body: reply.body } : { status: 500, body: { error: 'INTERNAL', message: 'no reply' } };
+  }
+
+  // ---- feeding the machine, running its effects ----
+
+  #enqueue(ev: () => FleetEvent): void {
+    if (this.#loaded) this.#feed(ev());
+    else this.#backlog.push(ev);
+  }
+
+  #feed(ev: FleetEvent): readonly Effect[] {
+    const before = this.#state.phase;
+    const { state, effects } = step(this.#state, ev, this.#cfg);
+    this.#state = state;
+    if (ev.type === 'message' && ev.frame.o === 1 && before !== 'halted' && state.phase === 'halted') this.#m.fatal.inc();
+    if (ev.type === 'message' && ev.frame.o === 10) {
+      // The admin API's connection list shows the CONTROL's name.
+      const name = state.sockets.get(ev.conn)?.control;
+      const conn = this.#conns.get(ev.conn);
+      if (conn && name) conn.identity = name;
+    }
+    for (const e of effects) this.#run(e);
+    return effects;
+  }
+
+  #run(e: Effect): void {
+    switch (e.type) {
+      case 'send':
+        this.#conns.get(e.conn)?.send(e.frame);
+        return;
+      case 'close': {
+        const c = this.#conns.get(e.conn);
+        c?.close(e.code, e.reason);
+        return;
+      }
+      case 'timer': {
+        this.#timers.get(e.key)?.cancel();
+        this.#timers.delete(e.key);
+        if (e.at === null || this.#stopped) return;
+        const key = e.key;
+        const t = this.#ctx.scheduler.after(e.at - this.#now(), () => {
+          if (this.#timers.get(key) !== t) return;
+          this.#timers.delete(key);
+          this.#feed({ type: 'timer', now: this.#now(), key });
+        });
+        this.#timers.set(key, t);
+        return;
+      }
+      case 'persist':
+        this.#persist(e.key, e.value);
+        return;
+      case 'failover':
+        this.#m.failover.observe(e.seconds);
+        return;
+      case 'grant':
+        this.#m.grants.inc();
+        return;
+      case 'log':
+        this.#ctx.logger[e.level](e.data ?? {}, e.msg);
+        return;
+      case 'reply':
+        return;
+    }
+  }
+
+  /** Writes go out one at a time, in order; a newer value of the same key replaces a pending one. */
+  #persist(key: PersistKey, value: unknown): void {
+    if (this.#stopped) return;
+    const pending = this.#writes.has(key);
+    this.#writes.set(key, value);
+    if (pending) return;
+    this.#writing = this.#writing.then(async () => {
+      const v = this.#writes.get(key);
+      this.#writes.delete(key);
+      try {
+        await this.#ctx.store.set(STORE_NS, key, v as never);
+      } catch (err) {
+        this.#ctx.logger.error({ err, key }, 'sharding: could not persist');
+      }
+    });
+  }
+}

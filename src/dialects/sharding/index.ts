@@ -1,0 +1,34 @@
+import type { DialectFactory } from '../registry.js';
+import { ShardingDialect } from './dialect.js';
+
+export const shardingFactory: DialectFactory = {
+  name: 'sharding',
+  build(config, ctx, deps) {
+    const c = config.dialects.sharding;
+    if (c.authorization === undefined) throw new Error('sharding: authorization must be resolved before start');
+    return new ShardingDialect(
+      {
+        path: c.path,
+        authorization: c.authorization,
+        botToken: c.botToken ?? '',
+        shardCount: c.shardCount,
+        maxConcurrency: c.maxConcurrency,
+        heartbeatInterval: c.heartbeatInterval,
+        heartbeatGrace: c.heartbeatGrace,
+        reconnectWindow: c.reconnectWindow,
+        startupDelay: c.startupDelay,
+        expectedControls: c.expectedControls,
+        redundancy: c.redundancy,
+        startup: c.startup,
+        connectTimeout: c.connectTimeout,
+        identifyWindow: c.identifyWindow,
+        sessionStartLimit: c.sessionStartLimit,
+        fenceMargin: c.fenceMargin,
+        identifyTimeout: c.identifyTimeout,
+      },
+      ctx,
+      deps,
+    );
+  },
+  secrets: (config) => ({ authorization: config.dialects.sharding.authorization, botToken: config.dialects.sharding.botToken }),
+};
