@@ -16,8 +16,12 @@ export class CoreMetrics implements ConnectionObserver {
     this.registry = registry;
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
     this.connections = new Gauge({ name: 'muster_connections', help: 'Open WebSocket connections', labelNames: ['dialect'], registers: [registry] });
-    this.framesInTotal = new Counter({ name: 'muster_frames_in_total', help: 'Frames received', labelNames: ['dialect'], registers: [registry] });
-    this.framesOutTotal = new Counter({ name: 'muster_frames_out_total', help: 'Frames sent', labelNames: ['dialect'], registers: [registry] });
+    // Frame counts are kept in plain numbers and handed to these counters when they are
+    // read (collect), see framesIn/framesOut.
+    const flushIn = (): void => this.#flush(this.#inPending, this.framesInTotal);
+    const flushOut = (): void => this.#flush(this.#outPending, this.framesOutTotal);
+    this.framesInTotal = new Counter({ name: 'muster_frames_in_total', help: 'Frames received', labelNames: ['dialect'], registers: [registry], collect: flushIn });
+    this.framesOutTotal = new Counter({ name: 'muster_frames_out_total', help: 'Frames sent', labelNames: ['dialect'], registers: [registry], collect: flushOut });
     this.closesTotal = new Counter({ name: 'muster_closes_total', help: 'Closed connections by close code', labelNames: ['dialect', 'code'], registers: [registry] });
     this.upgradesRefused = new Counter({ name: 'muster_upgrades_refused_total', help: 'WebSocket upgrades refused', labelNames: ['reason'], registers: [registry] });
     this.httpDuration = new Histogram({
@@ -29,19 +33,24 @@ export class CoreMetrics implements ConnectionObserver {
     });
   }
 
-  // Label lookups cost more than the increment; keep one child per dialect.
-  readonly #inChild = new Map<string, { inc(n: number): void }>();
-  readonly #outChild = new Map<string, { inc(n: number): void }>();
+  // Every frame in and out is counted. A prom-client inc() with labels hashes and
+  // validates the label set on each call (even through a labels() child): in the bench's
+  // profiles (bench/RESULTS.md, P1/P2) that was about 5% of the server's CPU. So frames
+  // are counted into plain numbers here and added to the counters when the registry is
+  // read (the counters' collect hook), which is exact at every scrape.
+  readonly #inPending = new Map<string, number>();
+  readonly #outPending = new Map<string, number>();
+
+  #flush(pending: Map<string, number>, counter: Counter<'dialect'>): void {
+    for (const [dialect, n] of pending) if (n > 0) counter.inc({ dialect }, n);
+    pending.clear();
+  }
 
   framesIn(dialect: string, n: number): void {
-    let c = this.#inChild.get(dialect);
-    if (!c) this.#inChild.set(dialect, (c = this.framesInTotal.labels(dialect)));
-    c.inc(n);
+    this.#inPending.set(dialect, (this.#inPending.get(dialect) ?? 0) + n);
   }
   framesOut(dialect: string, n: number): void {
-    let c = this.#outChild.get(dialect);
-    if (!c) this.#outChild.set(dialect, (c = this.framesOutTotal.labels(dialect)));
-    c.inc(n);
+    this.#outPending.set(dialect, (this.#outPending.get(dialect) ?? 0) + n);
   }
   closed(dialect: string, code: number): void {
     this.closesTotal.inc({ dialect, code: String(code) });

@@ -1,0 +1,59 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { Handlers } from '../lib/ipc.js';
+
+/** What every Node server child answers, besides its own methods. */
+export interface LagReport {
+  p50: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+/**
+ * gc (needs --expose-gc), event-loop lag measured only between lagStart and lagStop,
+ * and exit (graceful stop, so --cpu-prof can write its profile).
+ */
+export function serverHandlers(stop: () => Promise<void>): Handlers {
+  let h: ReturnType<typeof monitorEventLoopDelay> | undefined;
+  return {
+    gc: () => {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      if (!gc) return false;
+      gc();
+      gc();
+      return true;
+    },
+    /** The V8 heap / external / array buffer split, to explain an RSS figure. */
+    mem: () => process.memoryUsage(),
+    /** CLOCK_MONOTONIC in µs: the clock V8's CPU profiles use, to cut a profile to the measured windows. */
+    mark: () => Number(process.hrtime.bigint() / 1000n),
+    lagStart: () => {
+      h?.disable();
+      // 1 ms resolution: the histogram samples the loop's delay every millisecond.
+      h = monitorEventLoopDelay({ resolution: 1 });
+      h.enable();
+      return true;
+    },
+    lagStop: (): LagReport => {
+      if (!h) throw new Error('lagStart was not called');
+      h.disable();
+      const ms = (ns: number): number => ns / 1e6;
+      const r = { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max), mean: ms(h.mean) };
+      h = undefined;
+      return r;
+    },
+    exit: () => {
+      // Answer first, then stop and exit.
+      setImmediate(() => {
+        const hard = setTimeout(() => process.exit(0), 3000);
+        stop()
+          .catch((err: unknown) => console.error(err))
+          .finally(() => {
+            clearTimeout(hard);
+            process.exit(0);
+          });
+      });
+      return true;
+    },
+  };
+}

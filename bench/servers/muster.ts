@@ -1,0 +1,51 @@
+/**
+ * Muster under test: the real composition root (startMuster) with a config from
+ * loadConfig: memory store, only the bus dialect, a known token, silent logs, and
+ * limits generous enough for the bench. Started by the runner; talks over IPC.
+ *
+ *   --bus '{"heartbeatInterval":5000}'   extra dialects.bus settings (JSON)
+ *   --from DIR                           where Muster's modules are: the plain-JS
+ *                                        transpile the runner made (lib/build.ts);
+ *                                        default: src/ itself, through tsx
+ */
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { MusterConfigInput } from '../../src/config/schema.js';
+import { childArgs, emit, serve } from '../lib/ipc.js';
+import { BUS_TOKEN } from '../lib/constants.js';
+import { serverHandlers } from './common.js';
+
+const args = childArgs();
+const from = args.from ?? path.resolve(import.meta.dirname, '../../src');
+const load = (mod: string): Promise<unknown> => import(pathToFileURL(path.join(from, mod)).href);
+const { loadConfig } = (await load('config/load.js')) as typeof import('../../src/config/load.js');
+const { startMuster } = (await load('server.js')) as typeof import('../../src/server.js');
+const busExtra = JSON.parse(args.bus ?? '{}') as Record<string, unknown>;
+
+const overrides: MusterConfigInput = {
+  listen: { host: '127.0.0.1', port: Number(args.port ?? 0) },
+  store: { kind: 'memory' },
+  admin: { token: 'bench-admin-token' },
+  log: { level: 'silent' },
+  shutdownTimeout: 2000,
+  limits: { maxConnections: 50_000, handshakesPerIpPerMinute: 10_000_000 },
+  dialects: {
+    bus: { enabled: true, token: BUS_TOKEN, ...busExtra },
+    sharding: { enabled: false },
+    clusterio: { enabled: false },
+    discodo: { enabled: false },
+    gamelist: { enabled: false },
+  },
+};
+
+const config = loadConfig({ env: {}, overrides });
+const muster = await startMuster({ config });
+
+serve({
+  ...serverHandlers(() => muster.stop()),
+  summary: () => {
+    const bus = muster.dialect('bus') as unknown as { summary?: () => unknown } | undefined;
+    return { connections: muster.transport.size, bus: bus?.summary?.() ?? null };
+  },
+});
+emit('ready', { port: muster.address().port });
