@@ -122,7 +122,8 @@ export class Transport {
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', () => socket.destroy());
+    // A module-level listener: a closure here would keep `req` alive for the socket's life.
+    socket.on('error', destroyOnError);
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const dialect = this.#byPath.get(path);
     if (!dialect) return this.#refuse(socket, 404, `No WebSocket endpoint at ${path}`, 'not_found');
@@ -173,6 +174,22 @@ export class Transport {
     this.#conns.set(conn.id, entry);
     metrics.connections.inc({ dialect: dialect.name });
 
+    this.#wire(ws, conn, entry, dialect);
+
+    try {
+      entry.handler = dialect.accept(conn, req);
+    } catch (err) {
+      logger.error({ err, dialect: dialect.name }, 'dialect failed to accept a connection');
+      conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
+    }
+  }
+
+  /**
+   * The socket's listeners. Kept out of #open so that their closures do not hold the
+   * upgrade request (about 1 KiB per idle connection).
+   */
+  #wire(ws: WebSocket, conn: Connection, entry: { handler: ConnectionHandler | undefined }, dialect: Dialect): void {
+    const { metrics, logger } = this.#opts;
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (conn.closing) return;
       conn.touch();
@@ -202,12 +219,9 @@ export class Transport {
         logger.error({ err, conn: conn.id, dialect: dialect.name }, 'handler failed on close');
       }
     });
-
-    try {
-      entry.handler = dialect.accept(conn, req);
-    } catch (err) {
-      logger.error({ err, dialect: dialect.name }, 'dialect failed to accept a connection');
-      conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
-    }
   }
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }
