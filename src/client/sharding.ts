@@ -530,7 +530,12 @@ export class ShardingControl extends EventEmitter {
     }
     let ids: number[] = [];
     if (d.command === 'restart_shard' && typeof d.args.shard_id === 'number') ids = [d.args.shard_id];
-    else if (d.command === 'restart_cluster' && Array.isArray(d.args.shards)) ids = expand(d.args.shards as Range[], this.#init?.shard_count ?? 0);
+    else if (d.command === 'restart_cluster' && Array.isArray(d.args.shards)) {
+      // Ranges, or a flat list of shard ids.
+      const list = d.args.shards as unknown[];
+      const ranges = list.map((x) => (typeof x === 'number' ? ([x, x] as Range) : (x as Range)));
+      ids = expand(ranges, this.#init?.shard_count ?? 0);
+    }
     ids = ids.filter((id) => this.#running.has(id));
     if (ids.length === 0) return;
     this.#stopIds(ids, `command ${d.command}`);

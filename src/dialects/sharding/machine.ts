@@ -1028,12 +1028,17 @@ class Tx {
       ids = [id];
       relay = { shard_id: id };
     } else if (body.command === 'restart_cluster') {
-      if (!isRanges(args.shards) || args.shards.length === 0) {
-        return this.reply(400, { error: 'BAD_REQUEST', message: 'restart_cluster needs args.shards, a non-empty list of [first, last] ranges' });
+      // Either [first, last] ranges (the contract's shape) or a flat list of shard ids.
+      const raw = args.shards;
+      const idList = Array.isArray(raw) && raw.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0);
+      const ranges: unknown = idList ? (raw as number[]).map((id): Range => [id, id]) : raw;
+      if (!Array.isArray(raw) || raw.length === 0 || !isRanges(ranges)) {
+        return this.reply(400, { error: 'BAD_REQUEST', message: 'restart_cluster needs args.shards, a non-empty list of [first, last] ranges or of shard ids' });
       }
-      if (outside(args.shards, cfg.shardCount).length > 0) return this.reply(400, { error: 'BAD_REQUEST', message: `no such shards: ${formatRanges(outside(args.shards, cfg.shardCount))}` });
-      ids = expand(args.shards, cfg.shardCount);
-      relay = { shards: toRanges(ids) };
+      if (outside(ranges, cfg.shardCount).length > 0) return this.reply(400, { error: 'BAD_REQUEST', message: `no such shards: ${formatRanges(outside(ranges, cfg.shardCount))}` });
+      ids = expand(ranges, cfg.shardCount);
+      // Relayed as sent (validated), so the CONTROL sees what the operator asked for.
+      relay = { shards: raw };
     } else {
       return this.reply(400, { error: 'BAD_REQUEST', message: `unknown command "${body.command}" (restart_shard, restart_cluster)` });
     }

@@ -250,13 +250,23 @@ function checkPayload(spec: OpSpec, d: Record<string, unknown> | null): string |
   // An optional field sent as null means "absent".
   for (const [k, val] of Object.entries(d)) if (val === null) delete d[k];
   const c = checker(spec.schema);
-  if (!c.Check(d)) {
-    const first = c.Errors(d).First();
+  // INFO is telemetry kept verbatim: an integer beyond 2^53 is still an integer there.
+  const subject = spec.op === Op.INFO ? numbersForCheck(d) : d;
+  if (!c.Check(subject)) {
+    const first = c.Errors(subject).First();
     return `${spec.name}: ${first ? `${first.path || '/'} ${first.message}` : 'payload does not match its schema'}`;
   }
   const bad = findBadRange(d);
   if (bad) return `${spec.name}: ${bad}`;
   return undefined;
+}
+
+/** A copy with every LosslessNumber as a JS number, for schema checks only. */
+function numbersForCheck(v: unknown): unknown {
+  if (v instanceof LosslessNumber) return Number(v.value);
+  if (Array.isArray(v)) return v.map(numbersForCheck);
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, numbersForCheck(x)]));
+  return v;
 }
 
 /** Every range in a payload must have first <= last. */
