@@ -7,13 +7,14 @@ export const BUS_TOKEN = 'bench-bus-token-0123456789abcdef';
 export const MESSAGE_BYTES = 150;
 
 /** The implementations a scenario can compare. */
-export type Impl = 'muster' | 'ws' | 'sio' | 'nats';
+export type Impl = 'muster' | 'ws' | 'sio' | 'nats' | 'static';
 
 export const IMPL_LABEL: Record<Impl, string> = {
   muster: 'Muster',
   ws: 'raw ws relay',
   sio: 'Socket.IO 4',
   nats: 'nats-server (WebSocket)',
+  static: 'static JSON (fastify)',
 };
 
 /** Pads `make(pad)` so that it serializes to about `bytes` bytes. */

@@ -22,10 +22,14 @@ export interface ServerHandle {
 export interface ServerOptions {
   /** Muster: extra dialects.bus settings. */
   bus?: Record<string, unknown>;
+  /** Muster: other dialects to enable and configure, e.g. `{ sharding: { enabled: true, … } }`. */
+  dialects?: Record<string, Record<string, unknown>>;
+  /** Muster: extra `limits` settings. */
+  limits?: Record<string, unknown>;
   /** ws relay and Socket.IO: heartbeat period in ms (0 = none for the relay). */
   pingMs?: number;
   /** Run Muster under --cpu-prof, writing to this directory. */
-  cpuProfDir?: string;
+  cpuProfDir?: string | undefined;
   /** Log label. */
   label?: string;
 }
@@ -49,7 +53,15 @@ export async function startServer(group: ProcessGroup, impl: Impl, opts: ServerO
       const { child, ready } = await group.start<{ port: number }>({
         name: `${label}-server`,
         script: 'servers/muster.ts',
-        args: ['--bus', JSON.stringify(opts.bus ?? {}), ...(musterBuild ? ['--from', musterBuild] : [])],
+        args: [
+          '--bus',
+          JSON.stringify(opts.bus ?? {}),
+          '--dialects',
+          JSON.stringify(opts.dialects ?? {}),
+          '--limits',
+          JSON.stringify(opts.limits ?? {}),
+          ...(musterBuild ? ['--from', musterBuild] : []),
+        ],
         nodeArgs,
       });
       return { impl, pid: child.pid, port: ready.port, url: `ws://${HOST}:${ready.port}/bus`, child };
@@ -74,6 +86,14 @@ export async function startServer(group: ProcessGroup, impl: Impl, opts: ServerO
     }
     case 'nats':
       return startNats(group, label);
+    case 'static': {
+      const { child, ready } = await group.start<{ port: number }>({
+        name: `${label}-server`,
+        script: 'servers/static-json.ts',
+        nodeArgs: ['--expose-gc'],
+      });
+      return { impl, pid: child.pid, port: ready.port, url: `http://${HOST}:${ready.port}/`, child };
+    }
   }
 }
 

@@ -4,6 +4,9 @@
  * limits generous enough for the bench. Started by the runner; talks over IPC.
  *
  *   --bus '{"heartbeatInterval":5000}'   extra dialects.bus settings (JSON)
+ *   --dialects '{"sharding":{…}}'        enable and configure other dialects (JSON,
+ *                                        merged over the defaults below; P4–P6)
+ *   --limits '{"maxConnections":…}'      extra limits (JSON)
  *   --from DIR                           where Muster's modules are: the plain-JS
  *                                        transpile the runner made (lib/build.ts);
  *                                        default: src/ itself, through tsx
@@ -21,6 +24,8 @@ const load = (mod: string): Promise<unknown> => import(pathToFileURL(path.join(f
 const { loadConfig } = (await load('config/load.js')) as typeof import('../../src/config/load.js');
 const { startMuster } = (await load('server.js')) as typeof import('../../src/server.js');
 const busExtra = JSON.parse(args.bus ?? '{}') as Record<string, unknown>;
+const dialectsExtra = JSON.parse(args.dialects ?? '{}') as Record<string, Record<string, unknown>>;
+const limitsExtra = JSON.parse(args.limits ?? '{}') as Record<string, unknown>;
 
 const overrides: MusterConfigInput = {
   listen: { host: '127.0.0.1', port: Number(args.port ?? 0) },
@@ -28,15 +33,15 @@ const overrides: MusterConfigInput = {
   admin: { token: 'bench-admin-token' },
   log: { level: 'silent' },
   shutdownTimeout: 2000,
-  limits: { maxConnections: 50_000, handshakesPerIpPerMinute: 10_000_000 },
+  limits: { maxConnections: 50_000, handshakesPerIpPerMinute: 10_000_000, ...limitsExtra },
   dialects: {
-    bus: { enabled: true, token: BUS_TOKEN, ...busExtra },
-    sharding: { enabled: false },
+    bus: { enabled: true, token: BUS_TOKEN, ...busExtra, ...dialectsExtra.bus },
+    sharding: { enabled: false, ...dialectsExtra.sharding },
     clusterio: { enabled: false },
     discodo: { enabled: false },
-    gamelist: { enabled: false },
+    gamelist: { enabled: false, ...dialectsExtra.gamelist },
   },
-};
+} as MusterConfigInput;
 
 const config = loadConfig({ env: {}, overrides });
 const muster = await startMuster({ config });
