@@ -46,6 +46,8 @@ export class Transport {
   readonly #handshakes = new Map<string, { windowStart: number; count: number }>();
   readonly #sweep: Timer;
   #accepting = true;
+  /** Waiters for the last connection to close (shutdown). */
+  readonly #drained = new Set<() => void>();
   #upgrading = 0;
 
   constructor(opts: TransportOptions) {
@@ -97,15 +99,28 @@ export class Transport {
       if (dialect.goodbye) dialect.goodbye(conn);
       else conn.close(CloseCode.GOING_AWAY, 'server shutting down');
     }
-    const deadline = Date.now() + timeoutMs;
-    while (this.#conns.size > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    for (const { conn } of this.#conns.values()) conn.terminate();
-    while (this.#conns.size > 0 && Date.now() < deadline + 1000) {
-      await new Promise((r) => setTimeout(r, 5));
+    // Waiting on sockets is waiting on I/O, so this deadline is real time, not the scheduler's.
+    if (!(await this.#drain(timeoutMs))) {
+      for (const { conn } of this.#conns.values()) conn.terminate();
+      await this.#drain(1000);
     }
     this.#wss.close();
+  }
+
+  /** Resolves true once every connection has closed, or false after `ms`. */
+  #drain(ms: number): Promise<boolean> {
+    if (this.#conns.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#drained.delete(done);
+        resolve(false);
+      }, ms);
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.#drained.add(done);
+    });
   }
 
   #refuse(socket: Duplex, status: number, message: string, reason: string): void {
@@ -212,6 +227,10 @@ export class Transport {
       const reason = reasonBuf.toString();
       this.#conns.delete(conn.id);
       metrics.connections.dec({ dialect: dialect.name });
+      if (this.#conns.size === 0 && this.#drained.size > 0) {
+        for (const done of this.#drained) done();
+        this.#drained.clear();
+      }
       conn._closed(code, reason);
       try {
         entry.handler?.onClose(code, reason);
