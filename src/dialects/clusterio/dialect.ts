@@ -706,14 +706,7 @@ export class ClusterioDialect implements Dialect {
     const slave = slaveId === null ? undefined : this.#slaves.get(slaveId);
     if (!slave) return this.#respond(peer, env);
     // Push the new config to the slave hosting the instance, and answer with its answer.
-    this.#request(
-      slave,
-      'assign_instance_request',
-      this.#assignData(rec),
-      this.#cfg.requestTimeout,
-      (answer) => this.#relay(peer, env, answer),
-      (reason) => this.#respondError(peer, env, reason),
-    );
+    this.#pushAssignment(slave, rec, peer, env);
   }
 
   #assignCommand(peer: Peer, env: Envelope): void {
@@ -723,6 +716,11 @@ export class ClusterioDialect implements Dialect {
     const slave = this.#slaves.get(slaveId);
     if (!slave) return this.#respondError(peer, env, `Slave ${slaveId} is not connected`);
     this.#registry.assign(rec, slaveId);
+    this.#pushAssignment(slave, rec, peer, env);
+  }
+
+  /** Sends the slave `assign_instance_request` for `rec` and relays its answer to `peer`. */
+  #pushAssignment(slave: Peer, rec: InstanceRecord, peer: Peer, env: Envelope): void {
     this.#request(
       slave,
       'assign_instance_request',
