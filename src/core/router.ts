@@ -87,22 +87,28 @@ export class Router<C extends Connection = Connection> {
     return c ? c.send(frame) : false;
   }
 
-  /** Sends the same bytes to every receiver given; returns how many were queued. */
-  fanout(receivers: Iterable<C>, frame: Buffer, except?: C): number {
+  /**
+   * Sends the same bytes to every receiver given; returns how many were queued.
+   * `delivered` is told of each receiver that got it (for reply tracking).
+   */
+  fanout(receivers: Iterable<C>, frame: Buffer, except?: C, delivered?: (c: C) => void): number {
     let n = 0;
     for (const c of receivers) {
       if (c === except) continue;
-      if (c.send(frame)) n++;
+      if (c.send(frame)) {
+        n++;
+        delivered?.(c);
+      }
     }
     return n;
   }
 
-  sendGroup(group: string, frame: Buffer, except?: C): number {
-    return this.fanout(this.members(group), frame, except);
+  sendGroup(group: string, frame: Buffer, except?: C, delivered?: (c: C) => void): number {
+    return this.fanout(this.members(group), frame, except, delivered);
   }
 
-  broadcast(frame: Buffer, except?: C): number {
-    return this.fanout(this.#byId.values(), frame, except);
+  broadcast(frame: Buffer, except?: C, delivered?: (c: C) => void): number {
+    return this.fanout(this.#byId.values(), frame, except, delivered);
   }
 }
 

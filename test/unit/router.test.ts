@@ -207,6 +207,18 @@ describe('Router delivery', () => {
     expect(b.ws.sent.length).toBe(1);
   });
 
+  it('fanout() tells the caller which receivers got the frame, skipping slow ones', () => {
+    const { make } = setup();
+    const r = new Router();
+    const a = make('a');
+    const b = make('b');
+    const slow = make('slow');
+    slow.ws.bufferedAmount = 1 << 30;
+    const got: string[] = [];
+    expect(r.fanout([a.conn, b.conn, slow.conn], frame('x'), a.conn, (c) => got.push(c.id))).toBe(1);
+    expect(got).toEqual([b.conn.id]);
+  });
+
   it('broadcast() counts receivers and hands every one the same Buffer instance', () => {
     const { make } = setup();
     const r = new Router();

@@ -54,8 +54,6 @@ interface ReplyWait {
   readonly collect: boolean;
 }
 
-/** How long a slow consumer's goodbye may take to drain before the socket is destroyed. */
-export const SLOW_CONSUMER_DRAIN_MS = 5000;
 
 export class BusDialect implements Dialect {
   readonly name = 'bus';
@@ -352,25 +350,16 @@ export class BusDialect implements Dialect {
       const to = this.#resolve(intent.identifier as string);
       if (!to) return this.#noRoute(svc, msg);
       if (to.conn.send(this.#relayed(svc, msg.raw))) delivered?.add(to.id);
-    } else if (intent.target === 'GROUP') {
-      let frame: Buffer | undefined;
-      for (const c of this.#router.members(intent.identifier as string)) {
-        if (c === svc.conn && !intent.self) continue;
-        const s = this.#services.get(c);
-        if (!s?.identified) continue;
-        frame ??= this.#relayed(svc, msg.raw);
-        if (c.send(frame)) delivered?.add(s.id);
-      }
-      if (!frame) return this.#noRoute(svc, msg);
     } else {
-      // GLOBAL: #byId holds exactly the identified services (the router's registry
-      // mirrors it), so no per-receiver lookup is needed. A receiver cut as a slow
-      // consumer during the loop is removed from the Map, which iteration tolerates.
-      let frame: Buffer | undefined;
-      for (const s of this.#byId.values()) {
-        if (s === svc && !intent.self) continue;
-        frame ??= this.#relayed(svc, msg.raw);
-        if (s.conn.send(frame)) delivered?.add(s.id);
+      // Service ids are connection ids, so the router's receivers map straight to them.
+      const except = intent.self ? undefined : svc.conn;
+      const track = delivered && ((c: Connection) => delivered.add(c.id));
+      if (intent.target === 'GROUP') {
+        const members = this.#router.members(intent.identifier as string);
+        if (members.size - (except && members.has(except) ? 1 : 0) === 0) return this.#noRoute(svc, msg);
+        this.#router.fanout(members, this.#relayed(svc, msg.raw), except, track);
+      } else if (this.#router.size - (except ? 1 : 0) > 0) {
+        this.#router.broadcast(this.#relayed(svc, msg.raw), except, track);
       }
     }
 
