@@ -9,6 +9,7 @@ export class CoreMetrics implements ConnectionObserver {
   readonly framesOutTotal: Counter<'dialect'>;
   readonly closesTotal: Counter<'dialect' | 'code'>;
   readonly upgradesRefused: Counter<'reason'>;
+  readonly upgradesInProgress: Gauge;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
@@ -24,6 +25,7 @@ export class CoreMetrics implements ConnectionObserver {
     this.framesOutTotal = new Counter({ name: 'muster_frames_out_total', help: 'Frames sent', labelNames: ['dialect'], registers: [registry], collect: flushOut });
     this.closesTotal = new Counter({ name: 'muster_closes_total', help: 'Closed connections by close code', labelNames: ['dialect', 'code'], registers: [registry] });
     this.upgradesRefused = new Counter({ name: 'muster_upgrades_refused_total', help: 'WebSocket upgrades refused', labelNames: ['reason'], registers: [registry] });
+    this.upgradesInProgress = new Gauge({ name: 'muster_upgrades_in_progress', help: 'WebSocket upgrades counted against maxConnections and not yet open or refused', registers: [registry] });
     this.httpDuration = new Histogram({
       name: 'muster_http_request_duration_seconds',
       help: 'HTTP request latency',

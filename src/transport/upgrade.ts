@@ -152,11 +152,49 @@ export class Transport {
       const verdict = dialect.authorizeUpgrade(req);
       if (!verdict.ok) return this.#refuse(socket, verdict.status, verdict.message, 'unauthorized');
     }
+    // A socket already gone would never emit 'close' for #begin to hear: take nothing.
+    if (socket.destroyed) return this.#refuse(socket, 400, 'Client went away', 'client_gone');
+    const end = this.#begin(socket);
+    try {
+      this.#wss.handleUpgrade(req, socket, head, (ws) => {
+        end(true);
+        this.#open(ws, req, dialect, ip);
+      });
+    } catch (err) {
+      this.#opts.logger.error({ err, dialect: dialect.name }, 'WebSocket upgrade failed');
+      socket.destroy();
+    }
+  }
+
+  /**
+   * Counts one upgrade in progress (it holds a slot of `maxConnections`) and returns
+   * the function that gives the slot back, exactly once, whichever way the upgrade
+   * ends: handed to `#open` (`end(true)`), or the socket closed first, because `ws`
+   * refused the request (bad key, version, method or subprotocol header: it answers
+   * 4xx and destroys the socket without calling back), the client went away, or the
+   * socket failed.
+   */
+  #begin(socket: Duplex): (opened: boolean) => void {
+    const { metrics } = this.#opts;
     this.#upgrading++;
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+    metrics.upgradesInProgress.inc();
+    let ended = false;
+    const end = (opened: boolean): void => {
+      if (ended) return;
+      ended = true;
+      socket.removeListener('close', onClose);
       this.#upgrading--;
-      this.#open(ws, req, dialect, ip);
-    });
+      metrics.upgradesInProgress.dec();
+      if (!opened) metrics.upgradesRefused.inc({ reason: 'bad_handshake' });
+    };
+    const onClose = (): void => end(false);
+    socket.once('close', onClose);
+    return end;
+  }
+
+  /** Upgrades counted and not yet opened or given back (they hold connection slots). */
+  get upgrading(): number {
+    return this.#upgrading;
   }
 
   #allowHandshake(ip: string): boolean {

@@ -1,0 +1,106 @@
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BUS_TOKEN, RawPeer, roundTrip, startTestServer, until, type TestServer } from '../support/server.js';
+
+/**
+ * Every path out of a WebSocket upgrade gives back the connection slot it took
+ * (issue #10 §1). Broken upgrades are sent over raw TCP, more of them than
+ * `maxConnections`, and a well-formed upgrade must still be accepted afterwards.
+ */
+
+const MAX = 20;
+const SHARDING_KEY = 'sharding-key-for-tests';
+let srv: TestServer | undefined;
+afterEach(async () => {
+  await srv?.stop();
+  srv = undefined;
+});
+
+function upgradeRequest(opts: { method?: string; path?: string; headers?: Record<string, string> } = {}): string {
+  const headers: Record<string, string> = {
+    Host: 'localhost',
+    Connection: 'Upgrade',
+    Upgrade: 'websocket',
+    'Sec-WebSocket-Version': '13',
+    'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+    ...opts.headers,
+  };
+  const lines = [`${opts.method ?? 'GET'} ${opts.path ?? '/bus'} HTTP/1.1`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  return `${lines.join('\r\n')}\r\n\r\n`;
+}
+
+/** Sends raw bytes on a fresh TCP socket; resolves with what came back once the socket has closed. */
+function rawExchange(port: number, data: string, after: 'wait' | 'end' | 'reset' = 'wait'): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const sock = net.connect(port, '127.0.0.1', () => {
+      sock.write(data);
+      if (after === 'end') sock.end();
+      if (after === 'reset') sock.resetAndDestroy();
+    });
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.on('error', () => undefined);
+    sock.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    const t = setTimeout(() => reject(new Error('the server kept a broken upgrade open')), 3000);
+    sock.on('close', () => clearTimeout(t));
+  });
+}
+
+const broken: Array<{ name: string; request: string; after?: 'end' | 'reset'; status?: number }> = [
+  { name: 'a bad Sec-WebSocket-Key', request: upgradeRequest({ headers: { 'Sec-WebSocket-Key': 'not-a-key' } }), status: 400 },
+  { name: 'a bad Sec-WebSocket-Version', request: upgradeRequest({ headers: { 'Sec-WebSocket-Version': '7' } }), status: 400 },
+  { name: 'a POST', request: upgradeRequest({ method: 'POST', headers: { 'Content-Length': '0' } }), status: 405 },
+  { name: 'a bad Sec-WebSocket-Protocol', request: upgradeRequest({ headers: { 'Sec-WebSocket-Protocol': 'a,,b' } }), status: 400 },
+  { name: 'an Upgrade that is not websocket', request: upgradeRequest({ headers: { Upgrade: 'h2c' } }), status: 400 },
+  { name: 'a dialect refusing it (no key)', request: upgradeRequest({ path: '/sharding' }), status: 401 },
+  { name: 'the client resetting right after the request', request: upgradeRequest(), after: 'reset' },
+  { name: 'the client half-closing right after the request', request: upgradeRequest(), after: 'end' },
+];
+
+async function gauges(s: TestServer): Promise<{ inProgress: number; connections: number }> {
+  const text = await s.muster.metrics.registry.metrics();
+  const inProgress = Number(/^muster_upgrades_in_progress (\d+)/m.exec(text)?.[1]);
+  const connections = [...text.matchAll(/^muster_connections\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  return { inProgress, connections };
+}
+
+describe('transport: broken upgrades give their slot back (no lockout)', () => {
+  for (const kind of broken) {
+    it(`accepts a good upgrade after ${MAX + 5} upgrades with ${kind.name}`, async () => {
+      const s = await startTestServer({
+        limits: { maxConnections: MAX, handshakesPerIpPerMinute: 10_000 },
+        dialects: { sharding: { enabled: true, authorization: SHARDING_KEY } },
+      });
+      srv = s;
+      const port = s.muster.address().port;
+      for (let i = 0; i < MAX + 5; i++) {
+        const answer = await rawExchange(port, kind.request, kind.after);
+        if (kind.status !== undefined) expect(answer.split('\r\n')[0]).toContain(` ${kind.status} `);
+      }
+      // A reset or half-closed socket may have been opened and closed on the server's side.
+      await until(() => s.muster.transport.size === 0 && s.muster.transport.upgrading === 0);
+      expect(await gauges(s)).toEqual({ inProgress: 0, connections: 0 });
+
+      // Slots are all free: MAX good upgrades are accepted at once, and one more is refused.
+      const peers = await Promise.all(Array.from({ length: MAX }, () => RawPeer.open(`${s.wsBase}/bus`)));
+      expect((await gauges(s)).connections).toBe(MAX);
+      await expect(RawPeer.open(`${s.wsBase}/bus`)).rejects.toThrow('upgrade refused: 503');
+      const first = peers[0] as RawPeer;
+      first.send({ op: 1, data: { token: BUS_TOKEN } });
+      await roundTrip(first);
+      expect(first.isClosed).toBe(false);
+      for (const p of peers) p.close();
+      await Promise.all(peers.map((p) => p.waitClose()));
+      await until(() => s.muster.transport.size === 0);
+      expect(await gauges(s)).toEqual({ inProgress: 0, connections: 0 });
+    });
+  }
+
+  it('counts refusals by the socket layer as bad_handshake', async () => {
+    const s = await startTestServer({ limits: { maxConnections: MAX } });
+    srv = s;
+    await rawExchange(s.muster.address().port, upgradeRequest({ headers: { 'Sec-WebSocket-Key': 'x' } }));
+    await until(() => s.muster.transport.upgrading === 0);
+    expect(await s.muster.metrics.registry.metrics()).toMatch(/muster_upgrades_refused_total\{reason="bad_handshake"\} 1/);
+  });
+});
