@@ -75,6 +75,8 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     secretEquals: constantTimeEqual,
     transport: () => transport,
     https,
+    timeouts: config.http,
+    failedAuthPerIpPerMinute: () => config.admin.failedAuthPerIpPerMinute,
   });
   const transport = new Transport({ server: http.server, dialects, limits: config.limits, scheduler, metrics, logger });
   await http.listen({ host: config.listen.host, port: config.listen.port });

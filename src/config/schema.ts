@@ -211,6 +211,16 @@ export const StoreSchema = Section({
 
 export const AdminSchema = Section({
   token: Secret(),
+  /** Wrong or missing admin tokens from one IP in a minute before it gets 429 (docs: README, "Admin API"). */
+  failedAuthPerIpPerMinute: Int(10, 1),
+});
+
+/** Timeouts of the HTTP side of the listener (slow or silent clients). */
+export const HttpSchema = Section({
+  /** From the connection's first byte (or the previous request) to the end of the request's headers. */
+  headersTimeout: Duration(10_000),
+  /** From the connection's first byte (or the previous request) to the end of the request's body. */
+  requestTimeout: Duration(30_000),
 });
 
 export const TlsSchema = Type.Object(
@@ -326,6 +336,7 @@ export const MusterConfigSchema = Type.Object(
     admin: AdminSchema,
     tls: Type.Optional(TlsSchema),
     limits: LimitsSchema,
+    http: HttpSchema,
     log: LogSchema,
     dialects: DialectsSchema,
     shutdownTimeout: Duration(10_000),
@@ -344,6 +355,7 @@ export type StoreKind = StoreConfig['kind'];
 export type AdminConfig = StaticDecode<typeof AdminSchema>;
 export type TlsConfig = StaticDecode<typeof TlsSchema>;
 export type LimitsConfig = StaticDecode<typeof LimitsSchema>;
+export type HttpConfig = StaticDecode<typeof HttpSchema>;
 export type LogConfig = StaticDecode<typeof LogSchema>;
 export type LogLevel = LogConfig['level'];
 export type DialectsConfig = StaticDecode<typeof DialectsSchema>;

@@ -5,6 +5,7 @@ import type { CoreMetrics } from '../core/metrics.js';
 import type { Scheduler } from '../core/scheduler.js';
 import type { Store } from '../store/types.js';
 import type { Transport } from '../transport/upgrade.js';
+import { AdminAuthGuard } from './admin-guard.js';
 import { buildOpenApi } from './openapi.js';
 
 /**
@@ -24,6 +25,10 @@ export interface HttpAppOptions {
   secretEquals: (a: string, b: string) => boolean;
   transport: () => Transport | undefined;
   https?: { cert: Buffer; key: Buffer } | undefined;
+  /** Config `http`: header and request timeouts in ms (0 turns one off). */
+  timeouts?: { headersTimeout: number; requestTimeout: number } | undefined;
+  /** Config `admin.failedAuthPerIpPerMinute` (it can change on SIGHUP). */
+  failedAuthPerIpPerMinute?: (() => number) | undefined;
 }
 
 export const ADMIN_PREFIX = '/api/v1';
@@ -96,6 +101,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     bodyLimit: 1 << 20,
     ...(opts.https ? { https: opts.https } : {}),
   }) as unknown as FastifyInstance;
+  applyTimeouts(app.server, opts.timeouts ?? { headersTimeout: 10_000, requestTimeout: 30_000 });
 
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
@@ -136,10 +142,25 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     handler: () => ({ body: openapi }),
   });
 
+  const guard = new AdminAuthGuard({
+    now: () => opts.scheduler.now(),
+    failuresPerMinute: opts.failedAuthPerIpPerMinute ?? (() => 10),
+    logger: opts.logger.child({ component: 'http' }),
+  });
   const adminAuth = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const retryAfter = guard.retryAfter(req.ip);
+    if (retryAfter > 0) {
+      await reply
+        .code(429)
+        .header('retry-after', String(Math.ceil(retryAfter / 1000)))
+        .send({ error: 'RATE_LIMITED', message: 'Too many failed admin tokens from this address; try again later' });
+      return;
+    }
     const h = req.headers.authorization;
     const token = h?.startsWith('Bearer ') ? h.slice(7) : undefined;
-    if (token === undefined || !opts.secretEquals(token, opts.adminToken())) {
+    const expected = opts.adminToken();
+    if (token === undefined || expected === '' || !opts.secretEquals(token, expected)) {
+      guard.failed({ ip: req.ip, method: req.method, route: req.routeOptions.url ?? 'unmatched', reason: token === undefined ? 'missing' : 'wrong' });
       await reply
         .code(401)
         .header('www-authenticate', 'Bearer realm="muster"')
@@ -178,6 +199,21 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     reply.code(404).send({ error: 'NOT_FOUND', message: `no route ${req.method} ${req.url}` }),
   );
   return app;
+}
+
+/**
+ * Slow or silent HTTP clients are cut (408, then the socket is closed): headers must
+ * arrive within `headersTimeout` and the whole request within `requestTimeout`. Node
+ * checks them on an interval; it is kept well under the shorter timeout. Upgraded
+ * (WebSocket) sockets are no longer HTTP requests and are not affected.
+ */
+function applyTimeouts(server: FastifyInstance['server'], t: { headersTimeout: number; requestTimeout: number }): void {
+  server.headersTimeout = t.headersTimeout;
+  server.requestTimeout = t.requestTimeout;
+  const shortest = Math.min(...[t.headersTimeout, t.requestTimeout].filter((ms) => ms > 0));
+  // Read by Node when the server starts listening; @types/node declares it only as a createServer option.
+  const checking = server as typeof server & { connectionsCheckingInterval: number };
+  if (Number.isFinite(shortest)) checking.connectionsCheckingInterval = Math.min(1000, Math.max(10, Math.floor(shortest / 4)));
 }
 
 function toHttpRequest(req: FastifyRequest): HttpRequest {

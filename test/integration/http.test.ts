@@ -58,7 +58,8 @@ describe('HTTP: health, readiness, metrics', () => {
 
 describe('HTTP: admin API', () => {
   it('refuses every /api/v1 route without the bearer token (401)', async () => {
-    srv = await startTestServer();
+    // 19 failures from one address: above the default per-IP limit (see http-limits.test.ts).
+    srv = await startTestServer({ admin: { failedAuthPerIpPerMinute: 100 } });
     for (const url of ['/api/v1/connections', '/api/v1/bus/services', '/api/v1/bus/groups', '/api/v1/openapi.json', '/api/v1/status', '/api/v1/nope']) {
       const none = await srv.muster.http.inject({ url });
       expect(none.statusCode, url).toBe(401);
