@@ -7,6 +7,7 @@ import { SystemClock, type Clock } from './core/clock.js';
 import type { Dialect } from './core/dialect.js';
 import { CoreMetrics } from './core/metrics.js';
 import { Scheduler } from './core/scheduler.js';
+import { formatMode, secureDataDir } from './config/datadir.js';
 import { constantTimeEqual } from './config/secrets.js';
 import type { MusterConfig } from './config/schema.js';
 import { buildDialects, dialectSecrets } from './dialects/index.js';
@@ -55,6 +56,11 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
   const logger = opts.logger ?? pino({ level: config.log.level });
   const clock = opts.clock ?? new SystemClock();
   const scheduler = new Scheduler(clock, (err) => logger.error({ err }, 'a scheduled task failed'));
+  if (!opts.store) {
+    for (const t of secureDataDir(config.dataDir, { create: storeKind(config) === 'sqlite' })) {
+      logger.warn({ path: t.path, from: formatMode(t.from), to: formatMode(t.to) }, 'data directory: was open to other users; made owner-only');
+    }
+  }
   const store = opts.store ?? createStore({ kind: storeKind(config), dataDir: config.dataDir, now: () => clock.now() });
   const broker = opts.broker ?? new LocalBroker();
   const metrics = new CoreMetrics({ defaultMetrics: opts.defaultMetrics ?? true });

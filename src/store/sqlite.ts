@@ -11,7 +11,7 @@
  * start; read-modify-write operations (incr, compareAndSet) still run in an IMMEDIATE
  * transaction so they stay atomic if another process opens the same file.
  */
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MusterError } from '../core/errors.js';
@@ -72,10 +72,16 @@ export class SqliteStore implements Store {
   readonly #incr: (ns: string, key: string, delta: number, now: number, opts: SetOptions | undefined) => number;
   readonly #cas: (ns: string, key: string, expected: JsonValue | undefined, value: string, now: number, expiresAt: number | null) => boolean;
 
-  /** Opens (creating if needed) `<dir>/muster.db`, creating `dir` and its parents first. */
+  /**
+   * Opens (creating if needed) `<dir>/muster.db`, creating `dir` and its parents first.
+   * Both are created owner-only (0700, 0600); SQLite gives the -wal and -shm files the
+   * database file's mode.
+   */
   static open(dir: string, opts: { now?: (() => number) | undefined } = {}): SqliteStore {
-    mkdirSync(dir, { recursive: true });
-    return new SqliteStore({ file: path.join(dir, SQLITE_FILE_NAME), now: opts.now });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const file = path.join(dir, SQLITE_FILE_NAME);
+    closeSync(openSync(file, 'a', 0o600));
+    return new SqliteStore({ file, now: opts.now });
   }
 
   constructor(opts: SqliteStoreOptions) {
