@@ -104,3 +104,72 @@ describe('transport: broken upgrades give their slot back (no lockout)', () => {
     expect(await s.muster.metrics.registry.metrics()).toMatch(/muster_upgrades_refused_total\{reason="bad_handshake"\} 1/);
   });
 });
+
+/** Reads the server's frames after a 101 until a close frame; returns its code. */
+function closeCodeAfter(port: number, request: string, frame: Buffer): Promise<number | undefined> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    let upgraded = false;
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(request));
+    sock.on('error', () => undefined);
+    const guard = setTimeout(() => reject(new Error('no close frame')), 3000);
+    const done = (code: number | undefined): void => {
+      clearTimeout(guard);
+      sock.destroy();
+      resolve(code);
+    };
+    sock.on('close', () => done(undefined));
+    sock.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      if (!upgraded) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        if (!buf.subarray(0, 12).toString('latin1').includes(' 101')) return done(undefined);
+        upgraded = true;
+        buf = buf.subarray(end + 4);
+        sock.write(frame);
+      }
+      // Server frames are unmasked; skip any greeting until the close frame.
+      while (buf.length >= 2) {
+        let len = (buf[1] as number) & 0x7f;
+        let off = 2;
+        if (len === 126) {
+          if (buf.length < 4) return;
+          len = buf.readUInt16BE(2);
+          off = 4;
+        }
+        if (buf.length < off + len) return;
+        if (((buf[0] as number) & 0x0f) === 0x8) return done(len >= 2 ? buf.readUInt16BE(off) : 1005);
+        buf = buf.subarray(off + len);
+      }
+    });
+  });
+}
+
+describe('transport: WebSocket protocol errors close with 1002 in every dialect', () => {
+  // A masked, empty text frame with RSV2 set: no extension defines it.
+  const rsv2 = Buffer.from([0xa1, 0x80, 1, 2, 3, 4]);
+  // A client frame without a mask.
+  const unmasked = Buffer.from([0x81, 0x00]);
+  const paths: Array<[string, Record<string, string>]> = [
+    ['/bus', {}],
+    ['/sharding', { Authorization: SHARDING_KEY }],
+    ['/api/socket', {}],
+    ['/ws', { Authorization: 'disco-pw' }],
+    ['/v2/server/ws', {}],
+  ];
+  it.each(paths)('%s', async (p, headers) => {
+    const s = await startTestServer({
+      dialects: {
+        sharding: { enabled: true, authorization: SHARDING_KEY },
+        clusterio: { enabled: true, authSecret: 'cluster-secret' },
+        discodo: { enabled: true, password: 'disco-pw' },
+        gamelist: { enabled: true, regTokens: ['reg'] },
+      },
+    });
+    srv = s;
+    const port = s.muster.address().port;
+    expect(await closeCodeAfter(port, upgradeRequest({ path: p, headers }), rsv2)).toBe(1002);
+    expect(await closeCodeAfter(port, upgradeRequest({ path: p, headers }), unmasked)).toBe(1002);
+  });
+});
