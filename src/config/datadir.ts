@@ -1,16 +1,18 @@
 /**
  * The data directory holds secrets (secrets.json) and the store (muster.db, which
  * holds Clusterio instance configs with their rcon passwords), so it and everything in
- * it are owner-only: directories 0700, files 0600. A directory that already exists
- * with looser modes (made by hand, restored from a backup, left by an older version)
- * is tightened at start, and each change is reported so it can be logged.
+ * it are owner-only: the directory 0700, and no bit for group or others on anything
+ * under it (the files Muster writes are 0600). A directory that already exists with
+ * looser modes (made by hand, restored from a backup, left by an older version) is
+ * tightened at start, and each change is reported so it can be logged. The owner's own
+ * bits are kept (a script keeps its x bit), so a data directory set by mistake to a
+ * directory holding other things loses nothing but other users' access.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from './load.js';
 
 export const DATA_DIR_MODE = 0o700;
-export const DATA_FILE_MODE = 0o600;
 
 export interface Tightened {
   path: string;
@@ -45,10 +47,10 @@ function tighten(p: string, changed: Tightened[]): void {
   const st = fs.lstatSync(p);
   if (st.isSymbolicLink()) return;
   const dir = st.isDirectory();
-  const want = dir ? DATA_DIR_MODE : DATA_FILE_MODE;
-  const mode = st.mode & 0o777;
-  // Anything open to group or others is set to owner-only (a stricter mode such as 0400 is kept).
-  if ((mode & 0o077) !== 0 || (dir && (mode & 0o700) !== 0o700)) {
+  const mode = st.mode & 0o7777;
+  // Group and others lose every bit (and setuid/setgid/sticky go); directories stay usable by their owner.
+  const want = dir ? DATA_DIR_MODE : mode & 0o700;
+  if (want !== mode) {
     try {
       fs.chmodSync(p, want);
     } catch (err) {

@@ -98,6 +98,7 @@ describe.runIf(posix)('data directory: owner-only', () => {
     fs.mkdirSync(path.join(dir, 'backup'));
     fs.writeFileSync(path.join(dir, 'backup', 'muster.db.bak'), 'x');
     fs.writeFileSync(path.join(dir, 'already-private'), 'x');
+    fs.writeFileSync(path.join(dir, 'backup.sh'), '#!/bin/sh\n');
     fs.chmodSync(dir, 0o755);
     fs.chmodSync(path.join(dir, 'muster.db'), 0o644);
     fs.chmodSync(path.join(dir, 'secrets.json'), 0o644);
@@ -105,12 +106,14 @@ describe.runIf(posix)('data directory: owner-only', () => {
     fs.chmodSync(path.join(dir, 'backup'), 0o775);
     fs.chmodSync(path.join(dir, 'backup', 'muster.db.bak'), 0o604);
     fs.chmodSync(path.join(dir, 'already-private'), 0o400);
+    fs.chmodSync(path.join(dir, 'backup.sh'), 0o755);
 
     const { m, warns } = await start(dir);
     await m.store.set('test', 'k', 2);
     const seen = modes(dir);
     for (const [p, bits] of Object.entries(seen)) {
-      const expected = p === '.' || p === 'backup' ? 0o700 : p === 'already-private' ? 0o400 : 0o600;
+      // The owner's own bits are kept: a read-only file stays read-only, a script keeps its x bit.
+      const expected = p === '.' || p === 'backup' || p === 'backup.sh' ? 0o700 : p === 'already-private' ? 0o400 : 0o600;
       expect(bits, p).toBe(expected);
     }
     expect(seen['muster.db-wal']).toBe(0o600);
@@ -122,6 +125,7 @@ describe.runIf(posix)('data directory: owner-only', () => {
       'notes.txt': ['0666', '0600'],
       backup: ['0775', '0700'],
       'backup/muster.db.bak': ['0604', '0600'],
+      'backup.sh': ['0755', '0700'],
     });
   });
 
