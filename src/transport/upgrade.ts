@@ -164,6 +164,8 @@ export class Transport {
       this.#opts.logger.error({ err, dialect: dialect.name }, 'WebSocket upgrade failed');
       socket.destroy();
     }
+    // ws refuses synchronously (it destroys the socket): give the slot back now, not on 'close'.
+    if (socket.destroyed) end(false);
   }
 
   /**
