@@ -15,7 +15,7 @@ export function buildOpenApi(routes: readonly HttpRoute[], version: string): Rec
       summary: r.summary,
       responses: {
         '200': { description: 'OK', content: { 'application/json': { schema: r.response ?? {} } } },
-        ...(r.access === 'admin' ? { '401': { description: 'Missing or wrong admin token' } } : { '429': { description: 'Rate limited' } }),
+        ...(r.access === 'admin' ? { '401': { description: 'Missing or wrong admin token' }, '429': { description: 'Too many failed admin tokens from this address (Retry-After)' } } : { '429': { description: 'Rate limited' } }),
       },
     };
     if (params.length > 0) op.parameters = params;

@@ -147,6 +147,16 @@ describe('HTTP: failed admin tokens are limited per IP', () => {
     expect((await get(m, ADMIN_TOKEN)).status).toBe(200);
   });
 
+  it('documents the 429 on every admin route in the OpenAPI document', async () => {
+    const { m } = await start();
+    const api = (await (await fetch(`${m.url()}/api/v1/openapi.json`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+    };
+    const admin = Object.entries(api.paths).filter(([p]) => p.startsWith('/api/v1/'));
+    expect(admin.length).toBeGreaterThan(0);
+    for (const [p, ops] of admin) for (const op of Object.values(ops)) expect(Object.keys(op.responses), p).toEqual(expect.arrayContaining(['401', '429']));
+  });
+
   it('does not count good tokens', async () => {
     const { m } = await start();
     for (let i = 0; i < 20; i++) expect((await get(m, ADMIN_TOKEN)).status).toBe(200);
