@@ -96,6 +96,21 @@ describe('transport: broken upgrades give their slot back (no lockout)', () => {
     });
   }
 
+  it('accepts good upgrades once the per-IP window has passed, after upgrades refused by the per-IP limit', async () => {
+    const s = await startTestServer({ limits: { maxConnections: 3, handshakesPerIpPerMinute: 3 } });
+    srv = s;
+    const port = s.muster.address().port;
+    for (let i = 0; i < 10; i++) {
+      const answer = await rawExchange(port, i < 3 ? upgradeRequest({ headers: { 'Sec-WebSocket-Key': 'bad' } }) : upgradeRequest());
+      expect(answer.split('\r\n')[0]).toContain(i < 3 ? ' 400 ' : ' 429 ');
+    }
+    expect(await gauges(s)).toEqual({ inProgress: 0, connections: 0 });
+    s.clock.advance(60_000);
+    const peers = await Promise.all([1, 2, 3].map(() => RawPeer.open(`${s.wsBase}/bus`)));
+    for (const p of peers) p.close();
+    await Promise.all(peers.map((p) => p.waitClose()));
+  });
+
   it('counts refusals by the socket layer as bad_handshake', async () => {
     const s = await startTestServer({ limits: { maxConnections: MAX } });
     srv = s;
