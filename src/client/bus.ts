@@ -270,7 +270,10 @@ export class BusClient extends EventEmitter {
   /** Answers a delivered EVENT that carried an id. */
   reply(to: BusDelivery, data?: unknown, event?: string): void {
     if (to.id === undefined) throw new TypeError('this message carries no id to reply to');
-    this.#send({ op: Op.REPLY, id: to.id, ...(event !== undefined ? { event } : {}), data });
+    // Addressed DIRECT to the requester, so Muster can tell which request it answers when
+    // several services asked this one with the same id.
+    const intent = to.source !== undefined ? { intent: { target: 'DIRECT', identifier: to.source } } : {};
+    this.#send({ op: Op.REPLY, id: to.id, ...(event !== undefined ? { event } : {}), data, ...intent });
   }
 
   #wait(id: string, timeout: number | undefined, collect?: CollectResult): Promise<unknown> {

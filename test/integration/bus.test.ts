@@ -405,6 +405,121 @@ describe('bus: replies', () => {
   });
 });
 
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${srv.httpBase}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? 0 : Number(line.split(' ')[1]);
+}
+
+describe('bus: request isolation (two requesters, one id)', () => {
+  const ask = (id: string, to: string) => ({ op: 0, id, event: 'ASK', expect_reply: 1, intent: { target: 'DIRECT', identifier: to } });
+
+  it('gives each requester its own answer when both asked the same recipient with the same id', async () => {
+    const a = await identify();
+    const b = await identify({ name: 'bee' });
+    const c = await identify();
+    a.peer.send(ask('1', c.id));
+    expect(await c.peer.next()).toMatchObject({ id: '1', source: a.id });
+    b.peer.send(ask('1', c.id));
+    expect(await c.peer.next()).toMatchObject({ id: '1', source: b.id });
+    expect(bus().summary().pendingRequests).toBe(2);
+    // C answers B first, naming B (by name) in the REPLY's intent, then A (by id).
+    c.peer.send({ op: 5, id: '1', data: 'for-b', intent: { target: 'DIRECT', identifier: 'bee' } });
+    c.peer.send({ op: 5, id: '1', data: 'for-a', intent: { target: 'DIRECT', identifier: a.id } });
+    expect(await b.peer.next()).toMatchObject({ op: 5, id: '1', data: 'for-b', source: c.id });
+    expect(await a.peer.next()).toMatchObject({ op: 5, id: '1', data: 'for-a', source: c.id });
+    srv.clock.advance(20_000);
+    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await b.peer.quiet(1)).toBe(true);
+  });
+
+  it('matches REPLYs that name nobody to the oldest request first', async () => {
+    const a = await identify();
+    const b = await identify();
+    const c = await identify();
+    a.peer.send(ask('1', c.id));
+    await c.peer.next();
+    b.peer.send(ask('1', c.id));
+    await c.peer.next();
+    c.peer.send({ op: 5, id: '1', data: 'first' });
+    expect(await a.peer.next()).toMatchObject({ data: 'first', source: c.id });
+    expect(await b.peer.quiet(30)).toBe(true);
+    c.peer.send({ op: 5, id: '1', data: 'second' });
+    expect(await b.peer.next()).toMatchObject({ data: 'second', source: c.id });
+  });
+
+  it('a second requester with the same id times out on its own; the first still gets its TIMEOUT', async () => {
+    const a = await identify();
+    const b = await identify();
+    const c = await identify();
+    a.peer.send(ask('1', c.id));
+    await c.peer.next();
+    b.peer.send(ask('1', c.id));
+    await c.peer.next();
+    srv.clock.advance(10_000);
+    expect(await a.peer.next()).toEqual({ op: 5, id: '1', data: { error: 'TIMEOUT' } });
+    expect(await b.peer.next()).toEqual({ op: 5, id: '1', data: { error: 'TIMEOUT' } });
+  });
+
+  it('drops and counts a REPLY from a service that was not asked; the real answer still arrives', async () => {
+    const a = await identify();
+    const thief = await identify();
+    const c = await identify();
+    const before = await metric('muster_bus_replies_dropped_total');
+    a.peer.send(ask('1', c.id));
+    await c.peer.next();
+    thief.peer.send({ op: 5, id: '1', data: 'forged', intent: { target: 'DIRECT', identifier: a.id } });
+    await roundTrip(thief.peer);
+    c.peer.send({ op: 5, id: '1', data: 'real' });
+    expect(await a.peer.next()).toMatchObject({ data: 'real', source: c.id });
+    // A second answer from C is not expected any more: dropped too.
+    c.peer.send({ op: 5, id: '1', data: 'again' });
+    await roundTrip(c.peer);
+    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await metric('muster_bus_replies_dropped_total')).toBe(before + 2);
+  });
+
+  it('answers a DIRECT request at once with NO_ROUTE when its recipient leaves', async () => {
+    const a = await identify();
+    const c = await identify({ name: 'worker' });
+    a.peer.send(ask('1', 'worker'));
+    await c.peer.next();
+    c.peer.close();
+    expect(await a.peer.next()).toEqual({ op: 5, id: '1', data: { error: 'NO_ROUTE', target: 'DIRECT', identifier: 'worker' } });
+    expect(bus().summary().pendingRequests).toBe(0);
+  });
+
+  it('ends a collection at once when every receiver that had not answered has left', async () => {
+    const a = await identify();
+    const m1 = await identify({ group: 'g' });
+    const m2 = await identify({ group: 'g' });
+    a.peer.send({ op: 0, id: 'c', event: 'ASK', expect_reply: 'all', intent: { target: 'GROUP', identifier: 'g' } });
+    await m1.peer.next();
+    await m2.peer.next();
+    m1.peer.send({ op: 5, id: 'c', data: 1 });
+    expect(await a.peer.next()).toMatchObject({ data: 1, source: m1.id });
+    m2.peer.close();
+    expect(await a.peer.next()).toEqual({ op: 5, id: 'c', event: 'REPLY_END', data: { received: 1, expected: 2, missing: [m2.id] } });
+  });
+
+  it('keeps two GROUP collections with the same id apart', async () => {
+    const a = await identify();
+    const b = await identify();
+    const m = await identify({ group: 'g' });
+    a.peer.send({ op: 0, id: 'x', event: 'ASK', expect_reply: 'all', intent: { target: 'GROUP', identifier: 'g' } });
+    await m.peer.next();
+    b.peer.send({ op: 0, id: 'x', event: 'ASK', expect_reply: 'all', intent: { target: 'GROUP', identifier: 'g' } });
+    await m.peer.next();
+    m.peer.send({ op: 5, id: 'x', data: 'to-b', intent: { target: 'DIRECT', identifier: b.id } });
+    expect(await b.peer.next()).toMatchObject({ data: 'to-b', source: m.id });
+    expect(await b.peer.next()).toMatchObject({ event: 'REPLY_END', data: { received: 1, expected: 1, missing: [] } });
+    expect(await a.peer.quiet(30)).toBe(true);
+    m.peer.send({ op: 5, id: 'x', data: 'to-a' });
+    expect(await a.peer.next()).toMatchObject({ data: 'to-a', source: m.id });
+    expect(await a.peer.next()).toMatchObject({ event: 'REPLY_END', data: { received: 1, expected: 1, missing: [] } });
+  });
+});
+
 describe('bus: liveness', () => {
   it('sends PING every heartbeat_interval and answers PONG to a PING', async () => {
     const { peer } = await identify();
