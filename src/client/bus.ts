@@ -47,7 +47,7 @@ export interface CollectResult {
 export class BusRequestError extends Error {
   override readonly name = 'BusRequestError';
   constructor(
-    readonly code: 'NO_ROUTE' | 'TIMEOUT' | 'DISCONNECTED' | 'CLIENT_TIMEOUT',
+    readonly code: 'NO_ROUTE' | 'TIMEOUT' | 'RATE_LIMITED' | 'DISCONNECTED' | 'CLIENT_TIMEOUT',
     message: string,
     readonly data?: unknown,
   ) {
@@ -194,7 +194,7 @@ export class BusClient extends EventEmitter {
       this.#settle(msg.id)?.resolve(w.collect);
       return;
     }
-    if (msg.source === undefined && data && (data.error === 'NO_ROUTE' || data.error === 'TIMEOUT')) {
+    if (msg.source === undefined && data && (data.error === 'NO_ROUTE' || data.error === 'TIMEOUT' || data.error === 'RATE_LIMITED')) {
       this.#settle(msg.id)?.reject(new BusRequestError(data.error, `bus answered ${data.error}`, data));
       return;
     }

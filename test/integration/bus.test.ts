@@ -38,9 +38,19 @@ async function expectDisconnect(peer: RawPeer, reason: string, code: number): Pr
   return f.data;
 }
 
-beforeEach(async () => {
-  srv = await startTestServer({ dialects: { bus: { maxBufferedBytes: 256 * 1024 } } });
+async function start(bus: Record<string, unknown> = {}): Promise<void> {
+  srv = await startTestServer({ dialects: { bus: { maxBufferedBytes: 256 * 1024, ...bus } } });
   url = `${srv.wsBase}/bus`;
+}
+
+/** Restarts the server with other bus settings (before any peer is opened). */
+async function restart(bus: Record<string, unknown>): Promise<void> {
+  await srv.stop();
+  await start(bus);
+}
+
+beforeEach(async () => {
+  await start();
 });
 
 afterEach(async () => {
@@ -520,6 +530,72 @@ describe('bus: request isolation (two requesters, one id)', () => {
   });
 });
 
+describe('bus: sender rate limit', () => {
+  it('refuses EVENTs over maxEventsPerSecond (bursts of 2 s) with RATE_LIMITED; receivers never see them', async () => {
+    await restart({ maxEventsPerSecond: 10 });
+    const flooder = await identify();
+    const healthy = await identify();
+    for (let i = 0; i < 25; i++) flooder.peer.send({ op: 0, id: `e${i}`, event: 'SPAM', data: i, intent: { target: 'GLOBAL' } });
+    await roundTrip(flooder.peer);
+    const refused = flooder.peer.frames.splice(0).map((f) => JSON.parse(f) as { id: string; data: Record<string, unknown> });
+    expect(refused).toHaveLength(5);
+    expect(refused[0]).toEqual({ op: 5, id: 'e20', data: { error: 'RATE_LIMITED', retry_after: 100 } });
+    await roundTrip(healthy.peer);
+    expect(healthy.peer.frames.splice(0).map((f) => (JSON.parse(f) as { data: number }).data)).toEqual([...Array(20).keys()]);
+    // A second sender has its own budget.
+    healthy.peer.send({ op: 0, event: 'MINE', intent: { target: 'GLOBAL' } });
+    expect(await flooder.peer.next()).toMatchObject({ event: 'MINE', source: healthy.id });
+    // Time refills the bucket at the rate.
+    srv.clock.advance(1000);
+    for (let i = 0; i < 11; i++) flooder.peer.send({ op: 0, event: 'MORE', data: i, intent: { target: 'GLOBAL' } });
+    await roundTrip(flooder.peer);
+    expect(flooder.peer.frames.splice(0).map((f) => JSON.parse(f) as Record<string, unknown>)).toEqual([{ op: 5, data: { error: 'RATE_LIMITED', retry_after: 100 } }]);
+    await roundTrip(healthy.peer);
+    expect(healthy.peer.frames).toHaveLength(10);
+    healthy.peer.frames.length = 0;
+    expect(await metric('muster_bus_rate_limited_total')).toBe(6);
+  });
+
+  it('limits EVENT bytes too, and a request refused for rate fails at once', async () => {
+    await restart({ maxEventBytesPerSecond: 1000, maxMessageBytes: 2048 });
+    const a = await identify();
+    const b = await identify();
+    const data = 'x'.repeat(900);
+    for (let i = 0; i < 3; i++) a.peer.send({ op: 0, event: 'BIG', data, intent: { target: 'DIRECT', identifier: b.id } });
+    a.peer.send({ op: 0, id: 'q', event: 'ASK', expect_reply: 1, intent: { target: 'DIRECT', identifier: b.id } });
+    await roundTrip(a.peer);
+    // Two ~950-byte frames fit the 2048-byte burst; the third and the request do not.
+    expect(a.peer.frames.splice(0).map((f) => JSON.parse(f) as Record<string, unknown>)).toEqual([
+      { op: 5, data: { error: 'RATE_LIMITED', retry_after: expect.any(Number) } },
+      { op: 5, id: 'q', data: { error: 'RATE_LIMITED', retry_after: expect.any(Number) } },
+    ]);
+    await roundTrip(b.peer);
+    expect(b.peer.frames.splice(0)).toHaveLength(2);
+    expect(bus().summary().pendingRequests).toBe(0);
+  });
+
+  it('keeps a reading receiver connected while a sender floods GLOBAL (at the default limits)', async () => {
+    await restart({});
+    const flooder = await identify();
+    const healthy = await identify();
+    const data = 'f'.repeat(30_000);
+    // 10 MB offered in no time on the manual clock: only the 2 s burst (2 MiB) is relayed.
+    for (let i = 0; i < 350; i++) {
+      flooder.peer.send({ op: 0, event: 'FLOOD', data, intent: { target: 'GLOBAL' } });
+      if (i % 50 === 49) await roundTrip(flooder.peer);
+    }
+    await roundTrip(flooder.peer);
+    await roundTrip(healthy.peer);
+    expect(healthy.peer.isClosed).toBe(false);
+    const relayed = healthy.peer.frames.length;
+    expect(relayed).toBeGreaterThan(0);
+    expect(relayed * 30_000).toBeLessThanOrEqual(2 * 1024 * 1024);
+    expect(bus().summary().services).toBe(2);
+    healthy.peer.frames.length = 0;
+    flooder.peer.frames.length = 0;
+  });
+});
+
 describe('bus: liveness', () => {
   it('sends PING every heartbeat_interval and answers PONG to a PING', async () => {
     const { peer } = await identify();
@@ -552,6 +628,7 @@ describe('bus: liveness', () => {
 
 describe('bus: slow consumers', () => {
   it('cuts a receiver that does not read, without slowing the others', async () => {
+    await restart({ maxEventBytesPerSecond: 0 }); // one sender's 6 MB, unthrottled
     const sender = await identify();
     const fast = await identify({ group: 'g' });
     const slow = await identify({ group: 'g' });
@@ -588,6 +665,7 @@ describe('bus: slow consumers', () => {
   });
 
   it('destroys a slow consumer whose goodbye does not drain within 5 s', async () => {
+    await restart({ maxEventBytesPerSecond: 0 });
     const sender = await identify();
     const slow = await identify({ group: 'g' });
     (slow.peer.ws as unknown as { _socket: { pause(): void } })._socket.pause();

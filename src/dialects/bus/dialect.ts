@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpRoute } from '../../core/dialect.js';
 import { PendingRequests, type PendingEntry } from '../../core/pending.js';
+import { LogLimiter, TokenBucket, type Rate } from '../../core/ratelimit.js';
 import { Router } from '../../core/router.js';
 import type { Timer } from '../../core/scheduler.js';
 import {
@@ -25,6 +26,10 @@ export interface BusDialectConfig {
   requestTimeout: number;
   identifyTimeout: number;
   maxBufferedBytes: number;
+  /** EVENTs a service may send per second (0: no limit); bursts of 2 s. */
+  maxEventsPerSecond?: number;
+  /** EVENT bytes a service may send per second (0: no limit); bursts of 2 s, at least one largest frame. */
+  maxEventBytesPerSecond?: number;
 }
 
 export interface BusDialectDeps {
@@ -47,6 +52,9 @@ interface Service {
    * first. Its own map: several requesters may use the same id towards it.
    */
   readonly asked: Map<string, PendingEntry<ReplyWait>[]>;
+  /** The sender's EVENT rate limit: count and bytes. */
+  readonly events: TokenBucket;
+  readonly eventBytes: TokenBucket;
 }
 
 interface ReplyWait {
@@ -89,7 +97,12 @@ export class BusDialect implements Dialect {
     disconnects: Counter<'reason'>;
     requestDuration: Histogram<'outcome'>;
     repliesDropped: Counter;
+    rateLimited: Counter;
   };
+  readonly #eventRate: Rate;
+  readonly #byteRate: Rate;
+  /** Warn lines about a service over its rate, capped per service. */
+  readonly #rateLog: LogLimiter<string>;
 
   constructor(cfg: BusDialectConfig, ctx: DialectContext, deps: BusDialectDeps) {
     this.#cfg = cfg;
@@ -103,6 +116,11 @@ export class BusDialect implements Dialect {
       secretEquals: deps.secretEquals,
     };
     this.#pending = new PendingRequests<ReplyWait>(ctx.scheduler, (e) => this.#expire(e));
+    const events = cfg.maxEventsPerSecond ?? 0;
+    const bytes = cfg.maxEventBytesPerSecond ?? 0;
+    this.#eventRate = { perSecond: events, burst: 2 * events };
+    this.#byteRate = { perSecond: bytes, burst: Math.max(2 * bytes, cfg.maxMessageBytes) };
+    this.#rateLog = new LogLimiter<string>(() => ctx.scheduler.now(), { perSecond: 0.1, burst: 1 });
     const registers = [ctx.registry];
     this.#m = {
       services: new Gauge({ name: 'muster_bus_services', help: 'Identified bus services', registers }),
@@ -122,6 +140,11 @@ export class BusDialect implements Dialect {
         help: 'Time from an EVENT with expect_reply to its last reply, TIMEOUT or REPLY_END',
         labelNames: ['outcome'],
         buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
+        registers,
+      }),
+      rateLimited: new Counter({
+        name: 'muster_bus_rate_limited_total',
+        help: 'EVENTs refused with RATE_LIMITED because their sender was over its rate',
         registers,
       }),
       repliesDropped: new Counter({
@@ -178,6 +201,8 @@ export class BusDialect implements Dialect {
       heartbeat: undefined,
       sourceTail: undefined,
       asked: new Map(),
+      events: new TokenBucket(() => this.#ctx.scheduler.now(), this.#eventRate),
+      eventBytes: new TokenBucket(() => this.#ctx.scheduler.now(), this.#byteRate),
     };
     this.#services.set(conn, svc);
     svc.identifyTimer = this.#ctx.scheduler.after(this.#cfg.identifyTimeout, () => this.#feed(svc, { type: 'identify-deadline' }));
@@ -360,6 +385,11 @@ export class BusDialect implements Dialect {
 
   #route(svc: Service, msg: Extract<BusMessage, { op: 0 }>): void {
     const { intent } = msg;
+    const size = this.#frame?.length ?? Buffer.byteLength(msg.raw);
+    const wait = Math.max(svc.events.waitMs(1), svc.eventBytes.waitMs(size));
+    if (wait > 0) return this.#rateLimited(svc, msg, wait);
+    svc.events.take(1);
+    svc.eventBytes.take(size);
     this.#routed[intent.target]++;
     // Who got the frame, kept only when replies are expected (a Set filled per GLOBAL
     // event to 1,000 services was a visible cost in the bench's P2 profile).
@@ -421,6 +451,20 @@ export class BusDialect implements Dialect {
       const to = this.#byId.get(rid);
       if (to) dropAsked(to, w.id, entry);
     }
+  }
+
+  /**
+   * The sender is over its rate: the EVENT is not delivered, and the sender gets
+   * `{op: 5, id, data: {error: "RATE_LIMITED", retry_after: <ms>}}` (fast, so a request
+   * fails at once instead of timing out). Receivers never see the excess.
+   */
+  #rateLimited(svc: Service, msg: Extract<BusMessage, { op: 0 }>, retryAfter: number): void {
+    this.#m.rateLimited.inc();
+    const held = this.#rateLog.allow(svc.id);
+    if (held !== undefined) {
+      this.#ctx.logger.warn({ service: svc.id, name: svc.name, suppressed: held }, 'bus: service over its EVENT rate limit; EVENTs refused with RATE_LIMITED');
+    }
+    svc.conn.send(encode.replyError(msg.id, ReplyError.RATE_LIMITED, { retry_after: retryAfter }));
   }
 
   #noRoute(svc: Service, msg: Extract<BusMessage, { op: 0 }>): void {
@@ -522,6 +566,7 @@ export class BusDialect implements Dialect {
 
   #release(svc: Service): void {
     this.#unregister(svc);
+    this.#rateLog.forget(svc.id);
     svc.state = { phase: 'closed' };
     this.#services.delete(svc.conn);
   }

@@ -86,6 +86,8 @@ export const busCloseCodes = {
 export const ReplyError = {
   NO_ROUTE: 'NO_ROUTE',
   TIMEOUT: 'TIMEOUT',
+  /** The sender is over its EVENT rate; the EVENT was not delivered (`retry_after` ms). */
+  RATE_LIMITED: 'RATE_LIMITED',
 } as const;
 
 export const REPLY_END = 'REPLY_END';
