@@ -499,6 +499,27 @@ describe('bus: request isolation (two requesters, one id)', () => {
     expect(bus().summary().pendingRequests).toBe(0);
   });
 
+  it('answers every DIRECT request to a receiver cut as a slow consumer at once with NO_ROUTE', async () => {
+    await restart({ maxEventBytesPerSecond: 0 });
+    const a = await identify();
+    const slow = await identify({ name: 'stuck' });
+    (slow.peer.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const payload = 'p'.repeat(30_000);
+    const n = 250; // 7.5 MB: past the kernel buffers and the 256 KiB allowance
+    for (let i = 0; i < n; i++) {
+      a.peer.send({ op: 0, id: `r${i}`, event: 'ASK', data: payload, expect_reply: 1, intent: { target: 'DIRECT', identifier: 'stuck' } });
+      if (i % 10 === 9) await roundTrip(a.peer);
+    }
+    // No clock movement: none of them waits for a TIMEOUT.
+    const answers = [];
+    for (let i = 0; i < n; i++) answers.push(await a.peer.next<{ id: string; data: { error: string } }>());
+    expect(answers.map((f) => f.data.error)).toEqual(Array(n).fill('NO_ROUTE'));
+    expect(new Set(answers.map((f) => f.id)).size).toBe(n);
+    expect(bus().summary().pendingRequests).toBe(0);
+    (slow.peer.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+    await slow.peer.waitClose(5000);
+  });
+
   it('ends a collection at once when every receiver that had not answered has left', async () => {
     const a = await identify();
     const m1 = await identify({ group: 'g' });

@@ -420,6 +420,11 @@ export class BusDialect implements Dialect {
     const key = pendingKey(svc, msg.id);
     const old = this.#pending.take(key);
     if (old) this.#unindex(old);
+    if (!collect && delivered.size === 0) {
+      // The recipient was cut (slow consumer) while the request was being queued.
+      this.#noRoute(svc, msg);
+      return;
+    }
     if (collect && expected === 0) {
       svc.conn.send(encode.replyEnd(msg.id, 0, 0, []));
       return;
