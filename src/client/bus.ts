@@ -47,7 +47,7 @@ export interface CollectResult {
 export class BusRequestError extends Error {
   override readonly name = 'BusRequestError';
   constructor(
-    readonly code: 'NO_ROUTE' | 'TIMEOUT' | 'DISCONNECTED' | 'CLIENT_TIMEOUT',
+    readonly code: 'NO_ROUTE' | 'TIMEOUT' | 'RATE_LIMITED' | 'DISCONNECTED' | 'CLIENT_TIMEOUT',
     message: string,
     readonly data?: unknown,
   ) {
@@ -194,7 +194,7 @@ export class BusClient extends EventEmitter {
       this.#settle(msg.id)?.resolve(w.collect);
       return;
     }
-    if (msg.source === undefined && data && (data.error === 'NO_ROUTE' || data.error === 'TIMEOUT')) {
+    if (msg.source === undefined && data && (data.error === 'NO_ROUTE' || data.error === 'TIMEOUT' || data.error === 'RATE_LIMITED')) {
       this.#settle(msg.id)?.reject(new BusRequestError(data.error, `bus answered ${data.error}`, data));
       return;
     }
@@ -270,7 +270,10 @@ export class BusClient extends EventEmitter {
   /** Answers a delivered EVENT that carried an id. */
   reply(to: BusDelivery, data?: unknown, event?: string): void {
     if (to.id === undefined) throw new TypeError('this message carries no id to reply to');
-    this.#send({ op: Op.REPLY, id: to.id, ...(event !== undefined ? { event } : {}), data });
+    // Addressed DIRECT to the requester, so Muster can tell which request it answers when
+    // several services asked this one with the same id.
+    const intent = to.source !== undefined ? { intent: { target: 'DIRECT', identifier: to.source } } : {};
+    this.#send({ op: Op.REPLY, id: to.id, ...(event !== undefined ? { event } : {}), data, ...intent });
   }
 
   #wait(id: string, timeout: number | undefined, collect?: CollectResult): Promise<unknown> {

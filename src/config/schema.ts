@@ -288,6 +288,9 @@ export const BusSchema = Section({
   requestTimeout: Duration(10_000),
   identifyTimeout: Duration(10_000),
   maxBufferedBytes: Bytes(4_194_304),
+  /** Per service: EVENTs and EVENT bytes a second (0: no limit); bursts of 2 s are allowed. */
+  maxEventsPerSecond: Int(1000, 0),
+  maxEventBytesPerSecond: Bytes(1_048_576, 0),
 });
 
 export const DiscodoSchema = Section({

@@ -61,6 +61,11 @@ export class Connection {
   #closing = false;
   #closed = false;
   #drainTimer: Timer | undefined;
+  /** Bytes handed to the socket since it opened (to tell how far the backlog has drained). */
+  #written = 0;
+  /** The last frame larger than the whole allowance: its length, and #written at its end. */
+  #bigLen = 0;
+  #bigEnd = 0;
   #closeListeners: Array<(code: number, reason: string) => void> = [];
 
   constructor(ws: WebSocket, opts: ConnectionOptions) {
@@ -105,25 +110,55 @@ export class Connection {
    * Queues a text frame. Frames sent in one tick go out in one write. Returns false
    * when the frame was dropped: the connection is closing, or it has just been found
    * to be a slow consumer (then `onSlowConsumer` runs once).
+   *
+   * The guard is for a backlog, not for one big answer: a single frame larger than
+   * maxBufferedBytes (a huge list) is queued, and the part of it still unsent does not
+   * count towards the backlog. Only one such frame may be draining at a time; a second
+   * one before the first has gone out marks the receiver slow.
    */
   send(data: Buffer | string): boolean {
     if (this.#closing || this.#closed) return false;
     const len = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
-    if (this.#ws.bufferedAmount + len > this.#maxBuffered) {
+    const buffered = this.#ws.bufferedAmount;
+    const big = this.#bigUnsent(buffered);
+    if (len > this.#maxBuffered) {
+      if (big > 0 || buffered > this.#maxBuffered) {
+        this.#markSlow();
+        return false;
+      }
+      this.#write(data, len);
+      this.#bigLen = len;
+      this.#bigEnd = this.#written;
+      return true;
+    }
+    if (buffered - big + len > this.#maxBuffered) {
       this.#markSlow();
       return false;
     }
-    this.#write(data);
+    this.#write(data, len);
     return true;
+  }
+
+  /** How much of the last oversized frame is still unsent, given the socket's backlog. */
+  #bigUnsent(buffered: number): number {
+    if (this.#bigLen === 0) return 0;
+    // Everything up to `drained` has left; the big frame ends at #bigEnd.
+    const drained = this.#written - buffered;
+    const left = Math.min(this.#bigLen, this.#bigEnd - drained);
+    if (left > 0) return left;
+    this.#bigLen = 0;
+    return 0;
   }
 
   /** Sends regardless of backpressure (for a final goodbye frame behind the backlog). */
   sendFinal(data: Buffer | string): void {
     if (this.#closed || this.#ws.readyState !== 1) return;
-    this.#write(data);
+    this.#write(data, typeof data === 'string' ? Buffer.byteLength(data) : data.length);
   }
 
-  #write(data: Buffer | string): void {
+  #write(data: Buffer | string, len: number): void {
+    // As the socket counts it: the payload plus an unmasked frame header.
+    this.#written += len + (len < 126 ? 2 : len < 65_536 ? 4 : 10);
     if (!this.#corked) {
       const sock = (this.#ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
       if (sock) {

@@ -105,13 +105,14 @@ describe('BusClient', () => {
     await b.connect();
     const firstId = a.id;
     const pending = b.request('phoenix', 'NEVER_ANSWERED');
+    const failed = expect(pending).rejects.toMatchObject({ code: 'NO_ROUTE' });
     await until(() => srv.muster.dialect<BusDialect>('bus')?.summary().pendingRequests === 1);
     const reconnected = new Promise<void>((resolve) => a.once('identified', () => resolve()));
     await srv.muster.http.inject({ method: 'DELETE', url: `/api/v1/connections/${firstId}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     await reconnected;
     expect(a.id).not.toBe(firstId);
-    srv.clock.advance(10_000);
-    await expect(pending).rejects.toMatchObject({ code: 'TIMEOUT' });
+    // The recipient left, so the request is answered at once, with no clock movement.
+    await failed;
   });
 
   it('does not reconnect after a refused identity', async () => {

@@ -38,9 +38,19 @@ async function expectDisconnect(peer: RawPeer, reason: string, code: number): Pr
   return f.data;
 }
 
-beforeEach(async () => {
-  srv = await startTestServer({ dialects: { bus: { maxBufferedBytes: 256 * 1024 } } });
+async function start(bus: Record<string, unknown> = {}): Promise<void> {
+  srv = await startTestServer({ dialects: { bus: { maxBufferedBytes: 256 * 1024, ...bus } } });
   url = `${srv.wsBase}/bus`;
+}
+
+/** Restarts the server with other bus settings (before any peer is opened). */
+async function restart(bus: Record<string, unknown>): Promise<void> {
+  await srv.stop();
+  await start(bus);
+}
+
+beforeEach(async () => {
+  await start();
 });
 
 afterEach(async () => {
@@ -405,6 +415,208 @@ describe('bus: replies', () => {
   });
 });
 
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${srv.httpBase}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? 0 : Number(line.split(' ')[1]);
+}
+
+describe('bus: request isolation (two requesters, one id)', () => {
+  const ask = (id: string, to: string) => ({ op: 0, id, event: 'ASK', expect_reply: 1, intent: { target: 'DIRECT', identifier: to } });
+
+  it('gives each requester its own answer when both asked the same recipient with the same id', async () => {
+    const a = await identify();
+    const b = await identify({ name: 'bee' });
+    const c = await identify();
+    a.peer.send(ask('1', c.id));
+    expect(await c.peer.next()).toMatchObject({ id: '1', source: a.id });
+    b.peer.send(ask('1', c.id));
+    expect(await c.peer.next()).toMatchObject({ id: '1', source: b.id });
+    expect(bus().summary().pendingRequests).toBe(2);
+    // C answers B first, naming B (by name) in the REPLY's intent, then A (by id).
+    c.peer.send({ op: 5, id: '1', data: 'for-b', intent: { target: 'DIRECT', identifier: 'bee' } });
+    c.peer.send({ op: 5, id: '1', data: 'for-a', intent: { target: 'DIRECT', identifier: a.id } });
+    expect(await b.peer.next()).toMatchObject({ op: 5, id: '1', data: 'for-b', source: c.id });
+    expect(await a.peer.next()).toMatchObject({ op: 5, id: '1', data: 'for-a', source: c.id });
+    srv.clock.advance(20_000);
+    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await b.peer.quiet(1)).toBe(true);
+  });
+
+  it('matches REPLYs that name nobody to the oldest request first', async () => {
+    const a = await identify();
+    const b = await identify();
+    const c = await identify();
+    a.peer.send(ask('1', c.id));
+    await c.peer.next();
+    b.peer.send(ask('1', c.id));
+    await c.peer.next();
+    c.peer.send({ op: 5, id: '1', data: 'first' });
+    expect(await a.peer.next()).toMatchObject({ data: 'first', source: c.id });
+    expect(await b.peer.quiet(30)).toBe(true);
+    c.peer.send({ op: 5, id: '1', data: 'second' });
+    expect(await b.peer.next()).toMatchObject({ data: 'second', source: c.id });
+  });
+
+  it('a second requester with the same id times out on its own; the first still gets its TIMEOUT', async () => {
+    const a = await identify();
+    const b = await identify();
+    const c = await identify();
+    a.peer.send(ask('1', c.id));
+    await c.peer.next();
+    b.peer.send(ask('1', c.id));
+    await c.peer.next();
+    srv.clock.advance(10_000);
+    expect(await a.peer.next()).toEqual({ op: 5, id: '1', data: { error: 'TIMEOUT' } });
+    expect(await b.peer.next()).toEqual({ op: 5, id: '1', data: { error: 'TIMEOUT' } });
+  });
+
+  it('drops and counts a REPLY from a service that was not asked; the real answer still arrives', async () => {
+    const a = await identify();
+    const thief = await identify();
+    const c = await identify();
+    const before = await metric('muster_bus_replies_dropped_total');
+    a.peer.send(ask('1', c.id));
+    await c.peer.next();
+    thief.peer.send({ op: 5, id: '1', data: 'forged', intent: { target: 'DIRECT', identifier: a.id } });
+    await roundTrip(thief.peer);
+    c.peer.send({ op: 5, id: '1', data: 'real' });
+    expect(await a.peer.next()).toMatchObject({ data: 'real', source: c.id });
+    // A second answer from C is not expected any more: dropped too.
+    c.peer.send({ op: 5, id: '1', data: 'again' });
+    await roundTrip(c.peer);
+    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await metric('muster_bus_replies_dropped_total')).toBe(before + 2);
+  });
+
+  it('answers a DIRECT request at once with NO_ROUTE when its recipient leaves', async () => {
+    const a = await identify();
+    const c = await identify({ name: 'worker' });
+    a.peer.send(ask('1', 'worker'));
+    await c.peer.next();
+    c.peer.close();
+    expect(await a.peer.next()).toEqual({ op: 5, id: '1', data: { error: 'NO_ROUTE', target: 'DIRECT', identifier: 'worker' } });
+    expect(bus().summary().pendingRequests).toBe(0);
+  });
+
+  it('answers every DIRECT request to a receiver cut as a slow consumer at once with NO_ROUTE', async () => {
+    await restart({ maxEventBytesPerSecond: 0 });
+    const a = await identify();
+    const slow = await identify({ name: 'stuck' });
+    (slow.peer.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const payload = 'p'.repeat(30_000);
+    const n = 250; // 7.5 MB: past the kernel buffers and the 256 KiB allowance
+    for (let i = 0; i < n; i++) {
+      a.peer.send({ op: 0, id: `r${i}`, event: 'ASK', data: payload, expect_reply: 1, intent: { target: 'DIRECT', identifier: 'stuck' } });
+      if (i % 10 === 9) await roundTrip(a.peer);
+    }
+    // No clock movement: none of them waits for a TIMEOUT.
+    const answers = [];
+    for (let i = 0; i < n; i++) answers.push(await a.peer.next<{ id: string; data: { error: string } }>());
+    expect(answers.map((f) => f.data.error)).toEqual(Array(n).fill('NO_ROUTE'));
+    expect(new Set(answers.map((f) => f.id)).size).toBe(n);
+    expect(bus().summary().pendingRequests).toBe(0);
+    (slow.peer.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+    await slow.peer.waitClose(5000);
+  });
+
+  it('ends a collection at once when every receiver that had not answered has left', async () => {
+    const a = await identify();
+    const m1 = await identify({ group: 'g' });
+    const m2 = await identify({ group: 'g' });
+    a.peer.send({ op: 0, id: 'c', event: 'ASK', expect_reply: 'all', intent: { target: 'GROUP', identifier: 'g' } });
+    await m1.peer.next();
+    await m2.peer.next();
+    m1.peer.send({ op: 5, id: 'c', data: 1 });
+    expect(await a.peer.next()).toMatchObject({ data: 1, source: m1.id });
+    m2.peer.close();
+    expect(await a.peer.next()).toEqual({ op: 5, id: 'c', event: 'REPLY_END', data: { received: 1, expected: 2, missing: [m2.id] } });
+  });
+
+  it('keeps two GROUP collections with the same id apart', async () => {
+    const a = await identify();
+    const b = await identify();
+    const m = await identify({ group: 'g' });
+    a.peer.send({ op: 0, id: 'x', event: 'ASK', expect_reply: 'all', intent: { target: 'GROUP', identifier: 'g' } });
+    await m.peer.next();
+    b.peer.send({ op: 0, id: 'x', event: 'ASK', expect_reply: 'all', intent: { target: 'GROUP', identifier: 'g' } });
+    await m.peer.next();
+    m.peer.send({ op: 5, id: 'x', data: 'to-b', intent: { target: 'DIRECT', identifier: b.id } });
+    expect(await b.peer.next()).toMatchObject({ data: 'to-b', source: m.id });
+    expect(await b.peer.next()).toMatchObject({ event: 'REPLY_END', data: { received: 1, expected: 1, missing: [] } });
+    expect(await a.peer.quiet(30)).toBe(true);
+    m.peer.send({ op: 5, id: 'x', data: 'to-a' });
+    expect(await a.peer.next()).toMatchObject({ data: 'to-a', source: m.id });
+    expect(await a.peer.next()).toMatchObject({ event: 'REPLY_END', data: { received: 1, expected: 1, missing: [] } });
+  });
+});
+
+describe('bus: sender rate limit', () => {
+  it('refuses EVENTs over maxEventsPerSecond (bursts of 2 s) with RATE_LIMITED; receivers never see them', async () => {
+    await restart({ maxEventsPerSecond: 10 });
+    const flooder = await identify();
+    const healthy = await identify();
+    for (let i = 0; i < 25; i++) flooder.peer.send({ op: 0, id: `e${i}`, event: 'SPAM', data: i, intent: { target: 'GLOBAL' } });
+    await roundTrip(flooder.peer);
+    const refused = flooder.peer.frames.splice(0).map((f) => JSON.parse(f) as { id: string; data: Record<string, unknown> });
+    expect(refused).toHaveLength(5);
+    expect(refused[0]).toEqual({ op: 5, id: 'e20', data: { error: 'RATE_LIMITED', retry_after: 100 } });
+    await roundTrip(healthy.peer);
+    expect(healthy.peer.frames.splice(0).map((f) => (JSON.parse(f) as { data: number }).data)).toEqual([...Array(20).keys()]);
+    // A second sender has its own budget.
+    healthy.peer.send({ op: 0, event: 'MINE', intent: { target: 'GLOBAL' } });
+    expect(await flooder.peer.next()).toMatchObject({ event: 'MINE', source: healthy.id });
+    // Time refills the bucket at the rate.
+    srv.clock.advance(1000);
+    for (let i = 0; i < 11; i++) flooder.peer.send({ op: 0, event: 'MORE', data: i, intent: { target: 'GLOBAL' } });
+    await roundTrip(flooder.peer);
+    expect(flooder.peer.frames.splice(0).map((f) => JSON.parse(f) as Record<string, unknown>)).toEqual([{ op: 5, data: { error: 'RATE_LIMITED', retry_after: 100 } }]);
+    await roundTrip(healthy.peer);
+    expect(healthy.peer.frames).toHaveLength(10);
+    healthy.peer.frames.length = 0;
+    expect(await metric('muster_bus_rate_limited_total')).toBe(6);
+  });
+
+  it('limits EVENT bytes too, and a request refused for rate fails at once', async () => {
+    await restart({ maxEventBytesPerSecond: 1000, maxMessageBytes: 2048 });
+    const a = await identify();
+    const b = await identify();
+    const data = 'x'.repeat(900);
+    for (let i = 0; i < 3; i++) a.peer.send({ op: 0, event: 'BIG', data, intent: { target: 'DIRECT', identifier: b.id } });
+    a.peer.send({ op: 0, id: 'q', event: 'ASK', expect_reply: 1, intent: { target: 'DIRECT', identifier: b.id } });
+    await roundTrip(a.peer);
+    // Two ~950-byte frames fit the 2048-byte burst; the third and the request do not.
+    expect(a.peer.frames.splice(0).map((f) => JSON.parse(f) as Record<string, unknown>)).toEqual([
+      { op: 5, data: { error: 'RATE_LIMITED', retry_after: expect.any(Number) } },
+      { op: 5, id: 'q', data: { error: 'RATE_LIMITED', retry_after: expect.any(Number) } },
+    ]);
+    await roundTrip(b.peer);
+    expect(b.peer.frames.splice(0)).toHaveLength(2);
+    expect(bus().summary().pendingRequests).toBe(0);
+  });
+
+  it('keeps a reading receiver connected while a sender floods GLOBAL (at the default limits)', async () => {
+    await restart({});
+    const flooder = await identify();
+    const healthy = await identify();
+    const data = 'f'.repeat(30_000);
+    // 10 MB offered in no time on the manual clock: only the 2 s burst (2 MiB) is relayed.
+    for (let i = 0; i < 350; i++) {
+      flooder.peer.send({ op: 0, event: 'FLOOD', data, intent: { target: 'GLOBAL' } });
+      if (i % 50 === 49) await roundTrip(flooder.peer);
+    }
+    await roundTrip(flooder.peer);
+    await roundTrip(healthy.peer);
+    expect(healthy.peer.isClosed).toBe(false);
+    const relayed = healthy.peer.frames.length;
+    expect(relayed).toBeGreaterThan(0);
+    expect(relayed * 30_000).toBeLessThanOrEqual(2 * 1024 * 1024);
+    expect(bus().summary().services).toBe(2);
+    healthy.peer.frames.length = 0;
+    flooder.peer.frames.length = 0;
+  });
+});
+
 describe('bus: liveness', () => {
   it('sends PING every heartbeat_interval and answers PONG to a PING', async () => {
     const { peer } = await identify();
@@ -437,6 +649,7 @@ describe('bus: liveness', () => {
 
 describe('bus: slow consumers', () => {
   it('cuts a receiver that does not read, without slowing the others', async () => {
+    await restart({ maxEventBytesPerSecond: 0 }); // one sender's 6 MB, unthrottled
     const sender = await identify();
     const fast = await identify({ group: 'g' });
     const slow = await identify({ group: 'g' });
@@ -473,6 +686,7 @@ describe('bus: slow consumers', () => {
   });
 
   it('destroys a slow consumer whose goodbye does not drain within 5 s', async () => {
+    await restart({ maxEventBytesPerSecond: 0 });
     const sender = await identify();
     const slow = await identify({ group: 'g' });
     (slow.peer.ws as unknown as { _socket: { pause(): void } })._socket.pause();

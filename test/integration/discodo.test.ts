@@ -279,6 +279,8 @@ describe('discodo: identify and errors', () => {
     ['with a fractional user_id', { user_id: 1.5 }],
     ['with an object user_id', { user_id: { id: 1 } }],
     ['with a bad shard_id', { user_id: 1234, shard_id: 'zero' }],
+    ['with a user_id string that is not an integer', { user_id: 'my-bot' }],
+    ['with a user_id string shaped like a session key', { user_id: '1234-0' }],
   ];
   for (const [name, d] of badIdentify) {
     it(`answers IDENTIFY ${name} with a BAD_REQUEST traceback and stays unidentified`, async () => {
@@ -592,6 +594,17 @@ describe('discodo: resume (seed form)', () => {
     expect(await same.next()).toEqual({ op: 'RESUMED', d: { voice_clients: [[111, 222]] } });
     const res = await s.muster.http.inject({ url: '/api/v1/discodo/sessions', headers: ADMIN });
     expect((res.json() as Array<{ key: string }>).map((x) => x.key)).toEqual(['1234', '1234-0', '1234-1']);
+  });
+
+  it('does not let user_id "1234-0" take over the session of user 1234, shard 0', async () => {
+    await setup();
+    const p = await bot('1234', 0);
+    const q = await opened();
+    q.send({ op: 'IDENTIFY', d: { user_id: '1234-0', shard_id: null } });
+    expect(await q.next()).toEqual({ op: 'IDENTIFY', d: { traceback: { BAD_REQUEST: expect.any(String) } } });
+    await roundTrip(p);
+    expect(p.isClosed).toBe(false);
+    expect(p.frames).toEqual([]);
   });
 
   it('accepts IDENTIFY without shard_id as shard_id null', async () => {

@@ -409,6 +409,20 @@ describe('gamelist: registration', () => {
     expect((await register(await open(), { name: 'Keep', port: 4000 })).server_id).not.toBe(a.id);
   });
 
+  it('does not give a disconnected server_id to the same regToken, name and port from another address', async () => {
+    const a = await listed({ name: 'Keep', port: 4000 });
+    a.peer.close();
+    await until(() => gl().summary().servers === 0);
+    // Another game server that knows the token, name and port, from 127.0.0.2.
+    const thief = await open({ localAddress: '127.0.0.2' });
+    const r = await register(thief, { name: 'Keep', port: 4000 });
+    expect(r.success).toBe(true);
+    expect(r.server_id).not.toBe(a.id);
+    // The real one, back from its own address within the TTL, still gets its id.
+    const back = await open();
+    expect((await register(back, { name: 'Keep', port: 4000 })).server_id).toBe(a.id);
+  });
+
   it('gives two live sockets with the same name and port different server_ids', async () => {
     const a = await listed({ name: 'Twin', port: 5 });
     const b = await listed({ name: 'Twin', port: 5 });

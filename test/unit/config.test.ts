@@ -81,6 +81,8 @@ const EXPECTED_DEFAULTS: MusterConfig = {
       requestTimeout: 10000,
       identifyTimeout: 10000,
       maxBufferedBytes: 4194304,
+      maxEventsPerSecond: 1000,
+      maxEventBytesPerSecond: 1048576,
     },
     discodo: {
       enabled: true,

@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpRoute } from '../../core/dialect.js';
 import { PendingRequests, type PendingEntry } from '../../core/pending.js';
+import { LogLimiter, TokenBucket, type Rate } from '../../core/ratelimit.js';
 import { Router } from '../../core/router.js';
 import type { Timer } from '../../core/scheduler.js';
 import {
@@ -25,6 +26,10 @@ export interface BusDialectConfig {
   requestTimeout: number;
   identifyTimeout: number;
   maxBufferedBytes: number;
+  /** EVENTs a service may send per second (0: no limit); bursts of 2 s. */
+  maxEventsPerSecond?: number;
+  /** EVENT bytes a service may send per second (0: no limit); bursts of 2 s, at least one largest frame. */
+  maxEventBytesPerSecond?: number;
 }
 
 export interface BusDialectDeps {
@@ -42,13 +47,27 @@ interface Service {
   heartbeat: Timer | undefined;
   /** `"source":"<id>"}` as bytes, made the first time this service sends an EVENT or REPLY. */
   sourceTail: Buffer | undefined;
+  /**
+   * Pending requests this service was asked and has not answered, by request id, oldest
+   * first. Its own map: several requesters may use the same id towards it.
+   */
+  readonly asked: Map<string, PendingEntry<ReplyWait>[]>;
+  /** The sender's EVENT rate limit: count and bytes. */
+  readonly events: TokenBucket;
+  readonly eventBytes: TokenBucket;
 }
 
 interface ReplyWait {
   readonly requester: Service;
+  /** The request id, as the requester chose it (unique only per requester). */
+  readonly id: string;
+  /** The request's intent, for the NO_ROUTE answer when a DIRECT recipient leaves. */
+  readonly identifier: string | undefined;
   /** Receivers still expected to answer, or who answered. */
   readonly recipients: ReadonlySet<string>;
   readonly replied: Set<string>;
+  /** Receivers that left before answering. */
+  readonly gone: Set<string>;
   readonly expected: number;
   /** GROUP/GLOBAL collection (REPLY_END at the end), as opposed to one DIRECT answer. */
   readonly collect: boolean;
@@ -77,7 +96,13 @@ export class BusDialect implements Dialect {
     noRoute: Counter;
     disconnects: Counter<'reason'>;
     requestDuration: Histogram<'outcome'>;
+    repliesDropped: Counter;
+    rateLimited: Counter;
   };
+  readonly #eventRate: Rate;
+  readonly #byteRate: Rate;
+  /** Warn lines about a service over its rate, capped per service. */
+  readonly #rateLog: LogLimiter<string>;
 
   constructor(cfg: BusDialectConfig, ctx: DialectContext, deps: BusDialectDeps) {
     this.#cfg = cfg;
@@ -91,6 +116,11 @@ export class BusDialect implements Dialect {
       secretEquals: deps.secretEquals,
     };
     this.#pending = new PendingRequests<ReplyWait>(ctx.scheduler, (e) => this.#expire(e));
+    const events = cfg.maxEventsPerSecond ?? 0;
+    const bytes = cfg.maxEventBytesPerSecond ?? 0;
+    this.#eventRate = { perSecond: events, burst: 2 * events };
+    this.#byteRate = { perSecond: bytes, burst: Math.max(2 * bytes, cfg.maxMessageBytes) };
+    this.#rateLog = new LogLimiter<string>(() => ctx.scheduler.now(), { perSecond: 0.1, burst: 1 });
     const registers = [ctx.registry];
     this.#m = {
       services: new Gauge({ name: 'muster_bus_services', help: 'Identified bus services', registers }),
@@ -110,6 +140,16 @@ export class BusDialect implements Dialect {
         help: 'Time from an EVENT with expect_reply to its last reply, TIMEOUT or REPLY_END',
         labelNames: ['outcome'],
         buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
+        registers,
+      }),
+      rateLimited: new Counter({
+        name: 'muster_bus_rate_limited_total',
+        help: 'EVENTs refused with RATE_LIMITED because their sender was over its rate',
+        registers,
+      }),
+      repliesDropped: new Counter({
+        name: 'muster_bus_replies_dropped_total',
+        help: 'REPLYs that answered no pending request addressed to their sender (not asked, answered already, or too late)',
         registers,
       }),
     };
@@ -160,6 +200,9 @@ export class BusDialect implements Dialect {
       identifyTimer: undefined,
       heartbeat: undefined,
       sourceTail: undefined,
+      asked: new Map(),
+      events: new TokenBucket(() => this.#ctx.scheduler.now(), this.#eventRate),
+      eventBytes: new TokenBucket(() => this.#ctx.scheduler.now(), this.#byteRate),
     };
     this.#services.set(conn, svc);
     svc.identifyTimer = this.#ctx.scheduler.after(this.#cfg.identifyTimeout, () => this.#feed(svc, { type: 'identify-deadline' }));
@@ -342,6 +385,11 @@ export class BusDialect implements Dialect {
 
   #route(svc: Service, msg: Extract<BusMessage, { op: 0 }>): void {
     const { intent } = msg;
+    const size = this.#frame?.length ?? Buffer.byteLength(msg.raw);
+    const wait = Math.max(svc.events.waitMs(1), svc.eventBytes.waitMs(size));
+    if (wait > 0) return this.#rateLimited(svc, msg, wait);
+    svc.events.take(1);
+    svc.eventBytes.take(size);
     this.#routed[intent.target]++;
     // Who got the frame, kept only when replies are expected (a Set filled per GLOBAL
     // event to 1,000 services was a visible cost in the bench's P2 profile).
@@ -366,13 +414,62 @@ export class BusDialect implements Dialect {
     if (!delivered || msg.id === undefined || msg.expectReply === undefined) return;
     const collect = intent.target !== 'DIRECT';
     const expected = !collect ? 1 : msg.expectReply === 'all' ? delivered.size : Math.min(msg.expectReply, delivered.size);
-    // A request id reused while the first is pending replaces it.
-    this.#pending.take(msg.id);
+    // Pending requests are keyed by requester and id: the id is the requester's to choose,
+    // so another service using the same id can neither replace nor answer this one. A
+    // requester reusing its own id while the first is pending replaces the first.
+    const key = pendingKey(svc, msg.id);
+    const old = this.#pending.take(key);
+    if (old) this.#unindex(old);
+    if (!collect && delivered.size === 0) {
+      // The recipient was cut (slow consumer) while the request was being queued.
+      this.#noRoute(svc, msg);
+      return;
+    }
     if (collect && expected === 0) {
       svc.conn.send(encode.replyEnd(msg.id, 0, 0, []));
       return;
     }
-    this.#pending.add(msg.id, this.#cfg.requestTimeout, { requester: svc, recipients: delivered, replied: new Set(), expected, collect });
+    const entry = this.#pending.add(key, this.#cfg.requestTimeout, {
+      requester: svc,
+      id: msg.id,
+      identifier: intent.identifier,
+      recipients: delivered,
+      replied: new Set(),
+      gone: new Set(),
+      expected,
+      collect,
+    });
+    for (const rid of delivered) {
+      const to = this.#byId.get(rid);
+      if (!to) continue;
+      const list = to.asked.get(msg.id);
+      if (list) list.push(entry);
+      else to.asked.set(msg.id, [entry]);
+    }
+  }
+
+  /** Forgets a finished request in every recipient's `asked` index. */
+  #unindex(entry: PendingEntry<ReplyWait>): void {
+    const w = entry.data;
+    for (const rid of w.recipients) {
+      if (w.replied.has(rid) || w.gone.has(rid)) continue;
+      const to = this.#byId.get(rid);
+      if (to) dropAsked(to, w.id, entry);
+    }
+  }
+
+  /**
+   * The sender is over its rate: the EVENT is not delivered, and the sender gets
+   * `{op: 5, id, data: {error: "RATE_LIMITED", retry_after: <ms>}}` (fast, so a request
+   * fails at once instead of timing out). Receivers never see the excess.
+   */
+  #rateLimited(svc: Service, msg: Extract<BusMessage, { op: 0 }>, retryAfter: number): void {
+    this.#m.rateLimited.inc();
+    const held = this.#rateLog.allow(svc.id);
+    if (held !== undefined) {
+      this.#ctx.logger.warn({ service: svc.id, name: svc.name, suppressed: held }, 'bus: service over its EVENT rate limit; EVENTs refused with RATE_LIMITED');
+    }
+    svc.conn.send(encode.replyError(msg.id, ReplyError.RATE_LIMITED, { retry_after: retryAfter }));
   }
 
   #noRoute(svc: Service, msg: Extract<BusMessage, { op: 0 }>): void {
@@ -385,37 +482,75 @@ export class BusDialect implements Dialect {
     );
   }
 
+  /**
+   * A REPLY answers a pending request that was delivered to its sender and that it has
+   * not answered yet. When several requesters asked it the same id, a REPLY whose intent
+   * is DIRECT to one of them (by id or name) answers that one; otherwise the oldest.
+   */
   #reply(svc: Service, msg: Extract<BusMessage, { op: 5 }>): void {
-    const entry = this.#pending.get(msg.id);
-    if (!entry) {
-      this.#ctx.logger.debug({ service: svc.id, id: msg.id }, 'bus: REPLY to an unknown id ignored');
+    const list = svc.asked.get(msg.id);
+    if (!list) {
+      this.#m.repliesDropped.inc();
+      this.#ctx.logger.debug({ service: svc.id, id: msg.id }, 'bus: REPLY that answers no request this service was asked; dropped');
       return;
     }
+    let entry = list[0] as PendingEntry<ReplyWait>;
+    if (list.length > 1 && msg.to !== undefined) {
+      const named = this.#resolve(msg.to);
+      entry = list.find((e) => e.data.requester === named) ?? entry;
+    }
+    dropAsked(svc, msg.id, entry);
     const w = entry.data;
-    if (!w.recipients.has(svc.id) || w.replied.has(svc.id)) {
-      this.#ctx.logger.debug({ service: svc.id, id: msg.id }, 'bus: REPLY from a service that was not asked, or answered already; ignored');
-      return;
-    }
     w.replied.add(svc.id);
     w.requester.conn.send(this.#relayed(svc, msg.raw));
-    if (w.replied.size < w.expected) return;
-    this.#pending.take(msg.id);
-    this.#observe(entry, 'complete');
-    if (w.collect) w.requester.conn.send(encode.replyEnd(msg.id, w.replied.size, w.expected, []));
+    if (w.replied.size >= w.expected) this.#finish(entry, 'complete');
+    else if (w.replied.size + w.gone.size >= w.recipients.size) this.#finish(entry, 'gone');
+  }
+
+  /** Ends a request before its deadline: every expected reply came, or nobody is left to answer. */
+  #finish(entry: PendingEntry<ReplyWait>, outcome: 'complete' | 'gone'): void {
+    const w = entry.data;
+    this.#pending.take(entry.key);
+    this.#unindex(entry);
+    this.#observe(entry, outcome);
+    if (w.collect) w.requester.conn.send(encode.replyEnd(w.id, w.replied.size, w.expected, this.#missing(w)));
+    else if (outcome === 'gone') {
+      w.requester.conn.send(encode.replyError(w.id, ReplyError.NO_ROUTE, { target: 'DIRECT', identifier: w.identifier ?? null }));
+    }
+  }
+
+  #missing(w: ReplyWait): string[] {
+    if (w.replied.size >= w.expected) return [];
+    return [...w.recipients].filter((id) => !w.replied.has(id));
   }
 
   #expire(entry: PendingEntry<ReplyWait>): void {
     const w = entry.data;
+    this.#unindex(entry);
     this.#observe(entry, 'timeout');
     if (w.collect) {
-      const missing = [...w.recipients].filter((id) => !w.replied.has(id));
-      w.requester.conn.send(encode.replyEnd(entry.key, w.replied.size, w.expected, missing));
+      w.requester.conn.send(encode.replyEnd(w.id, w.replied.size, w.expected, this.#missing(w)));
     } else {
-      w.requester.conn.send(encode.replyError(entry.key, ReplyError.TIMEOUT));
+      w.requester.conn.send(encode.replyError(w.id, ReplyError.TIMEOUT));
     }
   }
 
-  #observe(entry: PendingEntry<ReplyWait>, outcome: 'complete' | 'timeout'): void {
+  /**
+   * A recipient left: a DIRECT request to it is answered NO_ROUTE at once; a collection
+   * ends at once (REPLY_END) when nobody who could still answer is left.
+   */
+  #recipientGone(svc: Service): void {
+    for (const list of svc.asked.values()) {
+      for (const entry of list) {
+        const w = entry.data;
+        w.gone.add(svc.id);
+        if (!w.collect || w.replied.size + w.gone.size >= w.recipients.size) this.#finish(entry, 'gone');
+      }
+    }
+    svc.asked.clear();
+  }
+
+  #observe(entry: PendingEntry<ReplyWait>, outcome: 'complete' | 'timeout' | 'gone'): void {
     this.#m.requestDuration.observe({ outcome }, (this.#ctx.scheduler.now() - entry.startedAt) / 1000);
   }
 
@@ -427,17 +562,33 @@ export class BusDialect implements Dialect {
     if (!svc.identified) return;
     svc.identified = false;
     this.#router.remove(svc.conn, svc.id);
+    for (const e of this.#pending.takeWhere((e) => e.data.requester === svc)) this.#unindex(e);
+    this.#recipientGone(svc);
     this.#byId.delete(svc.id);
     if (svc.name !== undefined && this.#names.get(svc.name) === svc) this.#names.delete(svc.name);
-    this.#pending.takeWhere((e) => e.data.requester === svc);
     this.#m.services.set(this.#byId.size);
   }
 
   #release(svc: Service): void {
     this.#unregister(svc);
+    this.#rateLog.forget(svc.id);
     svc.state = { phase: 'closed' };
     this.#services.delete(svc.conn);
   }
+}
+
+/** A pending request's key: the requester's service id (server-made, no "/"), then its id. */
+function pendingKey(requester: Service, id: string): string {
+  return `${requester.id}/${id}`;
+}
+
+/** Removes one entry from a service's `asked` index. */
+function dropAsked(svc: Service, id: string, entry: PendingEntry<ReplyWait>): void {
+  const list = svc.asked.get(id);
+  if (!list) return;
+  const i = list.indexOf(entry);
+  if (i >= 0) list.splice(i, 1);
+  if (list.length === 0) svc.asked.delete(id);
 }
 
 function headerToken(req: IncomingMessage): string | undefined {

@@ -15,6 +15,8 @@ export const busFactory: DialectFactory = {
         requestTimeout: bus.requestTimeout,
         identifyTimeout: bus.identifyTimeout,
         maxBufferedBytes: bus.maxBufferedBytes,
+        maxEventsPerSecond: bus.maxEventsPerSecond,
+        maxEventBytesPerSecond: bus.maxEventBytesPerSecond,
       },
       ctx,
       deps,

@@ -3,6 +3,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpRoute } from '../../core/dialect.js';
 import { PendingRequests, type PendingEntry } from '../../core/pending.js';
+import { LogLimiter } from '../../core/ratelimit.js';
 import type { Timer } from '../../core/scheduler.js';
 import { SessionManager, type Session } from '../../core/session.js';
 import {
@@ -147,6 +148,8 @@ export class ClusterioDialect implements Dialect {
   readonly #loading: Promise<void>;
   #loaded = false;
   readonly #families = new Map<string, SlaveFamily>();
+  /** Warn lines a slave can cause at will (one per reported instance): 5 at once, then 1/s per slave. */
+  readonly #peerLog = new LogLimiter<string>(() => this.#ctx.scheduler.now(), { perSecond: 1, burst: 5 });
   readonly #m: DialectMetrics;
 
   constructor(cfg: ClusterioDialectConfig, ctx: DialectContext) {
@@ -757,7 +760,11 @@ export class ClusterioDialect implements Dialect {
   }
 
   #updateInstances(slave: Peer, env: Envelope): void {
-    const logFail = (reason: string): void => this.#ctx.logger.warn({ slave: slave.slaveId, reason }, 'clusterio: assign_instance_request failed');
+    const warn = (data: Record<string, unknown>, msg: string): void => {
+      const held = this.#peerLog.allow(slave.slaveId);
+      if (held !== undefined) this.#ctx.logger.warn(held > 0 ? { ...data, suppressed: held } : data, msg);
+    };
+    const logFail = (reason: string): void => warn({ slave: slave.slaveId, reason }, 'clusterio: assign_instance_request failed');
     const logAnswer = (answer: Envelope): void => {
       if (typeof answer.data.error === 'string') logFail(answer.data.error);
     };
@@ -772,7 +779,7 @@ export class ClusterioDialect implements Dialect {
     for (const item of reported) {
       const loaded = loadConfig(item.serialized_config);
       if (!loaded.ok) {
-        this.#ctx.logger.warn({ slave: slave.slaveId, error: loaded.error }, 'clusterio: ignored a reported instance');
+        warn({ slave: slave.slaveId, error: loaded.error }, 'clusterio: ignored a reported instance');
         continue;
       }
       const id = instanceId(loaded.value);

@@ -319,7 +319,7 @@ export class GamelistDialect implements Dialect {
       return;
     }
     const first = gs.serverId === undefined;
-    gs.serverId ??= this.#claimReserved(msg) ?? this.#freshServerId();
+    gs.serverId ??= this.#claimReserved(gs, msg) ?? this.#freshServerId();
     const serverId = gs.serverId;
     this.#held.add(serverId);
     const entry: Listing = {
@@ -349,8 +349,8 @@ export class GamelistDialect implements Dialect {
     }
   }
 
-  #claimReserved(msg: RegisterMessage): string | undefined {
-    const key = reservationKey(msg.regToken, msg.info);
+  #claimReserved(gs: GameServer, msg: RegisterMessage): string | undefined {
+    const key = reservationKey(msg.regToken, msg.info, gs.conn.remoteAddress);
     const r = this.#reserved.get(key);
     if (!r) return undefined;
     r.timer.cancel();
@@ -387,7 +387,7 @@ export class GamelistDialect implements Dialect {
     this.#changed();
     this.#m.servers.set(this.#listed.size);
     if (reserve) {
-      const key = reservationKey(entry.regToken, entry.info);
+      const key = reservationKey(entry.regToken, entry.info, gs.conn.remoteAddress);
       this.#reserved.get(key)?.timer.cancel();
       const slot = {
         serverId: entry.serverId,
@@ -660,8 +660,13 @@ export class GamelistDialect implements Dialect {
   }
 }
 
-function reservationKey(regToken: string, info: Pick<ServerInfo, 'name' | 'port'>): string {
-  return JSON.stringify([regToken, info.name, info.port]);
+/**
+ * A disconnected server's id is kept for the same regToken, name and port from the same
+ * address: name and port are easy to learn and a regToken may be shared, so without the
+ * address another game server could take over a listed id (and its players' joins).
+ */
+function reservationKey(regToken: string, info: Pick<ServerInfo, 'name' | 'port'>, address: string): string {
+  return JSON.stringify([regToken, info.name, info.port, address]);
 }
 
 function failure(status: number, type: JoinFailure, msg: string, conv?: number): HttpReply {

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpReply, HttpRoute, UpgradeVerdict } from '../../core/dialect.js';
+import { LogLimiter } from '../../core/ratelimit.js';
 import type { Timer } from '../../core/scheduler.js';
 import { decodeControlFrame, shardingCloseCodes } from '../../protocols/sharding/messages.js';
 import {
@@ -46,6 +47,8 @@ const CONTROL_STATES: readonly ControlState[] = ['waiting', 'connecting', 'ready
 
 /** Unsent bytes per CONTROL before it is treated as a slow consumer. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+/** Log lines one CONTROL socket can cause at will (ERROR frames): 5 at once, then 1 a second. */
+const PEER_LOG_RATE = { perSecond: 1, burst: 5 };
 
 export class ShardingDialect implements Dialect {
   readonly name = 'sharding';
@@ -59,6 +62,7 @@ export class ShardingDialect implements Dialect {
   #state: FleetState;
   readonly #conns = new Map<string, Connection>();
   readonly #timers = new Map<string, Timer>();
+  readonly #peerLog = new LogLimiter<string>(() => this.#now(), PEER_LOG_RATE);
   #loaded = false;
   #stopped = false;
   readonly #backlog: Array<() => FleetEvent> = [];
@@ -194,6 +198,7 @@ export class ShardingDialect implements Dialect {
       },
       onClose: () => {
         this.#conns.delete(conn.id);
+        this.#peerLog.forget(conn.id);
         const now = this.#now();
         this.#enqueue(() => ({ type: 'closed', now, conn: conn.id }));
       },
@@ -407,9 +412,13 @@ export class ShardingDialect implements Dialect {
       case 'grant':
         this.#m.grants.inc();
         return;
-      case 'log':
-        this.#ctx.logger[e.level](e.data ?? {}, e.msg);
+      case 'log': {
+        // Lines a peer can cause at will are capped per peer (PEER_LOG_RATE).
+        const held = e.peer === undefined ? 0 : this.#peerLog.allow(e.peer);
+        if (held === undefined) return;
+        this.#ctx.logger[e.level](held > 0 ? { ...e.data, suppressed: held } : (e.data ?? {}), e.msg);
         return;
+      }
       case 'reply':
         return;
     }

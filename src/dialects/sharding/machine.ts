@@ -150,7 +150,7 @@ export type Effect =
   | { readonly type: 'persist'; readonly key: PersistKey; readonly value: JsonValue }
   | { readonly type: 'failover'; readonly seconds: number }
   | { readonly type: 'grant'; readonly shard: number; readonly control: string }
-  | { readonly type: 'log'; readonly level: 'debug' | 'info' | 'warn' | 'error'; readonly msg: string; readonly data?: Record<string, unknown> }
+  | { readonly type: 'log'; readonly level: 'debug' | 'info' | 'warn' | 'error'; readonly msg: string; readonly data?: Record<string, unknown>; readonly peer?: string }
   | { readonly type: 'reply'; readonly status: number; readonly body: unknown };
 
 export interface Step {
@@ -228,8 +228,10 @@ class Tx {
     this.fx.push({ type: 'send', conn, frame });
   }
 
-  log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>): void {
-    this.fx.push(data ? { type: 'log', level, msg, data } : { type: 'log', level, msg });
+  /** A log line; with `peer` (a socket id) it is one a peer can cause at will, and the runtime rate-limits it per peer. */
+  log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>, peer?: string): void {
+    const line: Effect = data ? { type: 'log', level, msg, data } : { type: 'log', level, msg };
+    this.fx.push(peer === undefined ? line : { ...line, peer });
   }
 
   reply(status: number, body: unknown): void {
@@ -463,7 +465,7 @@ class Tx {
         }
         return;
       case Op.ERROR:
-        this.log('warn', 'sharding: CONTROL reported an ERROR', { control: rec?.name ?? null, code: f.d.code, message: f.d.message ?? '' });
+        this.log('warn', 'sharding: CONTROL reported an ERROR', { control: rec?.name ?? null, code: f.d.code, message: f.d.message ?? '' }, conn);
         return;
       default:
         break;

@@ -86,6 +86,8 @@ export const busCloseCodes = {
 export const ReplyError = {
   NO_ROUTE: 'NO_ROUTE',
   TIMEOUT: 'TIMEOUT',
+  /** The sender is over its EVENT rate; the EVENT was not delivered (`retry_after` ms). */
+  RATE_LIMITED: 'RATE_LIMITED',
 } as const;
 
 export const REPLY_END = 'REPLY_END';
@@ -97,7 +99,7 @@ export type BusMessage =
   | { op: 2; data?: unknown; raw: string }
   | { op: 3; raw: string }
   | { op: 4; raw: string }
-  | { op: 5; id: string; event?: string; data?: unknown; raw: string };
+  | { op: 5; id: string; event?: string; data?: unknown; to?: string; raw: string };
 
 export type DecodeResult = { ok: true; msg: BusMessage } | { ok: false; detail: string };
 
@@ -178,6 +180,10 @@ export function decode(text: string): DecodeResult {
       const msg: BusMessage = { op: 5, id, raw: text };
       if (event !== undefined) msg.event = event;
       if ('data' in v) msg.data = v.data;
+      // A REPLY addressed DIRECT to its requester (the seed's style) says which request
+      // it answers when one service was asked the same id by several. Never an error.
+      const to = isObj(v.intent) && v.intent.target === 'DIRECT' ? v.intent.identifier : undefined;
+      if (typeof to === 'string') msg.to = to;
       return { ok: true, msg };
     }
     default:

@@ -193,7 +193,10 @@ export interface IdentifyData {
 export function decodeIdentify(d: unknown): Decoded<IdentifyData> {
   if (!isObj(d)) return { ok: false, detail: 'IDENTIFY "d" must be an object {user_id, shard_id}' };
   const userId = readSnowflake(d.user_id);
-  if (userId === undefined) return { ok: false, detail: '"d.user_id" must be an integer id (number or string)' };
+  // Digits only, as for shard_id: "1234-0" would otherwise share a session key with user 1234, shard 0.
+  if (userId === undefined || (typeof userId === 'string' && !INTEGER.test(userId))) {
+    return { ok: false, detail: '"d.user_id" must be an integer id (number or string)' };
+  }
   let shardId: Snowflake | null = null;
   if (d.shard_id !== undefined && d.shard_id !== null) {
     const s = readSnowflake(d.shard_id);

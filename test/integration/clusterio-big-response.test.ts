@@ -1,0 +1,43 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { until, type TestServer } from '../support/server.js';
+import { dialectOf, instanceConfig, Seed2020, startClusterio } from './clusterio-helpers.js';
+
+/**
+ * One response larger than maxBufferedBytes (4 MiB) is not a slow consumer: a
+ * list_instances answer that big used to cut the control that asked for it, always.
+ */
+
+let srv: TestServer;
+const seeds: Seed2020[] = [];
+
+beforeEach(async () => {
+  srv = await startClusterio();
+});
+
+afterEach(async () => {
+  for (const s of seeds.splice(0)) s.close();
+  await until(() => srv.muster.transport.size === 0);
+  await srv.stop();
+});
+
+describe('clusterio: a response larger than maxBufferedBytes', () => {
+  it('delivers a 4.5 MB list_instances response to a control that reads, and keeps it connected', async () => {
+    const c = await Seed2020.connect(srv, 'control');
+    seeds.push(c);
+    // 150 instances with 30 KB names: about 4.5 MB of list, over the 4 MiB allowance.
+    const pad = 'n'.repeat(30_000);
+    for (let i = 0; i < 150; i++) c.send('create_instance_request', { serialized_config: instanceConfig(1000 + i, `${pad}${i}`) });
+    for (let i = 0; i < 150; i++) expect((await c.next(10_000)).data.error).toBeUndefined();
+    expect(dialectOf(srv).summary().instances).toBe(150);
+    const seq = c.send('list_instances_request', {});
+    const raw = await c.peer.nextRaw(10_000);
+    expect(raw.length).toBeGreaterThan(4 * 1024 * 1024);
+    const f = JSON.parse(raw) as { type: string; data: { seq: number; list: unknown[] } };
+    expect(f.type).toBe('list_instances_response');
+    expect(f.data.seq).toBe(seq);
+    expect(f.data.list).toHaveLength(150);
+    // Still connected and answering.
+    expect((await c.request('list_slaves_request')).data.list).toEqual([]);
+    expect(c.peer.isClosed).toBe(false);
+  });
+});
