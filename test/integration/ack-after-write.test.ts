@@ -5,7 +5,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { startMuster, type Muster } from '../../src/server.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { JsonValue, SetOptions, Store } from '../../src/store/types.js';
-import { ADMIN_TOKEN, RawPeer } from '../support/server.js';
+import { ADMIN_TOKEN, RawPeer, until } from '../support/server.js';
 import { controlToken, instanceConfig, SECRET } from './clusterio-helpers.js';
 import { BOT_TOKEN, KEY } from './sharding-helpers.js';
 
@@ -161,5 +161,27 @@ describe('acknowledged means durable', () => {
     expect(answered).toBe(false);
     store.release();
     expect(await reply).toEqual({ status: 200, body: { halted: true, reason: 'halted by an operator' } });
+  });
+
+  it('sharding: an IDENTIFY_GRANT goes out only once the budget it spends is durable', async () => {
+    const store = new GatedStore();
+    const base = await start(store, {
+      sharding: { enabled: true, authorization: KEY, botToken: BOT_TOKEN, shardCount: 2, expectedControls: 1, startup: 'parallel' },
+    });
+    const a = await RawPeer.open(`${base.replace(/^http/, 'ws')}/sharding`, { headers: { authorization: KEY } });
+    peers.push(a);
+    expect((JSON.parse(await a.nextRaw()) as { o: number }).o).toBe(5);
+    a.send({ o: 10, d: { name: 'a', features: ['identify-queue'] } });
+    expect((JSON.parse(await a.nextRaw()) as { o: number }).o).toBe(15);
+    expect((JSON.parse(await a.nextRaw()) as { o: number }).o).toBe(6);
+    await until(() => store.held === 0);
+
+    store.holding = true;
+    a.send({ o: 13, d: { shard_id: 0 } });
+    await until(() => store.held > 0);
+    expect(await store.inner.get('sharding', 'budget')).toMatchObject({ used: 1 });
+    expect(await a.quiet(30)).toBe(true);
+    store.release();
+    expect(JSON.parse(await a.nextRaw())).toEqual({ o: 14, d: { shard_id: 0 } });
   });
 });
