@@ -256,11 +256,11 @@ async function flood(srv: RunningServer, durationMs: number): Promise<Row> {
   const ping = await pinger(srv, tally);
   const sender = await busPeer(srv, tally);
   let sent = 0;
-  let senderCut = false;
-  sender.on('close', () => (senderCut = true));
+  let senderCut: number | undefined;
+  sender.on('close', (code) => (senderCut = code));
   const payload = JSON.stringify({ op: 0, event: 'FLOOD', data: 'x'.repeat(512) });
   const stopAt = Date.now() + durationMs / 2;
-  while (Date.now() < stopAt && !senderCut) {
+  while (Date.now() < stopAt && senderCut === undefined) {
     // Keep the sender's own buffer bounded; the server sees a steady flood.
     if (sender.bufferedAmount < 1 << 20) {
       for (let i = 0; i < 200; i++) sender.send(payload);
@@ -277,7 +277,7 @@ async function flood(srv: RunningServer, durationMs: number): Promise<Row> {
     fiveXx: tally.fiveXx,
     p50: pct(rtts, 50),
     p99: pct(rtts, 99),
-    notes: `${opened} connects from one address (answers ${tally.summary() || 'none refused'}); GLOBAL flood ${sent} frames${senderCut ? ', sender cut' : ''}; healthy receiver ${cut ? 'CUT' : 'kept'}`,
+    notes: `${opened} connects from one address (answers ${tally.summary() || 'none refused'}); GLOBAL flood ${sent} frames${senderCut !== undefined ? `, sender closed ${senderCut}` : ''}; healthy receiver ${cut ? 'CUT' : 'kept'}`,
   };
 }
 
