@@ -89,9 +89,13 @@ export class SqliteStore implements Store {
     this.#now = opts.now ?? Date.now;
     const db = new Database(opts.file);
     try {
-      // WAL lets readers run alongside the writer; with WAL, synchronous=NORMAL keeps the
-      // database consistent on power loss and only risks the last commits, which flush()
-      // makes durable.
+      // WAL lets readers run alongside the writer. Every write is its own transaction and
+      // is committed (written to the WAL with write(2)) before the call returns, so it
+      // survives the process being killed: the kernel holds the pages. synchronous=NORMAL
+      // skips the fsync per commit: the database stays consistent on power loss or an OS
+      // crash, which may lose only the last commits since a checkpoint (flush() syncs).
+      // FULL would fsync every commit, a disk flush per acknowledged write; Muster promises
+      // survival of a process crash, not of power loss (docs/architecture.md, Store).
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.exec(SCHEMA);

@@ -4,6 +4,15 @@
  * namespaces ("sharding", "clusterio:slaves", ...). Liveness state stays in memory.
  *
  * Every implementation passes the same contract suite (test/unit/store.contract.ts).
+ *
+ * Two promises every implementation keeps, and callers rely on:
+ * - Order: writes take effect in the order they are called. A call made before another
+ *   is applied before it, even when the caller did not wait for the first promise, so a
+ *   caller may issue a write and send something else before awaiting it.
+ * - Durability: when a write's promise resolves, the write survives the process being
+ *   killed (kill -9). Anything that tells a peer or an operator "done" waits for that
+ *   promise. (The SQLite store commits every write before its promise resolves; power
+ *   loss is a separate matter, see sqlite.ts and flush().)
  */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
 
@@ -29,7 +38,10 @@ export interface Store {
   compareAndSet(ns: string, key: string, expected: JsonValue | undefined, value: JsonValue, opts?: SetOptions): Promise<boolean>;
   /** Resolves once the backing store answers (readiness). */
   ping(): Promise<void>;
-  /** Makes every acknowledged write durable. */
+  /**
+   * Makes every write so far survive power loss too, not only a crash of the process
+   * (the SQLite store checkpoints its WAL with fsync). Called on shutdown.
+   */
   flush(): Promise<void>;
   close(): Promise<void>;
 }

@@ -399,6 +399,24 @@ export function storeContract(name: string, make: (now: () => number) => Promise
         await expect(store.ping()).resolves.toBeUndefined();
       });
 
+      it('applies writes in the order they are called, even when nobody awaited the earlier ones', async () => {
+        const writes = [
+          store.set('ns', 'k', 1),
+          store.set('ns', 'k', 2),
+          store.delete('ns', 'gone'),
+          store.set('ns', 'gone', 'back'),
+          store.incr('ns', 'n'),
+          store.incr('ns', 'n', 2),
+          store.set('ns', 'k', 3),
+        ];
+        // A read issued after them sees all of them, before any of their promises was awaited.
+        const seen = store.get('ns', 'k');
+        await Promise.all(writes);
+        expect(await seen).toBe(3);
+        expect(await store.get('ns', 'gone')).toBe('back');
+        expect(await store.get('ns', 'n')).toBe(3);
+      });
+
       it('flush resolves', async () => {
         await store.set('ns', 'k', 1);
         await expect(store.flush()).resolves.toBeUndefined();

@@ -447,6 +447,9 @@ export class ClusterioDialect implements Dialect {
       return;
     }
     if (msg.role === 'slave') {
+      // `ready` acknowledges the registration: the slave is on record before it goes out.
+      await this.#registry.putSlave({ id: msg.id, name: msg.name, agent: msg.agent, version: msg.version });
+      if (link.conn.closing || link.state.phase !== 'authorizing') return;
       const old = this.#slaves.get(msg.id);
       if (old) this.#replace(old);
     }
@@ -470,7 +473,6 @@ export class ClusterioDialect implements Dialect {
     if (session) peer.session = this.#sessions.create(peer.key, peer, link);
     if (msg.role === 'slave') {
       this.#slaves.set(msg.id, peer);
-      this.#registry.putSlave({ id: msg.id, name: msg.name, agent: msg.agent, version: msg.version });
       link.conn.identity = `slave ${msg.id} (${msg.name})`;
     } else {
       this.#controls.add(peer);
@@ -683,8 +685,17 @@ export class ClusterioDialect implements Dialect {
     if (!loaded.ok) return this.#respondError(peer, env, loaded.error);
     const id = instanceId(loaded.value);
     if (this.#registry.instances.has(id)) return this.#respondError(peer, env, `Instance with ID ${id} already exists`);
-    this.#registry.putInstance({ config: loaded.value, status: null });
-    this.#respond(peer, env);
+    this.#whenSaved(peer, env, this.#registry.putInstance({ config: loaded.value, status: null }), () => this.#respond(peer, env));
+  }
+
+  /**
+   * Runs `then` (which answers `env`) once `write` is durable: nothing that says a change
+   * happened goes out before the store has it. A failed write is answered with an error.
+   */
+  #whenSaved(peer: Peer, env: Envelope, write: Promise<unknown>, then: () => void): void {
+    write
+      .then(then, () => this.#respondError(peer, env, 'The master could not save the change'))
+      .catch((err: unknown) => this.#ctx.logger.error({ err, type: env.type }, 'clusterio: failed to answer after a write'));
   }
 
   #setConfigField(peer: Peer, env: Envelope): void {
@@ -694,22 +705,24 @@ export class ClusterioDialect implements Dialect {
     const conv = convertFieldValue(field, value);
     if (!conv.ok) return this.#respondError(peer, env, conv.error);
     const oldId = instanceId(rec.config);
+    let removed: Promise<void> = Promise.resolve();
     if (field === 'instance.id') {
       const newId = idOf(conv.value) as string;
       if (newId !== oldId && this.#registry.instances.has(newId)) {
         return this.#respondError(peer, env, `Instance with ID ${newId} already exists`);
       }
       setField(rec.config, field, conv.value);
-      this.#registry.deleteInstance(oldId);
+      removed = this.#registry.deleteInstance(oldId);
     } else {
       setField(rec.config, field, conv.value);
     }
-    this.#registry.putInstance(rec);
-    const slaveId = assignedSlave(rec.config);
-    const slave = slaveId === null ? undefined : this.#slaves.get(slaveId);
-    if (!slave) return this.#respond(peer, env);
-    // Push the new config to the slave hosting the instance, and answer with its answer.
-    this.#pushAssignment(slave, rec, peer, env);
+    this.#whenSaved(peer, env, Promise.all([removed, this.#registry.putInstance(rec)]), () => {
+      const slaveId = assignedSlave(rec.config);
+      const slave = slaveId === null ? undefined : this.#slaves.get(slaveId);
+      if (!slave) return this.#respond(peer, env);
+      // Push the new config to the slave hosting the instance, and answer with its answer.
+      this.#pushAssignment(slave, rec, peer, env);
+    });
   }
 
   #assignCommand(peer: Peer, env: Envelope): void {
@@ -718,8 +731,7 @@ export class ClusterioDialect implements Dialect {
     const slaveId = idOf(env.tree.slave_id) as string;
     const slave = this.#slaves.get(slaveId);
     if (!slave) return this.#respondError(peer, env, `Slave ${slaveId} is not connected`);
-    this.#registry.assign(rec, slaveId);
-    this.#pushAssignment(slave, rec, peer, env);
+    this.#whenSaved(peer, env, this.#registry.assign(rec, slaveId), () => this.#pushAssignment(slave, rec, peer, env));
   }
 
   /** Sends the slave `assign_instance_request` for `rec` and relays its answer to `peer`. */
@@ -751,7 +763,7 @@ export class ClusterioDialect implements Dialect {
       (answer) => {
         if (env.type === 'delete_instance_request' && answer.data.error === undefined) {
           const cur = this.#registry.instances.get(id);
-          if (cur === rec) this.#registry.deleteInstance(id);
+          if (cur === rec) return this.#whenSaved(peer, env, this.#registry.deleteInstance(id), () => this.#relay(peer, env, answer));
         }
         this.#relay(peer, env, answer);
       },

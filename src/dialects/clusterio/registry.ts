@@ -14,7 +14,12 @@ import type { Store } from '../../store/types.js';
  * What the master knows of its cluster and keeps across restarts: every slave that
  * ever registered, and every instance with its serialized config. Kept in memory and
  * written through to the store (namespaces "clusterio:slaves" and
- * "clusterio:instances"), one write queue so that writes land in order.
+ * "clusterio:instances").
+ *
+ * Every change is written at once, in the order made (the Store applies writes in call
+ * order), and returns a promise that resolves when the write is durable. A response
+ * that says the change happened waits for that promise: the in-memory maps may be a
+ * moment ahead of the store, an acknowledgement never is.
  */
 
 export const SLAVES_NS = 'clusterio:slaves';
@@ -46,8 +51,8 @@ export class ClusterioRegistry {
   readonly instances = new Map<string, InstanceRecord>();
   readonly #store: Store;
   readonly #logger: Logger;
-  #writes: Promise<void> = Promise.resolve();
-  #pendingWrites = 0;
+  /** Writes not yet settled. */
+  readonly #pending = new Set<Promise<void>>();
 
   constructor(store: Store, logger: Logger) {
     this.#store = store;
@@ -76,29 +81,31 @@ export class ClusterioRegistry {
     }
   }
 
-  putSlave(rec: SlaveRecord): void {
+  /** Records a slave; resolves once it is durable (at once when nothing changed). */
+  putSlave(rec: SlaveRecord): Promise<void> {
     const cur = this.slaves.get(rec.id);
     this.slaves.set(rec.id, rec);
-    if (cur && cur.name === rec.name && cur.agent === rec.agent && cur.version === rec.version) return;
-    this.#write(() => this.#store.set(SLAVES_NS, rec.id, { name: rec.name, agent: rec.agent, version: rec.version }));
+    if (cur && cur.name === rec.name && cur.agent === rec.agent && cur.version === rec.version) return Promise.resolve();
+    return this.#write(this.#store.set(SLAVES_NS, rec.id, { name: rec.name, agent: rec.agent, version: rec.version }));
   }
 
-  /** Adds or replaces an instance, keyed by its `instance.id`. */
-  putInstance(rec: InstanceRecord): void {
+  /** Adds or replaces an instance, keyed by its `instance.id`; resolves once durable. */
+  putInstance(rec: InstanceRecord): Promise<void> {
     const id = instanceId(rec.config);
     this.instances.set(id, rec);
     const value: StoredInstance = { config: stringifyTree(rec.config), status: rec.status };
-    this.#write(() => this.#store.set(INSTANCES_NS, id, value));
+    return this.#write(this.#store.set(INSTANCES_NS, id, value));
   }
 
-  deleteInstance(id: string): void {
-    if (!this.instances.delete(id)) return;
-    this.#write(() => this.#store.delete(INSTANCES_NS, id).then(() => undefined));
+  /** Removes an instance; resolves once durable. */
+  deleteInstance(id: string): Promise<void> {
+    if (!this.instances.delete(id)) return Promise.resolve();
+    return this.#write(this.#store.delete(INSTANCES_NS, id).then(() => undefined));
   }
 
-  assign(rec: InstanceRecord, slaveId: string | null): void {
+  assign(rec: InstanceRecord, slaveId: string | null): Promise<void> {
     setAssignedSlave(rec.config, slaveId);
-    this.putInstance(rec);
+    return this.putInstance(rec);
   }
 
   sortedSlaves(): SlaveRecord[] {
@@ -114,21 +121,28 @@ export class ClusterioRegistry {
   }
 
   get pendingWrites(): number {
-    return this.#pendingWrites;
+    return this.#pending.size;
   }
 
-  /** Resolves once every write queued so far has reached the store. */
-  flush(): Promise<void> {
-    return this.#writes;
+  /** Resolves once every write made so far is durable (failed ones are logged, not thrown). */
+  async flush(): Promise<void> {
+    await Promise.all([...this.#pending]);
   }
 
-  #write(op: () => Promise<void>): void {
-    this.#pendingWrites++;
-    this.#writes = this.#writes
-      .then(op)
-      .catch((err: unknown) => this.#logger.error({ err }, 'clusterio: a store write failed'))
-      .finally(() => {
-        this.#pendingWrites--;
-      });
+  /**
+   * Tracks a write the store has already been asked to make. The returned promise
+   * rejects if the write failed (the caller answers with an error); the failure is
+   * logged here either way.
+   */
+  #write(op: Promise<void>): Promise<void> {
+    const tracked = op.then(
+      () => undefined,
+      (err: unknown) => {
+        this.#logger.error({ err }, 'clusterio: a store write failed');
+      },
+    );
+    this.#pending.add(tracked);
+    void tracked.finally(() => this.#pending.delete(tracked));
+    return op;
   }
 }

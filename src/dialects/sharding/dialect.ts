@@ -67,8 +67,11 @@ export class ShardingDialect implements Dialect {
   #stopped = false;
   readonly #backlog: Array<() => FleetEvent> = [];
   readonly #ready: Promise<void>;
-  readonly #writes = new Map<PersistKey, unknown>();
-  #writing: Promise<void> = Promise.resolve();
+  /** Store writes not yet settled; each resolves to whether it was saved. */
+  readonly #unsaved = new Set<Promise<boolean>>();
+  /** Frames and closes held until the writes made before them are durable, in order. */
+  #outbox: Promise<void> = Promise.resolve();
+  #held = 0;
   readonly #m: { grants: Counter; failover: Histogram; fatal: Counter };
 
   constructor(cfg: ShardingDialectConfig, ctx: DialectContext, deps: ShardingDialectDeps) {
@@ -243,7 +246,8 @@ export class ShardingDialect implements Dialect {
     this.#stopped = true;
     for (const t of this.#timers.values()) t.cancel();
     this.#timers.clear();
-    await this.#writing;
+    await Promise.all([...this.#unsaved]);
+    await this.#outbox;
   }
 
   routes(): HttpRoute[] {
@@ -355,6 +359,11 @@ export class ShardingDialect implements Dialect {
     const effects = this.#feed({ type: 'admin', now: this.#now(), action });
     if (action.kind === 'halt' && before !== 'halted') this.#m.fatal.inc();
     const reply = effects.find((e): e is Extract<Effect, { type: 'reply' }> => e.type === 'reply');
+    // The answer says the change happened (halt, resume, rebalance): only once it is durable.
+    const saved = (await Promise.all([...this.#unsaved])).every(Boolean);
+    if (!saved && reply && reply.status < 300) {
+      return { status: 500, body: { error: 'STORE_UNAVAILABLE', message: 'the change is in effect but could not be saved' } };
+    }
     return reply ? { status: reply.status, body: reply.body } : { status: 500, body: { error: 'INTERNAL', message: 'no reply' } };
   }
 
@@ -376,20 +385,19 @@ export class ShardingDialect implements Dialect {
       const conn = this.#conns.get(ev.conn);
       if (conn && name) conn.identity = name;
     }
-    for (const e of effects) this.#run(e);
+    // Writes first: what the frames below announce (a grant spends budget, an assignment
+    // moves shards) is in the store before they go out (see #deliver).
+    for (const e of effects) if (e.type === 'persist') this.#run(e);
+    for (const e of effects) if (e.type !== 'persist') this.#run(e);
     return effects;
   }
 
   #run(e: Effect): void {
     switch (e.type) {
       case 'send':
-        this.#conns.get(e.conn)?.send(e.frame);
+      case 'close':
+        this.#deliver(e);
         return;
-      case 'close': {
-        const c = this.#conns.get(e.conn);
-        c?.close(e.code, e.reason);
-        return;
-      }
       case 'timer': {
         this.#timers.get(e.key)?.cancel();
         this.#timers.delete(e.key);
@@ -424,20 +432,38 @@ export class ShardingDialect implements Dialect {
     }
   }
 
-  /** Writes go out one at a time, in order; a newer value of the same key replaces a pending one. */
+  /**
+   * Writes at once (the store applies writes in call order); frames and closes from now
+   * on wait until it is durable. A failed write is logged, and what waited on it goes
+   * out anyway: the fleet keeps running on what it has in memory.
+   */
   #persist(key: PersistKey, value: unknown): void {
     if (this.#stopped) return;
-    const pending = this.#writes.has(key);
-    this.#writes.set(key, value);
-    if (pending) return;
-    this.#writing = this.#writing.then(async () => {
-      const v = this.#writes.get(key);
-      this.#writes.delete(key);
-      try {
-        await this.#ctx.store.set(STORE_NS, key, v as never);
-      } catch (err) {
+    const write = this.#ctx.store.set(STORE_NS, key, value as never).then(
+      () => true,
+      (err: unknown) => {
         this.#ctx.logger.error({ err, key }, 'sharding: could not persist');
-      }
-    });
+        return false;
+      },
+    );
+    this.#unsaved.add(write);
+    void write.then(() => this.#unsaved.delete(write));
+  }
+
+  /** Sends or closes now, or, while writes are unsettled, after them and in order. */
+  #deliver(e: Extract<Effect, { type: 'send' | 'close' }>): void {
+    const go = (): void => {
+      const c = this.#conns.get(e.conn);
+      if (e.type === 'send') c?.send(e.frame);
+      else c?.close(e.code, e.reason);
+    };
+    if (this.#unsaved.size === 0 && this.#held === 0) return go();
+    this.#held++;
+    this.#outbox = Promise.all([this.#outbox, ...this.#unsaved])
+      .then(() => {
+        this.#held--;
+        go();
+      })
+      .catch((err: unknown) => this.#ctx.logger.error({ err, conn: e.conn }, 'sharding: could not deliver a held frame'));
   }
 }
