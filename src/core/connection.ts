@@ -50,6 +50,8 @@ export class Connection {
   lastSeen: number;
   framesIn = 0;
   framesOut = 0;
+  /** Round trip of the last answered WebSocket ping, in ms; null until one is answered. */
+  latencyMs: number | null = null;
   onSlowConsumer: SlowConsumerHandler;
 
   readonly #ws: WebSocket;
@@ -62,6 +64,7 @@ export class Connection {
   #closed = false;
   #drainTimer: Timer | undefined;
   #closeListeners: Array<(code: number, reason: string) => void> = [];
+  #pingAt: number | undefined;
 
   constructor(ws: WebSocket, opts: ConnectionOptions) {
     this.#ws = ws;
@@ -169,10 +172,14 @@ export class Connection {
   /** Records a pong (activity, but not a frame). */
   touchPong(): void {
     this.lastSeen = this.#scheduler.now();
+    if (this.#pingAt !== undefined) this.latencyMs = this.lastSeen - this.#pingAt;
+    this.#pingAt = undefined;
   }
 
   ping(): void {
     if (this.#closing || this.#closed) return;
+    // An unanswered ping keeps its start: the next pong measures from the oldest one.
+    this.#pingAt ??= this.#scheduler.now();
     try {
       this.#ws.ping();
     } catch {
