@@ -55,12 +55,12 @@ export interface Snapshot {
 /**
  * Subscribes to GET /api/v1/events by streaming fetch (EventSource cannot send an
  * Authorization header). Reconnects with a short backoff until `stop()` is called;
- * a 401 ends it for good (`onUnauthorized`).
+ * a 401 (`unauthorized`) or a 400 (`refused`: a topic the server does not have) ends it.
  */
 export function subscribe(
   token: string,
   topics: readonly string[],
-  on: { snapshot: (s: Snapshot) => void; status: (live: boolean) => void; unauthorized: () => void },
+  on: { snapshot: (s: Snapshot) => void; status: (live: boolean) => void; unauthorized: () => void; refused: () => void },
 ): () => void {
   let stopped = false;
   let ctrl: AbortController | undefined;
@@ -76,6 +76,11 @@ export function subscribe(
         });
         if (res.status === 401) {
           on.unauthorized();
+          return;
+        }
+        if (res.status === 400) {
+          // A topic this server does not have (its dialect is off): retrying would not help.
+          on.refused();
           return;
         }
         if (!res.ok || !res.body) throw new Error(`events: ${res.status}`);

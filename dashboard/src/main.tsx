@@ -154,7 +154,7 @@ function Overview(props: { status: StatusBody | undefined }): preact.JSX.Element
 function App(): preact.JSX.Element {
   const [token, setToken] = useState<string | null>(savedToken());
   const [loginError, setLoginError] = useState<string | null>(null);
-  const [view, setView] = useState<ViewId>(() => (location.hash.slice(1) as ViewId) || 'overview');
+  const [view, setView] = useState<ViewId>(() => VIEWS.find((v) => v.id === location.hash.slice(1))?.id ?? 'overview');
   const [data, setData] = useState<Record<string, unknown>>({});
   const [live, setLive] = useState(false);
   const [notice, setNotice] = useState<{ text: string; error: boolean } | null>(null);
@@ -193,6 +193,7 @@ function App(): preact.JSX.Element {
       },
       status: setLive,
       unauthorized: () => signOut('The admin token is no longer accepted; sign in again.'),
+      refused: () => setView('overview'),
     });
     return () => {
       stop();

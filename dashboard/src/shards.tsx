@@ -78,6 +78,17 @@ export function ShardsView(props: {
             >
               Restart shard…
             </button>
+            <button
+              type="button"
+              class="small"
+              disabled={c.shards.length === 0}
+              onClick={() =>
+                void act(`Restart every shard on ${c.name}?`, 'POST', `/sharding/controls/${encodeURIComponent(c.name)}/command`, { command: 'restart_cluster', args: { shards: c.shards } }, `restart_cluster sent to ${c.name}.`)
+              }
+              aria-label={`Restart every shard on ${c.name}`}
+            >
+              Restart all
+            </button>
             <button type="button" class="danger small" disabled={!p} onClick={() => p && props.onKick(p)} aria-label={`Kick ${c.name}`}>
               Kick
             </button>
