@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, BUS_TOKEN, RawPeer, roundTrip, startTestServer, type TestServer } from '../support/server.js';
+import { ADMIN_TOKEN, BUS_TOKEN, RawPeer, roundTrip, startTestServer, until, type TestServer } from '../support/server.js';
 import { control, startSharding, sync, type ShardingServer } from './sharding-helpers.js';
 
 /**
@@ -159,6 +159,23 @@ describe('dashboard: GET /api/v1/events', () => {
     expect(JSON.stringify(events.responses)).toContain('"snapshot"');
     expect(JSON.stringify(events.parameters)).toContain('topics');
     expect(doc.paths['/api/v1/peers']!.get).toBeDefined();
+  });
+
+  it('releases a stream when its client goes away, and caps open streams at 32', async () => {
+    const t = await startTestServer();
+    srv = t;
+    const baseline = t.muster.scheduler.size;
+    const open = [];
+    for (let i = 0; i < 32; i++) open.push(await openEvents(t.httpBase, '?topics=status'));
+    for (const ev of open) expect((await ev.next()).event).toBe('hello');
+    // One ticking timer serves every stream.
+    expect(t.muster.scheduler.size).toBe(baseline + 1);
+    const over = await fetch(`${t.httpBase}/api/v1/events`, { headers: auth });
+    expect(over.status).toBe(503);
+    for (const s of streams.splice(0)) s.abort();
+    await until(() => t.muster.scheduler.size === baseline);
+    const again = await openEvents(t.httpBase, '?topics=status');
+    expect(again.status).toBe(200);
   });
 
   it('ends its streams at shutdown (they do not hold the listener open)', async () => {
