@@ -5,9 +5,11 @@ import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BusClient, GameServerClient, ShardingControl } from '../../src/client/index.js';
+import { BusClient, ClusterioLink, DiscodoClient, GameServerClient, ShardingControl } from '../../src/client/index.js';
+import { mintToken } from '../../src/dialects/clusterio/token.js';
 import { loadConfig } from '../../src/config/load.js';
 import { startMuster, type Muster } from '../../src/server.js';
+import { instanceConfig } from '../integration/clusterio-helpers.js';
 
 /**
  * The dashboard in a real browser (Debian's chromium driven by playwright-core) against
@@ -26,6 +28,8 @@ const ADMIN = 'dashboard-admin-token';
 const KEY = 'dashboard-sharding-key';
 const BUS = 'dashboard-bus-token';
 const REG = 'dashboard-reg-token';
+const CLUSTERIO = 'dashboard-clusterio-secret';
+const DISCODO = 'dashboard-discodo-password';
 const SHARDS = 64;
 const SCREENSHOTS = process.env.MUSTER_SCREENSHOTS === '1';
 const SHOTS_DIR = fileURLToPath(new URL('../../docs/screenshots/', import.meta.url));
@@ -104,8 +108,8 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard in Chromium', () => {
           },
           bus: { token: BUS },
           gamelist: { regTokens: [REG] },
-          clusterio: { enabled: false },
-          discodo: { enabled: false },
+          clusterio: { authSecret: CLUSTERIO },
+          discodo: { password: DISCODO },
         },
       } as never,
     });
@@ -272,6 +276,34 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard in Chromium', () => {
     if (SCREENSHOTS) console.log(`dashboard scale: 1,024-shard grid shown ${gridMs} ms after navigation; 10,000-server list view ${listMs} ms; ${rows} table rows in the DOM`);
     await scale.close();
   }, 40_000);
+
+  it('shows Clusterio slaves with their instances, and discodo sessions with their voice clients', async () => {
+    const ws = base.replace(/^http/, 'ws');
+    const slave = new ClusterioLink({ url: `${ws}/api/socket`, role: 'slave', id: 7, name: 'factory-host', token: await mintToken(CLUSTERIO, { aud: 'slave', id: '7' }), reconnect: false });
+    const ctl = new ClusterioLink({ url: `${ws}/api/socket`, role: 'control', token: await mintToken(CLUSTERIO, { aud: 'control' }), reconnect: false });
+    others.push(slave, ctl);
+    await slave.connect();
+    await ctl.connect();
+    await ctl.request('create_instance_request', { serialized_config: instanceConfig(31, 'nauvis', 7) as never });
+    await ctl.request('create_instance_request', { serialized_config: instanceConfig(32, 'spare') as never });
+    await view('Clusterio');
+    await page.getByRole('heading', { name: 'Clusterio: 1 slaves' }).waitFor();
+    await page.getByRole('cell', { name: 'factory-host (connected)' }).waitFor();
+    await page.getByRole('cell', { name: '— (unassigned)' }).waitFor();
+    await shot('clusterio');
+
+    const dd = new DiscodoClient({ url: `${ws}/ws`, password: DISCODO, userId: '870000000000000123', reconnect: false });
+    others.push(dd);
+    await dd.connect();
+    dd.forwardDiscordEvent({ t: 'VOICE_STATE_UPDATE', d: { guild_id: '555000000000000001', channel_id: '555000000000000002', user_id: '870000000000000123', session_id: 'abc' } });
+    dd.forwardDiscordEvent({ t: 'VOICE_SERVER_UPDATE', d: { guild_id: '555000000000000001', token: 'tok', endpoint: 'x.discord.media:443' } });
+    await view('Discodo');
+    await page.getByRole('heading', { name: 'Discodo: 1 sessions' }).waitFor();
+    // Snowflakes beyond 2^53 keep every digit on the way to the page.
+    await page.getByRole('cell', { name: '870000000000000123', exact: true }).first().waitFor();
+    await page.getByRole('cell', { name: '555000000000000001', exact: true }).waitFor({ timeout: 10_000 });
+    await shot('discodo');
+  }, 20_000);
 
   it('halts the fleet from the page', async () => {
     await view('Shards');
