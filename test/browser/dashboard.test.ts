@@ -306,13 +306,15 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard in Chromium', () => {
     await shot('discodo');
   }, 20_000);
 
-  it('halts the fleet from the page', async () => {
+  it('halts the fleet from the page, and resumes it', async () => {
     await view('Shards');
     await page.getByRole('button', { name: 'Halt fleet' }).click();
     await expect.poll(() => page.getByTestId('phase').textContent(), { timeout: 10_000 }).toContain('HALTED');
     await cellsAll(['halted']);
     expect(muster.dialect('sharding')!.summary!().halted).toBe(true);
-    await page.getByRole('button', { name: 'Resume' }).waitFor();
     await shot('shards-halted');
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await expect.poll(() => page.getByTestId('phase').textContent(), { timeout: 10_000 }).toMatch(/^phase: /);
+    expect(muster.dialect('sharding')!.summary!().halted).toBe(false);
   }, 20_000);
 });
