@@ -130,7 +130,13 @@ export function mountDashboard(
     adminAuth: ctx.adminAuth,
   });
   hub.mount(app);
-  (ctx.openapi.paths as Record<string, unknown>)[EVENTS_URL] = hub.openApiPath();
+  const paths = ctx.openapi.paths as Record<string, Record<string, Record<string, unknown>> | undefined>;
+  paths[EVENTS_URL] = hub.openApiPath() as Record<string, Record<string, unknown>>;
+  const peers = paths[PEERS_URL]?.get;
+  if (peers) {
+    peers.parameters = [{ name: 'dialect', in: 'query', required: false, description: 'only this dialect (400 if it is not mounted)', schema: { type: 'string', enum: opts.dialects.map((d) => d.name) } }];
+    (peers.responses as Record<string, unknown>)['400'] = { description: 'Unknown dialect' };
+  }
   // Before the listener closes: an open stream would otherwise hold it open.
   app.addHook('preClose', async () => hub.close());
 
