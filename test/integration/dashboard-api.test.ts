@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, BUS_TOKEN, RawPeer, roundTrip, startTestServer, until, type TestServer } from '../support/server.js';
-import { control, startSharding, sync, type ShardingServer } from './sharding-helpers.js';
+import { control, KEY, startSharding, sync, type ShardingServer } from './sharding-helpers.js';
 
 /**
  * The dashboard's server side: the page at `/`, the peer list, and the live feed
@@ -109,6 +109,24 @@ describe('dashboard: GET /api/v1/peers', () => {
     // The pong went out with the ping's handling; a second round trip orders it before the read.
     await sync(peer);
     expect(await latency()).toBe(0); // a manual clock: the round trip takes no time on it
+  });
+
+  it('times the round trip from the ping to its pong on the injected clock', async () => {
+    const s = await startSharding({ shardCount: 4 });
+    srv = s;
+    const peer = await RawPeer.open(s.wsUrl, { headers: { authorization: KEY }, autoPong: false });
+    peers.push(peer);
+    await peer.next(); // INITIALISE
+    peer.send({ o: 10, d: { name: 'slowpoke' } });
+    await peer.next(); // IDENTIFIED
+    const pinged = new Promise<void>((resolve) => peer.ws.once('ping', () => resolve()));
+    peer.send({ o: 9, d: { seq: 1 } });
+    await pinged;
+    s.clock.advance(25);
+    peer.ws.pong();
+    await sync(peer);
+    const body = (await (await fetch(`${s.httpBase}/api/v1/peers?dialect=sharding`, { headers: auth })).json()) as { peers: Array<{ identity: string; latencyMs: unknown }> };
+    expect(body.peers.find((p) => p.identity === 'slowpoke')?.latencyMs).toBe(25);
   });
 });
 
