@@ -50,6 +50,8 @@ export class Connection {
   lastSeen: number;
   framesIn = 0;
   framesOut = 0;
+  /** Round trip of the last answered WebSocket ping, in ms; null until one is answered. */
+  latencyMs: number | null = null;
   onSlowConsumer: SlowConsumerHandler;
 
   readonly #ws: WebSocket;
@@ -67,6 +69,7 @@ export class Connection {
   #bigLen = 0;
   #bigEnd = 0;
   #closeListeners: Array<(code: number, reason: string) => void> = [];
+  #pingAt: number | undefined;
 
   constructor(ws: WebSocket, opts: ConnectionOptions) {
     this.#ws = ws;
@@ -204,10 +207,14 @@ export class Connection {
   /** Records a pong (activity, but not a frame). */
   touchPong(): void {
     this.lastSeen = this.#scheduler.now();
+    if (this.#pingAt !== undefined) this.latencyMs = this.lastSeen - this.#pingAt;
+    this.#pingAt = undefined;
   }
 
   ping(): void {
     if (this.#closing || this.#closed) return;
+    // An unanswered ping keeps its start: the next pong measures from the oldest one.
+    this.#pingAt ??= this.#scheduler.now();
     try {
       this.#ws.ping();
     } catch {

@@ -6,6 +6,7 @@ import type { Scheduler } from '../core/scheduler.js';
 import type { Store } from '../store/types.js';
 import type { Transport } from '../transport/upgrade.js';
 import { AdminAuthGuard } from './admin-guard.js';
+import { dashboardRoutes, mountDashboard } from './dashboard.js';
 import { buildOpenApi } from './openapi.js';
 
 /**
@@ -123,16 +124,8 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     const body = await opts.metrics.registry.metrics();
     return reply.type(opts.metrics.registry.contentType).send(body);
   });
-  app.get('/', async () => ({
-    name: 'muster',
-    version: opts.version,
-    health: '/healthz',
-    metrics: '/metrics',
-    admin: ADMIN_PREFIX,
-    websockets: Object.fromEntries(opts.dialects.map((d) => [d.name, d.path])),
-  }));
 
-  const routes = [...coreRoutes(opts), ...opts.dialects.flatMap((d) => d.routes?.() ?? [])];
+  const routes = [...coreRoutes(opts), ...opts.dialects.flatMap((d) => d.routes?.() ?? []), ...dashboardRoutes(opts)];
   const openapi = buildOpenApi(routes, opts.version);
   routes.push({
     method: 'GET',
@@ -167,6 +160,8 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
         .send({ error: 'UNAUTHORIZED', message: 'Send Authorization: Bearer <admin token>' });
     }
   };
+
+  mountDashboard(app, { opts, routes, openapi, adminAuth });
 
   const limiter = new IpRateLimiter(() => opts.scheduler.now());
   for (const r of routes) {

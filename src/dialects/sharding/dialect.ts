@@ -198,6 +198,8 @@ export class ShardingDialect implements Dialect {
         if (detail !== undefined) return this.#enqueue(() => ({ type: 'malformed', now, conn: conn.id, detail }));
         const res = decodeControlFrame(data.toString('utf8'));
         this.#enqueue(() => (res.ok ? { type: 'message', now, conn: conn.id, frame: res.frame } : { type: 'malformed', now, conn: conn.id, detail: res.detail }));
+        // A WebSocket ping beside each HEARTBEAT's ACK: its pong gives the CONTROL's round trip (conn.latencyMs).
+        if (res.ok && res.frame.o === 9) conn.ping();
       },
       onClose: () => {
         this.#conns.delete(conn.id);
