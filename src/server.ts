@@ -29,6 +29,8 @@ export interface MusterOptions {
   broker?: Broker;
   /** Collect Node's default process metrics (off in tests that build many servers). */
   defaultMetrics?: boolean;
+  /** The log destination's count of dropped lines, for muster_log_lines_dropped_total. */
+  logLinesDropped?: () => number;
 }
 
 export interface Muster {
@@ -57,7 +59,10 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
   const scheduler = new Scheduler(clock, (err) => logger.error({ err }, 'a scheduled task failed'));
   const store = opts.store ?? createStore({ kind: storeKind(config), dataDir: config.dataDir, now: () => clock.now() });
   const broker = opts.broker ?? new LocalBroker();
-  const metrics = new CoreMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
+  const metrics = new CoreMetrics({
+    defaultMetrics: opts.defaultMetrics ?? true,
+    ...(opts.logLinesDropped ? { logLinesDropped: opts.logLinesDropped } : {}),
+  });
   const adminToken = (): string => config.admin.token ?? '';
 
   const ctx = { scheduler, store, broker, logger, registry: metrics.registry };

@@ -10,8 +10,10 @@ export class CoreMetrics implements ConnectionObserver {
   readonly closesTotal: Counter<'dialect' | 'code'>;
   readonly upgradesRefused: Counter<'reason'>;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly logLinesDropped: Counter;
 
-  constructor(opts: { defaultMetrics?: boolean } = {}) {
+  /** `logLinesDropped` reads the log destination's count of dropped lines (0 when there is none). */
+  constructor(opts: { defaultMetrics?: boolean; logLinesDropped?: () => number } = {}) {
     const registry = new Registry();
     this.registry = registry;
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
@@ -24,6 +26,18 @@ export class CoreMetrics implements ConnectionObserver {
     this.framesOutTotal = new Counter({ name: 'muster_frames_out_total', help: 'Frames sent', labelNames: ['dialect'], registers: [registry], collect: flushOut });
     this.closesTotal = new Counter({ name: 'muster_closes_total', help: 'Closed connections by close code', labelNames: ['dialect', 'code'], registers: [registry] });
     this.upgradesRefused = new Counter({ name: 'muster_upgrades_refused_total', help: 'WebSocket upgrades refused', labelNames: ['reason'], registers: [registry] });
+    const dropped = opts.logLinesDropped ?? ((): number => 0);
+    let droppedSeen = 0;
+    this.logLinesDropped = new Counter({
+      name: 'muster_log_lines_dropped_total',
+      help: 'Log lines dropped because the log output was closed, failed or too slow',
+      registers: [registry],
+      collect(this: Counter) {
+        const n = dropped();
+        if (n > droppedSeen) this.inc(n - droppedSeen);
+        droppedSeen = n;
+      },
+    });
     this.httpDuration = new Histogram({
       name: 'muster_http_request_duration_seconds',
       help: 'HTTP request latency',

@@ -51,7 +51,7 @@ const EXPECTED_DEFAULTS: MusterConfig = {
   store: { kind: 'sqlite', prefix: 'muster:' },
   admin: {},
   limits: { maxPayload: 1048576, maxConnections: 50000, handshakesPerIpPerMinute: 600 },
-  log: { level: 'info' },
+  log: { level: 'info', maxBufferedBytes: 4194304 },
   dialects: {
     sharding: {
       enabled: true,
