@@ -81,7 +81,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     transport: () => transport,
     https,
   });
-  const transport = new Transport({ server: http.server, dialects, limits: config.limits, scheduler, metrics, logger });
+  const transport = new Transport({ server: http.server, dialects, limits: config.limits, scheduler, metrics, logger, secrets: () => secretValues(config) });
   await http.listen({ host: config.listen.host, port: config.listen.port });
   const addr = http.server.address() as AddressInfo;
   const scheme = https ? 'https' : 'http';
@@ -126,6 +126,19 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
       return stopping;
     },
   };
+}
+
+/** Every configured secret's value (admin token, dialect tokens and passwords), for log redaction. */
+function secretValues(config: MusterConfig): string[] {
+  const out: string[] = [];
+  const walk = (v: unknown): void => {
+    if (typeof v === 'string') out.push(v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+  };
+  walk(config.admin.token);
+  for (const d of Object.keys(config.dialects)) walk(dialectSecrets(config, d));
+  return out;
 }
 
 function storeKind(config: MusterConfig): 'memory' | 'sqlite' {
