@@ -63,6 +63,20 @@ describe('peer lifecycle in the log', () => {
     expect(lines.find((l) => l.event === 'peer.identified' && l.dialect === 'sharding')?.identity).toBe('log-control');
   });
 
+  it('every dialect: handshakes and state changes at debug', async () => {
+    const srv = await start('debug');
+    const fleet = await connectFleet(srv.wsBase);
+    await fleet.close();
+    await until(() => srv.muster.transport.size === 0);
+    const lines = srv.lines();
+    for (const dialect of DIALECTS) {
+      expect(lines.some((l) => l.event === 'peer.connected' && l.dialect === dialect && l.level === 20), `${dialect} connected`).toBe(true);
+      const states = lines.filter((l) => l.event === 'peer.state' && l.dialect === dialect);
+      expect(states.length, `${dialect} states`).toBeGreaterThan(0);
+      for (const l of states) expect(l.from).not.toBe(l.to);
+    }
+  });
+
   it('says why: kicked, and shutdown', async () => {
     const srv = await start('info');
     const fleet = await connectFleet(srv.wsBase);

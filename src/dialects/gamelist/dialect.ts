@@ -340,6 +340,7 @@ export class GamelistDialect implements Dialect {
     this.#changed();
     this.#m.servers.set(this.#listed.size);
     this.#registration('listed');
+    gs.conn.stateChanged('open', 'listed');
     gs.conn.identity = `${msg.info.name} (${serverId})`;
     gs.conn.send(encodeResponse(-1, msg.id, true, undefined, first ? { server_id: serverId } : {}));
   }
