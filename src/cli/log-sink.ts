@@ -38,6 +38,9 @@ export class LogSink {
   #out: Target;
   #dropped = 0;
   #noticed = false;
+  /** Lines handed to a stream and not yet written (or failed). */
+  #pending = 0;
+  #flushed: Array<() => void> = [];
   readonly #pretty: ((line: string) => string) | undefined;
 
   constructor(opts: LogSinkOptions) {
@@ -72,8 +75,25 @@ export class LogSink {
       this.#dropped++;
       return;
     }
+    this.#pending++;
     out.stream.write(text, (err) => {
       if (err) this.#dropped++;
+      if (--this.#pending === 0) for (const f of this.#flushed.splice(0)) f();
+    });
+  }
+
+  /**
+   * Resolves once every queued line was written (or failed), or after `timeoutMs`:
+   * at exit, so the last lines ("stopped") reach a file or a pipe that is read.
+   */
+  flush(timeoutMs: number): Promise<void> {
+    if (this.#pending === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, timeoutMs);
+      this.#flushed.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
     });
   }
 

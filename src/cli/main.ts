@@ -24,6 +24,9 @@ function makeLogger(log: MusterConfig['log']): { logger: Logger; sink: LogSink }
   return { logger: pino({ level: log.level }, sink), sink };
 }
 
+/** How long the exit waits for queued log lines. */
+const LOG_FLUSH_MS = 500;
+
 /** SIGHUP: the log file is opened again (after logrotate moved it away). */
 function reopenLog(sink: LogSink, logger: Logger): void {
   const failed = sink.reopen();
@@ -92,14 +95,16 @@ async function start(flags: StartFlags): Promise<void> {
       process.exit(1);
     }, resolved.config.shutdownTimeout + 5000);
     hard.unref();
+    // The last lines get a moment to reach the log (never longer than LOG_FLUSH_MS: the reader may be gone).
+    const exit = (code: number): void => void sink.flush(LOG_FLUSH_MS).then(() => process.exit(code));
     muster.stop().then(
       () => {
         logger.info('stopped');
-        process.exit(0);
+        exit(0);
       },
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
-        process.exit(1);
+        exit(1);
       },
     );
   };

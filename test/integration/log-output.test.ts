@@ -198,5 +198,7 @@ describe('log.file', () => {
     await b.close();
     run.proc.kill('SIGTERM');
     expect(await run.exited).toBe(0);
+    // The last line reached the file before the exit.
+    expect(read(file)).toContain('"msg":"stopped"');
   }, 30_000);
 });

@@ -60,6 +60,24 @@ describe('LogSink', () => {
     expect(err.text.join('')).toMatch(/^muster: the log output \(stdout\) failed \(EPIPE\); .*muster_log_lines_dropped_total\n$/);
   });
 
+  it('flush() waits for queued lines, but not longer than its bound', async () => {
+    const out = new Stalled();
+    const sink = new LogSink({ maxBufferedBytes: 1 << 20, stdout: out, stderr: new Stalled() });
+    sink.write(line(1));
+    sink.write(line(2));
+    let flushed = false;
+    const f = sink.flush(60_000).then(() => (flushed = true));
+    await new Promise((r) => setImmediate(r));
+    expect(flushed).toBe(false);
+    out.release();
+    await new Promise((r) => setImmediate(r));
+    out.release();
+    await f;
+    expect(flushed).toBe(true);
+    sink.write(line(3));
+    await sink.flush(1); // a reader that never reads: the bound ends the wait
+  });
+
   it('says nothing more when stderr is broken too', async () => {
     const sink = new LogSink({ maxBufferedBytes: 1 << 20, stdout: new Broken(), stderr: new Broken() });
     sink.write(line(1));
