@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Dialect, HttpRequest, HttpRoute } from '../core/dialect.js';
+import { LogLimiter } from '../core/log-limit.js';
 import type { CoreMetrics } from '../core/metrics.js';
 import type { Scheduler } from '../core/scheduler.js';
 import type { Store } from '../store/types.js';
@@ -136,10 +137,16 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     handler: () => ({ body: openapi }),
   });
 
+  const authLog = new LogLimiter({ now: () => opts.scheduler.now() });
   const adminAuth = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const h = req.headers.authorization;
     const token = h?.startsWith('Bearer ') ? h.slice(7) : undefined;
     if (token === undefined || !opts.secretEquals(token, opts.adminToken())) {
+      const r = authLog.take(req.ip);
+      if (r.ok) {
+        const fields = { event: 'admin.auth_failed', remote: req.ip, route: req.routeOptions.url, ...(r.suppressed > 0 ? { suppressed: r.suppressed } : {}) };
+        opts.logger.warn(fields, 'admin API: authentication failed');
+      }
       await reply
         .code(401)
         .header('www-authenticate', 'Bearer realm="muster"')

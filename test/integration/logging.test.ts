@@ -98,6 +98,7 @@ describe('peer lifecycle in the log', () => {
     await failedLogins(srv.wsBase, srv.muster.url());
     const warns = srv.lines().filter((l) => l.event === 'peer.auth_failed');
     for (const d of DIALECTS) expect(warns.some((l) => l.dialect === d && l.remote === '127.0.0.1'), d).toBe(true);
+    expect(srv.lines().some((l) => l.event === 'admin.auth_failed' && l.remote === '127.0.0.1' && l.route === '/api/v1/status')).toBe(true);
     // A peer that retries in a loop: the first few are logged, then nothing until the bucket refills.
     const before = warns.filter((l) => l.dialect === 'sharding').length;
     for (let i = 0; i < 20; i++) await failedLogins(srv.wsBase, srv.muster.url());
