@@ -95,8 +95,13 @@ async function start(flags: StartFlags): Promise<void> {
       process.exit(1);
     }, resolved.config.shutdownTimeout + 5000);
     hard.unref();
-    // The last lines get a moment to reach the log (never longer than LOG_FLUSH_MS: the reader may be gone).
-    const exit = (code: number): void => void sink.flush(LOG_FLUSH_MS).then(() => process.exit(code));
+    // The last lines get a moment to reach the log: at most LOG_FLUSH_MS (the reader may be
+    // gone), and only what is left of shutdownTimeout.
+    const started = Date.now();
+    const exit = (code: number): void => {
+      const left = resolved.config.shutdownTimeout - (Date.now() - started);
+      void sink.flush(Math.max(0, Math.min(LOG_FLUSH_MS, left))).then(() => process.exit(code));
+    };
     muster.stop().then(
       () => {
         logger.info('stopped');
