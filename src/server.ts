@@ -30,6 +30,8 @@ export interface MusterOptions {
   broker?: Broker;
   /** Collect Node's default process metrics (off in tests that build many servers). */
   defaultMetrics?: boolean;
+  /** The log destination's count of dropped lines, for muster_log_lines_dropped_total. */
+  logLinesDropped?: () => number;
 }
 
 export interface Muster {
@@ -63,7 +65,10 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
   }
   const store = opts.store ?? createStore({ kind: storeKind(config), dataDir: config.dataDir, now: () => clock.now() });
   const broker = opts.broker ?? new LocalBroker();
-  const metrics = new CoreMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
+  const metrics = new CoreMetrics({
+    defaultMetrics: opts.defaultMetrics ?? true,
+    ...(opts.logLinesDropped ? { logLinesDropped: opts.logLinesDropped } : {}),
+  });
   const adminToken = (): string => config.admin.token ?? '';
 
   const ctx = { scheduler, store, broker, logger, registry: metrics.registry };
@@ -84,7 +89,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     timeouts: config.http,
     failedAuthPerIpPerMinute: () => config.admin.failedAuthPerIpPerMinute,
   });
-  const transport = new Transport({ server: http.server, dialects, limits: config.limits, scheduler, metrics, logger });
+  const transport = new Transport({ server: http.server, dialects, limits: config.limits, scheduler, metrics, logger, secrets: () => secretValues(config) });
   await http.listen({ host: config.listen.host, port: config.listen.port });
   const addr = http.server.address() as AddressInfo;
   const scheme = https ? 'https' : 'http';
@@ -129,6 +134,19 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
       return stopping;
     },
   };
+}
+
+/** Every configured secret's value (admin token, dialect tokens and passwords), for log redaction. */
+function secretValues(config: MusterConfig): string[] {
+  const out: string[] = [];
+  const walk = (v: unknown): void => {
+    if (typeof v === 'string') out.push(v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+  };
+  walk(config.admin.token);
+  for (const d of Object.keys(config.dialects)) walk(dialectSecrets(config, d));
+  return out;
 }
 
 function storeKind(config: MusterConfig): 'memory' | 'sqlite' {

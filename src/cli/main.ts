@@ -1,18 +1,36 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { resolveSecrets } from '../config/secrets.js';
 import type { MusterConfig } from '../config/schema.js';
 import { startMuster } from '../server.js';
 import { VERSION } from '../version.js';
+import { LogSink } from './log-sink.js';
 import { renderStatus } from './status.js';
 
-function makeLogger(level: string): Logger {
-  // Pretty on a terminal, JSON lines otherwise (for log shippers).
-  if (process.stdout.isTTY) return pino({ level }, pretty({ colorize: true, sync: true }));
-  return pino({ level });
+/**
+ * The logger and its destination. Pretty on a terminal, JSON lines otherwise (for log
+ * shippers), or JSON lines to `log.file`. Logging never blocks: see log-sink.ts.
+ */
+function makeLogger(log: MusterConfig['log']): { logger: Logger; sink: LogSink } {
+  let sink: LogSink;
+  try {
+    sink = new LogSink({ file: log.file, pretty: log.file === undefined && process.stdout.isTTY === true, maxBufferedBytes: log.maxBufferedBytes });
+  } catch (err) {
+    process.stderr.write(`muster: log.file: cannot open it (${(err as Error).message}); fix the path or its directory's permissions\n`);
+    process.exit(2);
+  }
+  return { logger: pino({ level: log.level }, sink), sink };
+}
+
+/** How long the exit waits for queued log lines. */
+const LOG_FLUSH_MS = 500;
+
+/** SIGHUP: the log file is opened again (after logrotate moved it away). */
+function reopenLog(sink: LogSink, logger: Logger): void {
+  const failed = sink.reopen();
+  if (failed !== undefined) logger.error({ err: failed }, 'SIGHUP: log file not reopened; still writing to the old one');
 }
 
 function port(value: string): number {
@@ -52,8 +70,8 @@ async function start(flags: StartFlags): Promise<void> {
     }
     throw err;
   }
-  const logger = makeLogger(resolved.config.log.level);
-  const muster = await startMuster({ config: resolved.config, logger });
+  const { logger, sink } = makeLogger(resolved.config.log);
+  const muster = await startMuster({ config: resolved.config, logger, logLinesDropped: () => sink.dropped });
   const base = muster.url();
   const ws = base.replace(/^http/, 'ws');
   const lines = [
@@ -77,20 +95,28 @@ async function start(flags: StartFlags): Promise<void> {
       process.exit(1);
     }, resolved.config.shutdownTimeout + 5000);
     hard.unref();
+    // The last lines get a moment to reach the log: at most LOG_FLUSH_MS (the reader may be
+    // gone), and only what is left of shutdownTimeout.
+    const started = Date.now();
+    const exit = (code: number): void => {
+      const left = resolved.config.shutdownTimeout - (Date.now() - started);
+      void sink.flush(Math.max(0, Math.min(LOG_FLUSH_MS, left))).then(() => process.exit(code));
+    };
     muster.stop().then(
       () => {
         logger.info('stopped');
-        process.exit(0);
+        exit(0);
       },
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
-        process.exit(1);
+        exit(1);
       },
     );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGHUP', () => {
+    reopenLog(sink, logger);
     try {
       const next = resolveSecrets(load(flags), { dataDir: resolved.config.dataDir }).config;
       muster.reloadSecrets(next);

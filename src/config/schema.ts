@@ -248,6 +248,10 @@ export const LogSchema = Section({
     ],
     'info',
   ),
+  /** Write the log to this file (owner-only, reopened on SIGHUP) instead of stdout. */
+  file: Type.Optional(Str()),
+  /** Log bytes that may wait for a slow reader before further lines are dropped (and counted). */
+  maxBufferedBytes: Bytes(4 * 1024 * 1024, 4096),
 });
 
 export const ShardingSchema = Section({

@@ -1,5 +1,6 @@
 import type { WebSocket } from 'ws';
-import { CloseCode } from './errors.js';
+import { CloseCode, type CloseCodeTable } from './errors.js';
+import type { GoneWhy, PeerLog } from './peer-log.js';
 import type { Scheduler, Timer } from './scheduler.js';
 
 /**
@@ -22,6 +23,10 @@ export interface ConnectionOptions {
   /** Bytes that may wait unsent before the receiver is treated as a slow consumer. */
   maxBufferedBytes: number;
   observer?: ConnectionObserver;
+  /** The peer's lines in the log (identified, gone, frames); see peer-log.ts. */
+  log?: PeerLog;
+  /** The dialect's close codes: their `why` names why a peer the server closed is gone. */
+  closeCodes?: CloseCodeTable;
 }
 
 /** What happens when the backlog passes maxBufferedBytes. Set by the dialect. */
@@ -44,8 +49,6 @@ export class Connection {
   readonly dialect: string;
   readonly remoteAddress: string;
   readonly connectedAt: number;
-  /** What the peer said it is, once it has identified (shown by the admin API). */
-  identity: string | undefined;
   /** Last time anything arrived from the peer (frame or pong). */
   lastSeen: number;
   framesIn = 0;
@@ -70,6 +73,13 @@ export class Connection {
   #bigEnd = 0;
   #closeListeners: Array<(code: number, reason: string) => void> = [];
   #pingAt: number | undefined;
+  readonly #log: PeerLog | undefined;
+  readonly #closeCodes: CloseCodeTable | undefined;
+  #identity: string | undefined;
+  #why: GoneWhy | undefined;
+  #sentCode: number | undefined;
+  #sentReason = '';
+  #authLogged = false;
 
   constructor(ws: WebSocket, opts: ConnectionOptions) {
     this.#ws = ws;
@@ -81,8 +91,40 @@ export class Connection {
     this.#observer = opts.observer;
     this.connectedAt = opts.scheduler.now();
     this.lastSeen = this.connectedAt;
-    this.identity = undefined;
+    this.#log = opts.log;
+    this.#closeCodes = opts.closeCodes;
     this.onSlowConsumer = (c) => c.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
+  }
+
+  /**
+   * What the peer said it is, once it has identified (shown by the admin API). Setting
+   * it is the peer's "identified" line in the log (at info the first time).
+   */
+  get identity(): string | undefined {
+    return this.#identity;
+  }
+
+  set identity(value: string | undefined) {
+    const previous = this.#identity;
+    this.#identity = value;
+    if (value !== undefined && value !== previous) this.#log?.identified(this, previous);
+  }
+
+  /** Says why the peer is going, for its "gone" line (the first reason given wins). */
+  markWhy(why: GoneWhy): void {
+    this.#why ??= why;
+  }
+
+  /** A failed authentication: a rate-limited warning with the remote address; the close that follows is "refused". */
+  authFailed(detail: string): void {
+    this.#authLogged = true;
+    this.#log?.authFailed(this.dialect, this.remoteAddress, detail, this.id);
+    this.markWhy('refused');
+  }
+
+  /** The dialect's state for this peer changed (debug). */
+  stateChanged(from: string, to: string): void {
+    if (from !== to) this.#log?.state(this, from, to);
   }
 
   /** True once close() was called or the socket went away. Nothing more is sent. */
@@ -175,6 +217,7 @@ export class Connection {
       }
     }
     this.#ws.send(data, { binary: false, compress: false });
+    if (this.#log?.frames) this.#log.frame(this, 'out', data);
     this.framesOut++;
     this.#observer?.framesOut(this.dialect, 1);
   }
@@ -189,6 +232,7 @@ export class Connection {
   #markSlow(): void {
     if (this.#slow) return;
     this.#slow = true;
+    this.markWhy('slow consumer');
     this.onSlowConsumer(this);
   }
 
@@ -227,9 +271,14 @@ export class Connection {
    * anything already queued; if it has not drained within CLOSE_DRAIN_MS, the socket
    * is destroyed.
    */
-  close(code: number, reason: string): void {
+  close(code: number, reason: string, why?: GoneWhy): void {
     if (this.#closing || this.#closed) return;
+    if (why !== undefined) this.markWhy(why);
+    // A close that refuses credentials is a failed authentication, whichever dialect sends it.
+    if (!this.#authLogged && (this.#why ?? this.#closeCodes?.[code]?.why) === 'refused') this.authFailed(reason);
     this.#closing = true;
+    this.#sentCode = code;
+    this.#sentReason = reason;
     this._uncork();
     try {
       this.#ws.close(code, truncateReason(reason));
@@ -248,6 +297,15 @@ export class Connection {
     this.#ws.terminate();
   }
 
+  #goneWhy(code: number): GoneWhy {
+    if (this.#why !== undefined) return this.#why;
+    if (this.#sentCode !== undefined) return this.#closeCodes?.[this.#sentCode]?.why ?? 'closed by server';
+    if (code === 1006) return 'dead';
+    // The socket layer refused a frame (bad UTF-8, too big, bad framing).
+    if (code === 1002 || code === 1007 || code === 1009) return 'protocol error';
+    return 'peer closed';
+  }
+
   onClose(listener: (code: number, reason: string) => void): void {
     this.#closeListeners.push(listener);
   }
@@ -260,6 +318,8 @@ export class Connection {
     this.#drainTimer?.cancel();
     corked.delete(this);
     this.#observer?.closed(this.dialect, code);
+    // The code and reason the server sent, when it closed; else what the peer sent (1006: nothing).
+    if (this.#log) this.#log.gone(this, this.#sentCode ?? code, this.#sentCode !== undefined ? this.#sentReason : reason, this.#goneWhy(code));
     const listeners = this.#closeListeners;
     this.#closeListeners = [];
     for (const l of listeners) l(code, reason);

@@ -4,6 +4,7 @@
  * docs list them all. Every error has a stable `code`, a `name`, and says whether the
  * caller may retry.
  */
+import type { GoneWhy } from './peer-log.js';
 
 export interface ErrorSpec {
   readonly code: string;
@@ -63,6 +64,8 @@ export interface CloseCodeSpec {
   readonly description: string;
   /** May the client reconnect and expect it to work? */
   readonly retryable: boolean;
+  /** When the server closes with this code: why the peer is gone, for the "peer gone" log line. */
+  readonly why?: GoneWhy;
 }
 
 export type CloseCodeTable = Readonly<Record<number, CloseCodeSpec>>;

@@ -11,8 +11,10 @@ export class CoreMetrics implements ConnectionObserver {
   readonly upgradesRefused: Counter<'reason'>;
   readonly upgradesInProgress: Gauge;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly logLinesDropped: Counter;
 
-  constructor(opts: { defaultMetrics?: boolean } = {}) {
+  /** `logLinesDropped` reads the log destination's count of dropped lines (0 when there is none). */
+  constructor(opts: { defaultMetrics?: boolean; logLinesDropped?: () => number } = {}) {
     const registry = new Registry();
     this.registry = registry;
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
@@ -26,6 +28,18 @@ export class CoreMetrics implements ConnectionObserver {
     this.closesTotal = new Counter({ name: 'muster_closes_total', help: 'Closed connections by close code', labelNames: ['dialect', 'code'], registers: [registry] });
     this.upgradesRefused = new Counter({ name: 'muster_upgrades_refused_total', help: 'WebSocket upgrades refused', labelNames: ['reason'], registers: [registry] });
     this.upgradesInProgress = new Gauge({ name: 'muster_upgrades_in_progress', help: 'WebSocket upgrades counted against maxConnections and not yet open or refused', registers: [registry] });
+    const dropped = opts.logLinesDropped ?? ((): number => 0);
+    let droppedSeen = 0;
+    this.logLinesDropped = new Counter({
+      name: 'muster_log_lines_dropped_total',
+      help: 'Log lines dropped because the log output was closed, failed or too slow',
+      registers: [registry],
+      collect(this: Counter) {
+        const n = dropped();
+        if (n > droppedSeen) this.inc(n - droppedSeen);
+        droppedSeen = n;
+      },
+    });
     this.httpDuration = new Histogram({
       name: 'muster_http_request_duration_seconds',
       help: 'HTTP request latency',

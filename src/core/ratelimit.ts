@@ -68,7 +68,8 @@ export class TokenBucket {
  * Log lines limited per key (a peer, a connection): `burst` lines at once, then
  * `perSecond`. A line that is let through after others were held back carries how many
  * were suppressed, so nothing disappears without a trace. Forget a key when its peer
- * leaves; keys whose bucket is full again are swept when the map grows past `maxKeys`.
+ * leaves; keys whose bucket is full again are swept when the map grows past `maxKeys`, and
+ * the oldest key goes when none is.
  */
 export class LogLimiter<K = string> {
   readonly #now: () => number;
@@ -112,5 +113,10 @@ export class LogLimiter<K = string> {
 
   #sweep(): void {
     for (const [key, k] of this.#keys) if (k.suppressed === 0 && k.bucket.full) this.#keys.delete(key);
+    // Every key still active (many addresses at once): forget the oldest, so the map stays bounded.
+    if (this.#keys.size >= this.#maxKeys) {
+      const oldest = this.#keys.keys().next();
+      if (!oldest.done) this.#keys.delete(oldest.value);
+    }
   }
 }

@@ -74,7 +74,7 @@ export class AdminAuthGuard {
     const suppressed = this.#suppressed;
     this.#suppressed = 0;
     this.#logger.warn(
-      { ip: f.ip, method: f.method, route: f.route, reason: f.reason, failuresThisMinute: w.count, blocked, ...(suppressed > 0 ? { suppressed } : {}) },
+      { event: 'admin.auth_failed', remote: f.ip, method: f.method, route: f.route, reason: f.reason, failuresThisMinute: w.count, blocked, ...(suppressed > 0 ? { suppressed } : {}) },
       blocked ? 'admin API: authentication failed; this address is blocked for the rest of the minute' : 'admin API: authentication failed',
     );
   }

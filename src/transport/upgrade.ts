@@ -7,6 +7,7 @@ import { Connection } from '../core/connection.js';
 import type { ConnectionHandler, Dialect } from '../core/dialect.js';
 import { CloseCode } from '../core/errors.js';
 import type { CoreMetrics } from '../core/metrics.js';
+import { PeerLog } from '../core/peer-log.js';
 import type { Scheduler, Timer } from '../core/scheduler.js';
 
 /**
@@ -27,6 +28,8 @@ export interface TransportOptions {
   scheduler: Scheduler;
   metrics: CoreMetrics;
   logger: Logger;
+  /** The configured secrets, scrubbed from frames logged at trace. */
+  secrets?: () => readonly string[];
 }
 
 const STATUS_TEXT: Record<number, string> = {
@@ -49,9 +52,11 @@ export class Transport {
   /** Waiters for the last connection to close (shutdown). */
   readonly #drained = new Set<() => void>();
   #upgrading = 0;
+  readonly #peerLog: PeerLog;
 
   constructor(opts: TransportOptions) {
     this.#opts = opts;
+    this.#peerLog = new PeerLog({ logger: opts.logger, now: () => opts.scheduler.now(), ...(opts.secrets ? { secrets: opts.secrets } : {}) });
     for (const d of opts.dialects) this.#byPath.set(d.path, d);
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -86,6 +91,7 @@ export class Transport {
   kick(id: string): boolean {
     const e = this.#conns.get(id);
     if (!e) return false;
+    e.conn.markWhy('kicked');
     if (e.dialect.kick) e.dialect.kick(e.conn);
     else e.conn.close(CloseCode.POLICY_VIOLATION, 'kicked by an operator');
     return true;
@@ -96,6 +102,7 @@ export class Transport {
     this.#accepting = false;
     this.#sweep.cancel();
     for (const { conn, dialect } of this.#conns.values()) {
+      conn.markWhy('shutdown');
       if (dialect.goodbye) dialect.goodbye(conn);
       else conn.close(CloseCode.GOING_AWAY, 'server shutting down');
     }
@@ -150,6 +157,7 @@ export class Transport {
     if (!this.#allowHandshake(ip)) return this.#refuse(socket, 429, 'Too many handshakes from this address', 'rate_limited');
     if (dialect.authorizeUpgrade) {
       const verdict = dialect.authorizeUpgrade(req);
+      if (!verdict.ok && (verdict.status === 401 || verdict.status === 403)) this.#peerLog.authFailed(dialect.name, ip, verdict.message);
       if (!verdict.ok) return this.#refuse(socket, verdict.status, verdict.message, 'unauthorized');
     }
     // A socket already gone would never emit 'close' for #begin to hear: take nothing.
@@ -224,7 +232,10 @@ export class Transport {
       scheduler,
       maxBufferedBytes: dialect.maxBufferedBytes,
       observer: metrics,
+      log: this.#peerLog,
+      closeCodes: dialect.closeCodes,
     });
+    this.#peerLog.connected(conn, dialect.path);
     const entry: { conn: Connection; dialect: Dialect; handler: ConnectionHandler | undefined } = { conn, dialect, handler: undefined };
     this.#conns.set(conn.id, entry);
     metrics.connections.inc({ dialect: dialect.name });
@@ -248,6 +259,7 @@ export class Transport {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (conn.closing) return;
       conn.touch();
+      if (this.#peerLog.frames) this.#peerLog.frame(conn, 'in', data, isBinary);
       try {
         entry.handler?.onMessage(data, isBinary);
       } catch (err) {

@@ -173,12 +173,12 @@ describe('HTTP: failed admin tokens are limited per IP', () => {
     }
     const warns = (): Array<Record<string, unknown>> => lines.filter((l) => l['level'] === 40);
     expect(warns()).toHaveLength(AUTH_FAILURE_LOG_LINES_PER_MINUTE);
-    expect(warns()[0]).toMatchObject({ ip: '198.51.100.0', route: '/api/v1/status', reason: 'wrong', method: 'GET' });
+    expect(warns()[0]).toMatchObject({ event: 'admin.auth_failed', remote: '198.51.100.0', route: '/api/v1/status', reason: 'wrong', method: 'GET' });
 
     clock.advance(60_000);
     await m.http.inject({ url: '/api/v1/status', remoteAddress: '203.0.113.1' });
     const last = warns().at(-1);
-    expect(last).toMatchObject({ ip: '203.0.113.1', reason: 'missing', suppressed: 40 - AUTH_FAILURE_LOG_LINES_PER_MINUTE });
+    expect(last).toMatchObject({ remote: '203.0.113.1', reason: 'missing', suppressed: 40 - AUTH_FAILURE_LOG_LINES_PER_MINUTE });
     for (const l of raw) {
       expect(l).not.toContain(secretGuess);
       expect(l).not.toContain(ADMIN_TOKEN);

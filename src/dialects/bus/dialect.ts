@@ -283,6 +283,7 @@ export class BusDialect implements Dialect {
 
   #feed(svc: Service, event: Parameters<typeof step>[1]): void {
     const { state, effects } = step(svc.state, event, this.#machine);
+    svc.conn.stateChanged(svc.state.phase, state.phase);
     svc.state = state;
     // The frame's bytes, for relaying without re-encoding its text (see #relayed).
     this.#frame = event.type === 'frame' ? event.data : undefined;
@@ -359,6 +360,7 @@ export class BusDialect implements Dialect {
     svc.identifyTimer = undefined;
     if (data.name !== undefined) {
       if (this.#names.has(data.name) || this.#byId.has(data.name)) {
+        svc.conn.markWhy('name in use');
         this.#disconnect(svc, DisconnectReason.NAME_TAKEN, `the name "${data.name}" is in use`);
         return;
       }

@@ -313,6 +313,7 @@ export class ClusterioDialect implements Dialect {
 
   #feed(link: Link, event: LinkEvent): void {
     const { state, effects } = step(link.state, event, { heartbeatInterval: this.#cfg.heartbeatInterval });
+    link.conn.stateChanged(link.state.phase, state.phase);
     link.state = state;
     const peer = link.peer;
     if (peer && peer.link === link && state.mode === 'session') peer.lastReceived = state.lastReceived;
@@ -442,7 +443,7 @@ export class ClusterioDialect implements Dialect {
     const ok = msg.role === 'control' || msg.id !== '' ? await verifyToken(this.#cfg.authSecret, msg.token, expect, this.#ctx.scheduler.now()) : false;
     if (link.conn.closing || link.state.phase !== 'authorizing') return;
     if (!ok) {
-      this.#ctx.logger.info({ conn: link.conn.id, role: msg.role, remote: link.conn.remoteAddress }, 'clusterio: authentication failed');
+      link.conn.authFailed(`${msg.role} token refused`);
       this.#feed(link, { type: 'refused' });
       return;
     }
@@ -492,6 +493,7 @@ export class ClusterioDialect implements Dialect {
     if (oldLink) {
       oldLink.peer = undefined;
       old.link = undefined;
+      oldLink.conn.markWhy('superseded');
       this.#closeLink(oldLink, 1008, CloseReason.REPLACED);
     }
     this.#retire(old, 'registered from another connection');
@@ -527,6 +529,7 @@ export class ClusterioDialect implements Dialect {
     const other = peer.link;
     if (other && other !== link) {
       other.peer = undefined;
+      other.conn.markWhy('superseded');
       this.#closeLink(other, 1008, CloseReason.RESUMED_ELSEWHERE);
     }
     this.#sessions.resume(s, link);

@@ -253,6 +253,7 @@ export class DiscodoDialect implements Dialect {
 
   #feed(peer: Peer, event: DiscodoEvent): void {
     const { state, effects } = step(peer.state, event, this.#machine);
+    peer.conn.stateChanged(peer.state.phase, state.phase);
     peer.state = state;
     for (const e of effects) this.#run(peer, e);
   }

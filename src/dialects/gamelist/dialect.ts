@@ -258,6 +258,7 @@ export class GamelistDialect implements Dialect {
 
   #feed(gs: GameServer, event: GamelistEvent): void {
     const { state, effects } = step(gs.state, event, this.#machine);
+    gs.conn.stateChanged(gs.state.phase, state.phase);
     gs.state = state;
     for (const e of effects) this.#run(gs, e);
   }
@@ -274,6 +275,7 @@ export class GamelistDialect implements Dialect {
         this.#register(gs, e.msg);
         return;
       case 'registration-refused':
+        gs.conn.authFailed('registration with an invalid token');
         this.#registration(e.reason);
         return;
       case 'response':
@@ -338,6 +340,7 @@ export class GamelistDialect implements Dialect {
     this.#changed();
     this.#m.servers.set(this.#listed.size);
     this.#registration('listed');
+    gs.conn.stateChanged('open', 'listed');
     gs.conn.identity = `${msg.info.name} (${serverId})`;
     gs.conn.send(encodeResponse(-1, msg.id, true, undefined, first ? { server_id: serverId } : {}));
   }

@@ -378,8 +378,12 @@ export class ShardingDialect implements Dialect {
 
   #feed(ev: FleetEvent): readonly Effect[] {
     const before = this.#state.phase;
+    const debug = 'conn' in ev && this.#ctx.logger.isLevelEnabled('debug');
+    const was = debug ? socketPhase(this.#state, ev.conn) : '';
     const { state, effects } = step(this.#state, ev, this.#cfg);
     this.#state = state;
+    if (debug) this.#conns.get(ev.conn)?.stateChanged(was, socketPhase(state, ev.conn));
+    if (before !== state.phase) this.#ctx.logger.debug({ from: before, to: state.phase }, 'sharding: fleet phase');
     if (ev.type === 'message' && ev.frame.o === 1 && before !== 'halted' && state.phase === 'halted') this.#m.fatal.inc();
     if (ev.type === 'message' && ev.frame.o === 10) {
       // The admin API's connection list shows the CONTROL's name.
@@ -468,4 +472,12 @@ export class ShardingDialect implements Dialect {
       })
       .catch((err: unknown) => this.#ctx.logger.error({ err, conn: e.conn }, 'sharding: could not deliver a held frame'));
   }
+}
+
+/** A socket's phase for the debug log: its CONTROL's state once it has identified. */
+function socketPhase(state: FleetState, conn: string): string {
+  const sock = state.sockets.get(conn);
+  if (!sock) return 'closed';
+  const rec = sock.control !== null ? state.controls.get(sock.control) : undefined;
+  return rec ? controlState(state, rec) : 'initialised';
 }

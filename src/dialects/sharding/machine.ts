@@ -900,6 +900,7 @@ class Tx {
     s.phase = 'halted';
     s.haltReason = reason;
     s.haltedAt = this.now;
+    this.log('info', 'sharding: fleet halted', { reason });
     s.startupDue = false;
     this.cancelTimer('startup');
     for (const rec of [...s.controls.values()]) {

@@ -70,16 +70,16 @@ export const closeCodeFor = {
 
 /** The bus close codes, for the docs and the catalogue. */
 export const busCloseCodes = {
-  1000: { name: 'GOODBYE', description: 'The client sent DISCONNECT; the server removed it', retryable: true },
-  1001: { name: 'SHUTTING_DOWN', description: 'The server is shutting down (DISCONNECT SHUTTING_DOWN first)', retryable: true },
+  1000: { name: 'GOODBYE', description: 'The client sent DISCONNECT; the server removed it', retryable: true, why: 'peer closed' },
+  1001: { name: 'SHUTTING_DOWN', description: 'The server is shutting down (DISCONNECT SHUTTING_DOWN first)', retryable: true, why: 'shutdown' },
   1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no DISCONNECT)', retryable: false },
-  1008: { name: 'KICKED', description: 'An operator kicked the service (DISCONNECT KICKED first)', retryable: true },
-  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over maxMessageBytes (DISCONNECT MESSAGE_TOO_BIG first)', retryable: false },
-  4001: { name: 'PING_TIMEOUT', description: 'Nothing received for two heartbeat intervals', retryable: true },
-  4002: { name: 'BAD_MESSAGE', description: 'Malformed JSON, not an object, wrong envelope, unknown op, binary frame, or a second IDENTIFY', retryable: false },
-  4003: { name: 'NOT_IDENTIFIED', description: 'An op other than IDENTIFY or PING before IDENTIFY, or no IDENTIFY within identifyTimeout', retryable: true },
-  4004: { name: 'IDENTIFY_FAILED', description: 'Wrong or missing token, or a name already in use', retryable: false },
-  4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed maxBufferedBytes', retryable: true },
+  1008: { name: 'KICKED', description: 'An operator kicked the service (DISCONNECT KICKED first)', retryable: true, why: 'kicked' },
+  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over maxMessageBytes (DISCONNECT MESSAGE_TOO_BIG first)', retryable: false, why: 'protocol error' },
+  4001: { name: 'PING_TIMEOUT', description: 'Nothing received for two heartbeat intervals', retryable: true, why: 'ping timeout' },
+  4002: { name: 'BAD_MESSAGE', description: 'Malformed JSON, not an object, wrong envelope, unknown op, binary frame, or a second IDENTIFY', retryable: false, why: 'protocol error' },
+  4003: { name: 'NOT_IDENTIFIED', description: 'An op other than IDENTIFY or PING before IDENTIFY, or no IDENTIFY within identifyTimeout', retryable: true, why: 'protocol error' },
+  4004: { name: 'IDENTIFY_FAILED', description: 'Wrong or missing token, or a name already in use', retryable: false, why: 'refused' },
+  4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed maxBufferedBytes', retryable: true, why: 'slow consumer' },
 } as const;
 
 /** Errors carried in a REPLY the server sends. */

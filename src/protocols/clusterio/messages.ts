@@ -267,20 +267,21 @@ export function responseTypeOf(requestType: string): string {
 
 /** The close codes the clusterio dialect sends, for the docs and the catalogue. */
 export const clusterioCloseCodes = {
-  1000: { name: 'NORMAL', description: 'The client sent `close`; the server closed its side', retryable: true },
-  1001: { name: 'GOING_AWAY', description: 'The server is shutting down (`close {reason: "Server shutting down"}` first)', retryable: true },
+  1000: { name: 'NORMAL', description: 'The client sent `close`; the server closed its side', retryable: true, why: 'peer closed' },
+  1001: { name: 'GOING_AWAY', description: 'The server is shutting down (`close {reason: "Server shutting down"}` first)', retryable: true, why: 'shutdown' },
   1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (socket layer, no `close` frame)', retryable: false },
   1008: {
     name: 'POLICY_VIOLATION',
     description: 'Invalid handshake, handshake timeout, registered again from another connection, or kicked by an operator',
     retryable: false,
+    why: 'protocol error',
   },
   1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
-  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling a frame', retryable: true },
-  3008: { name: 'TIMEOUT', description: 'No pong (seed clients) or no `heartbeat` (session clients) for 2 × heartbeatInterval', retryable: true },
-  4000: { name: 'INVALID_MESSAGE', description: 'Malformed frame, unknown type, data failing its schema, or a response to an unknown seq', retryable: false },
-  4003: { name: 'AUTHENTICATION_FAILED', description: 'The token is not a valid HS256 JWT for this role (and slave id)', retryable: false },
-  4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed the limit; session clients may resume', retryable: true },
+  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling a frame', retryable: true, why: 'internal error' },
+  3008: { name: 'TIMEOUT', description: 'No pong (seed clients) or no `heartbeat` (session clients) for 2 × heartbeatInterval', retryable: true, why: 'ping timeout' },
+  4000: { name: 'INVALID_MESSAGE', description: 'Malformed frame, unknown type, data failing its schema, or a response to an unknown seq', retryable: false, why: 'protocol error' },
+  4003: { name: 'AUTHENTICATION_FAILED', description: 'The token is not a valid HS256 JWT for this role (and slave id)', retryable: false, why: 'refused' },
+  4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed the limit; session clients may resume', retryable: true, why: 'slow consumer' },
 } as const;
 
 /** Reasons carried by the server's `close` frames. */

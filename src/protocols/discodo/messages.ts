@@ -95,16 +95,16 @@ export const CloseCodes = {
 /** The discodo close codes, for the docs and the catalogue. */
 export const discodoCloseCodes = {
   1000: { name: 'NORMAL', description: 'Clean goodbye (sent by the client); the session stays resumable for vcTimeout', retryable: true },
-  1001: { name: 'GOING_AWAY', description: 'The server is shutting down', retryable: true },
+  1001: { name: 'GOING_AWAY', description: 'The server is shutting down', retryable: true, why: 'shutdown' },
   1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no frame first)', retryable: false },
-  1008: { name: 'KICKED', description: 'An operator kicked the connection; its session stays resumable for vcTimeout', retryable: true },
+  1008: { name: 'KICKED', description: 'An operator kicked the connection; its session stays resumable for vcTimeout', retryable: true, why: 'kicked' },
   1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
-  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling a frame', retryable: true },
-  4000: { name: 'TIMEOUT', description: 'Nothing received for handshakeTimeout (no IDENTIFY, no HEARTBEAT)', retryable: true },
-  4002: { name: 'MALFORMED', description: 'Malformed JSON, a frame that is not an object with a string "op", or a binary frame', retryable: false },
-  4003: { name: 'FORBIDDEN', description: 'Missing or wrong Authorization password (FORBIDDEN is sent first)', retryable: false },
-  4005: { name: 'TAKEN_OVER', description: 'A newer socket identified with the same session key and took the session over', retryable: false },
-  4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed the per-connection limit', retryable: true },
+  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling a frame', retryable: true, why: 'internal error' },
+  4000: { name: 'TIMEOUT', description: 'Nothing received for handshakeTimeout (no IDENTIFY, no HEARTBEAT)', retryable: true, why: 'ping timeout' },
+  4002: { name: 'MALFORMED', description: 'Malformed JSON, a frame that is not an object with a string "op", or a binary frame', retryable: false, why: 'protocol error' },
+  4003: { name: 'FORBIDDEN', description: 'Missing or wrong Authorization password (FORBIDDEN is sent first)', retryable: false, why: 'refused' },
+  4005: { name: 'TAKEN_OVER', description: 'A newer socket identified with the same session key and took the session over', retryable: false, why: 'superseded' },
+  4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed the per-connection limit', retryable: true, why: 'slow consumer' },
 } as const;
 
 // ---------------------------------------------------------------------------------

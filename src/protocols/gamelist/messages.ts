@@ -37,17 +37,18 @@ export const registrationErrorMessage = {
 /** The close codes of the socket, for the docs and the catalogue. */
 export const gamelistCloseCodes = {
   1000: { name: 'NORMAL', description: 'The peer said goodbye', retryable: true },
-  1001: { name: 'GOING_AWAY', description: 'No pong within pongTimeout, or the server is shutting down; the entry is removed', retryable: true },
-  1003: { name: 'UNSUPPORTED_DATA', description: 'A binary frame (every frame must be JSON text)', retryable: false },
-  1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (socket layer), or malformed JSON', retryable: false },
+  1001: { name: 'GOING_AWAY', description: 'No pong within pongTimeout, or the server is shutting down; the entry is removed', retryable: true, why: 'ping timeout' },
+  1003: { name: 'UNSUPPORTED_DATA', description: 'A binary frame (every frame must be JSON text)', retryable: false, why: 'protocol error' },
+  1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (socket layer), or malformed JSON', retryable: false, why: 'protocol error' },
   1008: {
     name: 'POLICY_VIOLATION',
     description:
       'Missing or invalid metadata, the wrong schema for the type, maxFailedRegistrations invalid tokens, a slow consumer, or an operator kick (reason "kicked")',
     retryable: false,
+    why: 'protocol error',
   },
   1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
-  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling the frame', retryable: true },
+  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling the frame', retryable: true, why: 'internal error' },
 } as const;
 
 export const GamelistClose = {

@@ -55,16 +55,16 @@ export const PROTOCOL_VIOLATION = 4009;
 export const FATAL_DISCORD_CODES: readonly number[] = [4004, 4010, 4011, 4012, 4013, 4014];
 
 export const shardingCloseCodes = {
-  1001: { name: 'SHUTTING_DOWN', description: 'MASTER is shutting down; reconnect (assignments survive)', retryable: true },
+  1001: { name: 'SHUTTING_DOWN', description: 'MASTER is shutting down; reconnect (assignments survive)', retryable: true, why: 'shutdown' },
   1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no ERROR first)', retryable: false },
-  1008: { name: 'KICKED', description: 'An operator closed the connection through the admin API', retryable: true },
+  1008: { name: 'KICKED', description: 'An operator closed the connection through the admin API', retryable: true, why: 'kicked' },
   1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
-  4001: { name: 'DEAD_CONNECTION', description: 'No HEARTBEAT for heartbeatInterval + heartbeatGrace, or not CONNECTED within connectTimeout; the shards were offloaded', retryable: true },
-  4002: { name: 'IDENTIFY_TIMEOUT', description: 'No valid IDENTIFY within identifyTimeout of INITIALISE', retryable: true },
-  4003: { name: 'NAME_IN_USE', description: 'A CONTROL with that name is already connected (and the IDENTIFY did not carry its session_id)', retryable: true },
-  4004: { name: 'MALFORMED', description: 'Bad JSON, bad envelope, unknown opcode, or a payload that does not match its schema (ERROR first)', retryable: true },
-  4005: { name: 'SUPERSEDED', description: 'A newer connection of the same CONTROL (same session_id) took over', retryable: false },
-  4006: { name: 'HALTED', description: 'The fleet is halted after a FATAL (or an operator halt); SHUTDOWN came first. Retry later: nothing starts until an operator resumes', retryable: true },
+  4001: { name: 'DEAD_CONNECTION', description: 'No HEARTBEAT for heartbeatInterval + heartbeatGrace, or not CONNECTED within connectTimeout; the shards were offloaded', retryable: true, why: 'ping timeout' },
+  4002: { name: 'IDENTIFY_TIMEOUT', description: 'No valid IDENTIFY within identifyTimeout of INITIALISE', retryable: true, why: 'protocol error' },
+  4003: { name: 'NAME_IN_USE', description: 'A CONTROL with that name is already connected (and the IDENTIFY did not carry its session_id)', retryable: true, why: 'name in use' },
+  4004: { name: 'MALFORMED', description: 'Bad JSON, bad envelope, unknown opcode, or a payload that does not match its schema (ERROR first)', retryable: true, why: 'protocol error' },
+  4005: { name: 'SUPERSEDED', description: 'A newer connection of the same CONTROL (same session_id) took over', retryable: false, why: 'superseded' },
+  4006: { name: 'HALTED', description: 'The fleet is halted after a FATAL (or an operator halt); SHUTDOWN came first. Retry later: nothing starts until an operator resumes', retryable: true, why: 'halted' },
 } as const;
 
 // ---------------------------------------------------------------------------------
