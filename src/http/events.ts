@@ -134,6 +134,7 @@ export class EventHub {
           },
           '400': { description: 'Unknown topic or bad interval' },
           '401': { description: 'Missing or wrong admin token' },
+          '429': { description: 'Too many failed admin tokens from this address (Retry-After)' },
           '503': { description: `Too many open event streams (${EVENTS_MAX_SUBSCRIBERS})` },
         },
       },
