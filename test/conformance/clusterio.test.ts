@@ -11,16 +11,16 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { SignJWT, jwtVerify } from 'jose';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { CLI, ensureBuilt } from '../support/cli.js';
 import { ADMIN_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
 
 const SECRET = 'secret';
 const HB = 15_000;
 const SESSION_TIMEOUT = 60_000;
 const BIG = '870000000000000123';
-const root = resolve(import.meta.dirname, '../..');
 
 type Json = Record<string, unknown>;
 interface Frame {
@@ -521,12 +521,13 @@ describe('clusterio: handshake (seed mode)', () => {
   });
 
   it('mints working tokens with `muster token clusterio --slave ID | --control`', async () => {
+    ensureBuilt();
     const dir = tmp();
     const cfg = join(dir, 'muster.json');
     writeFileSync(cfg, JSON.stringify({ dataDir: join(dir, 'data'), dialects: { clusterio: { authSecret: SECRET } } }));
     const run = (args: string[]): Promise<string> =>
       new Promise((resolveRun, reject) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'token', 'clusterio', ...args, '--config', cfg], { cwd: dir });
+        const child = spawn(process.execPath, [CLI, 'token', 'clusterio', ...args, '--config', cfg], { cwd: dir });
         let out = '';
         let err = '';
         child.stdout.on('data', (b: Buffer) => (out += b.toString()));
