@@ -33,7 +33,7 @@ export interface ShardingServer {
  */
 export async function startSharding(
   sharding: Record<string, unknown> = {},
-  opts: { store?: Store; clock?: ManualClock; port?: number } = {},
+  opts: { store?: Store; clock?: ManualClock; port?: number; logger?: pino.Logger } = {},
 ): Promise<ShardingServer> {
   const clock = opts.clock ?? new ManualClock();
   const store = opts.store ?? new MemoryStore({ now: () => clock.now() });
@@ -54,7 +54,7 @@ export async function startSharding(
       },
     } as never,
   });
-  const muster = await startMuster({ config, clock, store, logger: pino({ level: 'silent' }), defaultMetrics: false });
+  const muster = await startMuster({ config, clock, store, logger: opts.logger ?? pino({ level: 'silent' }), defaultMetrics: false });
   const d = muster.dialect<ShardingDialect>('sharding') as ShardingDialect;
   await d.ready;
   const httpBase = muster.url();

@@ -1,3 +1,4 @@
+import pino from 'pino';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RawPeer } from '../support/server.js';
@@ -163,6 +164,25 @@ describe('sharding: connection', () => {
     p.send({ o: 12, d: { shards: [] } });
     expect(await expectOp(p, 7)).toMatchObject({ code: 4009 });
     await sync(p);
+  });
+});
+
+describe('sharding: an unset botToken', () => {
+  it('warns once, when the first CONTROL identifies, not at start', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
+    srv = await startSharding({ botToken: undefined }, { logger });
+    const warned = (): string[] => lines.filter((l) => l.includes('botToken'));
+    expect(warned()).toEqual([]);
+    const p = await raw();
+    expect((await p.next<Frame>()).d).toMatchObject({ token: '' });
+    expect(warned()).toEqual([]);
+    p.send({ o: 10, d: { name: 'a' } });
+    await expectOp(p, 15);
+    expect(warned()).toHaveLength(1);
+    expect(JSON.parse(warned()[0] as string)).toMatchObject({ level: 40, control: 'a' });
+    await ctl('b');
+    expect(warned()).toHaveLength(1);
   });
 });
 

@@ -61,6 +61,7 @@ export class ShardingDialect implements Dialect {
   readonly #timers = new Map<string, Timer>();
   #loaded = false;
   #stopped = false;
+  #warnedBotToken = false;
   readonly #backlog: Array<() => FleetEvent> = [];
   readonly #ready: Promise<void>;
   readonly #writes = new Map<PersistKey, unknown>();
@@ -73,7 +74,6 @@ export class ShardingDialect implements Dialect {
     this.#deps = deps;
     this.path = cfg.path;
     this.#state = initialState(cfg, ctx.scheduler.now());
-    if (cfg.botToken === '') ctx.logger.warn('sharding: dialects.sharding.botToken is not set; INITIALISE will carry an empty token');
     const registers = [ctx.registry];
     const read = (): FleetState => this.#state;
     const config = (): ShardingDialectConfig => this.#cfg;
@@ -370,6 +370,11 @@ export class ShardingDialect implements Dialect {
       const name = state.sockets.get(ev.conn)?.control;
       const conn = this.#conns.get(ev.conn);
       if (conn && name) conn.identity = name;
+      // Most deployments run no shard fleet: the missing bot token matters only once a CONTROL shows up.
+      if (name && this.#cfg.botToken === '' && !this.#warnedBotToken) {
+        this.#warnedBotToken = true;
+        this.#ctx.logger.warn({ control: name }, 'sharding: a CONTROL identified but dialects.sharding.botToken is not set; INITIALISE carries an empty token');
+      }
     }
     for (const e of effects) this.#run(e);
     return effects;
