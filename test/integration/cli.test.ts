@@ -76,7 +76,7 @@ describe('muster CLI', () => {
 
     expect((await fetch(`${run.base}/healthz`)).status).toBe(200);
     expect((await fetch(`${run.base}/readyz`)).status).toBe(200);
-    expect(run.stdout()).toContain(`bus      ${ws}/bus`);
+    expect(run.stdout()).toMatch(new RegExp(`^  bus +${ws}/bus$`, 'm'));
 
     const a = new BusClient({ url: `${ws}/bus`, token: 'first-token', name: 'a', reconnect: false });
     const b = new BusClient({ url: `${ws}/bus`, token: 'first-token', reconnect: false });
