@@ -400,7 +400,7 @@ describe('clusterio: handshake (seed mode)', () => {
     expect(f.type).toBe('hello');
     expect(Object.keys(f.data as Json)).toEqual(['version']);
     expect(typeof (f.data as Json).version).toBe('string');
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
   });
 
   it('answers register_slave with exactly ready {} as seq 2, then stays silent', async () => {
@@ -410,7 +410,7 @@ describe('clusterio: handshake (seed mode)', () => {
     const raw = await l.peer.nextRaw();
     expect(JSON.parse(raw)).toStrictEqual({ seq: 2, type: 'ready', data: {} });
     l.send('update_instances_event', { instances: [] });
-    expect(await l.peer.quiet(40)).toBe(true);
+    expect(await l.peer.quiet()).toBe(true);
   });
 
   it('answers register_control with exactly ready {} as seq 2', async () => {
@@ -735,7 +735,7 @@ describe('clusterio: the master registry (control requests)', () => {
     const req = await sl.next('assign_instance_request');
     expect(req.data.instance_id).toBe(777);
     expect(req.data.serialized_config).toEqual(instanceConfig(777, 'test-inst', 4242, extra));
-    expect(await ctl.peer.quiet(30)).toBe(true);
+    expect(await ctl.peer.quiet()).toBe(true);
     sl.respond(req);
     expect((await ctl.next('assign_instance_command_response')).data).toEqual({ seq });
     const list = await ctl.ok('list_instances_request');
@@ -886,12 +886,12 @@ describe('clusterio: instance output', () => {
     const ev = await a.next('instance_output_event');
     expect(ev.data).toStrictEqual({ instance_id: 777, output });
     await syncSlave(sl);
-    expect(await b.peer.quiet(20)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
 
     await a.ok('set_instance_output_subscriptions_request', { instance_ids: [] });
     sl.send('instance_output_event', { instance_id: 777, output });
     await syncSlave(sl);
-    expect(await a.peer.quiet(20)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
   });
 });
 
@@ -985,7 +985,7 @@ describe('clusterio: plugin messages', () => {
     }
     await syncSlave(a);
     expect(a.peer.frames).toEqual([]);
-    expect(await ctl.peer.quiet(20)).toBe(true);
+    expect(await ctl.peer.quiet()).toBe(true);
   });
 
   it('accepts and drops any other plugin event, keeping the link', async () => {
@@ -998,7 +998,7 @@ describe('clusterio: plugin messages', () => {
     a.send('research_sync:progress_event', { technologies: [] });
     a.send('my_plugin:something_event', { anything: [1, { x: null }] });
     await syncSlave(a);
-    expect(await b.peer.quiet(20)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
     expect(ctl.peer.frames).toEqual([]);
     expect(a.peer.isClosed).toBe(false);
   });
@@ -1085,7 +1085,7 @@ describe('clusterio: /metrics, admin API', () => {
     expect(text).toMatch(/^clusterio_instance_player_count\{(?=[^}\n]*instance_id="101")(?=[^}\n]*slave_id="4242")[^}\n]*\} 3$/m);
     expect(text).toMatch(/^clusterio_test_unlabelled_total\{slave_id="7"\} 5$/m);
     expect(text).toMatch(/^muster_clusterio_/m);
-    expect(await ctl.peer.quiet(10)).toBe(true);
+    expect(await ctl.peer.quiet()).toBe(true);
   });
 
   it('serves /api/v1/clusterio/slaves and /instances behind the admin token', async () => {
@@ -1378,7 +1378,7 @@ describe('clusterio: sessions (opt-in)', () => {
     expect(start.seq).toBe(4);
     sl.respond(start);
     expect((await ctl.next('start_instance_response')).data).toEqual({ seq: cseq });
-    expect(await sl.peer.quiet(20)).toBe(true);
+    expect(await sl.peer.quiet()).toBe(true);
   });
 
   it('delivers the client frames exactly once across a resume (a replayed duplicate is dropped)', async () => {
@@ -1399,7 +1399,7 @@ describe('clusterio: sessions (opt-in)', () => {
     sl.peer.send(dup?.text ?? '');
     sl.send('instance_output_event', { instance_id: 9, output: { n: 2 } }); // 4
     expect((await ctl.next('instance_output_event')).data).toEqual({ instance_id: 9, output: { n: 2 } });
-    expect(await ctl.peer.quiet(30)).toBe(true);
+    expect(await ctl.peer.quiet()).toBe(true);
     expect(sl.peer.isClosed).toBe(false);
   });
 
@@ -1418,7 +1418,7 @@ describe('clusterio: sessions (opt-in)', () => {
 
     const cseq = ctl.send('start_instance_request', { instance_id: 777 });
     const rseq = ctl.send('send_rcon_request', { instance_id: 777, command: '/version' });
-    expect(await ctl.peer.quiet(30)).toBe(true);
+    expect(await ctl.peer.quiet()).toBe(true);
     await tick(SESSION_TIMEOUT / 2);
     expect(ctl.peer.frames).toEqual([]);
 

@@ -567,7 +567,7 @@ describe('gamelist: removal and liveness', () => {
     const { peer } = await register();
     const pings = pingCounter(peer);
     s().clock.advance(9_000);
-    await peer.quiet(30);
+    await peer.quiet();
     expect(pings.count).toBe(0);
     s().clock.advance(1_000);
     await until(() => pings.count === 1);
@@ -585,7 +585,7 @@ describe('gamelist: removal and liveness', () => {
     s().clock.advance(9_000); // t = 10 s: the first ping
     await until(() => pings.count === 1);
     s().clock.advance(19_000); // t = 29 s: within pongTimeout of the ping
-    await peer.quiet(30);
+    await peer.quiet();
     expect(peer.isClosed).toBe(false);
     s().clock.advance(1_001); // t = 30 s: 20 s after the unanswered ping
     const c = await peer.waitClose();
@@ -712,7 +712,7 @@ describe('gamelist: player join', () => {
       const r = await join(id, body);
       expect(r.status).toBe(403);
     }
-    expect(await peer.quiet(40)).toBe(true);
+    expect(await peer.quiet()).toBe(true);
   });
 
   it('forwards a join with the right password, without the password', async () => {
@@ -760,7 +760,7 @@ describe('gamelist: player join', () => {
     const r = await join(id, { username: 'x', clantag: 'y' });
     expect(r.status).toBeGreaterThanOrEqual(400);
     expect(r.status).toBeLessThan(500);
-    expect(await peer.quiet(30)).toBe(true);
+    expect(await peer.quiet()).toBe(true);
   });
 });
 

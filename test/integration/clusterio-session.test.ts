@@ -254,7 +254,7 @@ describe('clusterio sessions: resume', () => {
     await until(() => dialectOf(srv).summary().connections === 1);
     const seq = c.send('start_instance_request', { instance_id: 777 });
     await advance(59_999);
-    expect(await c.peer.quiet(30)).toBe(true);
+    expect(await c.peer.quiet()).toBe(true);
     srv.clock.advance(1);
     expect((await c.next()).data).toEqual({ seq, error: expect.stringMatching(/Slave 4242 went offline \(session expired\)/) });
     expect((await c.request('list_slaves_request')).data.list).toEqual([expect.objectContaining({ id: 4242, connected: false })]);

@@ -148,7 +148,7 @@ describe('discodo: connection', () => {
     const s = await setup();
     const p = await opened();
     s.clock.advance(59_999);
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
     s.clock.advance(1);
     await expectClose(p, 4000);
   });
@@ -157,7 +157,7 @@ describe('discodo: connection', () => {
     const s = await setup({ handshakeTimeout: 1000 });
     const p = await opened();
     s.clock.advance(999);
-    expect(await p.quiet(20)).toBe(true);
+    expect(await p.quiet()).toBe(true);
     s.clock.advance(1);
     await expectClose(p, 4000);
   });
@@ -170,7 +170,7 @@ describe('discodo: connection', () => {
       await roundTrip(p);
     }
     s.clock.advance(59_999);
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
     s.clock.advance(1);
     await expectClose(p, 4000);
   });

@@ -59,6 +59,8 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
   };
 }
 
+let barriers = 0;
+
 export interface Closed {
   code: number;
   reason: string;
@@ -150,9 +152,43 @@ export class RawPeer {
     }
   }
 
-  /** Resolves true if no frame arrives within `ms` (a short real wait, for negative checks). */
-  async quiet(ms = 50): Promise<boolean> {
-    await new Promise((r) => setTimeout(r, ms));
+  /**
+   * A round-trip barrier: sends a WebSocket ping and waits for its pong. The server
+   * answers a ping after it has handled every frame this peer sent before it, and the
+   * pong arrives after every frame the server sent this peer before it. (Frames a
+   * dialect handles asynchronously, e.g. after a token check, may still be under way.)
+   */
+  async barrier(timeoutMs = 3000): Promise<void> {
+    if (this.isClosed || this.ws.readyState !== WebSocket.OPEN) return;
+    const tag = `barrier-${++barriers}`;
+    await new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(t);
+        this.ws.off('pong', onPong);
+        this.ws.off('close', done);
+        resolve();
+      };
+      const onPong = (data: Buffer): void => {
+        if (data.toString() === tag) done();
+      };
+      const t = setTimeout(() => {
+        this.ws.off('pong', onPong);
+        this.ws.off('close', done);
+        reject(new Error('timed out waiting for a pong'));
+      }, timeoutMs);
+      this.ws.on('pong', onPong);
+      this.ws.on('close', done);
+      this.ws.ping(tag);
+    });
+  }
+
+  /**
+   * True if nothing arrived for this peer up to a round-trip barrier (see `barrier`): a
+   * negative check that waits for the server, not for a fixed time. To check that a
+   * frame from another peer caused nothing here, make a round trip on that peer first.
+   */
+  async quiet(): Promise<boolean> {
+    await this.barrier();
     return this.frames.length === 0;
   }
 
