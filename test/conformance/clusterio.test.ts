@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { SignJWT, jwtVerify } from 'jose';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CLI, ensureBuilt } from '../support/cli.js';
-import { ADMIN_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
+import { ADMIN_TOKEN, RawPeer, startTestServer, terminate, until, type TestServer } from '../support/server.js';
 
 const SECRET = 'secret';
 const HB = 15_000;
@@ -46,8 +46,6 @@ function s(): TestServer {
   if (!srv) throw new Error('no server');
   return srv;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), 'muster-clusterio-conf-'));
@@ -84,18 +82,25 @@ afterEach(async () => {
 /** Summary keys that count live things (connections, sessions, pending requests, buffers), not the persisted registry. */
 const LIVE_COUNT = /^(?!knownSlaves$|instances$)/;
 
-/** Advances the manual clock in steps, letting pongs (and session heartbeats) flow between steps. */
+/**
+ * Advances the manual clock in steps, letting pongs (and session heartbeats) flow between
+ * steps: round-trip barriers, not real-time waits. After a step, a first barrier on each
+ * peer proves the server's pings have reached it (and its automatic pongs are on their
+ * way); a second proves the server has handled those pongs.
+ */
 async function tick(total: number, opts: { step?: number; beat?: SLink[] } = {}): Promise<void> {
   const step = opts.step ?? 5000;
   let done = 0;
   while (done < total) {
     const beat = (opts.beat ?? []).filter((b) => !b.peer.isClosed);
     for (const b of beat) b.heartbeat();
-    if (beat.length > 0) await sleep(10);
+    await Promise.all(beat.map((b) => b.peer.barrier()));
     const d = Math.min(step, total - done);
     s().clock.advance(d);
     done += d;
-    await sleep(15);
+    const open = peers.filter((p) => !p.isClosed);
+    await Promise.all(open.map((p) => p.barrier()));
+    await Promise.all(open.map((p) => p.barrier()));
   }
 }
 
@@ -594,7 +599,7 @@ describe('clusterio: invalid messages after ready', () => {
     await boot();
     const sl = await slave(4242, { instances: [] });
     sl.send('assign_instance_response', { seq: 99 });
-    await sleep(30);
+    await sl.peer.barrier();
     if (sl.peer.isClosed || sl.peer.frames.length > 0) {
       await expectClose(sl.peer, /^Invalid message: /, 4000);
     } else {
@@ -629,9 +634,7 @@ describe('clusterio: the master registry (control requests)', () => {
       { agent: 'Clusterio Slave', version: '2.0.0-alpha', name: 'alpha', id: 1, connected: true },
       { agent: 'Clusterio Slave', version: '2.0.0-alpha', name: 'beta', id: 2, connected: true },
     ]);
-    a.peer.ws.terminate();
-    await a.peer.waitClose();
-    await sleep(20);
+    await terminate(s().muster, a.peer);
     r = await ctl.ok('list_slaves_request');
     expect(sortById(r.list)[0]).toEqual({ agent: 'Clusterio Slave', version: '2.0.0-alpha', name: 'alpha', id: 1, connected: false });
   });
@@ -749,9 +752,7 @@ describe('clusterio: the master registry (control requests)', () => {
     await createInstance(ctl, 777);
     await ctl.fails('assign_instance_command_request', { instance_id: 777, slave_id: 9999 });
     await ctl.fails('assign_instance_command_request', { instance_id: 778, slave_id: 4242 });
-    sl.peer.ws.terminate();
-    await sl.peer.waitClose();
-    await sleep(20);
+    await terminate(s().muster, sl.peer);
     await ctl.fails('assign_instance_command_request', { instance_id: 777, slave_id: 4242 });
   });
 
@@ -819,9 +820,7 @@ describe('clusterio: the master registry (control requests)', () => {
     const sl = await slave(4242, { instances: [] });
     const ctl = await control();
     await createAssigned(ctl, sl, 777, 4242);
-    sl.peer.ws.terminate();
-    await sl.peer.waitClose();
-    await sleep(20);
+    await terminate(s().muster, sl.peer);
     expect(await ctl.fails(type, { instance_id: 777, ...extra })).toMatch(/offline|not connected|disconnected/i);
   });
 
@@ -904,9 +903,7 @@ describe('clusterio: update_instances_event', () => {
     const ctl = await control();
     await createAssigned(ctl, first, 101, 4242);
     await createAssigned(ctl, first, 303, 4242);
-    first.peer.ws.terminate();
-    await first.peer.waitClose();
-    await sleep(20);
+    await terminate(s().muster, first.peer);
 
     const plugins = [
       { name: 'global_chat', fields: { enabled: true } },
@@ -1288,9 +1285,7 @@ async function sessionLink(role: 'slave' | 'control', id = 4242): Promise<SLink>
 
 /** Drops the socket without a close handshake, as a lost connection would. */
 async function drop(l: SLink): Promise<void> {
-  l.peer.ws.terminate();
-  await l.peer.waitClose();
-  await sleep(20);
+  await terminate(s().muster, l.peer);
 }
 
 describe('clusterio: sessions (opt-in)', () => {
@@ -1360,7 +1355,7 @@ describe('clusterio: sessions (opt-in)', () => {
     sl.respond(reqs[0] as Frame); // seq 2
     // The client acks only the first two, then loses the socket; it only "received" 2.
     sl.ctrl('heartbeat', { last_seq: 2 });
-    await sleep(20);
+    await sl.peer.barrier();
     await drop(sl);
     sl.lastIn = 2;
     const cont = await sl.resume();
@@ -1413,7 +1408,7 @@ describe('clusterio: sessions (opt-in)', () => {
     sl.respond(assign);
     expect((await ctl.next('assign_instance_command_response')).data).toEqual({ seq: aseq });
     sl.heartbeat();
-    await sleep(20);
+    await sl.peer.barrier();
     await drop(sl);
 
     const cseq = ctl.send('start_instance_request', { instance_id: 777 });

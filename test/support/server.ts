@@ -77,8 +77,14 @@ export class RawPeer {
   #waiters: Array<() => void> = [];
   #closedValue: Closed | undefined;
 
+  /** This end's local port once open: how the server's side of the socket is found (`serverClosed`). */
+  localPort = 0;
+
   constructor(url: string, opts: WebSocket.ClientOptions = {}) {
     this.ws = new WebSocket(url, { ...opts, autoPong: opts.autoPong ?? true });
+    this.ws.once('open', () => {
+      this.localPort = (this.ws as unknown as { _socket?: { localPort?: number } })._socket?.localPort ?? 0;
+    });
     this.ws.on('message', (data: Buffer) => {
       this.frames.push(data.toString('utf8'));
       this.#wake();
@@ -208,6 +214,27 @@ export async function roundTrip(peer: RawPeer): Promise<void> {
   }
   // Frames that arrived before the PONG stay queued, in order, for the test to read.
   peer.frames.unshift(...skipped);
+}
+
+/** The id of the server's side of an open peer's socket (matched by the peer's local port). */
+export function serverConnId(muster: Muster, peer: RawPeer): string | undefined {
+  const port = peer.localPort;
+  return muster.transport
+    .connections()
+    .find((c) => (c.socket as unknown as { _socket?: { remotePort?: number } })._socket?.remotePort === port)?.id;
+}
+
+/**
+ * Drops a peer's socket without a close handshake, as a lost connection would, and waits
+ * until the server has handled the close: its connection is gone from the transport,
+ * whose close handler runs the dialect's onClose in the same turn.
+ */
+export async function terminate(muster: Muster, peer: RawPeer): Promise<void> {
+  const id = serverConnId(muster, peer);
+  if (id === undefined) throw new Error('terminate: the server holds no socket for this peer');
+  peer.ws.terminate();
+  await peer.waitClose();
+  await until(() => muster.transport.get(id) === undefined);
 }
 
 /** Waits until `cond()` holds, polling on real time for at most `timeoutMs` (for server-side effects). */
