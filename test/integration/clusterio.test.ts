@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mintToken } from '../../src/dialects/clusterio/token.js';
-import { ADMIN_TOKEN, RawPeer, until, type TestServer } from '../support/server.js';
+import { ADMIN_TOKEN, RawPeer, settle, until, type TestServer } from '../support/server.js';
 import {
   controlToken,
   dialectOf,
@@ -37,11 +37,11 @@ async function control(): Promise<Seed2020> {
 
 const next = async (p: RawPeer): Promise<Frame> => JSON.parse(await p.nextRaw()) as Frame;
 
-/** Moves the clock in heartbeat-sized steps, letting peers answer pings between them. */
+/** Moves the clock in heartbeat-sized steps, letting peers answer pings between them (round trips). */
 async function advance(ms: number, stepMs = 10_000): Promise<void> {
   for (let left = ms; left > 0; left -= stepMs) {
     srv.clock.advance(Math.min(stepMs, left));
-    await new Promise((r) => setTimeout(r, 15));
+    await settle([...peers, ...seeds.map((x) => x.peer)]);
   }
 }
 
@@ -676,7 +676,7 @@ describe('clusterio: liveness, kick, shutdown, admin API', () => {
     const c = await control();
     for (let i = 0; i < 4; i++) {
       srv.clock.advance(15_000);
-      await new Promise((r) => setTimeout(r, 20));
+      await settle([...peers, ...seeds.map((x) => x.peer)]);
     }
     await sync(c);
   });

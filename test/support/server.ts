@@ -216,6 +216,52 @@ export async function roundTrip(peer: RawPeer): Promise<void> {
   peer.frames.unshift(...skipped);
 }
 
+/**
+ * After the clock moved: a first barrier on each open peer proves the server's pings
+ * (and anything else sent before) reached it and its automatic pongs are on their way; a
+ * second proves the server has handled those pongs. Round trips, not a real-time wait.
+ */
+export async function settle(peers: readonly RawPeer[]): Promise<void> {
+  for (let i = 0; i < 2; i++) await Promise.all(peers.filter((p) => !p.isClosed).map((p) => p.barrier()));
+}
+
+/**
+ * A server-side round trip on every open connection (optionally only those `which`
+ * picks): the server pings, and the answer proves the peer answered every ping sent
+ * before it and the server handled those pongs. For real client libraries, which answer
+ * pings on their own; a peer that does not answer pings must not be picked.
+ */
+export async function serverRoundTrip(muster: Muster, which: (id: string) => boolean = () => true, timeoutMs = 3000): Promise<void> {
+  const conns = muster.transport.connections().filter((c) => !c.closing && !c.closed && which(c.id));
+  await Promise.all(
+    conns.map(
+      (c) =>
+        new Promise<void>((resolve, reject) => {
+          const ws = c.socket;
+          if (ws.readyState !== WebSocket.OPEN) return resolve();
+          const tag = `server-barrier-${++barriers}`;
+          const done = (): void => {
+            clearTimeout(t);
+            ws.off('pong', onPong);
+            ws.off('close', done);
+            resolve();
+          };
+          const onPong = (data: Buffer): void => {
+            if (data.toString() === tag) done();
+          };
+          const t = setTimeout(() => {
+            ws.off('pong', onPong);
+            ws.off('close', done);
+            reject(new Error(`connection ${c.id} did not answer a ping`));
+          }, timeoutMs);
+          ws.on('pong', onPong);
+          ws.on('close', done);
+          ws.ping(tag);
+        }),
+    ),
+  );
+}
+
 /** The id of the server's side of an open peer's socket (matched by the peer's local port). */
 export function serverConnId(muster: Muster, peer: RawPeer): string | undefined {
   const port = peer.localPort;
