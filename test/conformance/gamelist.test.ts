@@ -5,7 +5,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
-import { ADMIN_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
+import type { GamelistDialect } from '../../src/dialects/gamelist/dialect.js';
+import { ADMIN_TOKEN, RawPeer, settle, startTestServer, until, type TestServer } from '../support/server.js';
 
 const TOKEN = 'reg-secret-tok';
 const PASSWORD = 'hunter2-secret';
@@ -601,7 +602,7 @@ describe('gamelist: removal and liveness', () => {
     for (let t = 1; t <= 12; t++) {
       s().clock.advance(5_000);
       if (t % 2 === 0) await until(() => pings.count === t / 2);
-      await new Promise((r) => setTimeout(r, 5));
+      await settle([peer]);
       if (t % 4 === 0) await alive(peer); // refresh every 20 s
     }
     expect(peer.isClosed).toBe(false);
@@ -686,7 +687,8 @@ describe('gamelist: player join', () => {
     });
     const raw = await peer.nextRaw();
     s().clock.advance(4_900);
-    await new Promise((r) => setTimeout(r, 30));
+    // A join is answered in the same turn as its deadline fires: still pending on the server means not answered.
+    expect(s().muster.dialect<GamelistDialect>('gamelist')?.summary().pendingJoins).toBe(1);
     expect(settled).toBe(false);
     s().clock.advance(100);
     const r = await pending;
