@@ -588,8 +588,8 @@ describe('sharding: FATAL and halt', () => {
     expect(((await get('/api/v1/sharding')).body as D).halted).toBe(true);
     // Documented reading of close code 4006: the halted fleet's sockets are closed with it.
     for (const p of [a.peer, b.peer]) {
-      await until(() => p.isClosed || p.frames.length > 0, 1000).catch(() => undefined);
-      if (p.isClosed) expect((await p.waitClose()).code).toBe(4006);
+      await p.barrier();
+      if (p.ws.readyState !== p.ws.OPEN) expect((await p.waitClose()).code).toBe(4006);
     }
     // Nothing starts while halted, not even for a CONTROL that identifies now.
     const late = await open();
