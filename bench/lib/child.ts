@@ -8,6 +8,8 @@ import { isToParent, type NoteMsg, type ReqMsg } from './ipc.js';
 export const BENCH_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** Scratch space: logs, profiles, nats configs. Ignored by git. */
 export const TMP_DIR = path.join(BENCH_DIR, '.tmp');
+/** The clone's own tsx loader, by absolute URL: nothing is resolved from the cwd or a global install. */
+const TSX_LOADER = import.meta.resolve('tsx');
 
 export interface StartOptions {
   /** A short label for logs and errors, e.g. "muster" or "p2-recv-1". */
@@ -46,7 +48,7 @@ export class Child {
     mkdirSync(path.join(TMP_DIR, 'logs'), { recursive: true });
     this.logFile = path.join(TMP_DIR, 'logs', `${opts.name}.log`);
     const log = createWriteStream(this.logFile);
-    this.proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', path.join(BENCH_DIR, opts.script), ...(opts.args ?? [])], {
+    this.proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', TSX_LOADER, path.join(BENCH_DIR, opts.script), ...(opts.args ?? [])], {
       cwd: path.resolve(BENCH_DIR, '..'),
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, NODE_ENV: 'production' },

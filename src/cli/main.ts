@@ -7,6 +7,7 @@ import type { MusterConfig } from '../config/schema.js';
 import { startMuster } from '../server.js';
 import { VERSION } from '../version.js';
 import { LogSink } from './log-sink.js';
+import { StartupError, ensureDataDir, explainStartupError, preflight, renderBanner, renderGenerated } from './startup.js';
 import { renderStatus } from './status.js';
 
 /**
@@ -62,28 +63,26 @@ async function start(flags: StartFlags): Promise<void> {
   let resolved;
   try {
     const config = load(flags);
+    preflight(config);
+    ensureDataDir(config.dataDir);
     resolved = resolveSecrets(config, { dataDir: config.dataDir });
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof StartupError) {
       process.stderr.write(`muster: ${err.message}\n`);
       process.exit(2);
     }
     throw err;
   }
+  const generated = renderGenerated(resolved.generated, 'the data directory');
   const { logger, sink } = makeLogger(resolved.config.log);
-  const muster = await startMuster({ config: resolved.config, logger, logLinesDropped: () => sink.dropped });
-  const base = muster.url();
-  const ws = base.replace(/^http/, 'ws');
-  const lines = [
-    `Muster ${VERSION} listening on ${base}`,
-    `  health   ${base}/healthz    metrics ${base}/metrics    admin API ${base}/api/v1`,
-    ...muster.dialects.map((d) => `  ${d.name.padEnd(9)}${ws}${d.path}`),
-    `  store    ${resolved.config.store.kind} (${resolved.config.dataDir})`,
-  ];
-  if (resolved.generated.length > 0) {
-    lines.push('', 'Generated secrets (stored with mode 0600 in the data directory; shown only this once):');
-    for (const g of resolved.generated) lines.push(`  ${g.key}: ${g.value}`);
+  let muster;
+  try {
+    muster = await startMuster({ config: resolved.config, logger, logLinesDropped: () => sink.dropped });
+  } catch (err) {
+    failStart(err, resolved.config, generated);
   }
+  const lines = renderBanner({ version: VERSION, base: muster.url(), dialects: muster.dialects, config: resolved.config });
+  if (generated.length > 0) lines.push('', ...generated);
 
   let stopping = false;
   const shutdown = (signal: string): void => {
@@ -126,6 +125,19 @@ async function start(flags: StartFlags): Promise<void> {
   });
   // The banner last: whoever waits for it may signal the process at once.
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/**
+ * A start-up failure after the secrets were resolved: secrets generated in this run were
+ * already saved, so they are shown (stdout) before the one line that says what failed
+ * (stderr, exit 2). Failures Muster cannot explain keep their stack trace (exit 1).
+ */
+function failStart(err: unknown, config: MusterConfig, generated: string[]): never {
+  if (generated.length > 0) process.stdout.write(`${generated.join('\n')}\n`);
+  const line = explainStartupError(err, config);
+  if (line === undefined) throw err;
+  process.stderr.write(`muster: ${line}\n`);
+  process.exit(2);
 }
 
 async function status(flags: { url: string; token?: string }): Promise<void> {
@@ -187,6 +199,7 @@ program
     let secret: string | undefined;
     try {
       const config = load(flags);
+      ensureDataDir(config.dataDir);
       const resolved = resolveSecrets(config, { dataDir: config.dataDir });
       secret = resolved.config.dialects.clusterio.authSecret;
       // Secrets generated here are shown once, as `start` would have shown them (on stderr: stdout is the token).
@@ -195,7 +208,7 @@ program
         for (const g of resolved.generated) process.stderr.write(`  ${g.key}: ${g.value}\n`);
       }
     } catch (err) {
-      if (err instanceof ConfigError) fail(err.message);
+      if (err instanceof ConfigError || err instanceof StartupError) fail(err.message);
       throw err;
     }
     if (secret === undefined) fail('dialects.clusterio is disabled in the config, so it has no authSecret');

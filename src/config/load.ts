@@ -236,6 +236,8 @@ function normalize(schemaIn: TSchema, value: unknown, key: string): unknown {
       const tooBig = typeof value === 'number' && value > MAX_DURATION_MS;
       fail(schema, key, value, 'a duration', tooBig ? `longer than ${MAX_DURATION_MS} ms (about 24.8 days)` : undefined);
     }
+    const min = typeof schema['minimumMs'] === 'number' ? schema['minimumMs'] : 0;
+    if (ms < min) fail(schema, key, value, 'a duration', `shorter than the minimum (${min} ms)`);
     return ms;
   }
   if (kind === 'bytes') {

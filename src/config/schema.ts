@@ -115,18 +115,30 @@ export function parseBytes(value: unknown): number | undefined {
 const DURATION_EXPECTED = 'a duration in ms or a string like "30s"';
 const BYTES_EXPECTED = 'a size in bytes or a string like "32KiB" or "4MiB"';
 
-/** A duration in milliseconds; the file may use `"30s"`-style strings. */
-export function Duration(defaultMs: number) {
+/** `1500` → "1.5s", `100` → "100ms": a minimum in the words of an error message. */
+function formatMs(ms: number): string {
+  return ms >= 1000 && ms % 100 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/**
+ * A duration in milliseconds, at least `minMs`; the file may use `"30s"`-style strings.
+ * Every duration has a minimum (README, "Durations"): intervals and the deadlines a peer
+ * must meet are at least 1s, waits inside the server at least 100ms, and only windows
+ * where 0 means "at once" may be 0. A zero interval would spin or make a timer throw.
+ */
+export function Duration(defaultMs: number, minMs: number) {
+  const expected = minMs > 0 ? `${DURATION_EXPECTED}, at least ${formatMs(minMs)}` : DURATION_EXPECTED;
   return Type.Transform(
-    Type.Union([Type.Number({ minimum: 0, maximum: MAX_DURATION_MS }), Type.String()], {
+    Type.Union([Type.Number({ minimum: minMs, maximum: MAX_DURATION_MS }), Type.String()], {
       default: defaultMs,
       [MusterKindKey]: 'duration',
-      [ExpectedKey]: DURATION_EXPECTED,
+      [ExpectedKey]: expected,
+      minimumMs: minMs,
     }),
   )
     .Decode((value): number => {
       const ms = parseDuration(value);
-      if (ms === undefined) throw new TypeError(`expected ${DURATION_EXPECTED}`);
+      if (ms === undefined || ms < minMs) throw new TypeError(`expected ${expected}`);
       return ms;
     })
     .Encode((ms) => ms);
@@ -198,6 +210,9 @@ function Section<T extends Record<string, TSchema>>(properties: T) {
 // ---------------------------------------------------------------------------------
 // Sections
 
+/** The minimum of intervals and of the deadlines a peer must meet. */
+const SECOND = 1000;
+
 export const ListenSchema = Section({
   host: Str('127.0.0.1'),
   port: Int(7373, 0, 65535),
@@ -218,9 +233,9 @@ export const AdminSchema = Section({
 /** Timeouts of the HTTP side of the listener (slow or silent clients). */
 export const HttpSchema = Section({
   /** From the connection's first byte (or the previous request) to the end of the request's headers. */
-  headersTimeout: Duration(10_000),
+  headersTimeout: Duration(10_000, 0),
   /** From the connection's first byte (or the previous request) to the end of the request's body. */
-  requestTimeout: Duration(30_000),
+  requestTimeout: Duration(30_000, 0),
 });
 
 export const TlsSchema = Type.Object(
@@ -261,36 +276,36 @@ export const ShardingSchema = Section({
   botToken: Type.Optional(Type.String({ minLength: 1, [SecretKey]: true, [ExpectedKey]: 'a non-empty string' })),
   shardCount: Int(16, 1),
   maxConcurrency: Int(1, 1),
-  heartbeatInterval: Duration(30_000),
-  heartbeatGrace: Duration(15_000),
-  reconnectWindow: Duration(30_000),
-  startupDelay: Duration(45_000),
+  heartbeatInterval: Duration(30_000, SECOND),
+  heartbeatGrace: Duration(15_000, 0),
+  reconnectWindow: Duration(30_000, 0),
+  startupDelay: Duration(45_000, 0),
   expectedControls: Int(0, 0),
   redundancy: Int(0, 0),
   startup: Enum([Type.Literal('sequential'), Type.Literal('parallel')], 'sequential'),
-  connectTimeout: Duration(120_000),
-  identifyWindow: Duration(5_000),
+  connectTimeout: Duration(120_000, SECOND),
+  identifyWindow: Duration(5_000, 100),
   sessionStartLimit: Int(1_000, 0),
-  fenceMargin: Duration(5_000),
-  identifyTimeout: Duration(10_000),
+  fenceMargin: Duration(5_000, 0),
+  identifyTimeout: Duration(10_000, SECOND),
 });
 
 export const ClusterioSchema = Section({
   enabled: Bool(true),
   path: WsPath('/api/socket'),
   authSecret: Secret(),
-  heartbeatInterval: Duration(15_000),
-  sessionTimeout: Duration(60_000),
+  heartbeatInterval: Duration(15_000, SECOND),
+  sessionTimeout: Duration(60_000, SECOND),
 });
 
 export const BusSchema = Section({
   enabled: Bool(true),
   path: WsPath('/bus'),
   token: Secret(),
-  heartbeatInterval: Duration(30_000),
+  heartbeatInterval: Duration(30_000, SECOND),
   maxMessageBytes: Bytes(32_768),
-  requestTimeout: Duration(10_000),
-  identifyTimeout: Duration(10_000),
+  requestTimeout: Duration(10_000, 100),
+  identifyTimeout: Duration(10_000, SECOND),
   maxBufferedBytes: Bytes(4_194_304),
   /** Per service: EVENTs and EVENT bytes a second (0: no limit); bursts of 2 s are allowed. */
   maxEventsPerSecond: Int(1000, 0),
@@ -301,9 +316,9 @@ export const DiscodoSchema = Section({
   enabled: Bool(true),
   path: WsPath('/ws'),
   password: Secret(),
-  heartbeatInterval: Duration(15_000),
-  vcTimeout: Duration(300_000),
-  handshakeTimeout: Duration(60_000),
+  heartbeatInterval: Duration(15_000, SECOND),
+  vcTimeout: Duration(300_000, SECOND),
+  handshakeTimeout: Duration(60_000, SECOND),
   compat: Enum([Type.Literal('seed'), Type.Literal('discodo-3')], 'seed'),
 });
 
@@ -317,10 +332,10 @@ export const GamelistSchema = Section({
       [ExpectedKey]: 'a non-empty list of non-empty strings',
     }),
   ),
-  registrationTtl: Duration(30_000),
-  pingInterval: Duration(10_000),
-  pongTimeout: Duration(20_000),
-  joinTimeout: Duration(5_000),
+  registrationTtl: Duration(30_000, SECOND),
+  pingInterval: Duration(10_000, SECOND),
+  pongTimeout: Duration(20_000, SECOND),
+  joinTimeout: Duration(5_000, 100),
   maxServers: Int(10_000, 1),
   maxServersPerIp: Int(25, 1),
   maxFailedRegistrations: Int(5, 1),
@@ -346,7 +361,7 @@ export const MusterConfigSchema = Type.Object(
     http: HttpSchema,
     log: LogSchema,
     dialects: DialectsSchema,
-    shutdownTimeout: Duration(10_000),
+    shutdownTimeout: Duration(10_000, 0),
   },
   { additionalProperties: false },
 );

@@ -11,16 +11,16 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { SignJWT, jwtVerify } from 'jose';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
+import { CLI, ensureBuilt } from '../support/cli.js';
+import { ADMIN_TOKEN, RawPeer, startTestServer, terminate, until, type TestServer } from '../support/server.js';
 
 const SECRET = 'secret';
 const HB = 15_000;
 const SESSION_TIMEOUT = 60_000;
 const BIG = '870000000000000123';
-const root = resolve(import.meta.dirname, '../..');
 
 type Json = Record<string, unknown>;
 interface Frame {
@@ -46,8 +46,6 @@ function s(): TestServer {
   if (!srv) throw new Error('no server');
   return srv;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), 'muster-clusterio-conf-'));
@@ -84,18 +82,25 @@ afterEach(async () => {
 /** Summary keys that count live things (connections, sessions, pending requests, buffers), not the persisted registry. */
 const LIVE_COUNT = /^(?!knownSlaves$|instances$)/;
 
-/** Advances the manual clock in steps, letting pongs (and session heartbeats) flow between steps. */
+/**
+ * Advances the manual clock in steps, letting pongs (and session heartbeats) flow between
+ * steps: round-trip barriers, not real-time waits. After a step, a first barrier on each
+ * peer proves the server's pings have reached it (and its automatic pongs are on their
+ * way); a second proves the server has handled those pongs.
+ */
 async function tick(total: number, opts: { step?: number; beat?: SLink[] } = {}): Promise<void> {
   const step = opts.step ?? 5000;
   let done = 0;
   while (done < total) {
     const beat = (opts.beat ?? []).filter((b) => !b.peer.isClosed);
     for (const b of beat) b.heartbeat();
-    if (beat.length > 0) await sleep(10);
+    await Promise.all(beat.map((b) => b.peer.barrier()));
     const d = Math.min(step, total - done);
     s().clock.advance(d);
     done += d;
-    await sleep(15);
+    const open = peers.filter((p) => !p.isClosed);
+    await Promise.all(open.map((p) => p.barrier()));
+    await Promise.all(open.map((p) => p.barrier()));
   }
 }
 
@@ -400,7 +405,7 @@ describe('clusterio: handshake (seed mode)', () => {
     expect(f.type).toBe('hello');
     expect(Object.keys(f.data as Json)).toEqual(['version']);
     expect(typeof (f.data as Json).version).toBe('string');
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
   });
 
   it('answers register_slave with exactly ready {} as seq 2, then stays silent', async () => {
@@ -410,7 +415,7 @@ describe('clusterio: handshake (seed mode)', () => {
     const raw = await l.peer.nextRaw();
     expect(JSON.parse(raw)).toStrictEqual({ seq: 2, type: 'ready', data: {} });
     l.send('update_instances_event', { instances: [] });
-    expect(await l.peer.quiet(40)).toBe(true);
+    expect(await l.peer.quiet()).toBe(true);
   });
 
   it('answers register_control with exactly ready {} as seq 2', async () => {
@@ -521,12 +526,13 @@ describe('clusterio: handshake (seed mode)', () => {
   });
 
   it('mints working tokens with `muster token clusterio --slave ID | --control`', async () => {
+    ensureBuilt();
     const dir = tmp();
     const cfg = join(dir, 'muster.json');
     writeFileSync(cfg, JSON.stringify({ dataDir: join(dir, 'data'), dialects: { clusterio: { authSecret: SECRET } } }));
     const run = (args: string[]): Promise<string> =>
       new Promise((resolveRun, reject) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'token', 'clusterio', ...args, '--config', cfg], { cwd: dir });
+        const child = spawn(process.execPath, [CLI, 'token', 'clusterio', ...args, '--config', cfg], { cwd: dir });
         let out = '';
         let err = '';
         child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -593,7 +599,7 @@ describe('clusterio: invalid messages after ready', () => {
     await boot();
     const sl = await slave(4242, { instances: [] });
     sl.send('assign_instance_response', { seq: 99 });
-    await sleep(30);
+    await sl.peer.barrier();
     if (sl.peer.isClosed || sl.peer.frames.length > 0) {
       await expectClose(sl.peer, /^Invalid message: /, 4000);
     } else {
@@ -628,9 +634,7 @@ describe('clusterio: the master registry (control requests)', () => {
       { agent: 'Clusterio Slave', version: '2.0.0-alpha', name: 'alpha', id: 1, connected: true },
       { agent: 'Clusterio Slave', version: '2.0.0-alpha', name: 'beta', id: 2, connected: true },
     ]);
-    a.peer.ws.terminate();
-    await a.peer.waitClose();
-    await sleep(20);
+    await terminate(s().muster, a.peer);
     r = await ctl.ok('list_slaves_request');
     expect(sortById(r.list)[0]).toEqual({ agent: 'Clusterio Slave', version: '2.0.0-alpha', name: 'alpha', id: 1, connected: false });
   });
@@ -734,7 +738,7 @@ describe('clusterio: the master registry (control requests)', () => {
     const req = await sl.next('assign_instance_request');
     expect(req.data.instance_id).toBe(777);
     expect(req.data.serialized_config).toEqual(instanceConfig(777, 'test-inst', 4242, extra));
-    expect(await ctl.peer.quiet(30)).toBe(true);
+    expect(await ctl.peer.quiet()).toBe(true);
     sl.respond(req);
     expect((await ctl.next('assign_instance_command_response')).data).toEqual({ seq });
     const list = await ctl.ok('list_instances_request');
@@ -748,9 +752,7 @@ describe('clusterio: the master registry (control requests)', () => {
     await createInstance(ctl, 777);
     await ctl.fails('assign_instance_command_request', { instance_id: 777, slave_id: 9999 });
     await ctl.fails('assign_instance_command_request', { instance_id: 778, slave_id: 4242 });
-    sl.peer.ws.terminate();
-    await sl.peer.waitClose();
-    await sleep(20);
+    await terminate(s().muster, sl.peer);
     await ctl.fails('assign_instance_command_request', { instance_id: 777, slave_id: 4242 });
   });
 
@@ -818,9 +820,7 @@ describe('clusterio: the master registry (control requests)', () => {
     const sl = await slave(4242, { instances: [] });
     const ctl = await control();
     await createAssigned(ctl, sl, 777, 4242);
-    sl.peer.ws.terminate();
-    await sl.peer.waitClose();
-    await sleep(20);
+    await terminate(s().muster, sl.peer);
     expect(await ctl.fails(type, { instance_id: 777, ...extra })).toMatch(/offline|not connected|disconnected/i);
   });
 
@@ -885,12 +885,12 @@ describe('clusterio: instance output', () => {
     const ev = await a.next('instance_output_event');
     expect(ev.data).toStrictEqual({ instance_id: 777, output });
     await syncSlave(sl);
-    expect(await b.peer.quiet(20)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
 
     await a.ok('set_instance_output_subscriptions_request', { instance_ids: [] });
     sl.send('instance_output_event', { instance_id: 777, output });
     await syncSlave(sl);
-    expect(await a.peer.quiet(20)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
   });
 });
 
@@ -903,9 +903,7 @@ describe('clusterio: update_instances_event', () => {
     const ctl = await control();
     await createAssigned(ctl, first, 101, 4242);
     await createAssigned(ctl, first, 303, 4242);
-    first.peer.ws.terminate();
-    await first.peer.waitClose();
-    await sleep(20);
+    await terminate(s().muster, first.peer);
 
     const plugins = [
       { name: 'global_chat', fields: { enabled: true } },
@@ -984,7 +982,7 @@ describe('clusterio: plugin messages', () => {
     }
     await syncSlave(a);
     expect(a.peer.frames).toEqual([]);
-    expect(await ctl.peer.quiet(20)).toBe(true);
+    expect(await ctl.peer.quiet()).toBe(true);
   });
 
   it('accepts and drops any other plugin event, keeping the link', async () => {
@@ -997,7 +995,7 @@ describe('clusterio: plugin messages', () => {
     a.send('research_sync:progress_event', { technologies: [] });
     a.send('my_plugin:something_event', { anything: [1, { x: null }] });
     await syncSlave(a);
-    expect(await b.peer.quiet(20)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
     expect(ctl.peer.frames).toEqual([]);
     expect(a.peer.isClosed).toBe(false);
   });
@@ -1084,7 +1082,7 @@ describe('clusterio: /metrics, admin API', () => {
     expect(text).toMatch(/^clusterio_instance_player_count\{(?=[^}\n]*instance_id="101")(?=[^}\n]*slave_id="4242")[^}\n]*\} 3$/m);
     expect(text).toMatch(/^clusterio_test_unlabelled_total\{slave_id="7"\} 5$/m);
     expect(text).toMatch(/^muster_clusterio_/m);
-    expect(await ctl.peer.quiet(10)).toBe(true);
+    expect(await ctl.peer.quiet()).toBe(true);
   });
 
   it('serves /api/v1/clusterio/slaves and /instances behind the admin token', async () => {
@@ -1287,9 +1285,7 @@ async function sessionLink(role: 'slave' | 'control', id = 4242): Promise<SLink>
 
 /** Drops the socket without a close handshake, as a lost connection would. */
 async function drop(l: SLink): Promise<void> {
-  l.peer.ws.terminate();
-  await l.peer.waitClose();
-  await sleep(20);
+  await terminate(s().muster, l.peer);
 }
 
 describe('clusterio: sessions (opt-in)', () => {
@@ -1359,7 +1355,7 @@ describe('clusterio: sessions (opt-in)', () => {
     sl.respond(reqs[0] as Frame); // seq 2
     // The client acks only the first two, then loses the socket; it only "received" 2.
     sl.ctrl('heartbeat', { last_seq: 2 });
-    await sleep(20);
+    await sl.peer.barrier();
     await drop(sl);
     sl.lastIn = 2;
     const cont = await sl.resume();
@@ -1377,7 +1373,7 @@ describe('clusterio: sessions (opt-in)', () => {
     expect(start.seq).toBe(4);
     sl.respond(start);
     expect((await ctl.next('start_instance_response')).data).toEqual({ seq: cseq });
-    expect(await sl.peer.quiet(20)).toBe(true);
+    expect(await sl.peer.quiet()).toBe(true);
   });
 
   it('delivers the client frames exactly once across a resume (a replayed duplicate is dropped)', async () => {
@@ -1398,7 +1394,7 @@ describe('clusterio: sessions (opt-in)', () => {
     sl.peer.send(dup?.text ?? '');
     sl.send('instance_output_event', { instance_id: 9, output: { n: 2 } }); // 4
     expect((await ctl.next('instance_output_event')).data).toEqual({ instance_id: 9, output: { n: 2 } });
-    expect(await ctl.peer.quiet(30)).toBe(true);
+    expect(await ctl.peer.quiet()).toBe(true);
     expect(sl.peer.isClosed).toBe(false);
   });
 
@@ -1412,12 +1408,12 @@ describe('clusterio: sessions (opt-in)', () => {
     sl.respond(assign);
     expect((await ctl.next('assign_instance_command_response')).data).toEqual({ seq: aseq });
     sl.heartbeat();
-    await sleep(20);
+    await sl.peer.barrier();
     await drop(sl);
 
     const cseq = ctl.send('start_instance_request', { instance_id: 777 });
     const rseq = ctl.send('send_rcon_request', { instance_id: 777, command: '/version' });
-    expect(await ctl.peer.quiet(30)).toBe(true);
+    expect(await ctl.peer.quiet()).toBe(true);
     await tick(SESSION_TIMEOUT / 2);
     expect(ctl.peer.frames).toEqual([]);
 

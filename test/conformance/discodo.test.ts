@@ -275,7 +275,7 @@ describe('discodo conformance: connection', () => {
     await boot();
     const p = await open();
     server().clock.advance(HANDSHAKE_TIMEOUT - 1);
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
     expect(p.isClosed).toBe(false);
     server().clock.advance(1);
     expect((await p.waitClose()).code).toBe(4000);
@@ -285,7 +285,7 @@ describe('discodo conformance: connection', () => {
     await boot({ handshakeTimeout: 10_000 });
     const p = await open();
     server().clock.advance(9_999);
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
     server().clock.advance(1);
     expect((await p.waitClose()).code).toBe(4000);
   });
@@ -466,7 +466,7 @@ describe('discodo conformance: voice clients from DISCORD_EVENT', () => {
     const p = await open();
     await identify(p, BOT_A);
     p.send(vsu(`"${BOT_A}"`, `"${GUILD}"`, `"${CHAN}"`));
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
     p.send(vserver(`"${GUILD}"`));
     const raw = await p.nextRaw();
     const f = exact(raw);
@@ -481,7 +481,7 @@ describe('discodo conformance: voice clients from DISCORD_EVENT', () => {
     const p = await open();
     await identify(p, BOT_A);
     p.send(vserver(`"${GUILD}"`));
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
     p.send(vsu(`"${BOT_A}"`, `"${GUILD}"`, `"${CHAN}"`));
     const f = exact(await p.nextRaw());
     expect(f.op).toBe('VC_CREATED');
@@ -727,7 +727,7 @@ describe('discodo conformance: sessions and snowflakes', () => {
     const b = await open();
     await identify(b, BOT_B);
     // Neither took the other over.
-    expect(await a.quiet(30)).toBe(true);
+    expect(await a.quiet()).toBe(true);
     expect(a.isClosed).toBe(false);
     await createVc(a, BOT_A, GUILD, CHAN);
     await closeAndSettle(a);

@@ -5,7 +5,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
-import { ADMIN_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
+import type { GamelistDialect } from '../../src/dialects/gamelist/dialect.js';
+import { ADMIN_TOKEN, RawPeer, settle, startTestServer, until, type TestServer } from '../support/server.js';
 
 const TOKEN = 'reg-secret-tok';
 const PASSWORD = 'hunter2-secret';
@@ -567,7 +568,7 @@ describe('gamelist: removal and liveness', () => {
     const { peer } = await register();
     const pings = pingCounter(peer);
     s().clock.advance(9_000);
-    await peer.quiet(30);
+    await peer.quiet();
     expect(pings.count).toBe(0);
     s().clock.advance(1_000);
     await until(() => pings.count === 1);
@@ -585,7 +586,7 @@ describe('gamelist: removal and liveness', () => {
     s().clock.advance(9_000); // t = 10 s: the first ping
     await until(() => pings.count === 1);
     s().clock.advance(19_000); // t = 29 s: within pongTimeout of the ping
-    await peer.quiet(30);
+    await peer.quiet();
     expect(peer.isClosed).toBe(false);
     s().clock.advance(1_001); // t = 30 s: 20 s after the unanswered ping
     const c = await peer.waitClose();
@@ -601,7 +602,7 @@ describe('gamelist: removal and liveness', () => {
     for (let t = 1; t <= 12; t++) {
       s().clock.advance(5_000);
       if (t % 2 === 0) await until(() => pings.count === t / 2);
-      await new Promise((r) => setTimeout(r, 5));
+      await settle([peer]);
       if (t % 4 === 0) await alive(peer); // refresh every 20 s
     }
     expect(peer.isClosed).toBe(false);
@@ -686,7 +687,8 @@ describe('gamelist: player join', () => {
     });
     const raw = await peer.nextRaw();
     s().clock.advance(4_900);
-    await new Promise((r) => setTimeout(r, 30));
+    // A join is answered in the same turn as its deadline fires: still pending on the server means not answered.
+    expect(s().muster.dialect<GamelistDialect>('gamelist')?.summary().pendingJoins).toBe(1);
     expect(settled).toBe(false);
     s().clock.advance(100);
     const r = await pending;
@@ -712,7 +714,7 @@ describe('gamelist: player join', () => {
       const r = await join(id, body);
       expect(r.status).toBe(403);
     }
-    expect(await peer.quiet(40)).toBe(true);
+    expect(await peer.quiet()).toBe(true);
   });
 
   it('forwards a join with the right password, without the password', async () => {
@@ -760,7 +762,7 @@ describe('gamelist: player join', () => {
     const r = await join(id, { username: 'x', clantag: 'y' });
     expect(r.status).toBeGreaterThanOrEqual(400);
     expect(r.status).toBeLessThan(500);
-    expect(await peer.quiet(30)).toBe(true);
+    expect(await peer.quiet()).toBe(true);
   });
 });
 

@@ -104,9 +104,9 @@ async function sync(peer: RawPeer): Promise<void> {
   peer.frames.unshift(...skipped);
 }
 
-/** Drains what is queued (after a short quiet wait), as parsed frames. */
-async function drain(peer: RawPeer, ms = 30): Promise<Frame[]> {
-  await peer.quiet(ms);
+/** Drains what is queued (up to a round-trip barrier), as parsed frames. */
+async function drain(peer: RawPeer): Promise<Frame[]> {
+  await peer.barrier();
   return peer.frames.splice(0).map((r) => JSON.parse(r) as Frame);
 }
 
@@ -201,7 +201,7 @@ describe('sharding: connection', () => {
     const peer = await open();
     await expectOp(peer, OP.INITIALISE);
     s().clock.advance(9_000);
-    expect(await peer.quiet(30)).toBe(true);
+    expect(await peer.quiet()).toBe(true);
     expect(peer.isClosed).toBe(false);
     s().clock.advance(1_001);
     expect((await peer.waitClose()).code).toBe(4002);
@@ -295,7 +295,7 @@ describe('sharding: start-up', () => {
   it('sends the first CONNECT startupDelay after start when expectedControls is not reached', async () => {
     await start({ expectedControls: 0 });
     const a = await control('a');
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
     s().clock.advance(1_000);
     const d = await expectOp(a.peer, OP.CONNECT);
     expect(d).toEqual({ shardRange: [0, 15], shards: [[0, 15]], redundant: false });
@@ -304,7 +304,7 @@ describe('sharding: start-up', () => {
   it('sends the first CONNECT as soon as expectedControls have identified', async () => {
     await start({ startupDelay: 45_000, expectedControls: 2 });
     const a = await control('a');
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
     const b = await control('b');
     const d = await expectOp(a.peer, OP.CONNECT);
     expect(d.redundant).toBe(false);
@@ -362,7 +362,7 @@ describe('sharding: start-up', () => {
     const off = await expectOp((byName[standbyName] as Control).peer, OP.OFFLOAD);
     expect(off.reason).toBe('failover');
     expect(expand(off.shards)).toEqual(expand(vd.shards));
-    expect(await (byName[otherName] as Control).peer.quiet(30)).toBe(true);
+    expect(await (byName[otherName] as Control).peer.quiet()).toBe(true);
   });
 
   it('sequential: the next CONNECT waits for CONNECTING then CONNECTED', async () => {
@@ -370,10 +370,10 @@ describe('sharding: start-up', () => {
     const a = await control('a');
     const b = await control('b');
     const ca = await expectOp(a.peer, OP.CONNECT);
-    expect(await b.peer.quiet(30)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
     a.peer.send({ o: OP.CONNECTING, d: null });
     await sync(a.peer);
-    expect(await b.peer.quiet(30)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
     a.peer.send({ o: OP.CONNECTED, d: { shards: ca.shards } });
     const cb = await expectOp(b.peer, OP.CONNECT);
     expect([...expand(ca.shards), ...expand(cb.shards)].sort((x, y) => x - y)).toEqual([...Array(16).keys()]);
@@ -444,9 +444,9 @@ describe('sharding: identify queue', () => {
     expect(e.code).toBe(4009);
     await sync(b.peer);
     expect(b.peer.frames.length).toBe(0);
-    expect(await b.peer.quiet(30)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
     s().clock.advance(5_000);
-    expect(await b.peer.quiet(30)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
     // The owner still gets its grant.
     a.peer.send({ o: OP.IDENTIFY_REQUEST, d: { shard_id: 3 } });
     expect(await expectOp(a.peer, OP.IDENTIFY_GRANT)).toEqual({ shard_id: 3 });
@@ -527,7 +527,7 @@ describe('sharding: disconnects and reconnects', () => {
     s().clock.advance(20_000);
     await sync(peer);
     await sync(b.peer);
-    expect(await b.peer.quiet(30)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
     expect(peer.frames.length).toBe(0);
     const own = await owners();
     for (const i of expand(ra)) expect(own[i]).toBe('a');
@@ -588,15 +588,15 @@ describe('sharding: FATAL and halt', () => {
     expect(((await get('/api/v1/sharding')).body as D).halted).toBe(true);
     // Documented reading of close code 4006: the halted fleet's sockets are closed with it.
     for (const p of [a.peer, b.peer]) {
-      await until(() => p.isClosed || p.frames.length > 0, 1000).catch(() => undefined);
-      if (p.isClosed) expect((await p.waitClose()).code).toBe(4006);
+      await p.barrier();
+      if (p.ws.readyState !== p.ws.OPEN) expect((await p.waitClose()).code).toBe(4006);
     }
     // Nothing starts while halted, not even for a CONTROL that identifies now.
     const late = await open();
     await expectOp(late, OP.INITIALISE);
     late.send({ o: OP.IDENTIFY, d: { name: 'late' } });
     s().clock.advance(2_000);
-    await late.quiet(50);
+    await late.quiet();
     const lateFrames = late.frames.splice(0).map((r) => JSON.parse(r) as Frame);
     expect(lateFrames.filter((f) => f.o === OP.CONNECT || f.o === OP.OFFLOAD)).toEqual([]);
     if (late.isClosed) expect((await late.waitClose()).code).toBe(4006);
@@ -686,7 +686,7 @@ describe('sharding: admin API', () => {
     await sync(a.peer);
     const c = await control('c');
     // Documented: a CONTROL that arrives after start-up gets a standby CONNECT.
-    await c.peer.quiet(30);
+    await c.peer.quiet();
     for (const f of await drain(c.peer)) {
       expect(f).toEqual({ o: OP.CONNECT, d: { shardRange: [], shards: [], redundant: true } });
       connected(c.peer, []);
@@ -756,7 +756,7 @@ describe('sharding: persistence and shutdown', () => {
     await expectOp(a, OP.INITIALISE);
     a.send({ o: OP.IDENTIFY, d: { name: 'a' } });
     s().clock.advance(2_000);
-    await a.quiet(50);
+    await a.quiet();
     const frames = a.frames.splice(0).map((r) => JSON.parse(r) as Frame);
     expect(frames.filter((f) => f.o === OP.CONNECT || f.o === OP.OFFLOAD)).toEqual([]);
   });
@@ -783,7 +783,7 @@ describe('sharding: more edges', () => {
     await drain(a.peer); // the start-up CONNECT
     // That heartbeat reset the deadline; now stay silent.
     s().clock.advance(44_999);
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
     expect(a.peer.isClosed).toBe(false);
     s().clock.advance(2);
     expect((await a.peer.waitClose()).code).toBe(4001);
@@ -830,7 +830,7 @@ describe('sharding: more edges', () => {
     const a = await control('a');
     const idle = await open();
     await expectOp(idle, OP.INITIALISE);
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
     idle.send({ o: OP.IDENTIFY, d: { name: 'b' } });
     await expectOp(idle, OP.IDENTIFIED);
     await expectOp(a.peer, OP.CONNECT);
@@ -860,7 +860,7 @@ describe('sharding: more edges', () => {
     connected(a.peer, ca.shards);
     await sync(a.peer);
     const c = await control('c');
-    await c.peer.quiet(30);
+    await c.peer.quiet();
     for (const f of await drain(c.peer)) {
       if (f.o === OP.CONNECT) connected(c.peer, []);
     }

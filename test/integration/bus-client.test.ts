@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BusClient, BusRequestError, type BusDelivery } from '../../src/client/index.js';
 import type { BusDialect } from '../../src/dialects/bus/dialect.js';
-import { ADMIN_TOKEN, BUS_TOKEN, startTestServer, until, type TestServer } from '../support/server.js';
+import { ADMIN_TOKEN, BUS_TOKEN, serverRoundTrip, startTestServer, until, type TestServer } from '../support/server.js';
 
 let srv: TestServer;
 const clients: BusClient[] = [];
@@ -79,7 +79,8 @@ describe('BusClient', () => {
     members[1]?.on('event', (m: BusDelivery) => members[1]?.reply(m, 'one'));
     const result = a.collect({ target: 'GROUP', identifier: 'g' }, 'STATS', null, { expect: 'all' });
     await until(() => srv.muster.dialect<BusDialect>('bus')?.summary().pendingRequests === 1);
-    await new Promise((r) => setTimeout(r, 20));
+    // Each member answers the server's ping after the event it got, so its reply (if any) has been handled.
+    await serverRoundTrip(srv.muster);
     srv.clock.advance(10_000);
     const r = await result;
     expect(r.received).toBe(2);
@@ -93,7 +94,7 @@ describe('BusClient', () => {
     await a.connect();
     for (let i = 0; i < 4; i++) {
       srv.clock.advance(30_000);
-      await new Promise((r) => setTimeout(r, 20));
+      await serverRoundTrip(srv.muster);
     }
     expect(a.connected).toBe(true);
   });
@@ -117,10 +118,10 @@ describe('BusClient', () => {
 
   it('does not reconnect after a refused identity', async () => {
     const a = client({ token: 'wrong' });
-    await expect(a.connect()).rejects.toThrow(/4004/);
+    // A reconnect is scheduled (and announced) in the close handler itself, before connect() rejects.
     let reconnecting = false;
     a.on('reconnecting', () => (reconnecting = true));
-    await new Promise((r) => setTimeout(r, 50));
+    await expect(a.connect()).rejects.toThrow(/4004/);
     expect(reconnecting).toBe(false);
   });
 

@@ -118,7 +118,7 @@ describe('bus: handshake', () => {
     const peer = await open();
     await roundTrip(peer);
     srv.clock.advance(9999);
-    expect(await peer.quiet(30)).toBe(true);
+    expect(await peer.quiet()).toBe(true);
     srv.clock.advance(1);
     await expectDisconnect(peer, 'IDENTIFY_TIMEOUT', 4003);
   });
@@ -235,7 +235,7 @@ describe('bus: routing', () => {
     for (const p of [b, c]) expect(await p.peer.next()).toMatchObject({ op: 0, event: 'E', data: { n: 1 }, source: a.id });
     await roundTrip(a.peer);
     expect(a.peer.frames).toEqual([]);
-    expect(await unidentified.quiet(30)).toBe(true);
+    expect(await unidentified.quiet()).toBe(true);
   });
 
   it('GLOBAL with intent.self includes the sender', async () => {
@@ -261,7 +261,7 @@ describe('bus: routing', () => {
     a.peer.send({ op: 0, event: 'INFO', intent: { target: 'GROUP', identifier: 'damon' } });
     expect(await m1.peer.next()).toMatchObject({ event: 'INFO', source: a.id });
     expect(await m2.peer.next()).toMatchObject({ event: 'INFO', source: a.id });
-    expect(await out.peer.quiet(30)).toBe(true);
+    expect(await out.peer.quiet()).toBe(true);
   });
 
   it('groups are created and removed implicitly (admin view)', async () => {
@@ -286,7 +286,7 @@ describe('bus: routing', () => {
     a.peer.send({ op: 0, event: 'BY_NAME', intent: { target: 'DIRECT', identifier: 'worker-b' } });
     expect(await b.peer.next()).toMatchObject({ event: 'BY_ID', source: a.id });
     expect(await b.peer.next()).toMatchObject({ event: 'BY_NAME', source: a.id });
-    expect(await c.peer.quiet(30)).toBe(true);
+    expect(await c.peer.quiet()).toBe(true);
   });
 
   it("relays the sender's frame unchanged plus source, snowflakes included", async () => {
@@ -342,8 +342,8 @@ describe('bus: replies', () => {
     b.peer.send({ op: 5, id: 'req-1', data: 2 });
     await roundTrip(b.peer);
     srv.clock.advance(20_000);
-    expect(await a.peer.quiet(30)).toBe(true);
-    expect(await c.peer.quiet(1)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
+    expect(await c.peer.quiet()).toBe(true);
   });
 
   it('sends TIMEOUT when a DIRECT request is not answered within requestTimeout', async () => {
@@ -352,13 +352,13 @@ describe('bus: replies', () => {
     a.peer.send({ op: 0, id: 'slow', event: 'ASK', expect_reply: true, intent: { target: 'DIRECT', identifier: b.id } });
     await b.peer.next();
     srv.clock.advance(9_999);
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
     srv.clock.advance(1);
     expect(await a.peer.next()).toEqual({ op: 5, id: 'slow', data: { error: 'TIMEOUT' } });
     // A late reply goes nowhere.
     b.peer.send({ op: 5, id: 'slow', data: {} });
     await roundTrip(b.peer);
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
   });
 
   it('collects N replies from a GROUP, then REPLY_END', async () => {
@@ -373,7 +373,7 @@ describe('bus: replies', () => {
     expect(await a.peer.next()).toMatchObject({ op: 5, id: 'c1', data: 1, source: ms[1]?.id });
     expect(await a.peer.next()).toEqual({ op: 5, id: 'c1', event: 'REPLY_END', data: { received: 2, expected: 2, missing: [] } });
     await roundTrip(ms[2]!.peer);
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
   });
 
   it('collects "all" from GLOBAL and names the missing services at the timeout', async () => {
@@ -439,8 +439,8 @@ describe('bus: request isolation (two requesters, one id)', () => {
     expect(await b.peer.next()).toMatchObject({ op: 5, id: '1', data: 'for-b', source: c.id });
     expect(await a.peer.next()).toMatchObject({ op: 5, id: '1', data: 'for-a', source: c.id });
     srv.clock.advance(20_000);
-    expect(await a.peer.quiet(30)).toBe(true);
-    expect(await b.peer.quiet(1)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
   });
 
   it('matches REPLYs that name nobody to the oldest request first', async () => {
@@ -453,7 +453,7 @@ describe('bus: request isolation (two requesters, one id)', () => {
     await c.peer.next();
     c.peer.send({ op: 5, id: '1', data: 'first' });
     expect(await a.peer.next()).toMatchObject({ data: 'first', source: c.id });
-    expect(await b.peer.quiet(30)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
     c.peer.send({ op: 5, id: '1', data: 'second' });
     expect(await b.peer.next()).toMatchObject({ data: 'second', source: c.id });
   });
@@ -485,7 +485,7 @@ describe('bus: request isolation (two requesters, one id)', () => {
     // A second answer from C is not expected any more: dropped too.
     c.peer.send({ op: 5, id: '1', data: 'again' });
     await roundTrip(c.peer);
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
     expect(await metric('muster_bus_replies_dropped_total')).toBe(before + 2);
   });
 
@@ -544,7 +544,7 @@ describe('bus: request isolation (two requesters, one id)', () => {
     m.peer.send({ op: 5, id: 'x', data: 'to-b', intent: { target: 'DIRECT', identifier: b.id } });
     expect(await b.peer.next()).toMatchObject({ data: 'to-b', source: m.id });
     expect(await b.peer.next()).toMatchObject({ event: 'REPLY_END', data: { received: 1, expected: 1, missing: [] } });
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
     m.peer.send({ op: 5, id: 'x', data: 'to-a' });
     expect(await a.peer.next()).toMatchObject({ data: 'to-a', source: m.id });
     expect(await a.peer.next()).toMatchObject({ event: 'REPLY_END', data: { received: 1, expected: 1, missing: [] } });

@@ -1,24 +1,20 @@
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BusClient } from '../../src/client/index.js';
+import { CLI as cli, ensureBuilt } from '../support/cli.js';
 import { RawPeer } from '../support/server.js';
 
 /**
  * The built CLI as a subprocess, with a config file, driven by real WebSocket
  * clients and real HTTP. `npm test` builds dist/ first.
  */
-const root = resolve(import.meta.dirname, '../..');
-const cli = join(root, 'dist/cli/main.js');
 let dir: string;
 
 beforeAll(() => {
-  if (!existsSync(cli)) {
-    const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('build failed');
-  }
+  ensureBuilt();
   dir = mkdtempSync(join(tmpdir(), 'muster-cli-'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -80,7 +76,7 @@ describe('muster CLI', () => {
 
     expect((await fetch(`${run.base}/healthz`)).status).toBe(200);
     expect((await fetch(`${run.base}/readyz`)).status).toBe(200);
-    expect(run.stdout()).toContain(`bus      ${ws}/bus`);
+    expect(run.stdout()).toMatch(new RegExp(`^  bus +${ws}/bus$`, 'm'));
 
     const a = new BusClient({ url: `${ws}/bus`, token: 'first-token', name: 'a', reconnect: false });
     const b = new BusClient({ url: `${ws}/bus`, token: 'first-token', reconnect: false });

@@ -3,18 +3,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyToken } from '../../src/dialects/clusterio/token.js';
+import { CLI, ensureBuilt } from '../support/cli.js';
 
 /** `muster token clusterio --slave ID | --control`, run as a process. */
 
 const run = promisify(execFile);
-const tsx = path.resolve('node_modules/.bin/tsx');
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'muster-token-'));
 
 async function muster(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(tsx, ['src/cli/main.ts', ...args], { env: { ...process.env, MUSTER_CONFIG: '' } });
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { cwd: dataDir, env: { ...process.env, MUSTER_CONFIG: '' } });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -22,9 +22,10 @@ async function muster(...args: string[]): Promise<{ code: number; stdout: string
   }
 }
 
+beforeAll(() => ensureBuilt());
 afterAll(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 
-describe.skipIf(!fs.existsSync(tsx))('muster token clusterio', () => {
+describe('muster token clusterio', () => {
   it('mints a slave token and a control token from the generated authSecret', async () => {
     const slave = await muster('token', 'clusterio', '--slave', '4242', '--data-dir', dataDir);
     expect(slave.code).toBe(0);

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClusterioLink, ClusterioLinkError, type LinkTimers } from '../../src/client/clusterio.js';
-import { until, type TestServer } from '../support/server.js';
+import { serverRoundTrip, until, type TestServer } from '../support/server.js';
 import { controlToken, dialectOf, instanceConfig, Seed2020, slaveToken, startClusterio } from './clusterio-helpers.js';
 
 let srv: TestServer;
@@ -57,7 +57,7 @@ function connOf(identity: RegExp): { terminate(): void } {
 async function advance(ms: number): Promise<void> {
   for (let left = ms; left > 0; left -= 10_000) {
     srv.clock.advance(Math.min(10_000, left));
-    await new Promise((r) => setTimeout(r, 15));
+    await serverRoundTrip(srv.muster);
   }
 }
 
@@ -183,9 +183,9 @@ describe('ClusterioLink', () => {
     srv.clock.advance(15_000); // the server's heartbeat acknowledges the request
     await until(() => control.unacknowledged === 0);
     expect(timers.fireBelow(20_000)).toBe(1); // the link's own heartbeat
-    await new Promise((r) => setTimeout(r, 20));
+    await serverRoundTrip(srv.muster); // the heartbeat the link just sent has been handled
     srv.clock.advance(15_000);
-    await new Promise((r) => setTimeout(r, 20));
+    await serverRoundTrip(srv.muster);
     expect(control.state).toBe('connected');
     // Without the link's heartbeat, the server would have closed it at 30 s.
     srv.clock.advance(15_000);

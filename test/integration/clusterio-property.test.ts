@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClusterioLink, ClusterioLinkError, type LinkTimers } from '../../src/client/clusterio.js';
-import { until, type TestServer } from '../support/server.js';
+import { serverRoundTrip, until, type TestServer } from '../support/server.js';
 import { controlToken, dialectOf, instanceConfig, Seed2020, slaveToken, startClusterio } from './clusterio-helpers.js';
 
 /**
@@ -125,7 +125,7 @@ describe('clusterio sessions: property tests', () => {
         }
       }
       await until(() => outputs.length >= sentUp && answers.size + failures.length >= sentDown, 15_000);
-      await new Promise((res) => setTimeout(res, 20));
+      await serverRoundTrip(srv.muster); // anything still on its way to a client has arrived
       expect(failures).toEqual([]);
       expect(outputs).toEqual(Array.from({ length: sentUp }, (_, i) => i + 1));
       expect(commands).toEqual(Array.from({ length: sentDown }, (_, i) => i + 1));
@@ -178,7 +178,7 @@ describe('clusterio sessions: property tests', () => {
       // The session expires while the link is away (in steps, so the seed slave answers its pings).
       for (let t = 0; t < 6; t++) {
         srv.clock.advance(10_000);
-        await new Promise((r) => setTimeout(r, 10));
+        await serverRoundTrip(srv.muster);
       }
       timers.fire();
       await Promise.all(all);

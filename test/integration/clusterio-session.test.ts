@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RawPeer, until, type TestServer } from '../support/server.js';
+import { RawPeer, settle, until, type TestServer } from '../support/server.js';
 import { controlToken, dialectOf, expectClose, instanceConfig, rawOpen, Seed2020, slaveToken, startClusterio, type Frame } from './clusterio-helpers.js';
 
 /** Sessions, the opt-in extension, driven with raw frames. */
@@ -54,7 +54,7 @@ async function advance(ms: number, beat?: RawPeer[]): Promise<void> {
   for (let left = ms; left > 0; left -= 10_000) {
     srv.clock.advance(Math.min(10_000, left));
     for (const p of beat ?? []) if (!p.isClosed) p.send({ seq: 0, type: 'heartbeat', data: { last_seq: 0 } });
-    await new Promise((r) => setTimeout(r, 15));
+    await settle([...peers, ...seeds.map((s) => s.peer)]);
   }
 }
 
@@ -254,7 +254,7 @@ describe('clusterio sessions: resume', () => {
     await until(() => dialectOf(srv).summary().connections === 1);
     const seq = c.send('start_instance_request', { instance_id: 777 });
     await advance(59_999);
-    expect(await c.peer.quiet(30)).toBe(true);
+    expect(await c.peer.quiet()).toBe(true);
     srv.clock.advance(1);
     expect((await c.next()).data).toEqual({ seq, error: expect.stringMatching(/Slave 4242 went offline \(session expired\)/) });
     expect((await c.request('list_slaves_request')).data.list).toEqual([expect.objectContaining({ id: 4242, connected: false })]);
@@ -279,7 +279,7 @@ describe('clusterio sessions: resume', () => {
     ctl.peer.ws.terminate();
     await until(() => dialectOf(srv).summary().connections === 1);
     slave.sendRaw('{"seq":2,"type":"instance_output_event","data":{"instance_id":777,"output":{"n":870000000000000123}}}');
-    await new Promise((r) => setTimeout(r, 20));
+    await slave.peer.barrier();
     const { peer, first } = await resume(ctl.token, 1);
     expect(first.type).toBe('continue');
     expect(await peer.nextRaw()).toBe('{"seq":2,"type":"instance_output_event","data":{"instance_id":777,"output":{"n":870000000000000123}}}');

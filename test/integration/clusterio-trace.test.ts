@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { until, type TestServer } from '../support/server.js';
+import { settle, until, type TestServer } from '../support/server.js';
 import { dialectOf, instanceConfig, Seed2020, startClusterio } from './clusterio-helpers.js';
 
 /**
@@ -155,7 +155,7 @@ describe('clusterio: the 2020 clients, end to end', () => {
     expect((await scrape).status).toBe(200);
     for (let i = 0; i < 4; i++) {
       srv.clock.advance(15_000);
-      await new Promise((r) => setTimeout(r, 20));
+      await settle(seeds.map((s) => s.peer));
     }
     expect(slave.peer.isClosed).toBe(false);
     expect(slave.violations).toEqual([]);

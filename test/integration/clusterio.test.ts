@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mintToken } from '../../src/dialects/clusterio/token.js';
-import { ADMIN_TOKEN, RawPeer, until, type TestServer } from '../support/server.js';
+import { ADMIN_TOKEN, RawPeer, settle, until, type TestServer } from '../support/server.js';
 import {
   controlToken,
   dialectOf,
@@ -37,11 +37,11 @@ async function control(): Promise<Seed2020> {
 
 const next = async (p: RawPeer): Promise<Frame> => JSON.parse(await p.nextRaw()) as Frame;
 
-/** Moves the clock in heartbeat-sized steps, letting peers answer pings between them. */
+/** Moves the clock in heartbeat-sized steps, letting peers answer pings between them (round trips). */
 async function advance(ms: number, stepMs = 10_000): Promise<void> {
   for (let left = ms; left > 0; left -= stepMs) {
     srv.clock.advance(Math.min(stepMs, left));
-    await new Promise((r) => setTimeout(r, 15));
+    await settle([...peers, ...seeds.map((x) => x.peer)]);
   }
 }
 
@@ -80,7 +80,7 @@ describe('clusterio: the seed handshake', () => {
     p.send({ seq: 1, type: 'register_slave', data: { token: await slaveToken(4242), agent: 'Clusterio Slave', version: '2.0.0-alpha', id: 4242, name: 'muster-slave-1' } });
     expect(await next(p)).toEqual({ seq: 2, type: 'ready', data: {} });
     p.send({ seq: 2, type: 'update_instances_event', data: { instances: [] } });
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
     expect(dialectOf(srv).summary().slaves).toBe(1);
   });
 
@@ -147,7 +147,7 @@ describe('clusterio: the seed handshake', () => {
   it('closes a socket that does not register within the handshake timeout (1008)', async () => {
     const p = await open();
     srv.clock.advance(29_999);
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
     srv.clock.advance(1);
     await expectClose(p, 'Handshake timeout', 1008);
   });
@@ -456,7 +456,7 @@ describe('clusterio: assigning and forwarding', () => {
     const f = await s.next();
     // In steps, so that both peers can answer the pings on the way.
     await advance(119_999);
-    expect(await c.peer.quiet(30)).toBe(true);
+    expect(await c.peer.quiet()).toBe(true);
     srv.clock.advance(1);
     expect((await c.next()).data).toEqual({ seq, error: expect.stringMatching(/did not answer/) });
     s.send('start_instance_response', { seq: f.seq });
@@ -522,7 +522,7 @@ describe('clusterio: update_instances_event', () => {
     const f = await s.next();
     expect(f.data.instance_id).toBe(1);
     s.send('assign_instance_response', { seq: f.seq });
-    expect(await s.peer.quiet(30)).toBe(true);
+    expect(await s.peer.quiet()).toBe(true);
     expect((await c.request('list_instances_request')).data.list).toEqual([
       { name: 'mine', id: 1, assigned_slave: 4242 },
       { name: 'theirs', id: 2, assigned_slave: 9 },
@@ -553,7 +553,7 @@ describe('clusterio: instance output and plugins', () => {
     s.send('instance_output_event', { instance_id: 777, output });
     const f = await a.next();
     expect(f).toEqual({ seq: 4, type: 'instance_output_event', data: { instance_id: 777, output } });
-    expect(await b.peer.quiet(30)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
   });
 
   it('keeps numbers beyond 2^53 in instance output exactly', async () => {
@@ -572,7 +572,7 @@ describe('clusterio: instance output and plugins', () => {
     await a.request('set_instance_output_subscriptions_request', { instance_ids: [] });
     s.send('instance_output_event', { instance_id: 777, output: { source: 's', received: 1, format: 'f', type: 't', message: 'm' } });
     await sync(a);
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
   });
 
   for (const type of ['global_chat:chat_event', 'research_sync:finished_event']) {
@@ -584,7 +584,7 @@ describe('clusterio: instance output and plugins', () => {
       s1.send(type, data);
       expect((await s2.next()).data).toEqual(data);
       expect((await s3.next()).data).toEqual(data);
-      expect(await s1.peer.quiet(30)).toBe(true);
+      expect(await s1.peer.quiet()).toBe(true);
     });
   }
 
@@ -602,8 +602,8 @@ describe('clusterio: instance output and plugins', () => {
     s1.send('research_sync:contribution_event', { name: 'automation', level: 1, contribution: 0.5 });
     s1.send('subspace_storage:place_event', { items: [] });
     await sync(c);
-    expect(await s2.peer.quiet(30)).toBe(true);
-    expect(await s1.peer.quiet(1)).toBe(true);
+    expect(await s2.peer.quiet()).toBe(true);
+    expect(await s1.peer.quiet()).toBe(true);
     const scrape = fetch(`${srv.httpBase}/metrics`).then((r) => r.text());
     for (const s of [s1, s2]) {
       const f = await s.next();
@@ -618,7 +618,7 @@ describe('clusterio: instance output and plugins', () => {
     const seq = s.send('research_sync:sync_technologies_request', { technologies: [] });
     expect(await s.next()).toEqual({ seq: 3, type: 'research_sync:sync_technologies_response', data: { seq, error: 'No handler for research_sync:sync_technologies_request' } });
     s.send('update_instances_event', { instances: [] });
-    expect(await s.peer.quiet(30)).toBe(true);
+    expect(await s.peer.quiet()).toBe(true);
     expect(s.peer.isClosed).toBe(false);
   });
 
@@ -667,7 +667,7 @@ describe('clusterio: liveness, kick, shutdown, admin API', () => {
     srv.clock.advance(15_000);
     await until(() => pings === 1);
     srv.clock.advance(14_999);
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
     srv.clock.advance(1);
     await expectClose(p, 'Ping timeout', 3008);
   });
@@ -676,7 +676,7 @@ describe('clusterio: liveness, kick, shutdown, admin API', () => {
     const c = await control();
     for (let i = 0; i < 4; i++) {
       srv.clock.advance(15_000);
-      await new Promise((r) => setTimeout(r, 20));
+      await settle([...peers, ...seeds.map((x) => x.peer)]);
     }
     await sync(c);
   });

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DiscodoClient, DiscodoTracebackError, type VoiceClientInfo } from '../../src/client/index.js';
 import { startTestServer, until, type TestServer } from '../support/server.js';
 import { ADMIN, PASSWORD, discodo } from './discodo-helpers.js';
@@ -102,12 +102,26 @@ describe('DiscodoClient', () => {
   });
 
   it('heartbeats on HELLO\'s interval and gets ACKs', async () => {
-    const s = await setup({ heartbeatInterval: 30 });
-    const c = client(s);
-    let acks = 0;
-    c.on('heartbeatAck', () => acks++);
-    await c.connect();
-    await until(() => acks >= 2);
+    const s = await setup({ heartbeatInterval: 1000 });
+    // The client's interval timer is faked (sockets stay real): each tick is one heartbeat, each ACK its round trip.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const c = client(s);
+      let acks = 0;
+      let interval = 0;
+      c.on('hello', (h: { heartbeatInterval: number }) => (interval = h.heartbeatInterval));
+      c.on('heartbeatAck', () => acks++);
+      await c.connect();
+      expect(interval).toBe(1000);
+      for (const want of [1, 2]) {
+        vi.advanceTimersByTime(999);
+        expect(acks).toBe(want - 1);
+        vi.advanceTimersByTime(1);
+        await until(() => acks >= want);
+      }
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   for (const compat of ['seed', 'discodo-3'] as const) {

@@ -224,10 +224,13 @@ describe('discodo: Discodo 3.0.7 Python client trace', () => {
       expect((await poll(peer))[0]).toBe('getState');
     }
 
-    // DPYClient reconnects to the channel: Discord sends the voice events again; nothing new is created.
+    // DPYClient reconnects to the channel: Discord sends the voice events again. Nothing new is
+    // created; the bot is told again about the voice client it has (same id), as a bot that could
+    // not read RESUMED needs to be.
     peer.send(voiceStateUpdate(CHANNEL));
     peer.send(voiceServerUpdate());
     peer.send(py('HEARTBEAT', '1'));
+    expect(await poll(peer)).toEqual(['VC_CREATED', { guild_id: GUILD, id: vcId }]);
     expect(await poll(peer)).toEqual(['HEARTBEAT_ACK', 1]);
     expect(discodo(s).summary().voiceClients).toBe(1);
   });

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { GameServerClient, RegistrationFailedError, type GameServerClientOptions, type GameServerInfo } from '../../src/client/index.js';
 import type { GamelistDialect } from '../../src/dialects/gamelist/dialect.js';
@@ -144,15 +144,22 @@ describe('GameServerClient', () => {
   });
 
   it('rejects connect() with error type 1 for a wrong token, and stops refreshing', async () => {
-    const c = client({ regToken: 'wrong', refreshInterval: 10 });
-    const failures: unknown[] = [];
-    c.on('registrationFailed', (e) => failures.push(e));
-    const err = await c.connect().catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(RegistrationFailedError);
-    expect((err as RegistrationFailedError).type).toBe(1);
-    await new Promise((r) => setTimeout(r, 40));
-    expect(failures).toEqual([{ type: 1, msg: 'Invalid registration token' }]);
-    expect(c.listed).toBe(false);
+    // The refresh timer is faked (the socket stays real): no interval may be left running.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const c = client({ regToken: 'wrong', refreshInterval: 10 });
+      const failures: unknown[] = [];
+      c.on('registrationFailed', (e) => failures.push(e));
+      const err = await c.connect().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RegistrationFailedError);
+      expect((err as RegistrationFailedError).type).toBe(1);
+      expect(vi.getTimerCount()).toBe(0);
+      vi.advanceTimersByTime(1000);
+      expect(failures).toEqual([{ type: 1, msg: 'Invalid registration token' }]);
+      expect(c.listed).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('rejects connect() with error type 2 when the server limit is reached', async () => {

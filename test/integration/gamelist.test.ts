@@ -448,7 +448,7 @@ describe('gamelist: liveness', () => {
     let pings = 0;
     peer.ws.on('ping', () => pings++);
     srv.clock.advance(9_999);
-    await peer.quiet(30);
+    await peer.quiet();
     expect(pings).toBe(0);
     srv.clock.advance(1);
     await until(() => pings === 1);
@@ -463,7 +463,7 @@ describe('gamelist: liveness', () => {
     srv.clock.advance(10_000);
     await until(() => pings === 1);
     srv.clock.advance(19_999);
-    await peer.quiet(30);
+    await peer.quiet();
     expect(peer.isClosed).toBe(false);
     expect(gl().summary().servers).toBe(1);
     srv.clock.advance(1);
@@ -539,7 +539,7 @@ describe('gamelist: player join', () => {
     expect(wrong.statusCode).toBe(403);
     expect(wrong.json()).toMatchObject({ success: false, error: { type: 'WRONG_PASSWORD' } });
     expect((await join(id, { sessionToken: 's', username: 'u', clantag: '' })).statusCode).toBe(403);
-    expect(await peer.quiet(30)).toBe(true);
+    expect(await peer.quiet()).toBe(true);
     // The right password goes through, and is not forwarded.
     const ok = join(id, { sessionToken: 's', username: 'u', clantag: '', password: 'hunter2' });
     const raw = await peer.nextRaw();
@@ -554,7 +554,7 @@ describe('gamelist: player join', () => {
     for (const body of [{ username: 'u' }, { sessionToken: 's' }, { sessionToken: 1, username: 'u' }, { sessionToken: 's', username: 'u', clantag: 5 }]) {
       expect((await join(id, body)).statusCode).toBe(400);
     }
-    expect(await peer.quiet(30)).toBe(true);
+    expect(await peer.quiet()).toBe(true);
   });
 
   it('answers 502 when the GS goes away before answering', async () => {

@@ -234,6 +234,10 @@ describe('sharding admin: rebalance (make before break)', () => {
     expect(await expectOp(a.peer, 4)).toEqual({ reason: 'rebalance', shards: [[7, 7]] });
     expect((await admin(srv!, 'POST', '/api/v1/sharding/rebalance', { to: 'nope', shards: [[0, 0]] })).status).toBe(404);
     expect((await admin(srv!, 'POST', '/api/v1/sharding/rebalance', { shards: 3 })).status).toBe(400);
+    // A JSON null is not "no body": it is refused, and nothing moves.
+    for (const bad of [null, [], 'rebalance', 0]) {
+      expect(await admin(srv!, 'POST', '/api/v1/sharding/rebalance', bad), JSON.stringify(bad)).toMatchObject({ status: 400, body: { error: 'BAD_REQUEST' } });
+    }
     expect((await admin(srv!, 'POST', '/api/v1/sharding/rebalance', {})).body).toEqual({ moves: [{ from: 'b', to: 'a', shards: [[7, 7]] }] });
     await connected(a.peer, [[0, 7]]);
   });

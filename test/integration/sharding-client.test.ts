@@ -5,10 +5,17 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ManualClock } from '../../src/core/clock.js';
 import { IdentifySlotError, MusterIdentifyThrottler, ShardingControl, shardIdsOf, type ShardingControlOptions } from '../../src/client/index.js';
 import type { Range } from '../../src/protocols/sharding/ranges.js';
-import { until } from '../support/server.js';
+import { serverRoundTrip, until } from '../support/server.js';
 import { admin, KEY, leakCheck, owners, shards, startSharding, type ShardingServer } from './sharding-helpers.js';
 
 let srv: ShardingServer | undefined;
+/** One turn of the event loop (pending I/O callbacks and promise chains run), not a timed wait. */
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+/** Two server ping round trips: whatever the clients sent in answer to earlier frames has been handled. */
+const roundTrips = async (): Promise<void> => {
+  await serverRoundTrip((srv as ShardingServer).muster);
+  await serverRoundTrip((srv as ShardingServer).muster);
+};
 const controls: ShardingControl[] = [];
 
 interface Probe {
@@ -85,7 +92,7 @@ describe('ShardingControl against Muster', () => {
     await a.control.connect();
     await until(() => granted.length === 2);
     expect(granted).toEqual([0, 1]);
-    await new Promise((r) => setTimeout(r, 20));
+    await roundTrips();
     expect(granted).toEqual([0, 1]);
     srv.clock.advance(5_000);
     await until(() => granted.length === 4);
@@ -310,7 +317,7 @@ describe('ShardingControl fencing (against a MASTER that misbehaves)', () => {
     await a.control.connect();
     await until(() => a.starts.length === 1);
     clock.advance(1_299);
-    await new Promise((r) => setTimeout(r, 20));
+    await turn();
     expect(a.stops).toEqual([]);
     clock.advance(1);
     expect(a.stops).toEqual([{ ranges: [[0, 3]], reason: expect.stringContaining('fenced: no ACK') }]);
@@ -353,7 +360,7 @@ describe('ShardingControl fencing (against a MASTER that misbehaves)', () => {
     await a.control.connect();
     await until(() => a.starts.length === 1);
     clock.advance(1_699);
-    await new Promise((r) => setTimeout(r, 20));
+    await turn();
     expect(closes).toEqual([]);
     clock.advance(1);
     await until(() => closes.length === 1);
@@ -404,7 +411,7 @@ describe('ShardingControl fencing (against a MASTER that misbehaves)', () => {
     await until(() => !a.control.identified);
     for (let t = 0; t < 2_700; t += 100) {
       clock.advance(100);
-      await new Promise((r) => setTimeout(r, 2));
+      await turn();
     }
     expect(a.stops).toEqual([]);
     clock.advance(100);
@@ -455,7 +462,7 @@ describe('MusterIdentifyThrottler (@discordjs/ws adapter)', () => {
     const ac = new AbortController();
     let done = false;
     const p = throttler.waitForIdentify(7, ac.signal).then(() => (done = true));
-    await new Promise((r) => setTimeout(r, 5));
+    await turn();
     expect(done).toBe(false);
     expect(calls).toEqual([[7, ac.signal]]);
     release?.();
@@ -486,7 +493,7 @@ describe('MusterIdentifyThrottler (@discordjs/ws adapter)', () => {
     const p0 = throttler.waitForIdentify(0, ac.signal).then(() => order.push(0));
     const p1 = throttler.waitForIdentify(1, ac.signal).then(() => order.push(1));
     await p0;
-    await new Promise((r) => setTimeout(r, 20));
+    await roundTrips();
     expect(order).toEqual([0]);
     srv.clock.advance(5_000);
     await p1;

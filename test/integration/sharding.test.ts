@@ -1,3 +1,4 @@
+import pino from 'pino';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RawPeer } from '../support/server.js';
@@ -110,7 +111,7 @@ describe('sharding: connection', () => {
     await expectOp(p, 5);
     await sync(p);
     srv!.clock.advance(9_999);
-    expect(await p.quiet(30)).toBe(true);
+    expect(await p.quiet()).toBe(true);
     srv!.clock.advance(1);
     await expectErrorClose(p, 4002);
   });
@@ -163,6 +164,25 @@ describe('sharding: connection', () => {
     p.send({ o: 12, d: { shards: [] } });
     expect(await expectOp(p, 7)).toMatchObject({ code: 4009 });
     await sync(p);
+  });
+});
+
+describe('sharding: an unset botToken', () => {
+  it('warns once, when the first CONTROL identifies, not at start', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
+    srv = await startSharding({ botToken: undefined }, { logger });
+    const warned = (): string[] => lines.filter((l) => l.includes('botToken'));
+    expect(warned()).toEqual([]);
+    const p = await raw();
+    expect((await p.next<Frame>()).d).toMatchObject({ token: '' });
+    expect(warned()).toEqual([]);
+    p.send({ o: 10, d: { name: 'a' } });
+    await expectOp(p, 15);
+    expect(warned()).toHaveLength(1);
+    expect(JSON.parse(warned()[0] as string)).toMatchObject({ level: 40, control: 'a' });
+    await ctl('b');
+    expect(warned()).toHaveLength(1);
   });
 });
 
@@ -263,7 +283,7 @@ describe('sharding: heartbeats and death', () => {
     srv!.clock.advance(30_000);
     await sync(b.peer); // b heartbeats; a stays silent
     srv!.clock.advance(14_999);
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
     srv!.clock.advance(1);
     expect(await expectOp(a.peer, 7)).toEqual({ code: 4001, message: expect.stringMatching(/HEARTBEAT/) });
     expect(await a.peer.waitClose()).toEqual({ code: 4001, reason: 'Dead connection' });
@@ -351,7 +371,7 @@ describe('sharding: assignment and start-up', () => {
     const a = await ctl('a');
     await live(30_000, a.peer);
     srv!.clock.advance(14_999);
-    expect(await a.peer.quiet(30)).toBe(true);
+    expect(await a.peer.quiet()).toBe(true);
     srv!.clock.advance(1);
     expect(await expectOp(a.peer, 6)).toEqual({ shardRange: [0, 15], shards: [[0, 15]], redundant: false });
   });
@@ -382,7 +402,7 @@ describe('sharding: assignment and start-up', () => {
     a.peer.send({ o: 11, d: null });
     await sync(a.peer);
     expect((await shards(srv!))[0]).toEqual({ id: 0, owner: 'a', state: 'connecting' });
-    expect(await b.peer.quiet(30)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
     a.peer.send({ o: 12, d: { shards: [[0, 7]] } });
     expect(await expectOp(b.peer, 6)).toEqual({ shardRange: [8, 15], shards: [[8, 15]], redundant: false });
     expect((await shards(srv!))[0]).toEqual({ id: 0, owner: 'a', state: 'connected' });
@@ -492,7 +512,7 @@ describe('sharding: the identify queue', () => {
     await sync(b.peer);
     expect(b.peer.frames).toEqual([]);
     srv!.clock.advance(4_999);
-    expect(await b.peer.quiet(30)).toBe(true);
+    expect(await b.peer.quiet()).toBe(true);
     srv!.clock.advance(1);
     expect(await expectOp(b.peer, 14)).toEqual({ shard_id: 8 });
   });

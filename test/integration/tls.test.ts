@@ -1,25 +1,18 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUS_TOKEN, RawPeer, startTestServer, type TestServer } from '../support/server.js';
 
-let dir: string;
+// A self-signed pair for localhost kept with the tests (valid for a century), so the
+// suite needs no openssl on the machine.
+const dir = join(import.meta.dirname, '../fixtures/tls');
 let srv: TestServer;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'muster-tls-'));
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-  ], { stdio: 'ignore' });
   srv = await startTestServer({ tls: { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') } });
 });
 afterAll(async () => {
   await srv.stop();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('TLS', () => {

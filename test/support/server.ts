@@ -59,6 +59,8 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
   };
 }
 
+let barriers = 0;
+
 export interface Closed {
   code: number;
   reason: string;
@@ -75,8 +77,14 @@ export class RawPeer {
   #waiters: Array<() => void> = [];
   #closedValue: Closed | undefined;
 
+  /** This end's local port once open: how the server's side of the socket is found (`serverClosed`). */
+  localPort = 0;
+
   constructor(url: string, opts: WebSocket.ClientOptions = {}) {
     this.ws = new WebSocket(url, { ...opts, autoPong: opts.autoPong ?? true });
+    this.ws.once('open', () => {
+      this.localPort = (this.ws as unknown as { _socket?: { localPort?: number } })._socket?.localPort ?? 0;
+    });
     this.ws.on('message', (data: Buffer) => {
       this.frames.push(data.toString('utf8'));
       this.#wake();
@@ -150,9 +158,43 @@ export class RawPeer {
     }
   }
 
-  /** Resolves true if no frame arrives within `ms` (a short real wait, for negative checks). */
-  async quiet(ms = 50): Promise<boolean> {
-    await new Promise((r) => setTimeout(r, ms));
+  /**
+   * A round-trip barrier: sends a WebSocket ping and waits for its pong. The server
+   * answers a ping after it has handled every frame this peer sent before it, and the
+   * pong arrives after every frame the server sent this peer before it. (Frames a
+   * dialect handles asynchronously, e.g. after a token check, may still be under way.)
+   */
+  async barrier(timeoutMs = 3000): Promise<void> {
+    if (this.isClosed || this.ws.readyState !== WebSocket.OPEN) return;
+    const tag = `barrier-${++barriers}`;
+    await new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(t);
+        this.ws.off('pong', onPong);
+        this.ws.off('close', done);
+        resolve();
+      };
+      const onPong = (data: Buffer): void => {
+        if (data.toString() === tag) done();
+      };
+      const t = setTimeout(() => {
+        this.ws.off('pong', onPong);
+        this.ws.off('close', done);
+        reject(new Error('timed out waiting for a pong'));
+      }, timeoutMs);
+      this.ws.on('pong', onPong);
+      this.ws.on('close', done);
+      this.ws.ping(tag);
+    });
+  }
+
+  /**
+   * True if nothing arrived for this peer up to a round-trip barrier (see `barrier`): a
+   * negative check that waits for the server, not for a fixed time. To check that a
+   * frame from another peer caused nothing here, make a round trip on that peer first.
+   */
+  async quiet(): Promise<boolean> {
+    await this.barrier();
     return this.frames.length === 0;
   }
 
@@ -172,6 +214,73 @@ export async function roundTrip(peer: RawPeer): Promise<void> {
   }
   // Frames that arrived before the PONG stay queued, in order, for the test to read.
   peer.frames.unshift(...skipped);
+}
+
+/**
+ * After the clock moved: a first barrier on each open peer proves the server's pings
+ * (and anything else sent before) reached it and its automatic pongs are on their way; a
+ * second proves the server has handled those pongs. Round trips, not a real-time wait.
+ */
+export async function settle(peers: readonly RawPeer[]): Promise<void> {
+  for (let i = 0; i < 2; i++) await Promise.all(peers.filter((p) => !p.isClosed).map((p) => p.barrier()));
+}
+
+/**
+ * A server-side round trip on every open connection (optionally only those `which`
+ * picks): the server pings, and the answer proves the peer answered every ping sent
+ * before it and the server handled those pongs. For real client libraries, which answer
+ * pings on their own; a peer that does not answer pings must not be picked.
+ */
+export async function serverRoundTrip(muster: Muster, which: (id: string) => boolean = () => true, timeoutMs = 3000): Promise<void> {
+  const conns = muster.transport.connections().filter((c) => !c.closing && !c.closed && which(c.id));
+  await Promise.all(
+    conns.map(
+      (c) =>
+        new Promise<void>((resolve, reject) => {
+          const ws = c.socket;
+          if (ws.readyState !== WebSocket.OPEN) return resolve();
+          const tag = `server-barrier-${++barriers}`;
+          const done = (): void => {
+            clearTimeout(t);
+            ws.off('pong', onPong);
+            ws.off('close', done);
+            resolve();
+          };
+          const onPong = (data: Buffer): void => {
+            if (data.toString() === tag) done();
+          };
+          const t = setTimeout(() => {
+            ws.off('pong', onPong);
+            ws.off('close', done);
+            reject(new Error(`connection ${c.id} did not answer a ping`));
+          }, timeoutMs);
+          ws.on('pong', onPong);
+          ws.on('close', done);
+          ws.ping(tag);
+        }),
+    ),
+  );
+}
+
+/** The id of the server's side of an open peer's socket (matched by the peer's local port). */
+export function serverConnId(muster: Muster, peer: RawPeer): string | undefined {
+  const port = peer.localPort;
+  return muster.transport
+    .connections()
+    .find((c) => (c.socket as unknown as { _socket?: { remotePort?: number } })._socket?.remotePort === port)?.id;
+}
+
+/**
+ * Drops a peer's socket without a close handshake, as a lost connection would, and waits
+ * until the server has handled the close: its connection is gone from the transport,
+ * whose close handler runs the dialect's onClose in the same turn.
+ */
+export async function terminate(muster: Muster, peer: RawPeer): Promise<void> {
+  const id = serverConnId(muster, peer);
+  if (id === undefined) throw new Error('terminate: the server holds no socket for this peer');
+  peer.ws.terminate();
+  await peer.waitClose();
+  await until(() => muster.transport.get(id) === undefined);
 }
 
 /** Waits until `cond()` holds, polling on real time for at most `timeoutMs` (for server-side effects). */

@@ -13,6 +13,7 @@ import {
   type MusterConfig,
   type MusterConfigInput,
 } from '../../src/config/index.js';
+import { MusterConfigSchema } from '../../src/config/schema.js';
 
 let dir: string;
 
@@ -279,11 +280,39 @@ describe('errors name the key, the value and what was expected', () => {
     const err = configError(() => withOverrides({ dialects: { bus: { heartbeatInterval: 'abc' } } }));
     expect(err.key).toBe('dialects.bus.heartbeatInterval');
     expect(err.value).toBe('abc');
-    expect(err.expected).toBe('a duration in ms or a string like "30s"');
+    expect(err.expected).toBe('a duration in ms or a string like "30s", at least 1s');
     expect(err.message).toBe(
-      'config: dialects.bus.heartbeatInterval = "abc": expected a duration in ms or a string like "30s"',
+      'config: dialects.bus.heartbeatInterval = "abc": expected a duration in ms or a string like "30s", at least 1s',
     );
     expect(configError(() => withOverrides({ shutdownTimeout: -5 })).key).toBe('shutdownTimeout');
+  });
+
+  it('refuses a duration under its minimum (a zero interval would break the dialect)', () => {
+    const zero = configError(() => withOverrides({ dialects: { bus: { heartbeatInterval: 0 } } }));
+    expect(zero.message).toBe(
+      'config: dialects.bus.heartbeatInterval = 0: shorter than the minimum (1000 ms); expected a duration in ms or a string like "30s", at least 1s',
+    );
+    expect(configError(() => withOverrides({ dialects: { gamelist: { pingInterval: '0s' } } })).key).toBe('dialects.gamelist.pingInterval');
+    expect(configError(() => withOverrides({ dialects: { gamelist: { pingInterval: '999ms' } } })).key).toBe('dialects.gamelist.pingInterval');
+    expect(withOverrides({ dialects: { gamelist: { pingInterval: '1s' } } }).dialects.gamelist.pingInterval).toBe(1000);
+    expect(configError(() => withOverrides({ dialects: { bus: { requestTimeout: 99 } } })).expected).toMatch(/at least 100ms$/);
+    // where 0 means "at once", 0 is allowed
+    expect(withOverrides({ dialects: { sharding: { startupDelay: 0, heartbeatGrace: 0 } }, shutdownTimeout: 0 }).shutdownTimeout).toBe(0);
+  });
+
+  it('documents every duration with its minimum in the README', () => {
+    const readme = fs.readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const walk = (schema: Record<string, unknown>, key: string): Array<[string, number]> => {
+      if (typeof schema['minimumMs'] === 'number') return [[key, schema['minimumMs']]];
+      const props = schema['properties'] as Record<string, Record<string, unknown>> | undefined;
+      return props ? Object.entries(props).flatMap(([k, v]) => walk(v, key ? `${key}.${k}` : k)) : [];
+    };
+    const durations = walk(MusterConfigSchema as unknown as Record<string, unknown>, '');
+    expect(durations.length).toBeGreaterThan(20);
+    for (const [key, min] of durations) {
+      const shown = min === 0 ? '0' : min >= 1000 ? `${min / 1000}s` : `${min}ms`;
+      expect(readme, key).toMatch(new RegExp(`\\| \`${key.replaceAll('.', '\\.')}\` \\| [^|]+ \\| ${shown} \\|`));
+    }
   });
 
   it('bad size', () => {

@@ -12,6 +12,7 @@ import type { VoiceBackend } from '../../src/dialects/discodo/backend.js';
 import { DiscodoDialect, type DiscodoDialectConfig } from '../../src/dialects/discodo/dialect.js';
 import { snowflakeKey } from '../../src/protocols/discodo/messages.js';
 import type { Store } from '../../src/store/types.js';
+import { nodeStatusProvider } from '../../src/dialects/discodo/status.js';
 
 /**
  * The runtime with no sockets: fake `ws` objects under real Connections, a manual
@@ -270,5 +271,14 @@ describe('discodo runtime: sessions', () => {
     dialect.goodbye(b.conn);
     expect(a.ws.closed?.code).toBe(1008);
     expect(b.ws.closed?.code).toBe(1001);
+  });
+});
+
+describe('discodo STATUS figures', () => {
+  it('caps TotalLoad at 100 (a percentage, as Discodo 3 sends) and shows the uncapped figure in load.total_percent', () => {
+    const loaded = nodeStatusProvider({ loadavg: () => [5, 4, 3], cores: () => 2 })();
+    expect(loaded).toMatchObject({ TotalLoad: 100, Cores: 2, load: { avg1: 5, avg5: 4, avg15: 3, total_percent: 250 } });
+    const idle = nodeStatusProvider({ loadavg: () => [0.25, 0, 0], cores: () => 2 })();
+    expect(idle).toMatchObject({ TotalLoad: 12.5, load: { total_percent: 12.5 } });
   });
 });

@@ -97,6 +97,34 @@ describe('discodo voice clients', () => {
     expect(r.effects).toEqual([{ type: 'update', vc: expect.objectContaining({ server: { token: 't', endpoint: 'e2' } }) }]);
   });
 
+  it('a fresh state + server pair for a guild that has a voice client answers VC_CREATED again, same id', () => {
+    const s = created();
+    const id = s.voiceClients.get('111')?.id as string;
+    const created1 = `{"op":"VC_CREATED","d":{"guild_id":111,"id":"${id}"}}`;
+    // state first, then server
+    const a = ev(s, 'VOICE_STATE_UPDATE', vsu('111', '222', '870000000000000123', 's2'));
+    expect(a.effects.some((e) => e.type === 'send')).toBe(false);
+    const b = ev(a.state, 'VOICE_SERVER_UPDATE', vsrv('111', 'e2'));
+    expect(b.effects).toEqual([
+      { type: 'send', frame: created1 },
+      { type: 'update', vc: expect.objectContaining({ id, sessionId: 's2', server: { token: 't', endpoint: 'e2' } }) },
+    ]);
+    expect(b.state.voiceClients.size).toBe(1);
+    expect(b.state.pending.size).toBe(0);
+    // server first, then the same state as before (the bot rejoins the same channel)
+    const c = ev(b.state, 'VOICE_SERVER_UPDATE', vsrv('111', 'e3'));
+    expect(c.effects).toEqual([{ type: 'update', vc: expect.objectContaining({ id }) }]);
+    const d = ev(c.state, 'VOICE_STATE_UPDATE', vsu('111', '222', '870000000000000123', 's2'));
+    expect(d.effects[0]).toEqual({ type: 'send', frame: created1 });
+    // into another channel: VC_CHANNEL_EDITED, then VC_CREATED with the same id
+    const e = ev(ev(d.state, 'VOICE_STATE_UPDATE', vsu('111', '333')).state, 'VOICE_SERVER_UPDATE', vsrv('111'));
+    expect(e.effects.filter((x) => x.type === 'send')).toEqual([{ type: 'send', frame: created1 }]);
+    // a lone half announces nothing; leaving drops the half with the client
+    const lone = ev(s, 'VOICE_STATE_UPDATE', vsu('111', '222'));
+    expect(lone.effects).toEqual([]);
+    expect(ev(lone.state, 'VOICE_STATE_UPDATE', vsu('111', 'null')).state.pending.size).toBe(0);
+  });
+
   it('null channel → VC_DESTROYED + disconnect(left)', () => {
     const r = ev(created(), 'VOICE_STATE_UPDATE', vsu('111', 'null'));
     expect(r.effects).toEqual([

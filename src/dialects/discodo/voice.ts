@@ -115,12 +115,15 @@ function onVoiceState(state: BotState, d: Record<string, unknown>, ctx: VoiceCon
   if (vc) {
     const moved = snowflakeKey(vc.channelId) !== snowflakeKey(channelId);
     const newSession = sessionId !== null && sessionId !== vc.sessionId;
-    if (!moved && !newSession) return same(state);
     const next: VoiceClientState = { ...vc, channelId, sessionId: sessionId ?? vc.sessionId };
     const effects: VoiceEffect[] = [];
     if (moved) effects.push({ type: 'send', frame: encode.vcChannelEdited(guildId, channelId) });
-    effects.push({ type: 'update', vc: next });
-    return { state: { ...state, voiceClients: with_(state.voiceClients, key, next) }, effects };
+    const prev = state.pending.get(key);
+    if (prev?.server !== undefined) return rejoined(state, key, { ...next, server: prev.server }, effects);
+    // Half of a fresh pair: kept, so that a VOICE_SERVER_UPDATE that follows announces the client again.
+    const half: PendingVoice = { guildId, channelId, sessionId: next.sessionId, server: undefined };
+    if (moved || newSession) effects.push({ type: 'update', vc: next });
+    return { state: { ...state, voiceClients: with_(state.voiceClients, key, next), pending: keepHalf(state.pending, key, half) }, effects };
   }
 
   const prev = state.pending.get(key);
@@ -138,24 +141,45 @@ function onVoiceServer(state: BotState, d: Record<string, unknown>, ctx: VoiceCo
   };
   const vc = state.voiceClients.get(key);
   if (vc) {
-    // The voice server moved: a media plane would reconnect. The bot is told nothing.
     const next: VoiceClientState = { ...vc, server };
-    return { state: { ...state, voiceClients: with_(state.voiceClients, key, next) }, effects: [{ type: 'update', vc: next }] };
+    if (state.pending.get(key)?.channelId !== undefined) return rejoined(state, key, next, []);
+    // The voice server moved: a media plane would reconnect. The bot is told nothing, unless a
+    // VOICE_STATE_UPDATE follows and makes this a fresh pair.
+    const half: PendingVoice = { guildId, channelId: undefined, sessionId: null, server };
+    return {
+      state: { ...state, voiceClients: with_(state.voiceClients, key, next), pending: keepHalf(state.pending, key, half) },
+      effects: [{ type: 'update', vc: next }],
+    };
   }
   const prev = state.pending.get(key);
   const half: PendingVoice = { guildId: prev?.guildId ?? guildId, channelId: prev?.channelId, sessionId: prev?.sessionId ?? null, server };
   return complete(state, key, half, ctx);
 }
 
+/**
+ * A fresh VOICE_STATE_UPDATE + VOICE_SERVER_UPDATE pair (either order) for a guild that
+ * already has a voice client: the bot joined again, e.g. after a reconnect in which it
+ * could not read RESUMED. It gets VC_CREATED again with the same id, so it holds a handle
+ * (and can send VC_DESTROY); the backend hears of the new session and server.
+ */
+function rejoined(state: BotState, key: string, vc: VoiceClientState, effects: VoiceEffect[]): VoiceStep {
+  return {
+    state: { ...state, voiceClients: with_(state.voiceClients, key, vc), pending: without(state.pending, key) },
+    effects: [...effects, { type: 'send', frame: encode.vcCreated(vc.guildId, vc.id) }, { type: 'update', vc }],
+  };
+}
+
+/** Keeps a half, dropping the oldest past MAX_PENDING. */
+function keepHalf(pending: ReadonlyMap<string, PendingVoice>, key: string, half: PendingVoice): ReadonlyMap<string, PendingVoice> {
+  let out: ReadonlyMap<string, PendingVoice> = with_(pending, key, half);
+  if (out.size > MAX_PENDING) out = without(out, out.keys().next().value as string);
+  return out;
+}
+
 /** Creates the voice client once both halves are there; otherwise keeps the half. */
 function complete(state: BotState, key: string, half: PendingVoice, ctx: VoiceContext): VoiceStep {
   if (half.channelId === undefined || half.server === undefined) {
-    let pending: ReadonlyMap<string, PendingVoice> = with_(state.pending, key, half);
-    if (pending.size > MAX_PENDING) {
-      const oldest = pending.keys().next().value as string;
-      pending = without(pending, oldest);
-    }
-    return same({ ...state, pending });
+    return same({ ...state, pending: keepHalf(state.pending, key, half) });
   }
   const vc: VoiceClientState = {
     id: ctx.newId(),

@@ -65,6 +65,7 @@ export class ShardingDialect implements Dialect {
   readonly #peerLog = new LogLimiter<string>(() => this.#now(), PEER_LOG_RATE);
   #loaded = false;
   #stopped = false;
+  #warnedBotToken = false;
   readonly #backlog: Array<() => FleetEvent> = [];
   readonly #ready: Promise<void>;
   /** Store writes not yet settled; each resolves to whether it was saved. */
@@ -80,7 +81,6 @@ export class ShardingDialect implements Dialect {
     this.#deps = deps;
     this.path = cfg.path;
     this.#state = initialState(cfg, ctx.scheduler.now());
-    if (cfg.botToken === '') ctx.logger.warn('sharding: dialects.sharding.botToken is not set; INITIALISE will carry an empty token');
     const registers = [ctx.registry];
     const read = (): FleetState => this.#state;
     const config = (): ShardingDialectConfig => this.#cfg;
@@ -390,6 +390,11 @@ export class ShardingDialect implements Dialect {
       const name = state.sockets.get(ev.conn)?.control;
       const conn = this.#conns.get(ev.conn);
       if (conn && name) conn.identity = name;
+      // Most deployments run no shard fleet: the missing bot token matters only once a CONTROL shows up.
+      if (name && this.#cfg.botToken === '' && !this.#warnedBotToken) {
+        this.#warnedBotToken = true;
+        this.#ctx.logger.warn({ control: name }, 'sharding: a CONTROL identified but dialects.sharding.botToken is not set; INITIALISE carries an empty token');
+      }
     }
     // Writes first: what the frames below announce (a grant spends budget, an assignment
     // moves shards) is in the store before they go out (see #deliver).

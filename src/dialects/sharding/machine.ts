@@ -961,7 +961,8 @@ class Tx {
     if (s.shards.some((sh) => sh.target !== null)) return this.reply(409, { error: 'REBALANCE_IN_PROGRESS', message: 'a make-before-break is still under way' });
     const live = this.live().filter((c) => c.started && c.plan === null);
     let moves: Move[];
-    if (body === undefined || body === null || (isObj(body) && Object.keys(body).length === 0)) {
+    // No body or {} asks for the automatic plan; a JSON null (or any other non-object) is a bad request.
+    if (body === undefined || (isObj(body) && Object.keys(body).length === 0)) {
       if (live.length === 0) return this.reply(409, { error: 'NO_CONTROLS', message: 'no live CONTROL to rebalance onto' });
       moves = planRebalance(
         s.shards.map((sh) => sh.owner),
