@@ -211,7 +211,7 @@ async function kill9(seed: number, iterations: number): Promise<Row> {
     lost,
     lockouts: 0,
     fiveXx: 0,
-    notes: `${iterations} kills at ${results.map((r) => r.killAfter).join('/')} acks; ${hit} lost something${lost > 0 ? `: ${results.flatMap((r) => r.details).slice(0, 2).join('; ')}` : ''}`,
+    notes: `${iterations} kills, at ${results.map((r) => r.killAfter).join('/')} acks; ${hit} of them lost an acknowledged write${lost > 0 ? `: ${results.flatMap((r) => r.details).slice(0, 2).join('; ')}` : ''}`,
   };
 }
 
