@@ -158,7 +158,7 @@ export function step(state: LinkState, event: LinkEvent, cfg: MachineConfig): St
 
 function onHandshakeFrame(state: LinkState, text: string | undefined): Step {
   if (text === undefined) return badHandshake(state);
-  const res = decodeEnvelope(text);
+  const res = decodeEnvelope(text, true);
   if (!res.ok) return badHandshake(state);
   const { type, data } = res.env;
   switch (type) {

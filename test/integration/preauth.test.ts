@@ -1,0 +1,141 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintToken } from '../../src/dialects/clusterio/token.js';
+import { MAX_JSON_DEPTH } from '../../src/protocols/json.js';
+import { BUS_TOKEN, RawPeer, startTestServer, type TestServer } from '../support/server.js';
+
+/**
+ * What a peer may send before and after it has authenticated, in every dialect: JSON
+ * nested deeper than MAX_JSON_DEPTH gets the dialect's bad-message close (never a
+ * stack overflow and 1011), and the server carries on.
+ */
+
+const CLUSTERIO_SECRET = 'clusterio-secret';
+const REG_TOKEN = 'reg-token';
+
+let srv: TestServer;
+
+beforeAll(async () => {
+  srv = await startTestServer({
+    limits: { handshakesPerIpPerMinute: 100000 },
+    dialects: {
+      sharding: { enabled: true, authorization: 'shard-key', botToken: 'bot', shardCount: 4, startupDelay: 1000 },
+      clusterio: { enabled: true, authSecret: CLUSTERIO_SECRET },
+      discodo: { enabled: true, password: 'disco-pw' },
+      gamelist: { enabled: true, regTokens: [REG_TOKEN] },
+    },
+  });
+});
+
+afterAll(async () => {
+  await srv.stop();
+});
+
+const nest = (n: number): string => '['.repeat(n) + ']'.repeat(n);
+
+function registerFrame(id: string, extra = '', token = REG_TOKEN): string {
+  const info = `{"name":"n","desc":"d","port":1,"map":"m","playlist":"p","curPlayers":0,"maxPlayers":8,"gameState":0${extra}}`;
+  return `{"metadata":{"type":1,"id":${id}},"info":${info},"regToken":${JSON.stringify(token)}}`;
+}
+
+interface DialectCase {
+  name: string;
+  /** Opens a socket as far as the phase asks. */
+  open(authenticated: boolean): Promise<RawPeer>;
+  /** A frame of this dialect carrying `inner` somewhere in it. */
+  frame(inner: string, authenticated: boolean): string;
+  /** The dialect's bad-message close, before and after authentication. */
+  badClose: { before: number; after: number };
+}
+
+const CASES: DialectCase[] = [
+  {
+    name: 'sharding',
+    open: async (authenticated) => {
+      const p = await RawPeer.open(`${srv.wsBase}/sharding`, { headers: { authorization: 'shard-key' } });
+      if (authenticated) {
+        p.send({ o: 10, d: { name: 'host-deep' } });
+        await p.nextRaw();
+      }
+      return p;
+    },
+    frame: (inner, authenticated) => (authenticated ? `{"o":9,"d":{"x":${inner}}}` : `{"o":10,"d":{"name":"h","x":${inner}}}`),
+    badClose: { before: 4004, after: 4004 },
+  },
+  {
+    name: 'clusterio',
+    open: async (authenticated) => {
+      const p = await RawPeer.open(`${srv.wsBase}/api/socket`);
+      await p.nextRaw(); // hello
+      if (authenticated) {
+        p.send({ seq: 1, type: 'register_control', data: { token: await mintToken(CLUSTERIO_SECRET, { aud: 'control' }), agent: 'a', version: 'v' } });
+        expect(JSON.parse(await p.nextRaw()).type).toBe('ready');
+      }
+      return p;
+    },
+    frame: (inner, authenticated) =>
+      authenticated ? `{"seq":2,"type":"list_slaves_request","data":{"x":${inner}}}` : `{"seq":1,"type":"register_control","data":{"x":${inner}}}`,
+    badClose: { before: 1008, after: 4000 },
+  },
+  {
+    name: 'bus',
+    open: async (authenticated) => {
+      const p = await RawPeer.open(`${srv.wsBase}/bus`);
+      if (authenticated) {
+        p.send({ op: 1, data: { token: BUS_TOKEN } });
+        await p.nextRaw();
+      }
+      return p;
+    },
+    frame: (inner, authenticated) =>
+      authenticated ? `{"op":0,"intent":{"target":"GLOBAL"},"data":${inner}}` : `{"op":1,"data":{"token":"x","deep":${inner}}}`,
+    badClose: { before: 4002, after: 4002 },
+  },
+  {
+    name: 'discodo',
+    open: async (authenticated) => {
+      const p = await RawPeer.open(`${srv.wsBase}/ws`, { headers: { authorization: 'disco-pw' } });
+      await p.nextRaw(); // HELLO
+      if (authenticated) {
+        p.send({ op: 'IDENTIFY', d: { user_id: '870000000000000123' } });
+        await p.nextRaw();
+      }
+      return p;
+    },
+    frame: (inner, authenticated) => (authenticated ? `{"op":"DISCORD_EVENT","d":{"t":"X","d":${inner}}}` : `{"op":"IDENTIFY","d":{"user_id":1,"x":${inner}}}`),
+    badClose: { before: 4002, after: 4002 },
+  },
+  {
+    name: 'gamelist',
+    open: async (authenticated) => {
+      const p = await RawPeer.open(`${srv.wsBase}/v2/server/ws`);
+      if (authenticated) {
+        p.send(registerFrame('1'));
+        expect(JSON.parse(await p.nextRaw()).success).toBe(true);
+      }
+      return p;
+    },
+    frame: (inner) => registerFrame('2', `,"x":${inner}`),
+    badClose: { before: 1008, after: 1008 },
+  },
+];
+
+describe('JSON nested too deep', () => {
+  for (const c of CASES) {
+    for (const authenticated of [false, true]) {
+      const phase = authenticated ? 'after' : 'before';
+      it(`${c.name}: refused ${phase} authentication with the bad-message close (${c.badClose[phase]}), not 1011`, async () => {
+        // 7000 levels are 14 KB: under every size limit, so depth alone decides.
+        for (const depth of [MAX_JSON_DEPTH + 1, 3000, 7000]) {
+          const p = await c.open(authenticated);
+          p.send(c.frame(nest(depth), authenticated));
+          const closed = await p.waitClose();
+          expect(closed.code, `${c.name} ${phase} at depth ${depth}: ${closed.reason}`).toBe(c.badClose[phase]);
+        }
+        // The server is still answering this dialect.
+        const p = await c.open(authenticated);
+        p.close();
+        await p.waitClose();
+      });
+    }
+  }
+});
