@@ -267,6 +267,7 @@ export const ClusterioSchema = Section({
   authSecret: Secret(),
   heartbeatInterval: Duration(15_000),
   sessionTimeout: Duration(60_000),
+  preAuthMaxBytes: Bytes(16_384, 1024),
 });
 
 export const BusSchema = Section({
@@ -278,6 +279,7 @@ export const BusSchema = Section({
   requestTimeout: Duration(10_000),
   identifyTimeout: Duration(10_000),
   maxBufferedBytes: Bytes(4_194_304),
+  preAuthMaxBytes: Bytes(16_384, 1024),
 });
 
 export const DiscodoSchema = Section({
@@ -308,6 +310,7 @@ export const GamelistSchema = Section({
   maxServersPerIp: Int(25, 1),
   maxFailedRegistrations: Int(5, 1),
   publicRatePerIpPerMinute: Int(1_200, 1),
+  preAuthMaxBytes: Bytes(16_384, 1024),
 });
 
 export const DialectsSchema = Section({

@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { Connection } from '../core/connection.js';
-import type { ConnectionHandler, Dialect } from '../core/dialect.js';
+import { PRE_AUTH_SOCKET_FACTOR, type ConnectionHandler, type Dialect } from '../core/dialect.js';
 import { CloseCode } from '../core/errors.js';
 import type { CoreMetrics } from '../core/metrics.js';
 import type { Scheduler, Timer } from '../core/scheduler.js';
@@ -184,6 +184,7 @@ export class Transport {
       scheduler,
       maxBufferedBytes: dialect.maxBufferedBytes,
       observer: metrics,
+      ...(dialect.preAuthMaxBytes === undefined ? {} : { frameLimits: preAuthFrameLimits(dialect.preAuthMaxBytes, this.#opts.limits.maxPayload) }),
     });
     const entry: { conn: Connection; dialect: Dialect; handler: ConnectionHandler | undefined } = { conn, dialect, handler: undefined };
     this.#conns.set(conn.id, entry);
@@ -239,6 +240,11 @@ export class Transport {
       }
     });
   }
+}
+
+/** The socket layer's frame limits for a dialect with a pre-authentication cap. */
+export function preAuthFrameLimits(preAuthMaxBytes: number, maxPayload: number): { preAuth: number; max: number } {
+  return { preAuth: Math.min(maxPayload, PRE_AUTH_SOCKET_FACTOR * preAuthMaxBytes), max: maxPayload };
 }
 
 function destroyOnError(this: Duplex): void {

@@ -71,7 +71,7 @@ const EXPECTED_DEFAULTS: MusterConfig = {
       fenceMargin: 5000,
       identifyTimeout: 10000,
     },
-    clusterio: { enabled: true, path: '/api/socket', heartbeatInterval: 15000, sessionTimeout: 60000 },
+    clusterio: { enabled: true, path: '/api/socket', heartbeatInterval: 15000, sessionTimeout: 60000, preAuthMaxBytes: 16384 },
     bus: {
       enabled: true,
       path: '/bus',
@@ -80,6 +80,7 @@ const EXPECTED_DEFAULTS: MusterConfig = {
       requestTimeout: 10000,
       identifyTimeout: 10000,
       maxBufferedBytes: 4194304,
+      preAuthMaxBytes: 16384,
     },
     discodo: {
       enabled: true,
@@ -100,6 +101,7 @@ const EXPECTED_DEFAULTS: MusterConfig = {
       maxServersPerIp: 25,
       maxFailedRegistrations: 5,
       publicRatePerIpPerMinute: 1200,
+      preAuthMaxBytes: 16384,
     },
   },
   shutdownTimeout: 10000,

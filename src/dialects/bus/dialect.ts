@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
-import type { ConnectionHandler, Dialect, DialectContext, HttpRoute } from '../../core/dialect.js';
+import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
 import { PendingRequests, type PendingEntry } from '../../core/pending.js';
 import { Router } from '../../core/router.js';
 import type { Timer } from '../../core/scheduler.js';
@@ -25,6 +25,8 @@ export interface BusDialectConfig {
   requestTimeout: number;
   identifyTimeout: number;
   maxBufferedBytes: number;
+  /** Largest frame before IDENTIFY succeeds (default DEFAULT_PRE_AUTH_MAX_BYTES). */
+  preAuthMaxBytes?: number;
 }
 
 export interface BusDialectDeps {
@@ -60,6 +62,7 @@ export class BusDialect implements Dialect {
   readonly path: string;
   readonly closeCodes = busCloseCodes;
   readonly maxBufferedBytes: number;
+  readonly preAuthMaxBytes: number;
 
   #cfg: BusDialectConfig;
   #machine: MachineConfig;
@@ -84,9 +87,11 @@ export class BusDialect implements Dialect {
     this.#ctx = ctx;
     this.path = cfg.path;
     this.maxBufferedBytes = cfg.maxBufferedBytes;
+    this.preAuthMaxBytes = cfg.preAuthMaxBytes ?? DEFAULT_PRE_AUTH_MAX_BYTES;
     this.#machine = {
       token: cfg.token,
       maxMessageBytes: cfg.maxMessageBytes,
+      preAuthMaxBytes: this.preAuthMaxBytes,
       heartbeatInterval: cfg.heartbeatInterval,
       secretEquals: deps.secretEquals,
     };
@@ -323,6 +328,7 @@ export class BusDialect implements Dialect {
       this.#names.set(data.name, svc);
     }
     svc.identified = true;
+    svc.conn.markAuthenticated();
     this.#byId.set(svc.id, svc);
     this.#router.add(svc.conn, svc.id);
     const groups = new Set<string>(data.groups ?? []);

@@ -15,6 +15,7 @@ export const busFactory: DialectFactory = {
         requestTimeout: bus.requestTimeout,
         identifyTimeout: bus.identifyTimeout,
         maxBufferedBytes: bus.maxBufferedBytes,
+        preAuthMaxBytes: bus.preAuthMaxBytes,
       },
       ctx,
       deps,

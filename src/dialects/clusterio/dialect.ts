@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
-import type { ConnectionHandler, Dialect, DialectContext, HttpRoute } from '../../core/dialect.js';
+import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
 import { PendingRequests, type PendingEntry } from '../../core/pending.js';
 import type { Timer } from '../../core/scheduler.js';
 import { SessionManager, type Session } from '../../core/session.js';
@@ -58,6 +58,8 @@ export interface ClusterioDialectConfig {
   handshakeTimeout?: number;
   /** Unsent bytes per socket before it is a slow consumer (default 4 MiB). */
   maxBufferedBytes?: number;
+  /** Largest frame before the handshake is accepted (default DEFAULT_PRE_AUTH_MAX_BYTES). */
+  preAuthMaxBytes?: number;
   /** Unacknowledged bytes a session keeps for replay (default 4 MiB). */
   sessionBufferBytes?: number;
 }
@@ -134,6 +136,7 @@ export class ClusterioDialect implements Dialect {
   readonly path: string;
   readonly closeCodes = clusterioCloseCodes;
   readonly maxBufferedBytes: number;
+  readonly preAuthMaxBytes: number;
 
   #cfg: Required<ClusterioDialectConfig>;
   readonly #ctx: DialectContext;
@@ -156,11 +159,13 @@ export class ClusterioDialect implements Dialect {
       handshakeTimeout: 2 * cfg.heartbeatInterval,
       maxBufferedBytes: 4 * 1024 * 1024,
       sessionBufferBytes: 4 * 1024 * 1024,
+      preAuthMaxBytes: DEFAULT_PRE_AUTH_MAX_BYTES,
       ...cfg,
     };
     this.#ctx = ctx;
     this.path = cfg.path;
     this.maxBufferedBytes = this.#cfg.maxBufferedBytes;
+    this.preAuthMaxBytes = this.#cfg.preAuthMaxBytes;
     this.#registry = new ClusterioRegistry(ctx.store, ctx.logger);
     this.#sessions = new SessionManager<Peer, Link>({
       scheduler: ctx.scheduler,
@@ -309,8 +314,9 @@ export class ClusterioDialect implements Dialect {
   // ---- the link state machine and its effects ----
 
   #feed(link: Link, event: LinkEvent): void {
-    const { state, effects } = step(link.state, event, { heartbeatInterval: this.#cfg.heartbeatInterval });
+    const { state, effects } = step(link.state, event, { heartbeatInterval: this.#cfg.heartbeatInterval, preAuthMaxBytes: this.#cfg.preAuthMaxBytes });
     link.state = state;
+    if (state.phase === 'ready') link.conn.markAuthenticated();
     const peer = link.peer;
     if (peer && peer.link === link && state.mode === 'session') peer.lastReceived = state.lastReceived;
     for (const e of effects) this.#run(link, e);

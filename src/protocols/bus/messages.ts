@@ -76,7 +76,12 @@ export const busCloseCodes = {
   1001: { name: 'SHUTTING_DOWN', description: 'The server is shutting down (DISCONNECT SHUTTING_DOWN first)', retryable: true },
   1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no DISCONNECT)', retryable: false },
   1008: { name: 'KICKED', description: 'An operator kicked the service (DISCONNECT KICKED first)', retryable: true },
-  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over maxMessageBytes (DISCONNECT MESSAGE_TOO_BIG first)', retryable: false },
+  1009: {
+    name: 'MESSAGE_TOO_BIG',
+    description:
+      'A frame over maxMessageBytes, or over preAuthMaxBytes before IDENTIFY (DISCONNECT MESSAGE_TOO_BIG first); over limits.maxPayload, or 4 × preAuthMaxBytes before IDENTIFY, the socket layer closes with no DISCONNECT',
+    retryable: false,
+  },
   4001: { name: 'PING_TIMEOUT', description: 'Nothing received for two heartbeat intervals', retryable: true },
   4002: { name: 'BAD_MESSAGE', description: 'Malformed JSON, not an object, wrong envelope, unknown op, binary frame, or a second IDENTIFY', retryable: false },
   4003: { name: 'NOT_IDENTIFIED', description: 'An op other than IDENTIFY or PING before IDENTIFY, or no IDENTIFY within identifyTimeout', retryable: true },

@@ -47,7 +47,11 @@ export const gamelistCloseCodes = {
       'Missing or invalid metadata, the wrong schema for the type, maxFailedRegistrations invalid tokens, a slow consumer, or an operator kick (reason "kicked")',
     retryable: false,
   },
-  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
+  1009: {
+    name: 'MESSAGE_TOO_BIG',
+    description: 'A frame over preAuthMaxBytes before a valid regToken, or over limits.maxPayload (socket layer; before a valid regToken, over 4 × preAuthMaxBytes)',
+    retryable: false,
+  },
   1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling the frame', retryable: true },
 } as const;
 
@@ -56,6 +60,7 @@ export const GamelistClose = {
   UNSUPPORTED_DATA: 1003,
   INVALID_PAYLOAD: 1007,
   POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
 } as const;
 
 // ---------------------------------------------------------------------------------
