@@ -37,8 +37,8 @@ const overrides: MusterConfigInput = {
   dialects: {
     bus: { enabled: true, token: BUS_TOKEN, ...busExtra, ...dialectsExtra.bus },
     sharding: { enabled: false, ...dialectsExtra.sharding },
-    clusterio: { enabled: false },
-    discodo: { enabled: false },
+    clusterio: { enabled: false, ...dialectsExtra.clusterio },
+    discodo: { enabled: false, ...dialectsExtra.discodo },
     gamelist: { enabled: false, ...dialectsExtra.gamelist },
   },
 } as MusterConfigInput;
