@@ -5,13 +5,16 @@
  * - `JSON.parse` (the native parser; rounds numbers beyond 2^53);
  * - `scanJson` (the depth and number-exactness pass every frame gets first);
  * - lossless-json `parse` (the big-int-safe parser; keeps every number's digits);
- * - `scan + choose`: what a codec pays, the scan then `JSON.parse` when every number
- *   is exact, lossless-json otherwise.
+ * - `scan + parseJson`: what a codec pays (src/protocols/json.ts): the scan, then
+ *   `JSON.parse`, with the numbers a JS number cannot hold marked as strings first and
+ *   turned into LosslessNumbers after.
+ * - `scan + choose`: the scan, then `JSON.parse` when every number is exact, else
+ *   lossless-json for the whole frame (the simpler rule, for comparison).
  *
  * Prints a table on stdout. Numbers only: nothing here is asserted anywhere.
  */
-import { parse as losslessParse } from 'lossless-json';
-import { scanJson } from '../src/protocols/json.js';
+import { LosslessNumber, parse as losslessParse } from 'lossless-json';
+import { parseJson, scanJson } from '../src/protocols/json.js';
 
 interface Shape {
   name: string;
@@ -27,6 +30,12 @@ const register: Shape = {
     head.info.desc = 'lorem ipsum dolor sit amet '.repeat(Math.ceil(bytes / 27)).slice(0, Math.max(0, bytes - base));
     return JSON.stringify(head);
   },
+};
+
+/** The same REGISTER with an INT64 id beyond 2^53: one number forces the big-int-safe path. */
+const registerBigId: Shape = {
+  name: 'gamelist REGISTER, long text, INT64 id',
+  make: (bytes) => register.make(bytes).replace('"id":1', '"id":9223372036854775807'),
 };
 
 /** An object full of small integers and short keys (number-heavy, all exact). */
@@ -63,6 +72,7 @@ const PARSERS: Array<{ name: string; run(text: string): unknown }> = [
   { name: 'JSON.parse', run: (t) => JSON.parse(t) },
   { name: 'scanJson', run: (t) => scanJson(t) },
   { name: 'lossless-json', run: (t) => losslessParse(t) },
+  { name: 'scan + parseJson', run: (t) => parseJson(t, scanJson(t), losslessParse, (s) => new LosslessNumber(s)) },
   { name: 'scan + choose', run: (t) => (scanJson(t).exact ? JSON.parse(t) : losslessParse(t)) },
 ];
 
@@ -89,7 +99,7 @@ function measure(fn: () => unknown, budgetMs: number, reps: number): number {
 const quick = process.argv.includes('--quick');
 const sizes = [16 * 1024, 1024 * 1024];
 const rows: string[][] = [];
-for (const shape of [register, smallNumbers, snowflakes]) {
+for (const shape of [register, registerBigId, smallNumbers, snowflakes]) {
   for (const size of sizes) {
     const text = shape.make(size);
     const kib = text.length / 1024;

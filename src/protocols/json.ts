@@ -76,16 +76,91 @@ export function scanJson(text: string, maxDepth: number = MAX_JSON_DEPTH): JsonS
 }
 
 /**
- * Parses `text` (already scanned into `scan`) with `JSON.parse` when every number in it
- * is exact, else with `lossless`, the codec's big-int-safe parser. Duplicate keys
- * (which JSON.parse would quietly collapse) also go to `lossless`, so that the codec
- * treats them exactly as it always has. Throws what the chosen parser throws.
+ * Parses `text` (already scanned into `scan`) as cheaply as its numbers allow:
+ *
+ * - every number exact: `JSON.parse`, numbers as JS numbers;
+ * - else, with `toNumber`: `JSON.parse` of a copy in which each inexact number token
+ *   is a marked string, which `toNumber(token)` then turns into the codec's number
+ *   node (exact ones stay JS numbers). This keeps the big-int-safe result without
+ *   the lossless parser's cost on everything else in the frame (its strings, mostly);
+ * - else, or when the text holds the escape `\u0000` (which the marker uses), or a
+ *   token that is no JSON number: `lossless`, the codec's big-int-safe parser.
+ *
+ * Duplicate keys (which JSON.parse would quietly collapse) also go to `lossless`, so
+ * that the codec treats them exactly as it always has. Throws what the parser throws.
  */
-export function parseJson(text: string, scan: JsonScan, lossless: (text: string) => unknown): unknown {
-  if (!scan.exact) return lossless(text);
-  const value: unknown = JSON.parse(text);
-  if (scan.members > 0 && countMembers(value) !== scan.members) return lossless(text);
-  return value;
+export function parseJson(text: string, scan: JsonScan, lossless: (text: string) => unknown, toNumber?: (token: string) => unknown): unknown {
+  if (scan.exact) {
+    const value: unknown = JSON.parse(text);
+    return countMembers(value) === scan.members ? value : lossless(text);
+  }
+  if (toNumber === undefined) return lossless(text);
+  const marked = markInexact(text);
+  if (marked === undefined) return lossless(text);
+  const root = { v: JSON.parse(marked) as unknown };
+  const members = restore(root, 'v', toNumber);
+  return members === scan.members ? root.v : lossless(text);
+}
+
+/** Marks an inexact number token for JSON.parse: `"\u0000<token>"`. */
+const MARK = '\\u0000';
+const JSON_NUMBER = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
+
+/** `text` with every inexact number token turned into a marked string, or undefined when that cannot be done safely. */
+function markInexact(text: string): string | undefined {
+  if (text.includes(MARK)) return undefined;
+  const n = text.length;
+  const out: string[] = [];
+  let from = 0;
+  let i = 0;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      i = stringEnd(text, i + 1);
+      continue;
+    }
+    if (c !== 0x2d && !(c >= 0x30 && c <= 0x39)) {
+      i++;
+      continue;
+    }
+    const start = i;
+    let digits = 0;
+    let plain = true;
+    if (c === 0x2d) i++;
+    for (; i < n; i++) {
+      const d = text.charCodeAt(i);
+      if (d >= 0x30 && d <= 0x39) digits++;
+      else if (d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b || d === 0x2d) plain = false;
+      else break;
+    }
+    const token = text.slice(start, i);
+    if (plain && digits <= 15 && token !== '-0') continue;
+    if (!JSON_NUMBER.test(token)) return undefined;
+    out.push(text.slice(from, start), '"', MARK, token, '"');
+    from = i;
+  }
+  out.push(text.slice(from));
+  return out.join('');
+}
+
+/**
+ * Replaces the marked strings under `holder[key]` with `toNumber(token)`, and counts
+ * object members (depth is at most MAX_JSON_DEPTH, so recursion is safe).
+ */
+function restore(holder: Record<string, unknown> | unknown[], key: string | number, toNumber: (token: string) => unknown): number {
+  const v = (holder as Record<string, unknown>)[key];
+  if (typeof v === 'string') {
+    if (v.charCodeAt(0) === 0) (holder as Record<string, unknown>)[key] = toNumber(v.slice(1));
+    return 0;
+  }
+  if (typeof v !== 'object' || v === null) return 0;
+  let n = 0;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) n += restore(v, i, toNumber);
+    return n;
+  }
+  for (const k in v) n += 1 + restore(v as Record<string, unknown>, k, toNumber);
+  return n;
 }
 
 /** Own keys of every object in a parsed value (at most MAX_JSON_DEPTH deep, so recursion is safe). */

@@ -253,3 +253,13 @@ describe('frames before authentication are capped (preAuthMaxBytes, default 16 K
     expect(JSON.parse(p.frames[0] ?? '{}')).toMatchObject({ op: 2, data: { reason: 'MESSAGE_TOO_BIG' } });
   });
 });
+
+describe('discodo: the password opens the socket to full-size frames', () => {
+  it('with the password, a 100 KiB frame is read; the socket layer holds 4 × 16 KiB only for sockets without it', async () => {
+    const p = await RawPeer.open(`${srv.wsBase}/ws`, { headers: { authorization: 'disco-pw' } });
+    await p.nextRaw(); // HELLO
+    p.send(`{"op":"HEARTBEAT","d":"${'x'.repeat(100 * 1024)}"}`);
+    expect(JSON.parse(await p.nextRaw()).op).toBe('HEARTBEAT_ACK');
+    p.close();
+  });
+});

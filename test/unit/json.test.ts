@@ -1,4 +1,4 @@
-import { parse as losslessParse, stringify as losslessStringify } from 'lossless-json';
+import { LosslessNumber, parse as losslessParse, stringify as losslessStringify } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
 import { MAX_JSON_DEPTH, parseJson, scanJson } from '../../src/protocols/json.js';
 
@@ -66,10 +66,43 @@ describe('parseJson', () => {
     expect(losslessStringify(v)).toBe(t);
   });
 
+  it('with toNumber, gives what the lossless parser gives, without it', () => {
+    let seed = 7;
+    const rand = (): number => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const values = ['0', '-0', '17', '-12', '123456789012345', '870000000000000123', '-9223372036854775808', '1.0', '2.50', '1e3', '-1E-2', '"s"', '"a\\"b"', 'null', 'true', '[]', '{}'];
+    let called = 0;
+    const counting = (t: string): unknown => {
+      called++;
+      return losslessParse(t);
+    };
+    for (let i = 0; i < 500; i++) {
+      const pick = (): string => values[Math.floor(rand() * values.length)] as string;
+      const text = `{"a":[${pick()},${pick()}],"b":{"c":${pick()},"d":"1.5"},"e":${pick()}}`;
+      const v = parseJson(text, scanJson(text), counting, (t) => new LosslessNumber(t));
+      expect(losslessStringify(v), text).toBe(losslessStringify(losslessParse(text)));
+    }
+    expect(called).toBe(0);
+  });
+
+  it('falls back to the lossless parser when marking is not safe, so errors stay its errors', () => {
+    const toNumber = (t: string): unknown => new LosslessNumber(t);
+    for (const t of ['[1.2.3]', '[1e]', '[-]', '[12345678901234567,]']) {
+      expect(() => parseJson(t, scanJson(t), lossless, toNumber), t).toThrow();
+    }
+    const escaped = '{"s":"\\u0000870000000000000123","n":870000000000000123}';
+    const v = parseJson(escaped, scanJson(escaped), lossless, toNumber);
+    expect(losslessStringify(v)).toBe(escaped);
+  });
+
   it('hands duplicate keys at any depth to the lossless parser, which decides as before', () => {
     for (const t of ['{"a":1,"a":2}', '{"x":{"a":1,"a":2}}', '[{"k":1},{"k":1,"k":2}]']) {
       expect(() => parseJson(t, scanJson(t), lossless), t).toThrow(/Duplicate key/);
     }
+    const big = '{"a":870000000000000123,"a":1}';
+    expect(() => parseJson(big, scanJson(big), lossless, (t) => new LosslessNumber(t))).toThrow(/Duplicate key/);
     // The lossless parser tolerates a repeated key with the same value; so does this.
     const same = '[{"k":1},{"k":1,"k":1}]';
     expect(losslessStringify(parseJson(same, scanJson(same), lossless))).toBe('[{"k":1},{"k":1}]');

@@ -46,7 +46,7 @@ export function decodeEnvelope(text: string, cheapTree = false): EnvelopeResult 
   try {
     if (cheapTree) {
       view = JSON.parse(text);
-      tree = parseJson(text, scan, losslessParse);
+      tree = parseJson(text, scan, losslessParse, (s) => new LosslessNumber(s));
     } else {
       view = JSON.parse(text);
       tree = losslessParse(text);

@@ -195,9 +195,9 @@ type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof JsonNumber);
 
 /**
- * Parses a frame. Numbers come out as JS numbers when the text has none that a JS
- * number would change (every one a short integer literal; see scanJson), else as
- * JsonNumbers holding their source text: only then is the slower lossless parser paid.
+ * Parses a frame with JSON.parse (see parseJson): a number that a JS number holds
+ * exactly (a short integer literal) comes out as a JS number, any other as a
+ * JsonNumber holding its source text. The lossless parser is the fallback only.
  */
 function parseText(text: string): { ok: true; value: unknown } | { ok: false; code: 1007 | 1008; detail: string } {
   const scan = scanJson(text);
@@ -207,7 +207,7 @@ function parseText(text: string): { ok: true; value: unknown } | { ok: false; co
       JSON.parse(text);
       return { ok: false, code: 1008, detail: TOO_DEEP_DETAIL };
     }
-    return { ok: true, value: parseJson(text, scan, (t) => parse(t, null, (s) => new JsonNumber(s))) };
+    return { ok: true, value: parseJson(text, scan, (t) => parse(t, null, (s) => new JsonNumber(s)), (s) => new JsonNumber(s)) };
   } catch (err) {
     return { ok: false, code: 1007, detail: `malformed JSON: ${(err as Error).message}` };
   }

@@ -232,8 +232,8 @@ export function decodeEnvelope(text: string): Decoded<Envelope> {
   if (scan.tooDeep) return { ok: false, detail: TOO_DEEP_DETAIL };
   let v: unknown;
   try {
-    // Without an integer beyond 2^53 in the text, JSON.parse gives the same tree, far cheaper.
-    v = parseJson(text, scan, (t) => losslessParse(t, null, parseNumber));
+    // JSON.parse does the work; numbers it would change are restored as parseNumber reads them.
+    v = parseJson(text, scan, (t) => losslessParse(t, null, parseNumber), parseNumber);
   } catch (err) {
     return { ok: false, detail: `malformed JSON: ${(err as Error).message}` };
   }
