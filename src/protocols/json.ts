@@ -24,6 +24,8 @@ export interface JsonScan {
   readonly tooDeep: boolean;
   /** Every number token reads back digit for digit through a JS number. */
   readonly exact: boolean;
+  /** How many number tokens do not (when the scan went to the end). */
+  readonly inexact: number;
   /** Object members in the text (colons outside strings), to find duplicate keys after JSON.parse. */
   readonly members: number;
 }
@@ -35,7 +37,7 @@ const BACKSLASH = 0x5c;
 export function scanJson(text: string, maxDepth: number = MAX_JSON_DEPTH): JsonScan {
   const n = text.length;
   let depth = 0;
-  let exact = true;
+  let inexact = 0;
   let members = 0;
   let i = 0;
   while (i < n) {
@@ -46,7 +48,7 @@ export function scanJson(text: string, maxDepth: number = MAX_JSON_DEPTH): JsonS
     }
     if (c === 0x7b || c === 0x5b) {
       // { [
-      if (++depth > maxDepth) return { tooDeep: true, exact, members };
+      if (++depth > maxDepth) return { tooDeep: true, exact: inexact === 0, inexact, members };
     } else if (c === 0x7d || c === 0x5d) {
       // } ]
       depth--;
@@ -67,19 +69,19 @@ export function scanJson(text: string, maxDepth: number = MAX_JSON_DEPTH): JsonS
         else break;
       }
       // -0 reads back as 0.
-      if (!plain || digits > 15 || (c === 0x2d && first === 0x30 && i - start === 2)) exact = false;
+      if (!plain || digits > 15 || (c === 0x2d && first === 0x30 && i - start === 2)) inexact++;
       continue;
     }
     i++;
   }
-  return { tooDeep: false, exact, members };
+  return { tooDeep: false, exact: inexact === 0, inexact, members };
 }
 
 /**
  * Parses `text` (already scanned into `scan`) as cheaply as its numbers allow:
  *
  * - every number exact: `JSON.parse`, numbers as JS numbers;
- * - else, with `toNumber`: `JSON.parse` of a copy in which each inexact number token
+ * - else, with `toNumber` and at most one such number per DENSE_CHARS characters: `JSON.parse` of a copy in which each inexact number token
  *   is a marked string, which `toNumber(token)` then turns into the codec's number
  *   node (exact ones stay JS numbers). This keeps the big-int-safe result without
  *   the lossless parser's cost on everything else in the frame (its strings, mostly);
@@ -94,13 +96,17 @@ export function parseJson(text: string, scan: JsonScan, lossless: (text: string)
     const value: unknown = JSON.parse(text);
     return countMembers(value) === scan.members ? value : lossless(text);
   }
-  if (toNumber === undefined) return lossless(text);
+  // Dense with such numbers (a list of snowflakes), the lossless parser is the faster one.
+  if (toNumber === undefined || scan.inexact * DENSE_CHARS > text.length) return lossless(text);
   const marked = markInexact(text);
   if (marked === undefined) return lossless(text);
   const root = { v: JSON.parse(marked) as unknown };
   const members = restore(root, 'v', toNumber);
   return members === scan.members ? root.v : lossless(text);
 }
+
+/** Fewer characters than this per inexact number, and marking costs more than it saves (bench/json-cost.ts). */
+const DENSE_CHARS = 64;
 
 /** Marks an inexact number token for JSON.parse: `"\u0000<token>"`. */
 const MARK = '\\u0000';

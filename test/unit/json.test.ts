@@ -80,11 +80,20 @@ describe('parseJson', () => {
     };
     for (let i = 0; i < 500; i++) {
       const pick = (): string => values[Math.floor(rand() * values.length)] as string;
-      const text = `{"a":[${pick()},${pick()}],"b":{"c":${pick()},"d":"1.5"},"e":${pick()}}`;
+      // A long string keeps the big numbers sparse, as in a frame (dense ones go to the lossless parser).
+      const text = `{"a":[${pick()},${pick()}],"b":{"c":${pick()},"d":"1.5"},"e":${pick()},"t":"${'t'.repeat(300)}"}`;
       const v = parseJson(text, scanJson(text), counting, (t) => new LosslessNumber(t));
       expect(losslessStringify(v), text).toBe(losslessStringify(losslessParse(text)));
     }
     expect(called).toBe(0);
+  });
+
+  it('hands a frame dense with big numbers to the lossless parser (faster there)', () => {
+    const dense = `[${Array.from({ length: 50 }, (_, i) => 870000000000000000n + BigInt(i)).join(',')}]`;
+    let called = 0;
+    const v = parseJson(dense, scanJson(dense), (t) => (called++, losslessParse(t)), (t) => new LosslessNumber(t));
+    expect(called).toBe(1);
+    expect(losslessStringify(v)).toBe(dense);
   });
 
   it('falls back to the lossless parser when marking is not safe, so errors stay its errors', () => {
@@ -92,7 +101,7 @@ describe('parseJson', () => {
     for (const t of ['[1.2.3]', '[1e]', '[-]', '[12345678901234567,]']) {
       expect(() => parseJson(t, scanJson(t), lossless, toNumber), t).toThrow();
     }
-    const escaped = '{"s":"\\u0000870000000000000123","n":870000000000000123}';
+    const escaped = `{"s":"\\u0000870000000000000123","n":870000000000000123,"t":"${'t'.repeat(100)}"}`;
     const v = parseJson(escaped, scanJson(escaped), lossless, toNumber);
     expect(losslessStringify(v)).toBe(escaped);
   });
