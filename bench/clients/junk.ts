@@ -3,7 +3,8 @@
  * `workers` concurrent loops, each opening a socket, sending its junk and waiting for
  * the server to close it (or refuse the upgrade), then the next kind:
  *
- *   large       a 1 MiB text frame (bus, clusterio, gamelist, discodo without the password)
+ *   large       a 1 MiB frame of valid JSON, the dialect's first message with a long string
+ *               (bus, clusterio, gamelist, and discodo without the password)
  *   deep        JSON nested 7,000 levels (14 KB: under every size cap)
  *   at-cap      a frame just under the pre-auth cap (16,000 bytes) with a wrong token or
  *               secret: gamelist five wrong-token REGISTERs on one socket, bus IDENTIFY,
@@ -16,7 +17,7 @@
 import WebSocket from 'ws';
 import { emit, serve } from '../lib/ipc.js';
 
-const MIB = 'x'.repeat(1024 * 1024);
+const MIB = 1024 * 1024;
 const DEEP = '['.repeat(7000) + ']'.repeat(7000);
 const AT_CAP = 16_000;
 
@@ -37,20 +38,20 @@ interface Attack {
 
 const ATTACKS: Attack[] = [
   { name: 'at-cap gamelist (5 wrong tokens)', path: '/v2/server/ws', frames: Array.from({ length: 5 }, () => pad(register, AT_CAP)) },
-  { name: 'large bus', path: '/bus', frames: [MIB] },
+  { name: 'large bus', path: '/bus', frames: [pad((p) => `{"op":1,"data":{"token":"wrong","name":"${p}"}}`, MIB)] },
   { name: 'deep clusterio', path: '/api/socket', frames: [`{"seq":1,"type":"register_control","data":{"x":${DEEP}}}`] },
   { name: 'wrong-key sharding', path: '/sharding', headers: { authorization: 'wrong' }, frames: [] },
   { name: 'at-cap bus (wrong token)', path: '/bus', frames: [pad((p) => `{"op":1,"data":{"token":"wrong","name":"${p}"}}`, AT_CAP)] },
-  { name: 'large gamelist', path: '/v2/server/ws', frames: [MIB] },
+  { name: 'large gamelist', path: '/v2/server/ws', frames: [pad(register, MIB)] },
   { name: 'deep bus', path: '/bus', frames: [`{"op":1,"data":{"token":"x","d":${DEEP}}}`] },
   {
     name: 'at-cap clusterio (junk JWT)',
     path: '/api/socket',
     frames: [pad((p) => `{"seq":1,"type":"register_control","data":{"token":"eyJhbGciOiJIUzI1NiJ9.e30.${p}","agent":"a","version":"v"}}`, AT_CAP)],
   },
-  { name: 'wrong-key discodo + large', path: '/ws', headers: { authorization: 'wrong' }, frames: [MIB] },
+  { name: 'wrong-key discodo + large', path: '/ws', headers: { authorization: 'wrong' }, frames: [pad((p) => `{"op":"IDENTIFY","d":{"user_id":870000000000000123,"x":"${p}"}}`, MIB)] },
   { name: 'deep gamelist', path: '/v2/server/ws', frames: [register(DEEP).replace(`"desc":"${DEEP}"`, `"desc":"d","x":${DEEP}`)] },
-  { name: 'large clusterio', path: '/api/socket', frames: [MIB] },
+  { name: 'large clusterio', path: '/api/socket', frames: [pad((p) => `{"seq":1,"type":"register_control","data":{"token":"t","agent":"${p}","version":"v"}}`, MIB)] },
 ];
 
 let running = false;
