@@ -54,6 +54,8 @@ export interface ScenarioResult {
 
 export interface Scenario {
   readonly id: string;
+  /** Another name `npm run bench -- NAME` accepts (e.g. `junk`). */
+  readonly alias?: string;
   readonly title: string;
   /** One paragraph: what is measured and how (goes into RESULTS.md). */
   readonly method: string;

@@ -6,9 +6,10 @@ import { p4 } from './p4-startup.js';
 import { p5 } from './p5-failover.js';
 import { p6 } from './p6-gamelist.js';
 import { p7 } from './p7-storm.js';
+import { p8 } from './p8-junk.js';
 
 /**
  * Every scenario `npm run bench` knows, in the order it runs them. To add one, write a
  * module in this folder exporting a `Scenario` and list it here.
  */
-export const SCENARIOS: readonly Scenario[] = [p1, p2, p3, p4, p5, p6, p7];
+export const SCENARIOS: readonly Scenario[] = [p1, p2, p3, p4, p5, p6, p7, p8];

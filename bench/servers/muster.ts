@@ -18,6 +18,11 @@ import { childArgs, emit, serve } from '../lib/ipc.js';
 import { BUS_TOKEN } from '../lib/constants.js';
 import { serverHandlers } from './common.js';
 
+// tsx turns source maps on for this process; `node dist/cli/main.js` runs without them.
+// Left on, every Error whose stack is read (ws makes one for each refused frame) pays
+// for a source-map lookup, which is the bench's cost, not Muster's.
+process.setSourceMapsEnabled(false);
+
 const args = childArgs();
 const from = args.from ?? path.resolve(import.meta.dirname, '../../src');
 const load = (mod: string): Promise<unknown> => import(pathToFileURL(path.join(from, mod)).href);
@@ -37,8 +42,8 @@ const overrides: MusterConfigInput = {
   dialects: {
     bus: { enabled: true, token: BUS_TOKEN, ...busExtra, ...dialectsExtra.bus },
     sharding: { enabled: false, ...dialectsExtra.sharding },
-    clusterio: { enabled: false },
-    discodo: { enabled: false },
+    clusterio: { enabled: false, ...dialectsExtra.clusterio },
+    discodo: { enabled: false, ...dialectsExtra.discodo },
     gamelist: { enabled: false, ...dialectsExtra.gamelist },
   },
 } as MusterConfigInput;

@@ -296,6 +296,7 @@ export const ClusterioSchema = Section({
   authSecret: Secret(),
   heartbeatInterval: Duration(15_000, SECOND),
   sessionTimeout: Duration(60_000, SECOND),
+  preAuthMaxBytes: Bytes(16_384, 1024),
 });
 
 export const BusSchema = Section({
@@ -310,6 +311,7 @@ export const BusSchema = Section({
   /** Per service: EVENTs and EVENT bytes a second (0: no limit); bursts of 2 s are allowed. */
   maxEventsPerSecond: Int(1000, 0),
   maxEventBytesPerSecond: Bytes(1_048_576, 0),
+  preAuthMaxBytes: Bytes(16_384, 1024),
 });
 
 export const DiscodoSchema = Section({
@@ -340,6 +342,7 @@ export const GamelistSchema = Section({
   maxServersPerIp: Int(25, 1),
   maxFailedRegistrations: Int(5, 1),
   publicRatePerIpPerMinute: Int(1_200, 1),
+  preAuthMaxBytes: Bytes(16_384, 1024),
 });
 
 export const DialectsSchema = Section({

@@ -27,6 +27,11 @@ export interface ConnectionOptions {
   log?: PeerLog;
   /** The dialect's close codes: their `why` names why a peer the server closed is gone. */
   closeCodes?: CloseCodeTable;
+  /**
+   * The largest frame the socket layer takes before and after `markAuthenticated()`.
+   * Absent: limits.maxPayload throughout.
+   */
+  frameLimits?: { readonly preAuth: number; readonly max: number };
 }
 
 /** What happens when the backlog passes maxBufferedBytes. Set by the dialect. */
@@ -71,6 +76,8 @@ export class Connection {
   /** The last frame larger than the whole allowance: its length, and #written at its end. */
   #bigLen = 0;
   #bigEnd = 0;
+  #authenticated = false;
+  readonly #frameLimits: { readonly preAuth: number; readonly max: number } | undefined;
   #closeListeners: Array<(code: number, reason: string) => void> = [];
   #pingAt: number | undefined;
   readonly #log: PeerLog | undefined;
@@ -94,6 +101,20 @@ export class Connection {
     this.#log = opts.log;
     this.#closeCodes = opts.closeCodes;
     this.onSlowConsumer = (c) => c.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
+    this.#frameLimits = opts.frameLimits;
+    if (opts.frameLimits) setFrameLimit(ws, opts.frameLimits.preAuth);
+  }
+
+  /** True once the dialect has said the peer proved who it is. */
+  get authenticated(): boolean {
+    return this.#authenticated;
+  }
+
+  /** The peer has authenticated: from now on the socket layer takes frames up to limits.maxPayload. */
+  markAuthenticated(): void {
+    if (this.#authenticated) return;
+    this.#authenticated = true;
+    if (this.#frameLimits) setFrameLimit(this.#ws, this.#frameLimits.max);
   }
 
   /**
@@ -324,6 +345,20 @@ export class Connection {
     this.#closeListeners = [];
     for (const l of listeners) l(code, reason);
   }
+}
+
+/**
+ * Sets the largest frame `ws` accepts on this socket. `ws` takes one limit per server
+ * (maxPayload); its receiver checks `_maxPayload` against each frame header's length
+ * before buffering the payload, and closes with 1009 when it is over. Returns false
+ * when this version of `ws` has no such field (then only the dialect's own check
+ * applies, after the frame is buffered).
+ */
+export function setFrameLimit(ws: WebSocket, bytes: number): boolean {
+  const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
+  if (!receiver || typeof receiver._maxPayload !== 'number') return false;
+  receiver._maxPayload = bytes;
+  return true;
 }
 
 /** A close reason must fit in 123 bytes. */

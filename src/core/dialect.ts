@@ -14,6 +14,17 @@ import type { Scheduler } from './scheduler.js';
  * The core never parses a dialect's frames and never names a dialect.
  */
 
+/** The default pre-authentication frame cap of the dialects that have one (16 KiB). */
+export const DEFAULT_PRE_AUTH_MAX_BYTES = 16_384;
+
+/**
+ * Before authentication the socket layer refuses, at the frame header, frames over
+ * this many times the dialect's `preAuthMaxBytes`: a little room above the cap, so a
+ * frame just over it still gets the dialect's own close with a reason, while junk is
+ * never buffered (`ws` has no reason to give with its own 1009).
+ */
+export const PRE_AUTH_SOCKET_FACTOR = 4;
+
 export interface DialectContext {
   readonly scheduler: Scheduler;
   readonly store: Store;
@@ -72,6 +83,13 @@ export interface Dialect {
   readonly closeCodes: CloseCodeTable;
   /** Unsent bytes per connection before it is a slow consumer. */
   readonly maxBufferedBytes: number;
+  /**
+   * The largest frame a peer may send before it has authenticated (until the dialect
+   * calls `conn.markAuthenticated()`). The dialect closes a bigger one with 1009 and a
+   * reason; the socket layer refuses one over PRE_AUTH_SOCKET_FACTOR times this at its
+   * header, before buffering it. Absent: the dialect authenticates at the upgrade.
+   */
+  readonly preAuthMaxBytes?: number;
   /** Checked before the WebSocket handshake completes; refusing answers with an HTTP status. */
   authorizeUpgrade?(req: IncomingMessage): UpgradeVerdict;
   /** Takes an accepted connection. */

@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { Connection } from '../core/connection.js';
-import type { ConnectionHandler, Dialect } from '../core/dialect.js';
+import { PRE_AUTH_SOCKET_FACTOR, type ConnectionHandler, type Dialect } from '../core/dialect.js';
 import { CloseCode } from '../core/errors.js';
 import type { CoreMetrics } from '../core/metrics.js';
 import { PeerLog } from '../core/peer-log.js';
@@ -234,6 +234,7 @@ export class Transport {
       observer: metrics,
       log: this.#peerLog,
       closeCodes: dialect.closeCodes,
+      ...(dialect.preAuthMaxBytes === undefined ? {} : { frameLimits: preAuthFrameLimits(dialect.preAuthMaxBytes, this.#opts.limits.maxPayload) }),
     });
     this.#peerLog.connected(conn, dialect.path);
     const entry: { conn: Connection; dialect: Dialect; handler: ConnectionHandler | undefined } = { conn, dialect, handler: undefined };
@@ -291,6 +292,11 @@ export class Transport {
       }
     });
   }
+}
+
+/** The socket layer's frame limits for a dialect with a pre-authentication cap. */
+export function preAuthFrameLimits(preAuthMaxBytes: number, maxPayload: number): { preAuth: number; max: number } {
+  return { preAuth: Math.min(maxPayload, PRE_AUTH_SOCKET_FACTOR * preAuthMaxBytes), max: maxPayload };
 }
 
 function destroyOnError(this: Duplex): void {

@@ -73,7 +73,7 @@ const EXPECTED_DEFAULTS: MusterConfig = {
       fenceMargin: 5000,
       identifyTimeout: 10000,
     },
-    clusterio: { enabled: true, path: '/api/socket', heartbeatInterval: 15000, sessionTimeout: 60000 },
+    clusterio: { enabled: true, path: '/api/socket', heartbeatInterval: 15000, sessionTimeout: 60000, preAuthMaxBytes: 16384 },
     bus: {
       enabled: true,
       path: '/bus',
@@ -84,6 +84,7 @@ const EXPECTED_DEFAULTS: MusterConfig = {
       maxBufferedBytes: 4194304,
       maxEventsPerSecond: 1000,
       maxEventBytesPerSecond: 1048576,
+      preAuthMaxBytes: 16384,
     },
     discodo: {
       enabled: true,
@@ -104,6 +105,7 @@ const EXPECTED_DEFAULTS: MusterConfig = {
       maxServersPerIp: 25,
       maxFailedRegistrations: 5,
       publicRatePerIpPerMinute: 1200,
+      preAuthMaxBytes: 16384,
     },
   },
   shutdownTimeout: 10000,

@@ -20,7 +20,7 @@ function run(events: GamelistEvent[], state: ConnState = initialState): { state:
 describe('gamelist machine: frames', () => {
   it('hands a registration with a valid token to the runtime', () => {
     const { state, effects } = run([reg('b', 7)]);
-    expect(state).toEqual(initialState);
+    expect(state).toEqual({ ...initialState, authenticated: true });
     expect(effects).toEqual([{ type: 'register', msg: { type: 1, id: '7', info, regToken: 'b' } }]);
   });
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
-import type { ConnectionHandler, Dialect, DialectContext, HttpRoute } from '../../core/dialect.js';
+import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
 import { PendingRequests, type PendingEntry } from '../../core/pending.js';
 import { LogLimiter, TokenBucket, type Rate } from '../../core/ratelimit.js';
 import { Router } from '../../core/router.js';
@@ -30,6 +30,8 @@ export interface BusDialectConfig {
   maxEventsPerSecond?: number;
   /** EVENT bytes a service may send per second (0: no limit); bursts of 2 s, at least one largest frame. */
   maxEventBytesPerSecond?: number;
+  /** Largest frame before IDENTIFY succeeds (default DEFAULT_PRE_AUTH_MAX_BYTES). */
+  preAuthMaxBytes?: number;
 }
 
 export interface BusDialectDeps {
@@ -79,6 +81,7 @@ export class BusDialect implements Dialect {
   readonly path: string;
   readonly closeCodes = busCloseCodes;
   readonly maxBufferedBytes: number;
+  readonly preAuthMaxBytes: number;
 
   #cfg: BusDialectConfig;
   #machine: MachineConfig;
@@ -109,9 +112,11 @@ export class BusDialect implements Dialect {
     this.#ctx = ctx;
     this.path = cfg.path;
     this.maxBufferedBytes = cfg.maxBufferedBytes;
+    this.preAuthMaxBytes = cfg.preAuthMaxBytes ?? DEFAULT_PRE_AUTH_MAX_BYTES;
     this.#machine = {
       token: cfg.token,
       maxMessageBytes: cfg.maxMessageBytes,
+      preAuthMaxBytes: this.preAuthMaxBytes,
       heartbeatInterval: cfg.heartbeatInterval,
       secretEquals: deps.secretEquals,
     };
@@ -368,6 +373,7 @@ export class BusDialect implements Dialect {
       this.#names.set(data.name, svc);
     }
     svc.identified = true;
+    svc.conn.markAuthenticated();
     this.#byId.set(svc.id, svc);
     this.#router.add(svc.conn, svc.id);
     const groups = new Set<string>(data.groups ?? []);

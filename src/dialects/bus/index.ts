@@ -17,6 +17,7 @@ export const busFactory: DialectFactory = {
         maxBufferedBytes: bus.maxBufferedBytes,
         maxEventsPerSecond: bus.maxEventsPerSecond,
         maxEventBytesPerSecond: bus.maxEventBytesPerSecond,
+        preAuthMaxBytes: bus.preAuthMaxBytes,
       },
       ctx,
       deps,

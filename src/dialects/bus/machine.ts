@@ -22,6 +22,8 @@ export interface ConnState {
 export interface MachineConfig {
   readonly token: string;
   readonly maxMessageBytes: number;
+  /** Largest frame before IDENTIFY succeeds (absent: maxMessageBytes only). */
+  readonly preAuthMaxBytes?: number;
   readonly heartbeatInterval: number;
   /** Compares secrets in constant time. */
   readonly secretEquals: (a: string, b: string) => boolean;
@@ -73,6 +75,9 @@ export function step(state: ConnState, event: BusEvent, cfg: MachineConfig): Ste
 }
 
 function onFrame(state: ConnState, event: Extract<BusEvent, { type: 'frame' }>, cfg: MachineConfig): Step {
+  if (state.phase === 'awaiting' && cfg.preAuthMaxBytes !== undefined && event.data.length > cfg.preAuthMaxBytes) {
+    return disconnect(DisconnectReason.MESSAGE_TOO_BIG, `a frame before IDENTIFY may be at most ${cfg.preAuthMaxBytes} bytes`);
+  }
   if (event.data.length > cfg.maxMessageBytes) {
     return disconnect(DisconnectReason.MESSAGE_TOO_BIG, `a frame may be at most ${cfg.maxMessageBytes} bytes`);
   }

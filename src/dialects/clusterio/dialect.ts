@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
-import type { ConnectionHandler, Dialect, DialectContext, HttpRoute } from '../../core/dialect.js';
+import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
 import { PendingRequests, type PendingEntry } from '../../core/pending.js';
 import { LogLimiter } from '../../core/ratelimit.js';
 import type { Timer } from '../../core/scheduler.js';
@@ -59,6 +59,8 @@ export interface ClusterioDialectConfig {
   handshakeTimeout?: number;
   /** Unsent bytes per socket before it is a slow consumer (default 4 MiB). */
   maxBufferedBytes?: number;
+  /** Largest frame before the handshake is accepted (default DEFAULT_PRE_AUTH_MAX_BYTES). */
+  preAuthMaxBytes?: number;
   /** Unacknowledged bytes a session keeps for replay (default 4 MiB). */
   sessionBufferBytes?: number;
 }
@@ -135,6 +137,7 @@ export class ClusterioDialect implements Dialect {
   readonly path: string;
   readonly closeCodes = clusterioCloseCodes;
   readonly maxBufferedBytes: number;
+  readonly preAuthMaxBytes: number;
 
   #cfg: Required<ClusterioDialectConfig>;
   readonly #ctx: DialectContext;
@@ -159,11 +162,13 @@ export class ClusterioDialect implements Dialect {
       handshakeTimeout: 2 * cfg.heartbeatInterval,
       maxBufferedBytes: 4 * 1024 * 1024,
       sessionBufferBytes: 4 * 1024 * 1024,
+      preAuthMaxBytes: DEFAULT_PRE_AUTH_MAX_BYTES,
       ...cfg,
     };
     this.#ctx = ctx;
     this.path = cfg.path;
     this.maxBufferedBytes = this.#cfg.maxBufferedBytes;
+    this.preAuthMaxBytes = this.#cfg.preAuthMaxBytes;
     this.#registry = new ClusterioRegistry(ctx.store, ctx.logger);
     this.#sessions = new SessionManager<Peer, Link>({
       scheduler: ctx.scheduler,
@@ -312,9 +317,10 @@ export class ClusterioDialect implements Dialect {
   // ---- the link state machine and its effects ----
 
   #feed(link: Link, event: LinkEvent): void {
-    const { state, effects } = step(link.state, event, { heartbeatInterval: this.#cfg.heartbeatInterval });
+    const { state, effects } = step(link.state, event, { heartbeatInterval: this.#cfg.heartbeatInterval, preAuthMaxBytes: this.#cfg.preAuthMaxBytes });
     link.conn.stateChanged(link.state.phase, state.phase);
     link.state = state;
+    if (state.phase === 'ready') link.conn.markAuthenticated();
     const peer = link.peer;
     if (peer && peer.link === link && state.mode === 'session') peer.lastReceived = state.lastReceived;
     for (const e of effects) this.#run(link, e);

@@ -12,6 +12,7 @@ export const clusterioFactory: DialectFactory = {
         authSecret: c.authSecret,
         heartbeatInterval: c.heartbeatInterval,
         sessionTimeout: c.sessionTimeout,
+        preAuthMaxBytes: c.preAuthMaxBytes,
       },
       ctx,
     );

@@ -40,6 +40,8 @@ export interface LinkState {
 export interface MachineConfig {
   /** ms */
   readonly heartbeatInterval: number;
+  /** Largest frame (UTF-8 bytes) before the handshake is accepted (absent: no cap here). */
+  readonly preAuthMaxBytes?: number;
 }
 
 export interface RegisterMessage {
@@ -113,6 +115,9 @@ export function step(state: LinkState, event: LinkEvent, cfg: MachineConfig): St
   if (state.phase === 'closed') return stay(state);
   switch (event.type) {
     case 'frame':
+      if (state.phase !== 'ready' && event.text !== undefined && cfg.preAuthMaxBytes !== undefined && Buffer.byteLength(event.text) > cfg.preAuthMaxBytes) {
+        return close(state, 1009, `${CloseReason.TOO_BIG_BEFORE_AUTH} (at most ${cfg.preAuthMaxBytes} bytes)`);
+      }
       if (state.phase === 'handshake') return onHandshakeFrame(state, event.text);
       if (state.phase === 'authorizing') return stay(state, { type: 'defer', text: event.text });
       return onFrame(state, event.text, event.now);
@@ -158,7 +163,7 @@ export function step(state: LinkState, event: LinkEvent, cfg: MachineConfig): St
 
 function onHandshakeFrame(state: LinkState, text: string | undefined): Step {
   if (text === undefined) return badHandshake(state);
-  const res = decodeEnvelope(text);
+  const res = decodeEnvelope(text, true);
   if (!res.ok) return badHandshake(state);
   const { type, data } = res.env;
   switch (type) {

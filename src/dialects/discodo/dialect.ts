@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
-import type { ConnectionHandler, Dialect, DialectContext, HttpRoute } from '../../core/dialect.js';
+import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
 import type { Timer } from '../../core/scheduler.js';
 import { SessionManager, type Session } from '../../core/session.js';
 import {
@@ -69,6 +69,12 @@ export class DiscodoDialect implements Dialect {
   readonly path: string;
   readonly closeCodes = discodoCloseCodes;
   readonly maxBufferedBytes: number;
+  /**
+   * The password is checked when the socket opens and a socket without it reads no
+   * frame; this cap only keeps the socket layer from buffering big frames for it
+   * while it is being closed.
+   */
+  readonly preAuthMaxBytes = DEFAULT_PRE_AUTH_MAX_BYTES;
 
   #cfg: DiscodoDialectConfig;
   readonly #machine: MachineConfig;
@@ -170,6 +176,7 @@ export class DiscodoDialect implements Dialect {
     conn.onSlowConsumer = (c) => c.close(CloseCodes.SLOW_CONSUMER, 'slow consumer');
     const forbidden = this.#checkPassword(req.headers.authorization);
     if (forbidden !== undefined) this.#m.forbidden.inc();
+    else conn.markAuthenticated();
     this.#feed(peer, { type: 'open', now, forbidden });
     return {
       onMessage: (data, binary) => this.#feed(peer, { type: 'frame', now: this.#ctx.scheduler.now(), data, binary }),

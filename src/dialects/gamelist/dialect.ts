@@ -2,7 +2,7 @@ import { randomInt, randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
-import type { ConnectionHandler, Dialect, DialectContext, HttpReply, HttpRequest, HttpRoute } from '../../core/dialect.js';
+import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpReply, type HttpRequest, type HttpRoute } from '../../core/dialect.js';
 import { PendingRequests, type PendingEntry } from '../../core/pending.js';
 import type { Timer } from '../../core/scheduler.js';
 import { JoinFailure, type JoinAnswer } from '../../protocols/gamelist/api.js';
@@ -44,6 +44,8 @@ export interface GamelistDialectConfig {
   maxServersPerIp: number;
   maxFailedRegistrations: number;
   publicRatePerIpPerMinute: number;
+  /** Largest frame before a valid regToken (default DEFAULT_PRE_AUTH_MAX_BYTES). */
+  preAuthMaxBytes?: number;
 }
 
 export interface GamelistDialectDeps {
@@ -114,6 +116,7 @@ export class GamelistDialect implements Dialect {
   readonly path: string;
   readonly closeCodes = gamelistCloseCodes;
   readonly maxBufferedBytes = GAMELIST_MAX_BUFFERED_BYTES;
+  readonly preAuthMaxBytes: number;
 
   #cfg: GamelistDialectConfig;
   #machine: MachineConfig;
@@ -165,7 +168,13 @@ export class GamelistDialect implements Dialect {
     this.path = cfg.path;
     this.#secretEquals = deps.secretEquals;
     this.#newServerId = deps.newServerId ?? randomUUID;
-    this.#machine = { regTokens: cfg.regTokens, maxFailedRegistrations: cfg.maxFailedRegistrations, secretEquals: deps.secretEquals };
+    this.preAuthMaxBytes = cfg.preAuthMaxBytes ?? DEFAULT_PRE_AUTH_MAX_BYTES;
+    this.#machine = {
+      regTokens: cfg.regTokens,
+      maxFailedRegistrations: cfg.maxFailedRegistrations,
+      preAuthMaxBytes: this.preAuthMaxBytes,
+      secretEquals: deps.secretEquals,
+    };
     this.#pending = new PendingRequests<JoinWait>(ctx.scheduler, (e) => this.#joinExpired(e));
     const registers = [ctx.registry];
     this.#m = {
@@ -260,6 +269,7 @@ export class GamelistDialect implements Dialect {
     const { state, effects } = step(gs.state, event, this.#machine);
     gs.conn.stateChanged(gs.state.phase, state.phase);
     gs.state = state;
+    if (state.authenticated) gs.conn.markAuthenticated();
     for (const e of effects) this.#run(gs, e);
   }
 

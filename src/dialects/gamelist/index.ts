@@ -18,6 +18,7 @@ export const gamelistFactory: DialectFactory = {
         maxServersPerIp: g.maxServersPerIp,
         maxFailedRegistrations: g.maxFailedRegistrations,
         publicRatePerIpPerMinute: g.publicRatePerIpPerMinute,
+        preAuthMaxBytes: g.preAuthMaxBytes,
       },
       ctx,
       deps,

@@ -24,11 +24,15 @@ export interface ConnState {
   readonly failures: number;
   /** A ping is out and no pong has come back yet. */
   readonly awaitingPong: boolean;
+  /** A registration with a valid regToken has arrived on this socket. */
+  readonly authenticated?: boolean;
 }
 
 export interface MachineConfig {
   readonly regTokens: readonly string[];
   readonly maxFailedRegistrations: number;
+  /** Largest frame before a valid regToken (absent: no cap here). */
+  readonly preAuthMaxBytes?: number;
   /** Compares secrets in constant time. */
   readonly secretEquals: (a: string, b: string) => boolean;
 }
@@ -86,13 +90,18 @@ export function step(state: ConnState, event: GamelistEvent, cfg: MachineConfig)
 }
 
 function onFrame(state: ConnState, event: Extract<GamelistEvent, { type: 'frame' }>, cfg: MachineConfig): Step {
+  if (!state.authenticated && cfg.preAuthMaxBytes !== undefined && event.data.length > cfg.preAuthMaxBytes) {
+    return close(state, GamelistClose.MESSAGE_TOO_BIG, `a frame before a valid registration may be at most ${cfg.preAuthMaxBytes} bytes`);
+  }
   if (event.binary) return close(state, GamelistClose.UNSUPPORTED_DATA, 'binary frames are not accepted; send JSON text');
   const res = decodeFromGameServer(event.data.toString('utf8'));
   if (!res.ok) return close(state, res.code, res.detail);
   const msg = res.msg;
   switch (msg.type) {
     case 1: {
-      if (tokenValid(msg.regToken, cfg.regTokens, cfg.secretEquals)) return { state, effects: [{ type: 'register', msg }] };
+      if (tokenValid(msg.regToken, cfg.regTokens, cfg.secretEquals)) {
+        return { state: state.authenticated ? state : { ...state, authenticated: true }, effects: [{ type: 'register', msg }] };
+      }
       const failures = state.failures + 1;
       const refuse: Effect[] = [
         { type: 'registration-refused', reason: 'invalid_token' },

@@ -3,6 +3,8 @@
  * functions: no I/O. The client and the server both use it.
  */
 
+import { scanJson, TOO_DEEP_DETAIL } from '../json.js';
+
 export const Op = {
   EVENT: 0,
   IDENTIFY: 1,
@@ -74,7 +76,13 @@ export const busCloseCodes = {
   1001: { name: 'SHUTTING_DOWN', description: 'The server is shutting down (DISCONNECT SHUTTING_DOWN first)', retryable: true, why: 'shutdown' },
   1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no DISCONNECT)', retryable: false },
   1008: { name: 'KICKED', description: 'An operator kicked the service (DISCONNECT KICKED first)', retryable: true, why: 'kicked' },
-  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over maxMessageBytes (DISCONNECT MESSAGE_TOO_BIG first)', retryable: false, why: 'protocol error' },
+  1009: {
+    name: 'MESSAGE_TOO_BIG',
+    description:
+      'A frame over maxMessageBytes, or over preAuthMaxBytes before IDENTIFY (DISCONNECT MESSAGE_TOO_BIG first); over limits.maxPayload, or 4 × preAuthMaxBytes before IDENTIFY, the socket layer closes with no DISCONNECT',
+    retryable: false,
+    why: 'protocol error',
+  },
   4001: { name: 'PING_TIMEOUT', description: 'Nothing received for two heartbeat intervals', retryable: true, why: 'ping timeout' },
   4002: { name: 'BAD_MESSAGE', description: 'Malformed JSON, not an object, wrong envelope, unknown op, binary frame, or a second IDENTIFY', retryable: false, why: 'protocol error' },
   4003: { name: 'NOT_IDENTIFIED', description: 'An op other than IDENTIFY or PING before IDENTIFY, or no IDENTIFY within identifyTimeout', retryable: true, why: 'protocol error' },
@@ -111,6 +119,7 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
  * `raw`, never a re-serialized copy.
  */
 export function decode(text: string): DecodeResult {
+  if (scanJson(text).tooDeep) return { ok: false, detail: TOO_DEEP_DETAIL };
   let v: unknown;
   try {
     v = JSON.parse(text);

@@ -7,6 +7,7 @@
  * number keeps its digits. Nothing that is forwarded goes through a JS number.
  */
 import { isLosslessNumber, LosslessNumber, parse as losslessParse, stringify as losslessStringify } from 'lossless-json';
+import { parseJson, scanJson, TOO_DEEP_DETAIL } from '../json.js';
 
 /** A JSON value whose numbers are LosslessNumbers. */
 export type LJson = null | boolean | string | LosslessNumber | LJson[] | { [key: string]: LJson };
@@ -31,13 +32,25 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !isLosslessNumber(v);
 }
 
-/** Parses and checks the envelope of one text frame. */
-export function decodeEnvelope(text: string): EnvelopeResult {
+/**
+ * Parses and checks the envelope of one text frame. Frames nested deeper than
+ * MAX_JSON_DEPTH are malformed. With `cheapTree` (handshake frames, which are read
+ * but never kept or relayed) the lossless parse is paid only when some number in the
+ * text could not be held exactly by a JS number; the tree is then the view itself.
+ */
+export function decodeEnvelope(text: string, cheapTree = false): EnvelopeResult {
+  const scan = scanJson(text);
+  if (scan.tooDeep) return { ok: false, problem: 'malformed', detail: `Malformed (${TOO_DEEP_DETAIL})` };
   let view: unknown;
   let tree: unknown;
   try {
-    view = JSON.parse(text);
-    tree = losslessParse(text);
+    if (cheapTree) {
+      view = JSON.parse(text);
+      tree = parseJson(text, scan, losslessParse, (s) => new LosslessNumber(s));
+    } else {
+      view = JSON.parse(text);
+      tree = losslessParse(text);
+    }
   } catch (err) {
     return { ok: false, problem: 'json', detail: `Malformed JSON (${(err as Error).message})` };
   }

@@ -4,6 +4,7 @@
  * know are kept unchanged (for the slave and for plugins), and every number keeps its
  * digits.
  */
+import { scanJson, TOO_DEEP_DETAIL } from '../json.js';
 import { idOf, isLosslessNumber, isPlainObject, numberNode, parseTree, type LJson, type LObject } from './codec.js';
 
 export type FieldType = 'string' | 'number' | 'integer' | 'object';
@@ -149,6 +150,7 @@ export function convertFieldValue(path: string, value: string): Result<LJson> {
     case 'object': {
       let parsed: LJson;
       try {
+        if (scanJson(value).tooDeep) throw new SyntaxError(TOO_DEEP_DETAIL);
         parsed = parseTree(value);
       } catch (err) {
         return { ok: false, error: `Error parsing value for ${path}: ${(err as Error).message}` };

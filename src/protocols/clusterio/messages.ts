@@ -276,7 +276,13 @@ export const clusterioCloseCodes = {
     retryable: false,
     why: 'protocol error',
   },
-  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
+  1009: {
+    name: 'MESSAGE_TOO_BIG',
+    description:
+      'A frame over preAuthMaxBytes before the handshake is accepted (`close {reason}` first), or a frame over limits.maxPayload (socket layer; before the handshake, over 4 × preAuthMaxBytes)',
+    retryable: false,
+    why: 'protocol error',
+  },
   1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling a frame', retryable: true, why: 'internal error' },
   3008: { name: 'TIMEOUT', description: 'No pong (seed clients) or no `heartbeat` (session clients) for 2 × heartbeatInterval', retryable: true, why: 'ping timeout' },
   4000: { name: 'INVALID_MESSAGE', description: 'Malformed frame, unknown type, data failing its schema, or a response to an unknown seq', retryable: false, why: 'protocol error' },
@@ -297,4 +303,5 @@ export const CloseReason = {
   KICKED: 'Kicked by an operator',
   SLOW_CONSUMER: 'Slow consumer',
   INTERNAL: 'Internal error',
+  TOO_BIG_BEFORE_AUTH: 'Frame too big before the handshake',
 } as const;

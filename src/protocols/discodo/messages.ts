@@ -8,6 +8,7 @@
  * digits that were sent, and writing it back puts out the same digits.
  */
 import { isLosslessNumber, LosslessNumber, parse, stringify } from 'lossless-json';
+import { scanJson, TOO_DEEP_DETAIL } from '../json.js';
 
 export { isLosslessNumber, LosslessNumber };
 
@@ -169,6 +170,7 @@ export function parseLossless(text: string): unknown {
 
 /** Parses and checks one frame's envelope. */
 export function decode(text: string): DecodeResult {
+  if (scanJson(text).tooDeep) return { ok: false, detail: TOO_DEEP_DETAIL };
   let v: unknown;
   try {
     v = parse(text);

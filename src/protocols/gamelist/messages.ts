@@ -8,6 +8,7 @@
  * JavaScript number. Ids are carried as that text and written back verbatim.
  */
 import { parse } from 'lossless-json';
+import { parseJson, scanJson, TOO_DEEP_DETAIL } from '../json.js';
 
 export const MessageType = {
   /** GS → MS: register or refresh the server's entry. */
@@ -47,7 +48,12 @@ export const gamelistCloseCodes = {
     retryable: false,
     why: 'protocol error',
   },
-  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
+  1009: {
+    name: 'MESSAGE_TOO_BIG',
+    description: 'A frame over preAuthMaxBytes before a valid regToken, or over limits.maxPayload (socket layer; before a valid regToken, over 4 × preAuthMaxBytes)',
+    retryable: false,
+    why: 'protocol error',
+  },
   1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling the frame', retryable: true, why: 'internal error' },
 } as const;
 
@@ -56,6 +62,7 @@ export const GamelistClose = {
   UNSUPPORTED_DATA: 1003,
   INVALID_PAYLOAD: 1007,
   POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
 } as const;
 
 // ---------------------------------------------------------------------------------
@@ -80,8 +87,9 @@ export const UINT32_MAX = 2 ** 32 - 1;
 
 /** The digits of an integer literal within [min, max], or undefined. Never goes through a JS number. */
 function integerText(v: unknown, min: bigint, max: bigint): string | undefined {
-  if (!(v instanceof JsonNumber)) return undefined;
-  const t = v.text;
+  // A JS number here came from text whose every number is a short integer literal.
+  const t = typeof v === 'number' ? String(v) : v instanceof JsonNumber ? v.text : undefined;
+  if (t === undefined) return undefined;
   // A fraction or an exponent is not an integer in this protocol; 21 chars cover any INT64.
   if (t.length > 21 || !INTEGER_LITERAL.test(t)) return undefined;
   const b = BigInt(t);
@@ -188,20 +196,21 @@ export type DecodeResult<M> =
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof JsonNumber);
 
+/**
+ * Parses a frame with JSON.parse (see parseJson): a number that a JS number holds
+ * exactly (a short integer literal) comes out as a JS number, any other as a
+ * JsonNumber holding its source text. The lossless parser is the fallback only.
+ */
 function parseText(text: string): { ok: true; value: unknown } | { ok: false; code: 1007 | 1008; detail: string } {
+  const scan = scanJson(text);
   try {
-    return { ok: true, value: parse(text, null, (s) => new JsonNumber(s)) };
-  } catch (err) {
-    if (err instanceof RangeError) {
-      // The lossless parser recurses; valid JSON nested deeper than its stack is still
-      // JSON (the native parser is iterative), just no message of this protocol: 1008.
-      try {
-        JSON.parse(text);
-        return { ok: false, code: 1008, detail: 'JSON nested too deep for any message' };
-      } catch {
-        // malformed after all
-      }
+    if (scan.tooDeep) {
+      // Valid JSON nested this deep is still JSON, just no message of this protocol: 1008.
+      JSON.parse(text);
+      return { ok: false, code: 1008, detail: TOO_DEEP_DETAIL };
     }
+    return { ok: true, value: parseJson(text, scan, (t) => parse(t, null, (s) => new JsonNumber(s)), (s) => new JsonNumber(s)) };
+  } catch (err) {
     return { ok: false, code: 1007, detail: `malformed JSON: ${(err as Error).message}` };
   }
 }

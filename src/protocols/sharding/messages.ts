@@ -11,6 +11,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { isSafeNumber, LosslessNumber, parse as losslessParse, stringify as losslessStringify } from 'lossless-json';
+import { parseJson, scanJson, TOO_DEEP_DETAIL } from '../json.js';
 import type { Range } from './ranges.js';
 
 export type { Range } from './ranges.js';
@@ -227,9 +228,12 @@ interface Envelope {
 }
 
 export function decodeEnvelope(text: string): Decoded<Envelope> {
+  const scan = scanJson(text);
+  if (scan.tooDeep) return { ok: false, detail: TOO_DEEP_DETAIL };
   let v: unknown;
   try {
-    v = losslessParse(text, null, parseNumber);
+    // JSON.parse does the work; numbers it would change are restored as parseNumber reads them.
+    v = parseJson(text, scan, (t) => losslessParse(t, null, parseNumber), parseNumber);
   } catch (err) {
     return { ok: false, detail: `malformed JSON: ${(err as Error).message}` };
   }
