@@ -256,6 +256,7 @@ export const ShardingSchema = Section({
   startup: Enum([Type.Literal('sequential'), Type.Literal('parallel')], 'sequential'),
   connectTimeout: Duration(120_000),
   identifyWindow: Duration(5_000),
+  identifyMargin: Duration(250),
   sessionStartLimit: Int(1_000, 0),
   fenceMargin: Duration(5_000),
   identifyTimeout: Duration(10_000),
