@@ -7,7 +7,7 @@
  * violation at the gateway, no double session, no reconnect loop, and every `destroy()`
  * settled.
  *
- * The windows are small (150 ms identify window, 500 + 700 ms heartbeat deadline) so the
+ * The windows are small (150 ms identify window, 500 + 1500 ms heartbeat deadline) so the
  * whole file runs in well under a minute. Real time is unavoidable here (real processes,
  * real discord.js timers); waits are on events, except the "quiet" checks, which watch for
  * reconnects that must not come (discord.js reconnects 500 ms after a failure).
@@ -35,10 +35,12 @@ const SHARDING = {
   maxConcurrency: MC,
   identifyWindow: WINDOW,
   identifyMargin: 150,
+  // Fence after 1.5 s without ACK or 1.5 s disconnected: short, yet longer than a busy
+  // machine's pauses, so that only the MASTER stall below makes the CONTROLs fence.
   heartbeatInterval: 500,
-  heartbeatGrace: 700,
-  reconnectWindow: 1500,
-  fenceMargin: 300,
+  heartbeatGrace: 1500,
+  reconnectWindow: 2000,
+  fenceMargin: 500,
   // Start-up (and restart after resume) waits for both CONTROLs.
   startupDelay: 30_000,
   expectedControls: 2,
@@ -229,11 +231,13 @@ describe('MusterShardManager with real @discordjs/ws in two processes, against a
     const a = controls.get('a') as Child;
     const bShards = (await shardTable()).filter((s) => s.owner === 'b').map((s) => s.id);
     expect(bShards.length).toBeGreaterThan(0);
+    const starts = gateway.sessionStarts;
     b.proc.kill('SIGKILL');
     await b.exited;
     await waitFor('every shard on a', async () => (await shardTable()).every((s) => s.owner === 'a' && s.state === 'connected'), 15_000);
     await fleetUp();
     expect((await a.state()).ready).toHaveLength(SHARDS);
+    expect(gateway.sessionStarts).toBe(starts + bShards.length);
     // b comes back: a standby.
     const b2 = startControl('b');
     await b2.next('identified', () => true, 0, 20_000);
@@ -265,7 +269,7 @@ describe('MusterShardManager with real @discordjs/ws in two processes, against a
       // No ACK: a fences after heartbeatInterval + heartbeatGrace − fenceMargin.
       await a.next('fenced', () => true, from, 10_000);
       await waitFor('no live session of a at the gateway', async () => (await a.state()).destroying === 0 && (await a.state()).shards.length === 0);
-      await new Promise((r) => setTimeout(r, 1_000)); // the MASTER stays frozen past its own deadline
+      await new Promise((r) => setTimeout(r, 1_000)); // the MASTER stays frozen past its own deadline (2 s)
       expect(gateway.doubleSessions).toEqual([]);
     } finally {
       master.proc.kill('SIGCONT');
