@@ -616,8 +616,9 @@ export class ShardingControl extends EventEmitter {
 
   // ---- shards ----
 
-  #startBatch(ids: number[], reason: StartContext['reason'], redundant: boolean, report = true): void {
-    if (report) this.#send(encodeControl.connecting());
+  /** `connecting`: announce the start with CONNECTING (not for a COMMAND restart); CONNECTED always follows once it is up. */
+  #startBatch(ids: number[], reason: StartContext['reason'], redundant: boolean, connecting = true): void {
+    if (connecting) this.#send(encodeControl.connecting());
     const fresh = ids.filter((id) => !this.#running.has(id));
     for (const id of fresh) this.#running.add(id);
     const batch: Batch = { ids: new Set(fresh), ac: new AbortController() };
@@ -627,10 +628,11 @@ export class ShardingControl extends EventEmitter {
       if (batch.ac.signal.aborted) return;
       for (const id of batch.ids) if (this.#running.has(id)) this.#ready.add(id);
       if (fresh.length > 0) this.emit('started', toRanges(batch.ids));
-      // Report what this CONNECT/OFFLOAD asked for and is now up, not older shards: an
-      // older one may be moving away at this very moment.
+      // Report what this CONNECT/OFFLOAD (or restart) asked for and is now up, not older
+      // shards: an older one may be moving away at this very moment. A restarted shard is
+      // reported too: the MASTER may never have heard it CONNECTED (stopped before READY).
       const up = ids.filter((id) => this.#ready.has(id));
-      if (report && this.#identified) this.#send(encodeControl.connected(toRanges(up)));
+      if (this.#identified && (connecting || up.length > 0)) this.#send(encodeControl.connected(toRanges(up)));
     };
     if (fresh.length === 0) {
       queueMicrotask(finish);
