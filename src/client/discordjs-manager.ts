@@ -95,6 +95,8 @@ export class MusterShardManager extends EventEmitter {
   #throttler: MusterIdentifyThrottler | undefined;
   readonly #shards = new Map<number, Entry>();
   readonly #destroying = new Set<Promise<void>>();
+  /** The latest `destroy()` in flight per shard id: a restart waits for it, so two sessions never overlap. */
+  readonly #destroyingById = new Map<number, Promise<void>>();
   readonly stats = { started: 0, stopped: 0, stoppedWhileWaiting: 0, destroyed: 0, redestroyed: 0 };
 
   constructor(opts: MusterShardManagerOptions) {
@@ -162,6 +164,11 @@ export class MusterShardManager extends EventEmitter {
     const discord = (this.#discord ??= this.#opts.discord ?? (await loadDiscordWs()));
     const manager = this.#ensureManager(discord);
     const strategyOptions = await discord.managerToFetchingStrategyOptions(manager as never);
+    // A shard started again (restart, unfence) opens its new session only once the old socket is closed.
+    const previous = shardIdsOf(ranges)
+      .map((id) => this.#destroyingById.get(id))
+      .filter((p): p is Promise<void> => p !== undefined);
+    if (previous.length > 0) await Promise.all(previous);
     const running = new Set(shardIdsOf(this.control.running));
     const waits: Array<Promise<void>> = [];
     for (const id of shardIdsOf(ranges)) {
@@ -278,8 +285,12 @@ export class MusterShardManager extends EventEmitter {
         },
         (err: unknown) => this.#emitError(err),
       )
-      .finally(() => this.#destroying.delete(p));
+      .finally(() => {
+        this.#destroying.delete(p);
+        if (this.#destroyingById.get(e.id) === p) this.#destroyingById.delete(e.id);
+      });
     this.#destroying.add(p);
+    this.#destroyingById.set(e.id, p);
   }
 
   #info(): InfoPayload {

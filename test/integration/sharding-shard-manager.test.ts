@@ -16,6 +16,8 @@ class ScriptedShard extends EventEmitter {
   connects = 0;
   destroys: Array<{ code?: number; reason?: string } | undefined> = [];
   readonly sent: unknown[] = [];
+  /** When set, destroy() settles only once this does (a slow close handshake). */
+  gate: Promise<void> | undefined;
   constructor(
     readonly strategy: { manager: FakeManager },
     readonly id: number,
@@ -31,7 +33,7 @@ class ScriptedShard extends EventEmitter {
   destroy(options?: { code?: number; reason?: string }): Promise<void> {
     this.destroys.push(options);
     this.status = 0;
-    return Promise.resolve();
+    return this.gate ?? Promise.resolve();
   }
   send(payload: unknown): Promise<void> {
     this.sent.push(payload);
@@ -128,6 +130,27 @@ describe('MusterShardManager (scripted shards, real MASTER)', () => {
     expect(stopped).toEqual([[1, 'command restart_shard', false]]);
     d.shard(1)[1]?.emit('ready', {});
     await until(() => srv!.dialect().summary().connectedShards === 2);
+  });
+
+  it('a restarted shard opens its new session only once the old one’s destroy() has settled', async () => {
+    srv = await startSharding({ expectedControls: 1, shardCount: 1 });
+    const d = fakeDiscord();
+    const m = make(d.module);
+    await m.connect();
+    await until(() => d.shard(0).length === 1);
+    const old = d.shard(0)[0] as ScriptedShard;
+    old.emit('ready', {});
+    await until(() => srv!.dialect().summary().connectedShards === 1);
+    let release: () => void = () => undefined;
+    old.gate = new Promise<void>((r) => (release = r));
+    await admin(srv, 'POST', '/api/v1/sharding/controls/a/command', { command: 'restart_shard', args: { shard_id: 0 } });
+    await until(() => old.destroys.length === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(d.shard(0)).toHaveLength(1);
+    expect(m.destroying).toBe(1);
+    release();
+    await until(() => d.shard(0).length === 2);
+    expect(m.destroying).toBe(0);
   });
 
   it('destroys again a stopped shard that discord.js reconnected on its own, at its HELLO', async () => {
