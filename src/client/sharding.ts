@@ -30,8 +30,8 @@ import { backoffDelay, type BackoffOptions } from './backoff.js';
  * `heartbeatInterval + heartbeatGrace − fenceMargin`, or has been disconnected for
  * `reconnectWindow − fenceMargin`, it stops every shard, because the MASTER is about to
  * give them to someone else. The timing is the MASTER's, from INITIALISE; options may only
- * make it fence earlier (see `heartbeatGrace`). If ACKs come back on the same connection before the MASTER
- * closed it, it restarts the fenced shards (it still owns them). Without an ACK for
+ * make it fence earlier (see `heartbeatGrace`). If ACKs come back on the same connection
+ * before the MASTER closed it, it restarts the fenced shards (it still owns them). Without an ACK for
  * `heartbeatInterval + heartbeatGrace + fenceMargin` (past the MASTER's deadline) it
  * drops the socket and reconnects. A close with 4001 (declared dead), 4005 (superseded)
  * or 4006 (fleet halted) stops every shard at once.
@@ -277,7 +277,9 @@ export class ShardingControl extends EventEmitter {
    * Waits for the MASTER's IDENTIFY_GRANT for this shard (fleet-wide, one per bucket per
    * identify window). Rejects when `signal` aborts, the shard is not (or no longer)
    * running on this CONTROL, or the CONTROL is closed. While disconnected, the request
-   * is sent after re-identifying.
+   * is sent after re-identifying. When the last wait for a shard ends without its grant,
+   * the request is withdrawn (IDENTIFY_CANCEL). With `@discordjs/ws`, use
+   * `MusterIdentifyThrottler`, which rejects only on abort.
    */
   identifySlot(shardId: number, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
