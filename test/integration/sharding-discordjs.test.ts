@@ -34,7 +34,9 @@ const SHARDING = {
   shardCount: SHARDS,
   maxConcurrency: MC,
   identifyWindow: WINDOW,
-  identifyMargin: 150,
+  // Covers the grant-to-IDENTIFY jitter of a loaded test machine (up to ~170 ms seen on a
+  // shared 2-core box); without a margin, gaps of 100–140 ms reach the gateway here.
+  identifyMargin: 400,
   // Fence after 1.5 s without ACK or 1.5 s disconnected: short, yet longer than a busy
   // machine's pauses, so that only the MASTER stall below makes the CONTROLs fence.
   heartbeatInterval: 500,
