@@ -7,7 +7,8 @@
  *     identifySlot for every shard it is given and counts a shard as connected once
  *     granted. Answers when every shard is connected, with the times (epoch ms) at
  *     which the last CONTROL was IDENTIFIED, the first CONNECT arrived, and the last
- *     shard was granted.
+ *     shard was granted, and the shortest gap between two grants of one bucket as they
+ *     arrived at the CONTROLs (where a shard would send its IDENTIFY to the gateway).
  * start {url, key, n, heartbeatGrace, reconnectWindow, fenceMargin}
  *     P5: connects n CONTROLs whose start hook connects every shard at once.
  * stable {shardCount, timeoutMs}
@@ -101,6 +102,7 @@ async function until(cond: () => boolean, timeoutMs: number, what: string): Prom
 
 serve({
   fleet: async (p: { url: string; key: string; n: number; shardCount: number; timeoutMs: number }) => {
+    const arrivals = new Map<number, number[]>();
     granted = 0;
     firstConnectAt = Number.NaN;
     lastGrantAt = Number.NaN;
@@ -111,6 +113,8 @@ serve({
             ctl.c.identifySlot(id, signal).then(() => {
               granted++;
               lastGrantAt = Date.now();
+              const bucket = id % (ctl.c.initialise?.max_concurrency ?? 1);
+              arrivals.set(bucket, [...(arrivals.get(bucket) ?? []), performance.timeOrigin + performance.now()]);
             }),
           ),
         );
@@ -119,7 +123,12 @@ serve({
     await Promise.all(ctls.map((c) => c.c.connect()));
     await until(() => granted >= p.shardCount, p.timeoutMs, `${granted} of ${p.shardCount} shards granted`);
     const identifiedAt = Math.max(...ctls.map((c) => c.identifiedAt));
-    return { identifiedAt, firstConnectAt, lastGrantAt, granted };
+    const gaps: number[] = [];
+    for (const list of arrivals.values()) {
+      list.sort((a, b) => a - b);
+      for (let i = 1; i < list.length; i++) gaps.push((list[i] as number) - (list[i - 1] as number));
+    }
+    return { identifiedAt, firstConnectAt, lastGrantAt, granted, gaps };
   },
   start: async (p: { url: string; key: string; n: number; heartbeatGrace: number; reconnectWindow: number; fenceMargin: number }) => {
     ctls = Array.from({ length: p.n }, (_, i) =>

@@ -29,8 +29,9 @@ import { backoffDelay, type BackoffOptions } from './backoff.js';
  * It fences itself, as the contract asks: once it has heard no ACK for
  * `heartbeatInterval + heartbeatGrace − fenceMargin`, or has been disconnected for
  * `reconnectWindow − fenceMargin`, it stops every shard, because the MASTER is about to
- * give them to someone else. If ACKs come back on the same connection before the MASTER
- * closed it, it restarts the fenced shards (it still owns them). Without an ACK for
+ * give them to someone else. The timing is the MASTER's, from INITIALISE; options may only
+ * make it fence earlier (see `heartbeatGrace`). If ACKs come back on the same connection
+ * before the MASTER closed it, it restarts the fenced shards (it still owns them). Without an ACK for
  * `heartbeatInterval + heartbeatGrace + fenceMargin` (past the MASTER's deadline) it
  * drops the socket and reconnects. A close with 4001 (declared dead), 4005 (superseded)
  * or 4006 (fleet halted) stops every shard at once.
@@ -91,12 +92,18 @@ export interface ShardingControlOptions {
   infoInterval?: number;
   /** Handles a COMMAND; by default restart_shard/restart_cluster stop and start the shards. */
   command?: (command: string, args: Record<string, unknown>) => void | Promise<void>;
-  /** Must match the MASTER's config (the wire carries only heartbeat_interval). Default 15000. */
-  heartbeatGrace?: number;
-  /** Must match the MASTER's config. Default 30000. */
-  reconnectWindow?: number;
-  /** Default 5000. */
-  fenceMargin?: number;
+  /**
+   * Fencing timing. The MASTER sends its `heartbeat_grace`, `reconnect_window` and
+   * `fence_margin` in INITIALISE, and those are used. These options override them only
+   * when the result still fences before the MASTER offloads (before `heartbeatInterval +
+   * heartbeatGrace` without ACK and before `reconnectWindow` disconnected, the MASTER's
+   * numbers); otherwise the overrides are refused (an `error` event says so) and the
+   * MASTER's timing is used. Against a MASTER that does not send them: these, or the
+   * defaults 15000, 30000 and 5000.
+   */
+  heartbeatGrace?: number | undefined;
+  reconnectWindow?: number | undefined;
+  fenceMargin?: number | undefined;
   /** false to stay down after a drop; otherwise backoff settings (default 250 ms … 5 s, jittered). */
   reconnect?: false | BackoffOptions;
   /** Delay before retrying while the fleet is halted (close 4006). Default 5000. */
@@ -131,6 +138,44 @@ export class IdentifySlotError extends Error {
 
 const DEFAULT_BACKOFF: BackoffOptions = { minMs: 250, maxMs: 5000 };
 
+/** The timing a CONTROL fences on (ms). */
+export interface FenceTiming {
+  readonly heartbeatGrace: number;
+  readonly reconnectWindow: number;
+  readonly fenceMargin: number;
+  /** `master`: INITIALISE's; `override`: the options, checked against INITIALISE's; `local`: options or defaults (the MASTER sent none). */
+  readonly source: 'master' | 'override' | 'local';
+}
+
+/**
+ * The timing to fence on: the MASTER's, unless overrides still fence before the MASTER
+ * offloads. `refused` names overrides that would not.
+ */
+export function fenceTiming(
+  init: Pick<InitialisePayload, 'heartbeat_interval' | 'heartbeat_grace' | 'reconnect_window' | 'fence_margin'> | undefined,
+  over: { heartbeatGrace?: number | undefined; reconnectWindow?: number | undefined; fenceMargin?: number | undefined },
+): FenceTiming & { refused?: string } {
+  const local = { heartbeatGrace: over.heartbeatGrace ?? 15_000, reconnectWindow: over.reconnectWindow ?? 30_000, fenceMargin: over.fenceMargin ?? 5_000 };
+  if (!init || init.heartbeat_grace === undefined || init.reconnect_window === undefined || init.fence_margin === undefined) return { ...local, source: 'local' };
+  const master = { heartbeatGrace: init.heartbeat_grace, reconnectWindow: init.reconnect_window, fenceMargin: init.fence_margin };
+  if (over.heartbeatGrace === undefined && over.reconnectWindow === undefined && over.fenceMargin === undefined) return { ...master, source: 'master' };
+  const t = {
+    heartbeatGrace: over.heartbeatGrace ?? master.heartbeatGrace,
+    reconnectWindow: over.reconnectWindow ?? master.reconnectWindow,
+    fenceMargin: over.fenceMargin ?? master.fenceMargin,
+  };
+  const interval = init.heartbeat_interval;
+  const ackFence = interval + t.heartbeatGrace - t.fenceMargin;
+  const discFence = t.reconnectWindow - t.fenceMargin;
+  const problems: string[] = [];
+  if (ackFence >= interval + master.heartbeatGrace) problems.push(`without ACK it would fence after ${ackFence} ms, the MASTER offloads after ${interval + master.heartbeatGrace} ms`);
+  if (discFence >= master.reconnectWindow) problems.push(`disconnected it would fence after ${discFence} ms, the MASTER offloads after ${master.reconnectWindow} ms`);
+  if (problems.length > 0) {
+    return { ...master, source: 'master', refused: `fencing overrides (heartbeatGrace, reconnectWindow, fenceMargin) refused: ${problems.join('; ')}; using the MASTER's timing` };
+  }
+  return { ...t, source: 'override' };
+}
+
 export class ShardingControl extends EventEmitter {
   readonly #opts: ShardingControlOptions;
   readonly #clock: ControlClock;
@@ -149,6 +194,7 @@ export class ShardingControl extends EventEmitter {
   #seq = 0;
   #lastAck = 0;
   #unauthorized = false;
+  #timing: FenceTiming;
   readonly #running = new Set<number>();
   /** Shards stopped by the ACK fence, restarted if ACKs resume on the same connection. */
   readonly #fenced = new Set<number>();
@@ -170,6 +216,12 @@ export class ShardingControl extends EventEmitter {
     this.#opts = opts;
     this.#clock = opts.clock ?? systemClock;
     this.#WS = opts.WebSocket ?? (WebSocket as unknown as WebSocketConstructor);
+    this.#timing = fenceTiming(undefined, opts);
+  }
+
+  /** The timing this CONTROL fences on: the MASTER's from INITIALISE, or accepted overrides. */
+  get fenceTiming(): FenceTiming {
+    return this.#timing;
   }
 
   get name(): string {
@@ -225,7 +277,9 @@ export class ShardingControl extends EventEmitter {
    * Waits for the MASTER's IDENTIFY_GRANT for this shard (fleet-wide, one per bucket per
    * identify window). Rejects when `signal` aborts, the shard is not (or no longer)
    * running on this CONTROL, or the CONTROL is closed. While disconnected, the request
-   * is sent after re-identifying.
+   * is sent after re-identifying. When the last wait for a shard ends without its grant,
+   * the request is withdrawn (IDENTIFY_CANCEL). With `@discordjs/ws`, use
+   * `MusterIdentifyThrottler`, which rejects only on abort.
    */
   identifySlot(shardId: number, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -235,6 +289,7 @@ export class ShardingControl extends EventEmitter {
       if (!this.#running.has(shardId)) return reject(new IdentifySlotError('STOPPED', `shard ${shardId} is not running on this CONTROL`));
       const onAbort = (): void => {
         this.#removeWaiter(shardId, w);
+        this.#cancelIfUnwanted(shardId);
         reject(new IdentifySlotError('ABORTED', `identify slot for shard ${shardId} aborted`));
       };
       const w: SlotWaiter = {
@@ -337,7 +392,7 @@ export class ShardingControl extends EventEmitter {
     }
     if (code === CloseCodes.SUPERSEDED) return this.#giveUp(new Error('superseded by a newer connection with this session'));
     if (!this.#discFenceCancel) {
-      const { reconnectWindow = 30_000, fenceMargin = 5_000 } = this.#opts;
+      const { reconnectWindow, fenceMargin } = this.#timing;
       this.#discFenceCancel = this.#clock.wake(Math.max(0, reconnectWindow - fenceMargin), () => {
         this.#discFenceCancel = undefined;
         if (!this.#identified) this.#fence('disconnected from MASTER for reconnectWindow − fenceMargin');
@@ -412,6 +467,9 @@ export class ShardingControl extends EventEmitter {
 
   #onInitialise(d: InitialisePayload): void {
     this.#init = d;
+    const { refused, ...timing } = fenceTiming(d, this.#opts);
+    this.#timing = timing;
+    if (refused !== undefined) this.#emitError(new Error(refused));
     this.#pendingSession = d.session_id;
     this.emit('initialise', d);
     this.#send(
@@ -450,9 +508,12 @@ export class ShardingControl extends EventEmitter {
   #armAckFence(): void {
     this.#ackFenceCancel?.();
     const interval = this.#init?.heartbeat_interval ?? 30_000;
-    const { heartbeatGrace = 15_000, fenceMargin = 5_000 } = this.#opts;
+    const { heartbeatGrace, fenceMargin } = this.#timing;
     const fenceAt = this.#lastAck + Math.max(0, interval + heartbeatGrace - fenceMargin);
-    const dropAt = this.#lastAck + interval + heartbeatGrace + fenceMargin;
+    // Past the MASTER's own deadline (which an override may not move).
+    const masterGrace = this.#init?.heartbeat_grace ?? heartbeatGrace;
+    const masterMargin = this.#init?.fence_margin ?? fenceMargin;
+    const dropAt = this.#lastAck + interval + Math.max(heartbeatGrace + fenceMargin, masterGrace + masterMargin);
     const ws = this.#ws;
     const drop = (): void => {
       this.#ackFenceCancel = this.#clock.wake(dropAt - this.#clock.now(), () => {
@@ -557,8 +618,9 @@ export class ShardingControl extends EventEmitter {
 
   // ---- shards ----
 
-  #startBatch(ids: number[], reason: StartContext['reason'], redundant: boolean, report = true): void {
-    if (report) this.#send(encodeControl.connecting());
+  /** `connecting`: announce the start with CONNECTING (not for a COMMAND restart); CONNECTED always follows once it is up. */
+  #startBatch(ids: number[], reason: StartContext['reason'], redundant: boolean, connecting = true): void {
+    if (connecting) this.#send(encodeControl.connecting());
     const fresh = ids.filter((id) => !this.#running.has(id));
     for (const id of fresh) this.#running.add(id);
     const batch: Batch = { ids: new Set(fresh), ac: new AbortController() };
@@ -568,10 +630,11 @@ export class ShardingControl extends EventEmitter {
       if (batch.ac.signal.aborted) return;
       for (const id of batch.ids) if (this.#running.has(id)) this.#ready.add(id);
       if (fresh.length > 0) this.emit('started', toRanges(batch.ids));
-      // Report what this CONNECT/OFFLOAD asked for and is now up, not older shards: an
-      // older one may be moving away at this very moment.
+      // Report what this CONNECT/OFFLOAD (or restart) asked for and is now up, not older
+      // shards: an older one may be moving away at this very moment. A restarted shard is
+      // reported too: the MASTER may never have heard it CONNECTED (stopped before READY).
       const up = ids.filter((id) => this.#ready.has(id));
-      if (report && this.#identified) this.#send(encodeControl.connected(toRanges(up)));
+      if (this.#identified && (connecting || up.length > 0)) this.#send(encodeControl.connected(toRanges(up)));
     };
     if (fresh.length === 0) {
       queueMicrotask(finish);
@@ -605,6 +668,7 @@ export class ShardingControl extends EventEmitter {
         w.cleanup();
         w.reject(new IdentifySlotError('STOPPED', `shard ${id} was stopped (${reason})`));
       }
+      this.#cancelIfUnwanted(id);
     }
     if (stopping.length === 0) return;
     const ranges = toRanges(stopping);
@@ -629,6 +693,13 @@ export class ShardingControl extends EventEmitter {
   #request(shardId: number): void {
     if (!this.#identified || this.#requested.has(shardId)) return;
     if (this.#send(encodeControl.identifyRequest(shardId))) this.#requested.add(shardId);
+  }
+
+  /** Nobody waits for this shard's grant any more: withdraw the request (IDENTIFY_CANCEL), so it spends no window. */
+  #cancelIfUnwanted(shardId: number): void {
+    if (this.#waiters.has(shardId) || !this.#requested.has(shardId)) return;
+    this.#requested.delete(shardId);
+    this.#send(encodeControl.identifyCancel(shardId));
   }
 
   #removeWaiter(shardId: number, w: SlotWaiter): void {

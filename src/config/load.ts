@@ -92,6 +92,7 @@ export function validateConfig(raw: unknown): MusterConfig {
   const config = normalize(MusterConfigSchema, raw, '') as MusterConfig;
   checkPaths(config);
   checkLimits(config);
+  checkFencing(config);
   checkTls(config);
   if (!Value.Check(MusterConfigSchema, config)) {
     // Safety net: normalize() should have caught everything the schema says.
@@ -389,6 +390,18 @@ function checkLimits(config: MusterConfig): void {
   if (bus.enabled && bus.maxMessageBytes > maxPayload) {
     throw new ConfigError('dialects.bus.maxMessageBytes', bus.maxMessageBytes, `at most limits.maxPayload (${maxPayload})`, {
       problem: 'larger frames are refused by the socket layer first',
+    });
+  }
+}
+
+/** A CONTROL fences `fenceMargin` before the MASTER's deadlines: the margin must leave a positive fence time. */
+function checkFencing(config: MusterConfig): void {
+  const sh = config.dialects.sharding;
+  if (!sh.enabled) return;
+  const limit = Math.min(sh.heartbeatInterval + sh.heartbeatGrace, sh.reconnectWindow);
+  if (sh.fenceMargin >= limit) {
+    throw new ConfigError('dialects.sharding.fenceMargin', sh.fenceMargin, `less than both heartbeatInterval + heartbeatGrace (${sh.heartbeatInterval + sh.heartbeatGrace}) and reconnectWindow (${sh.reconnectWindow})`, {
+      problem: 'a CONTROL fences fenceMargin before the MASTER gives its shards away, so it would never serve',
     });
   }
 }

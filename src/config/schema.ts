@@ -285,6 +285,7 @@ export const ShardingSchema = Section({
   startup: Enum([Type.Literal('sequential'), Type.Literal('parallel')], 'sequential'),
   connectTimeout: Duration(120_000, SECOND),
   identifyWindow: Duration(5_000, 100),
+  identifyMargin: Duration(250, 0),
   sessionStartLimit: Int(1_000, 0),
   fenceMargin: Duration(5_000, 0),
   identifyTimeout: Duration(10_000, SECOND),

@@ -57,6 +57,7 @@ async function start(sharding: D = {}, top: D = {}): Promise<TestServer> {
         shardCount: 16,
         startupDelay: 1000,
         expectedControls: 2,
+        identifyMargin: 0,
         ...sharding,
       },
     },

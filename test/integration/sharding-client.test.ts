@@ -3,7 +3,7 @@ import type { IIdentifyThrottler } from '@discordjs/ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ManualClock } from '../../src/core/clock.js';
-import { IdentifySlotError, MusterIdentifyThrottler, ShardingControl, shardIdsOf, type ShardingControlOptions } from '../../src/client/index.js';
+import { fenceTiming, IdentifySlotError, MusterIdentifyThrottler, ShardingControl, shardIdsOf, type ShardingControlOptions } from '../../src/client/index.js';
 import type { Range } from '../../src/protocols/sharding/ranges.js';
 import { serverRoundTrip, until } from '../support/server.js';
 import { admin, KEY, leakCheck, owners, shards, startSharding, type ShardingServer } from './sharding-helpers.js';
@@ -124,6 +124,28 @@ describe('ShardingControl against Muster', () => {
     const perWindow = new Map<number, number[]>();
     for (const [id, t] of grants) perWindow.set(t, [...(perWindow.get(t) ?? []), id % 4]);
     for (const buckets of perWindow.values()) expect(new Set(buckets).size).toBe(buckets.length);
+  });
+
+  it('withdraws a request with IDENTIFY_CANCEL when its last wait aborts: no grant, no session start', async () => {
+    srv = await startSharding({ expectedControls: 1, maxConcurrency: 1, sessionStartLimit: 10 });
+    const a = make('a');
+    await a.control.connect();
+    await until(() => a.starts.length === 1);
+    const granted: number[] = [];
+    a.control.on('grant', (id: number) => granted.push(id));
+    await a.control.identifySlot(0);
+    const ac = new AbortController();
+    const p1 = a.control.identifySlot(1, ac.signal).catch(() => 'aborted');
+    const p2 = a.control.identifySlot(2);
+    await until(() => srv!.dialect().state.queue.waiting.length === 2);
+    ac.abort();
+    expect(await p1).toBe('aborted');
+    await until(() => srv!.dialect().state.queue.waiting.length === 1);
+    expect(srv.dialect().state.queue.waiting).toEqual([{ shard: 2, control: 'a' }]);
+    srv.clock.advance(5_000);
+    await p2;
+    expect(granted).toEqual([0, 2]);
+    expect(srv.dialect().summary().budgetRemaining).toBe(8);
   });
 
   it('identifySlot rejects when aborted, and when the shard is stopped', async () => {
@@ -262,7 +284,7 @@ describe('ShardingControl fencing (against a MASTER that misbehaves)', () => {
   });
 
   /** A fake MASTER: INITIALISE, IDENTIFIED, CONNECT [0,3], and then no ACK ever. */
-  async function fakeMaster(opts: { ack?: boolean } = {}): Promise<{
+  async function fakeMaster(opts: { ack?: boolean; init?: Record<string, number> } = {}): Promise<{
     url: string;
     identifies: Array<Record<string, unknown>>;
     sockets: WebSocket[];
@@ -276,7 +298,7 @@ describe('ShardingControl fencing (against a MASTER that misbehaves)', () => {
     let n = 0;
     wss.on('connection', (ws) => {
       sockets.push(ws);
-      ws.send(JSON.stringify({ o: 5, d: { token: 't', heartbeat_interval: 1000, shard_count: 4, max_concurrency: 1, session_id: `s${++n}` } }));
+      ws.send(JSON.stringify({ o: 5, d: { token: 't', heartbeat_interval: 1000, shard_count: 4, max_concurrency: 1, session_id: `s${++n}`, ...opts.init } }));
       ws.on('message', (buf: Buffer) => {
         const f = JSON.parse(buf.toString()) as { o: number; d: Record<string, unknown> };
         if (f.o === 10) {
@@ -309,6 +331,43 @@ describe('ShardingControl fencing (against a MASTER that misbehaves)', () => {
     controls.push(probe.control);
     return probe;
   }
+
+  it('fences on the timing the MASTER sends in INITIALISE, not on its own defaults', async () => {
+    const m = await fakeMaster({ init: { heartbeat_grace: 500, reconnect_window: 3000, fence_margin: 200 } });
+    const clock = new ManualClock();
+    const a = fenced(m.url, clock, { heartbeatGrace: undefined, reconnectWindow: undefined, fenceMargin: undefined });
+    await a.control.connect();
+    await until(() => a.starts.length === 1);
+    expect(a.control.fenceTiming).toEqual({ heartbeatGrace: 500, reconnectWindow: 3000, fenceMargin: 200, source: 'master' });
+    clock.advance(1_299);
+    expect(a.stops).toEqual([]);
+    clock.advance(1);
+    expect(a.stops).toEqual([{ ranges: [[0, 3]], reason: expect.stringContaining('fenced: no ACK') }]);
+  });
+
+  it('refuses overrides that would fence later than the MASTER offloads, and says so', async () => {
+    const m = await fakeMaster({ init: { heartbeat_grace: 500, reconnect_window: 3000, fence_margin: 200 } });
+    const clock = new ManualClock();
+    const a = fenced(m.url, clock, { heartbeatGrace: 5_000, reconnectWindow: undefined, fenceMargin: undefined });
+    const errors: string[] = [];
+    a.control.on('error', (e: Error) => errors.push(e.message));
+    await a.control.connect();
+    await until(() => a.starts.length === 1);
+    expect(errors).toEqual([expect.stringMatching(/refused: without ACK it would fence after 5800 ms, the MASTER offloads after 1500 ms/)]);
+    expect(a.control.fenceTiming.source).toBe('master');
+    clock.advance(1_300);
+    expect(a.stops).toHaveLength(1);
+  });
+
+  it('fenceTiming: overrides that fence earlier are kept; later ones refused; a MASTER without the fields leaves the local timing', () => {
+    const init = { heartbeat_interval: 1000, heartbeat_grace: 500, reconnect_window: 3000, fence_margin: 200 };
+    expect(fenceTiming(init, { fenceMargin: 400 })).toEqual({ heartbeatGrace: 500, reconnectWindow: 3000, fenceMargin: 400, source: 'override' });
+    // Fencing exactly when the MASTER offloads is too late.
+    expect(fenceTiming(init, { fenceMargin: 0 })).toMatchObject({ fenceMargin: 200, source: 'master', refused: expect.stringContaining('after 1500 ms, the MASTER offloads after 1500 ms') });
+    expect(fenceTiming(init, { reconnectWindow: 3300 })).toMatchObject({ reconnectWindow: 3000, source: 'master', refused: expect.stringContaining('disconnected it would fence after 3100 ms') });
+    expect(fenceTiming(init, {})).toEqual({ heartbeatGrace: 500, reconnectWindow: 3000, fenceMargin: 200, source: 'master' });
+    expect(fenceTiming({ heartbeat_interval: 1000 }, {})).toEqual({ heartbeatGrace: 15_000, reconnectWindow: 30_000, fenceMargin: 5_000, source: 'local' });
+  });
 
   it('stops its shards after heartbeatInterval + heartbeatGrace − fenceMargin without an ACK', async () => {
     const m = await fakeMaster();
@@ -470,6 +529,36 @@ describe('MusterIdentifyThrottler (@discordjs/ws adapter)', () => {
     expect(done).toBe(true);
   });
 
+  it('rejects only when its signal aborts: a wait the CONTROL ends stays pending, and is never granted after', async () => {
+    let fail: ((e: Error) => void) | undefined;
+    let grant: (() => void) | undefined;
+    const source = {
+      identifySlot: () =>
+        new Promise<void>((resolve, reject) => {
+          grant = resolve;
+          fail = reject;
+        }),
+    };
+    const throttler = new MusterIdentifyThrottler(source);
+    const ac = new AbortController();
+    let outcome = 'pending';
+    const p = throttler.waitForIdentify(3, ac.signal).then(
+      () => (outcome = 'granted'),
+      () => (outcome = 'rejected'),
+    );
+    expect(throttler.isWaiting(3)).toBe(true);
+    fail?.(new IdentifySlotError('STOPPED', 'stopped'));
+    grant?.();
+    await new Promise((r) => setTimeout(r, 5));
+    expect(outcome).toBe('pending');
+    ac.abort();
+    await p;
+    expect(outcome).toBe('rejected');
+    expect(throttler.waiting).toBe(0);
+    // An already aborted signal rejects at once.
+    await expect(throttler.waitForIdentify(4, AbortSignal.abort())).rejects.toBeDefined();
+  });
+
   it('passes the abort through from a real ShardingControl', async () => {
     srv = await startSharding({ expectedControls: 1, sessionStartLimit: 0 });
     const a = make('a');
@@ -478,8 +567,29 @@ describe('MusterIdentifyThrottler (@discordjs/ws adapter)', () => {
     const throttler: IIdentifyThrottler = new MusterIdentifyThrottler(a.control);
     const ac = new AbortController();
     const p = throttler.waitForIdentify(0, ac.signal);
+    ac.abort(new Error('shard closed'));
+    await expect(p).rejects.toThrow('shard closed');
+  });
+
+  it('a stopped shard’s wait stays pending until discord.js aborts it (real ShardingControl, SHUTDOWN)', async () => {
+    srv = await startSharding({ expectedControls: 1, sessionStartLimit: 0 });
+    const a = make('a');
+    await a.control.connect();
+    await until(() => a.starts.length === 1);
+    const throttler = new MusterIdentifyThrottler(a.control);
+    const ac = new AbortController();
+    let outcome = 'pending';
+    const p = throttler.waitForIdentify(2, ac.signal).then(
+      () => (outcome = 'granted'),
+      () => (outcome = 'rejected'),
+    );
+    await admin(srv, 'POST', '/api/v1/sharding/halt');
+    await until(() => a.stops.length === 1);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(outcome).toBe('pending');
     ac.abort();
-    await expect(p).rejects.toMatchObject({ code: 'ABORTED' });
+    await p;
+    expect(outcome).toBe('rejected');
   });
 
   it('gets real grants from Muster, paced by bucket', async () => {

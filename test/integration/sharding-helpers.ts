@@ -50,7 +50,8 @@ export async function startSharding(
         clusterio: { enabled: false },
         discodo: { enabled: false },
         gamelist: { enabled: false },
-        sharding: { enabled: true, authorization: KEY, botToken: BOT_TOKEN, ...sharding },
+        // identifyMargin 0: tests step the clock by whole identify windows.
+        sharding: { enabled: true, authorization: KEY, botToken: BOT_TOKEN, identifyMargin: 0, ...sharding },
       },
     } as never,
   });

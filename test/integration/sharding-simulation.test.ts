@@ -14,6 +14,11 @@
  * At the end, with every host healthy, the fleet must converge: each shard served by
  * exactly one CONTROL, which the MASTER lists as its owner.
  *
+ * Clocks are skewed: each host's timers run at its own rate (0.95 to 1.08 of the MASTER's)
+ * and fire up to 40 ms late, and some HEARTBEATs are held up to 350 ms on the way (short of the MASTER's deadline even on the slowest clock). The
+ * CONTROLs fence on the timing the MASTER sends in INITIALISE (they are given none of
+ * their own), so invariant 1 holds only if that timing leaves room for the skew.
+ *
  * Set SHARDING_SIM_SEED to replay a run (a failure prints its seed and step),
  * SHARDING_SIM_STEPS for a longer walk, and SHARDING_SIM_TRACE=1 to print each host's
  * last frames when an invariant breaks.
@@ -76,6 +81,28 @@ class SimClock implements Clock {
   }
 }
 
+/**
+ * A host's view of the simulated time: its timers run at `rate` (1.08: 8 % slow) and each
+ * fires up to `lagMs` late, as on a loaded machine with a drifting clock.
+ */
+class SkewedClock implements Clock {
+  readonly #base: number;
+  constructor(
+    readonly sim: SimClock,
+    readonly rate: number,
+    readonly lagMs: number,
+    readonly rand: () => number,
+  ) {
+    this.#base = sim.now();
+  }
+  now(): number {
+    return this.#base + Math.floor((this.sim.now() - this.#base) / this.rate);
+  }
+  wake(ms: number, cb: () => void): () => void {
+    return this.sim.wake(Math.ceil(Math.max(0, ms) * this.rate + this.rand() * this.lagMs), cb);
+  }
+}
+
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
@@ -99,9 +126,12 @@ const CFG = {
   redundancy: 1,
   connectTimeout: 5000,
   identifyWindow: 200,
+  identifyMargin: 20,
   sessionStartLimit: 1_000_000,
   identifyTimeout: 1000,
 };
+/** Clock skew of the hosts: rate range and the most a timer fires late; how late a held HEARTBEAT may be. */
+const SKEW = { minRate: 0.95, maxRate: 1.08, lagMs: 40, heartbeatHoldMs: 350, heartbeatHoldP: 0.15 };
 /**
  * The longest a shard may wait for a live owner, per owner socket: a closed socket
  * (reconnectWindow) or a silent one (up to one interval since the last HEARTBEAT, plus
@@ -191,6 +221,8 @@ class Sim {
   socketClass(host: Host): WebSocketConstructor {
     const now = (): number => this.clock.now() - 1_700_000_000_000;
     const masterUp = (): boolean => this.muster !== undefined;
+    const clock = this.clock;
+    const hold = mulberry32(this.seed * 7919 + this.hosts.indexOf(host) * 31 + this.spawns);
     return class extends WebSocket {
       droppedOut = 0;
       droppedIn = 0;
@@ -203,6 +235,16 @@ class Sim {
         if (host.trace.length > 40) host.trace.shift();
         if (host.partitioned) {
           this.droppedOut++;
+          return;
+        }
+        if (typeof data === 'string' && data.startsWith('{"o":9,') && hold() < SKEW.heartbeatHoldP) {
+          // A late HEARTBEAT: held on the way (counted as not delivered until it is).
+          this.droppedOut++;
+          clock.wake(Math.floor(hold() * SKEW.heartbeatHoldMs), () => {
+            if (this.readyState !== WebSocket.OPEN || host.partitioned) return;
+            this.droppedOut--;
+            (super.send as (...a: unknown[]) => void)(data, ...rest);
+          });
           return;
         }
         (super.send as (...a: unknown[]) => void)(data, ...rest);
@@ -226,15 +268,15 @@ class Sim {
   }
 
   spawn(host: Host): void {
+    const skew = mulberry32(this.seed * 104729 + this.hosts.indexOf(host) * 97 + this.spawns);
+    const rate = SKEW.minRate + skew() * (SKEW.maxRate - SKEW.minRate);
     const client = new ShardingControl({
       url: `ws://127.0.0.1:${this.port}/sharding`,
       authorization: KEY,
       name: host.name,
       capacity: 1 + Math.floor(this.rand() * 3),
-      clock: this.clock,
-      heartbeatGrace: CFG.heartbeatGrace,
-      reconnectWindow: CFG.reconnectWindow,
-      fenceMargin: CFG.fenceMargin,
+      // Its own skewed clock; the fencing timing comes from the MASTER's INITIALISE.
+      clock: new SkewedClock(this.clock, rate, SKEW.lagMs, skew),
       haltedRetryDelay: 500,
       // Each host draws its own jitter, so the order in which sockets close does not change the run.
       reconnect: { minMs: 50, maxMs: 400, random: mulberry32(this.seed * 1000 + this.hosts.indexOf(host) * 50 + ++this.spawns) },
@@ -568,7 +610,8 @@ describe('sharding simulation', () => {
       for (let i = 0; i < 3; i++) sim.addHost();
       const log: string[] = [];
       try {
-        await sim.run(4000);
+        // startupDelay, then 12 shards in 2 buckets: 6 spacings of identifyWindow + identifyMargin.
+        await sim.run(4500);
         expect(sim.dialect()?.state.phase).toBe('running');
         for (sim.step = 1; sim.step <= STEPS; sim.step++) {
           const t0 = Date.now();

@@ -88,7 +88,16 @@ describe('sharding: connection', () => {
     const f = await p.next<Frame>();
     expect(f).toEqual({
       o: 5,
-      d: { token: BOT_TOKEN, heartbeat_interval: 30000, shard_count: 24, max_concurrency: 4, session_id: expect.stringMatching(/^[0-9a-f-]{36}$/) },
+      d: {
+        token: BOT_TOKEN,
+        heartbeat_interval: 30000,
+        shard_count: 24,
+        max_concurrency: 4,
+        session_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+        heartbeat_grace: 15000,
+        reconnect_window: 30000,
+        fence_margin: 5000,
+      },
     });
   });
 

@@ -69,6 +69,7 @@ const EXPECTED_DEFAULTS: MusterConfig = {
       startup: 'sequential',
       connectTimeout: 120000,
       identifyWindow: 5000,
+      identifyMargin: 250,
       sessionStartLimit: 1000,
       fenceMargin: 5000,
       identifyTimeout: 10000,
@@ -450,6 +451,18 @@ describe('errors name the key, the value and what was expected', () => {
   it('bus frames cannot exceed the socket limit', () => {
     const err = configError(() => withOverrides({ limits: { maxPayload: '16KiB' } }));
     expect(err.key).toBe('dialects.bus.maxMessageBytes');
+  });
+
+  it('a fenceMargin that leaves no time to serve is refused, naming the key', () => {
+    const err = configError(() => withOverrides({ dialects: { sharding: { heartbeatInterval: 1000, heartbeatGrace: 500, reconnectWindow: 3000, fenceMargin: 1500 } } }));
+    expect(err.key).toBe('dialects.sharding.fenceMargin');
+    expect(err.message).toMatch(/heartbeatInterval \+ heartbeatGrace \(1500\)/);
+    const err2 = configError(() => withOverrides({ dialects: { sharding: { reconnectWindow: '5s', fenceMargin: '5s' } } }));
+    expect(err2.key).toBe('dialects.sharding.fenceMargin');
+    expect(err2.message).toMatch(/reconnectWindow \(5000\)/);
+    expect(withOverrides({ dialects: { sharding: { reconnectWindow: '5s', fenceMargin: '4999ms' } } }).dialects.sharding.fenceMargin).toBe(4999);
+    // Not checked when the dialect is off.
+    expect(withOverrides({ dialects: { sharding: { enabled: false, reconnectWindow: '5s', fenceMargin: '5s' } } }).dialects.sharding.enabled).toBe(false);
   });
 
   it('__proto__ is an unknown key, not a prototype', () => {

@@ -154,7 +154,10 @@ const range = (o: string | null, n: number) => Array(n).fill(o) as Array<string 
 describe('machine: connection', () => {
   it('sends INITIALISE at once with the token, heartbeat_interval (ms), shard_count, max_concurrency and a session_id', () => {
     const h = new H({ maxConcurrency: 4 });
-    expect(h.open('c1')).toEqual({ o: 5, d: { token: 'tok', heartbeat_interval: 30000, shard_count: 16, max_concurrency: 4, session_id: 'sess-c1' } });
+    expect(h.open('c1')).toEqual({
+      o: 5,
+      d: { token: 'tok', heartbeat_interval: 30000, shard_count: 16, max_concurrency: 4, session_id: 'sess-c1', heartbeat_grace: 15000, reconnect_window: 30000, fence_margin: 5000 },
+    });
   });
 
   it('closes with ERROR then 4002 when no IDENTIFY comes within identifyTimeout', () => {
@@ -580,6 +583,35 @@ describe('machine: CONNECTED and the identify queue', () => {
     expect(h.frames('b1')).toEqual([[14, { shard_id: 8 }]]);
   });
 
+  it('spaces grants of a bucket by identifyWindow + identifyMargin', () => {
+    const h = started({ maxConcurrency: 1, identifyMargin: 250 });
+    h.send('a1', 13, { shard_id: 0 });
+    h.send('a1', 13, { shard_id: 1 });
+    expect(h.frames('a1')).toEqual([[14, { shard_id: 0 }]]);
+    h.advance(5_249);
+    expect(h.frames('a1')).toEqual([]);
+    h.advance(1);
+    expect(h.frames('a1')).toEqual([[14, { shard_id: 1 }]]);
+  });
+
+  it('IDENTIFY_CANCEL drops a waiting request: no grant, no window, no session start', () => {
+    const h = started({ maxConcurrency: 1, sessionStartLimit: 10 });
+    h.send('a1', 13, { shard_id: 0 });
+    h.send('a1', 13, { shard_id: 1 });
+    h.send('a1', 13, { shard_id: 2 });
+    expect(h.frames('a1')).toEqual([[14, { shard_id: 0 }]]);
+    h.send('a1', 16, { shard_id: 1 });
+    // A cancel of what is not queued (already granted, or never asked) is harmless.
+    h.send('a1', 16, { shard_id: 0 });
+    h.send('a1', 16, { shard_id: 7 });
+    expect(h.state.queue.waiting).toEqual([{ shard: 2, control: 'a' }]);
+    h.advance(5_000);
+    expect(h.frames('a1')).toEqual([[14, { shard_id: 2 }]]);
+    expect(fleetView(h.state, h.cfg, h.now)).toMatchObject({ budgetRemaining: 8 });
+    h.advance(5_000);
+    expect(h.frames('a1')).toEqual([]);
+  });
+
   it('drops the requests of a CONTROL that disconnects', () => {
     const h = started();
     h.send('a1', 13, { shard_id: 0 });
@@ -611,6 +643,16 @@ describe('machine: CONNECTED and the identify queue', () => {
     expect(h2.frames('a1')).toEqual([]);
     h2.advance(5_000);
     expect(h2.frames('a1')).toEqual([[14, { shard_id: 0 }]]);
+  });
+});
+
+describe('machine: INITIALISE carries the fencing timing', () => {
+  it('sends heartbeat_grace, reconnect_window and fence_margin beside the seed fields', () => {
+    const h = new H({ heartbeatGrace: 7_000, reconnectWindow: 20_000, fenceMargin: 3_000 });
+    expect(h.open('a1')).toEqual({
+      o: 5,
+      d: { token: 'tok', heartbeat_interval: 30_000, shard_count: 16, max_concurrency: 1, session_id: 'sess-a1', heartbeat_grace: 7_000, reconnect_window: 20_000, fence_margin: 3_000 },
+    });
   });
 });
 

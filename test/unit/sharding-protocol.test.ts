@@ -25,7 +25,7 @@ const bad = (text: string) => {
 };
 
 describe('sharding protocol: the opcode table', () => {
-  it('has every opcode of the contract, 0 to 15, with its name and direction', () => {
+  it('has every opcode of the contract, 0 to 15, and the additive IDENTIFY_CANCEL (16), with its name and direction', () => {
     expect(OPS.map((s) => [s.op, s.name, s.direction])).toEqual([
       [0, 'INFO', 'C→M'],
       [1, 'FATAL', 'C→M'],
@@ -43,8 +43,9 @@ describe('sharding protocol: the opcode table', () => {
       [13, 'IDENTIFY_REQUEST', 'C→M'],
       [14, 'IDENTIFY_GRANT', 'M→C'],
       [15, 'IDENTIFIED', 'M→C'],
+      [16, 'IDENTIFY_CANCEL', 'C→M'],
     ]);
-    expect(Object.keys(Op)).toHaveLength(16);
+    expect(Object.keys(Op)).toHaveLength(17);
   });
 
   it('declares the contract close codes', () => {
@@ -113,7 +114,7 @@ describe('sharding protocol: decoding CONTROL frames', () => {
     ['d a string', '{"o":9,"d":"x"}', /"d"/],
     ['d true', '{"o":9,"d":true}', /"d"/],
     ['duplicate keys', '{"o":9,"o":10,"d":null}', /malformed JSON/],
-    ['an unknown opcode', '{"o":16,"d":null}', /unknown opcode 16/],
+    ['an unknown opcode', '{"o":17,"d":null}', /unknown opcode 17/],
     ['a negative opcode', '{"o":-1,"d":null}', /unknown opcode -1/],
   ];
   for (const [name, text, detail] of envelopeCases) {
@@ -152,6 +153,8 @@ describe('sharding protocol: decoding CONTROL frames', () => {
     ['IDENTIFY_REQUEST with a negative shard_id', '{"o":13,"d":{"shard_id":-1}}'],
     ['IDENTIFY_REQUEST with a string shard_id', '{"o":13,"d":{"shard_id":"1"}}'],
     ['IDENTIFY_REQUEST with a shard_id beyond 2^53', '{"o":13,"d":{"shard_id":870000000000000123}}'],
+    ['IDENTIFY_CANCEL without shard_id', '{"o":16,"d":{}}'],
+    ['IDENTIFY_CANCEL with null d', '{"o":16,"d":null}'],
     ['FATAL without a code', '{"o":1,"d":{"message":"x"}}'],
     ['FATAL with null d', '{"o":1,"d":null}'],
     ['FATAL with a string code', '{"o":1,"d":{"code":"4004"}}'],
@@ -167,6 +170,11 @@ describe('sharding protocol: decoding CONTROL frames', () => {
     });
   }
 
+  it('decodes IDENTIFY_CANCEL', () => {
+    const r = decodeControlFrame(encodeControl.identifyCancel(3));
+    expect(r.ok && r.frame).toMatchObject({ o: 16, d: { shard_id: 3 } });
+  });
+
   it('names the field that is wrong', () => {
     expect(bad('{"o":10,"d":{"name":"a","capacity":"2"}}')).toMatch(/^IDENTIFY: \/capacity /);
     expect(bad('{"o":12,"d":{"shards":[[3,1]]}}')).toMatch(/first > last/);
@@ -181,6 +189,7 @@ describe('sharding protocol: decoding MASTER frames (client side)', () => {
       encodeMaster.shutdown({ reason: 'x' }),
       encodeMaster.shutdown({ reason: 'x', shards: [[1, 1]] }),
       encodeMaster.initialise({ token: 't', heartbeat_interval: 30000, shard_count: 16, max_concurrency: 1, session_id: 's' }),
+      encodeMaster.initialise({ token: 't', heartbeat_interval: 30000, shard_count: 16, max_concurrency: 1, session_id: 's', heartbeat_grace: 15000, reconnect_window: 30000, fence_margin: 5000 }),
       encodeMaster.connect({ shardRange: [], shards: [], redundant: true }),
       encodeMaster.connect({ shardRange: [0, 7], shards: [[0, 7]], redundant: false }),
       encodeMaster.error(4009, 'x'),

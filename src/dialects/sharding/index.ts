@@ -22,6 +22,7 @@ export const shardingFactory: DialectFactory = {
         startup: c.startup,
         connectTimeout: c.connectTimeout,
         identifyWindow: c.identifyWindow,
+        identifyMargin: c.identifyMargin,
         sessionStartLimit: c.sessionStartLimit,
         fenceMargin: c.fenceMargin,
         identifyTimeout: c.identifyTimeout,

@@ -42,6 +42,12 @@ export interface MachineConfig {
   readonly startup: 'sequential' | 'parallel';
   readonly connectTimeout: number;
   readonly identifyWindow: number;
+  /**
+   * Added to `identifyWindow` between two grants of a bucket, so that gaps measured at
+   * Discord's gateway (grant-to-IDENTIFY latency differs between CONTROLs) are never
+   * shorter than the window. Absent: 0.
+   */
+  readonly identifyMargin?: number;
   readonly sessionStartLimit: number;
   readonly fenceMargin: number;
   readonly identifyTimeout: number;
@@ -199,7 +205,7 @@ export function step(state: FleetState, event: FleetEvent, cfg: MachineConfig): 
 export function queueConfig(cfg: MachineConfig): QueueConfig {
   return {
     maxConcurrency: cfg.maxConcurrency,
-    identifyWindow: cfg.identifyWindow,
+    identifyWindow: cfg.identifyWindow + (cfg.identifyMargin ?? 0),
     sessionStartLimit: cfg.sessionStartLimit,
     ...(cfg.budgetPeriod !== undefined ? { budgetPeriod: cfg.budgetPeriod } : {}),
   };
@@ -377,6 +383,9 @@ class Tx {
         shard_count: cfg.shardCount,
         max_concurrency: cfg.maxConcurrency,
         session_id: sessionId,
+        heartbeat_grace: cfg.heartbeatGrace,
+        reconnect_window: cfg.reconnectWindow,
+        fence_margin: cfg.fenceMargin,
       }),
     );
     this.setTimer(`id:${conn}`, this.now + cfg.identifyTimeout);
@@ -491,6 +500,11 @@ class Tx {
         return this.connected(rec, f.d.shards);
       case Op.IDENTIFY_REQUEST:
         return this.request(rec, f.d.shard_id);
+      case Op.IDENTIFY_CANCEL:
+        // Withdrawn before its grant: it spends no window and no session start. A cancel
+        // of nothing queued (the grant crossed it, or it was never asked) changes nothing.
+        this.s.queue = dropWhere(this.s.queue, (r) => r.shard === f.d.shard_id && r.control === rec.name);
+        return;
     }
   }
 

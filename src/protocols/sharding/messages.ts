@@ -33,6 +33,7 @@ export const Op = {
   IDENTIFY_REQUEST: 13,
   IDENTIFY_GRANT: 14,
   IDENTIFIED: 15,
+  IDENTIFY_CANCEL: 16,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 export type OpName = keyof typeof Op;
@@ -104,6 +105,10 @@ export const Schemas = {
     shard_count: Type.Integer({ minimum: 1 }),
     max_concurrency: Type.Integer({ minimum: 1 }),
     session_id: Type.String(),
+    // Beyond the seed (additive): the MASTER's liveness timing, so a CONTROL fences on it.
+    heartbeat_grace: Type.Optional(Int0('ms')),
+    reconnect_window: Type.Optional(Int0('ms')),
+    fence_margin: Type.Optional(Int0('ms')),
   }),
   CONNECT: Type.Object({
     shardRange: Type.Union([Type.Tuple([], { title: '[]' }), RangeSchema]),
@@ -123,6 +128,7 @@ export const Schemas = {
   IDENTIFY_REQUEST: Type.Object({ shard_id: Int0() }),
   IDENTIFY_GRANT: Type.Object({ shard_id: Int0() }),
   IDENTIFIED: Type.Object({ resumed: Type.Boolean(), shards: Ranges, redundant: Type.Boolean() }),
+  IDENTIFY_CANCEL: Type.Object({ shard_id: Int0() }),
 } as const;
 
 export type InfoPayload = Static<typeof Schemas.INFO>;
@@ -139,6 +145,7 @@ export type ConnectedPayload = Static<typeof Schemas.CONNECTED>;
 export type IdentifyRequestPayload = Static<typeof Schemas.IDENTIFY_REQUEST>;
 export type IdentifyGrantPayload = Static<typeof Schemas.IDENTIFY_GRANT>;
 export type IdentifiedPayload = Static<typeof Schemas.IDENTIFIED>;
+export type IdentifyCancelPayload = Static<typeof Schemas.IDENTIFY_CANCEL>;
 
 export type Direction = 'C→M' | 'M→C' | 'both';
 
@@ -160,7 +167,7 @@ export const OPS: readonly OpSpec[] = [
   { op: 2, name: 'COMMAND', direction: 'M→C', schema: Schemas.COMMAND, nullable: false, summary: 'Relayed from the admin API: `restart_shard {shard_id}`, `restart_cluster {shards}`' },
   { op: 3, name: 'OFFLOAD', direction: 'M→C', schema: Schemas.OFFLOAD, nullable: false, summary: 'Start serving these shards in addition' },
   { op: 4, name: 'SHUTDOWN', direction: 'M→C', schema: Schemas.SHUTDOWN, nullable: false, summary: 'Stop the listed shards, or every shard when `shards` is absent' },
-  { op: 5, name: 'INITIALISE', direction: 'M→C', schema: Schemas.INITIALISE, nullable: false, summary: 'Sent as soon as the socket opens' },
+  { op: 5, name: 'INITIALISE', direction: 'M→C', schema: Schemas.INITIALISE, nullable: false, summary: 'Sent as soon as the socket opens; `heartbeat_grace`, `reconnect_window` and `fence_margin` (ms) are the timing a CONTROL fences on' },
   { op: 6, name: 'CONNECT', direction: 'M→C', schema: Schemas.CONNECT, nullable: false, summary: 'Connect your clusters (standbys get `shardRange: [], shards: [], redundant: true`)' },
   { op: 7, name: 'ERROR', direction: 'both', schema: Schemas.ERROR, nullable: false, summary: 'An error; 4009 = protocol violation, the socket stays open' },
   { op: 8, name: 'ACK', direction: 'M→C', schema: 'any', nullable: true, summary: "Heartbeat acknowledgement, echoing the HEARTBEAT's `d`" },
@@ -171,6 +178,7 @@ export const OPS: readonly OpSpec[] = [
   { op: 13, name: 'IDENTIFY_REQUEST', direction: 'C→M', schema: Schemas.IDENTIFY_REQUEST, nullable: false, summary: 'Ask for a Discord identify slot' },
   { op: 14, name: 'IDENTIFY_GRANT', direction: 'M→C', schema: Schemas.IDENTIFY_GRANT, nullable: false, summary: 'Identify now' },
   { op: 15, name: 'IDENTIFIED', direction: 'M→C', schema: Schemas.IDENTIFIED, nullable: false, summary: 'Reply to IDENTIFY' },
+  { op: 16, name: 'IDENTIFY_CANCEL', direction: 'C→M', schema: Schemas.IDENTIFY_CANCEL, nullable: false, summary: 'Withdraw a waiting IDENTIFY_REQUEST (beyond the seed); no grant follows for it' },
 ];
 
 const compiled = new Map<TSchema, TypeCheck<TSchema>>();
@@ -192,7 +200,8 @@ export type ControlFrame =
   | { readonly o: 10; readonly d: IdentifyPayload }
   | { readonly o: 11; readonly d: unknown }
   | { readonly o: 12; readonly d: ConnectedPayload }
-  | { readonly o: 13; readonly d: IdentifyRequestPayload };
+  | { readonly o: 13; readonly d: IdentifyRequestPayload }
+  | { readonly o: 16; readonly d: IdentifyCancelPayload };
 
 /** A frame from the MASTER, checked against its schema. */
 export type MasterFrame =
@@ -341,6 +350,7 @@ export const encodeControl = {
   connecting: (): string => frame(Op.CONNECTING, null),
   connected: (shards: Range[]): string => frame(Op.CONNECTED, { shards }),
   identifyRequest: (shardId: number): string => frame(Op.IDENTIFY_REQUEST, { shard_id: shardId }),
+  identifyCancel: (shardId: number): string => frame(Op.IDENTIFY_CANCEL, { shard_id: shardId }),
 };
 
 // ---------------------------------------------------------------------------------
