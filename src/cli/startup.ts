@@ -109,7 +109,10 @@ export function explainStartupError(err: unknown, config: MusterConfig): string 
   if (code === 'EACCES' && e?.syscall === 'listen') return `cannot listen on ${where}: permission denied (ports below 1024 need privileges); choose a port of 1024 or more`;
   if (code === 'EADDRNOTAVAIL') return `cannot listen on ${where}: the host is not an address of this machine; ${listenFix}`;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot listen on ${where}: the host name does not resolve; ${listenFix}`;
-  if (code.startsWith('SQLITE_') || (e instanceof TypeError && /database/i.test(e.message))) {
+  // better-sqlite3's own errors, or the file system refusing the database file itself (a
+  // directory in its place, no permission, a read-only disk) when it is created owner-only.
+  const onDbFile = typeof e?.path === 'string' && path.basename(e.path) === SQLITE_FILE_NAME;
+  if (code.startsWith('SQLITE_') || onDbFile || (e instanceof TypeError && /database/i.test(e.message))) {
     const file = path.resolve(config.dataDir, SQLITE_FILE_NAME);
     return (
       `cannot open the database ${file} (${code || 'error'}: ${errText(err)}); ` +

@@ -208,15 +208,20 @@ describe('gamelist: socket close rules', () => {
 
   it('tells deeply nested JSON apart: valid JSON is 1008 (no metadata), unclosed nesting is 1007', async () => {
     await start();
+    // Deep, but under the pre-registration frame cap (16 KiB): the nesting decides.
     const deep = await open();
-    deep.send(`${'['.repeat(200_000)}${']'.repeat(200_000)}`);
+    deep.send(`${'['.repeat(5_000)}${']'.repeat(5_000)}`);
     expect((await deep.waitClose()).code).toBe(1008);
     const deepInfo = await open();
-    deepInfo.send(`{"metadata":{"type":1,"id":1},"info":${'['.repeat(100_000)}${']'.repeat(100_000)},"regToken":"${TOKEN}"}`);
+    deepInfo.send(`{"metadata":{"type":1,"id":1},"info":${'['.repeat(5_000)}${']'.repeat(5_000)},"regToken":"${TOKEN}"}`);
     expect((await deepInfo.waitClose()).code).toBe(1008);
     const unclosed = await open();
-    unclosed.send('['.repeat(200_000));
+    unclosed.send('['.repeat(5_000));
     expect((await unclosed.waitClose()).code).toBe(1007);
+    // Over the cap, a frame is refused for its size before it is parsed (operations.md).
+    const huge = await open();
+    huge.send(`${'['.repeat(200_000)}${']'.repeat(200_000)}`);
+    expect((await huge.waitClose()).code).toBe(1009);
   });
 
   it('closes a binary frame with 1003', async () => {

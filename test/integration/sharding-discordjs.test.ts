@@ -39,8 +39,8 @@ const SHARDING = {
   identifyMargin: 400,
   // Fence after 1.5 s without ACK or 1.5 s disconnected: short, yet longer than a busy
   // machine's pauses, so that only the MASTER stall below makes the CONTROLs fence.
-  heartbeatInterval: 500,
-  heartbeatGrace: 1500,
+  heartbeatInterval: 1000,
+  heartbeatGrace: 1000,
   reconnectWindow: 2000,
   fenceMargin: 500,
   // Start-up (and restart after resume) waits for both CONTROLs.
