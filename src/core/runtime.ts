@@ -96,8 +96,13 @@ export interface RuntimeOptions<S, Ev, K, X extends { readonly type: string }> {
    * from the store before anything else happens.
    */
   readonly held?: boolean;
+  /**
+   * Called before each step; what it returns is handed to `observe` (e.g. a peer's phase
+   * before the step, read before the step can change anything).
+   */
+  readonly peek?: (state: S, event: Ev) => unknown;
   /** Called after every step with the state before and after (metrics, debug lines). */
-  readonly observe?: (before: S, after: S, event: Ev, effects: readonly (CoreEffect<K> | X)[]) => void;
+  readonly observe?: (before: S, after: S, event: Ev, effects: readonly (CoreEffect<K> | X)[], peeked: unknown) => void;
 }
 
 export interface AdminAnswer {
@@ -183,9 +188,10 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
   /** Feeds one event and carries out its effects; returns them. */
   feed(ev: Ev): readonly (CoreEffect<K> | X)[] {
     const before = this.#state;
+    const peeked = this.#o.peek?.(before, ev);
     const { state, effects } = this.#o.world.step(before, ev);
     this.#state = state;
-    this.#o.observe?.(before, state, ev, effects);
+    this.#o.observe?.(before, state, ev, effects, peeked);
     // Writes first: what the frames below announce is in the store before they go out.
     for (const e of effects) if (e.type === 'persist') this.#run(e);
     for (const e of effects) if (e.type !== 'persist') this.#run(e);
