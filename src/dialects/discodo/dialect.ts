@@ -178,9 +178,10 @@ export class DiscodoDialect implements Dialect {
     conn.close(1001, 'server shutting down');
   }
 
-  stop(): void {
+  /** Releases every session's voice clients (the backend hears 'shutdown') and every timer. */
+  stop(): Promise<void> {
     this.#rt.feed({ type: 'shutdown', now: this.#ctx.scheduler.now() });
-    void this.#rt.stop();
+    return this.#rt.stop();
   }
 
   routes(): HttpRoute[] {
