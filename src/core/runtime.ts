@@ -67,6 +67,7 @@ export interface Stepped<S, F> {
 /**
  * A dialect's world, as the runtime sees it. `X` is the dialect's own effects (metrics,
  * a media backend): `effect` handles them, and should switch over them exhaustively.
+ * Their `type`s must not be a core effect's (`CoreEffectType`): those the runtime runs.
  */
 export interface World<S, Ev, K, X extends { readonly type: string } = never> {
   step(state: S, event: Ev): Stepped<S, CoreEffect<K> | X>;
@@ -207,7 +208,7 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
     if (this.#stopped) return { status: 503, body: { error: 'SHUTTING_DOWN', message: 'the server is shutting down' } };
     const effects = this.feed(ev);
     let reply: AdminAnswer | undefined;
-    for (const e of effects) if (e.type === 'reply') reply = { status: (e as { status: number }).status, body: (e as { body: unknown }).body };
+    for (const e of effects) if (isCoreEffect<K, X>(e) && e.type === 'reply') reply = { status: e.status, body: e.body };
     const saved = (await Promise.all([...this.#unsaved])).every(Boolean);
     if (!saved && reply && reply.status < 300) {
       return { status: 500, body: { error: 'STORE_UNAVAILABLE', message: 'the change is in effect but could not be saved' } };
