@@ -1,9 +1,37 @@
 /**
- * Delivery to peers on other instances. A dialect publishes on a topic; every
- * instance subscribed to it (this one included) gets the message. The in-process
- * broker is the only one for now; a Redis broker comes with cluster mode.
+ * Delivery to peers, here and on other instances. Two seams:
+ *
+ * - Topics: a dialect publishes bytes on a topic; every instance subscribed to it (this
+ *   one included) gets the message.
+ * - Deliveries: the core runtime's `deliver` effect ("to connection X", "to group G",
+ *   "to all", "reply to requester R"). Every frame meant for a connection other than the
+ *   one being served goes through here, in one process too, so that a broker for cluster
+ *   mode can carry the same deliveries to the instance holding the connection without a
+ *   dialect knowing which broker runs.
+ *
+ * Deliveries are scoped by dialect (a group "jobs" of one dialect is not another's).
+ * The in-process broker is the only one for now: it calls local connections directly,
+ * with no serialisation; a Redis broker comes with cluster mode.
  */
 export type BrokerHandler = (message: Buffer, topic: string) => void;
+
+/** A connection the broker can hand a frame to (core's Connection fits). */
+export interface DeliveryEndpoint {
+  readonly id: string;
+  send(frame: string): boolean;
+}
+
+/** Who asked: the instance and connection a reply goes back to. */
+export interface RequesterRef {
+  readonly instance: string;
+  readonly conn: string;
+}
+
+export type DeliveryTarget =
+  | { readonly to: 'conn'; readonly conn: string }
+  | { readonly to: 'group'; readonly group: string; readonly except?: string }
+  | { readonly to: 'all'; readonly except?: string }
+  | { readonly to: 'requester'; readonly requester: RequesterRef };
 
 export interface Broker {
   readonly kind: string;
@@ -12,13 +40,29 @@ export interface Broker {
   publish(topic: string, message: Buffer): void;
   /** Returns a function that unsubscribes. */
   subscribe(topic: string, handler: BrokerHandler): () => void;
+  /** A connection of `scope` (a dialect) on this instance may now receive deliveries. */
+  attach(scope: string, conn: DeliveryEndpoint): void;
+  /** The connection has gone: it leaves every group of its scope too. */
+  detach(scope: string, connId: string): void;
+  join(scope: string, group: string, connId: string): void;
+  leave(scope: string, group: string, connId: string): void;
+  /** Hands `frame` to every connection `target` names; returns how many took it here. */
+  deliver(scope: string, target: DeliveryTarget, frame: string): number;
   close(): Promise<void>;
+}
+
+interface Scope {
+  readonly conns: Map<string, DeliveryEndpoint>;
+  readonly groups: Map<string, Set<string>>;
+  /** The groups each connection is in, so detach leaves them all. */
+  readonly memberOf: Map<string, Set<string>>;
 }
 
 export class LocalBroker implements Broker {
   readonly kind = 'local';
   readonly instanceId: string;
   readonly #subs = new Map<string, Set<BrokerHandler>>();
+  readonly #scopes = new Map<string, Scope>();
 
   constructor(instanceId = 'local') {
     this.instanceId = instanceId;
@@ -49,7 +93,95 @@ export class LocalBroker implements Broker {
     return this.#subs.size;
   }
 
+  #scope(name: string): Scope {
+    let s = this.#scopes.get(name);
+    if (!s) {
+      s = { conns: new Map(), groups: new Map(), memberOf: new Map() };
+      this.#scopes.set(name, s);
+    }
+    return s;
+  }
+
+  attach(scope: string, conn: DeliveryEndpoint): void {
+    this.#scope(scope).conns.set(conn.id, conn);
+  }
+
+  detach(scope: string, connId: string): void {
+    const s = this.#scopes.get(scope);
+    if (!s) return;
+    s.conns.delete(connId);
+    const groups = s.memberOf.get(connId);
+    if (groups) for (const g of [...groups]) this.leave(scope, g, connId);
+    if (s.conns.size === 0 && s.groups.size === 0) this.#scopes.delete(scope);
+  }
+
+  join(scope: string, group: string, connId: string): void {
+    const s = this.#scope(scope);
+    let members = s.groups.get(group);
+    if (!members) {
+      members = new Set();
+      s.groups.set(group, members);
+    }
+    members.add(connId);
+    let of = s.memberOf.get(connId);
+    if (!of) {
+      of = new Set();
+      s.memberOf.set(connId, of);
+    }
+    of.add(group);
+  }
+
+  leave(scope: string, group: string, connId: string): void {
+    const s = this.#scopes.get(scope);
+    if (!s) return;
+    const members = s.groups.get(group);
+    if (members) {
+      members.delete(connId);
+      if (members.size === 0) s.groups.delete(group);
+    }
+    const of = s.memberOf.get(connId);
+    if (of) {
+      of.delete(group);
+      if (of.size === 0) s.memberOf.delete(connId);
+    }
+  }
+
+  deliver(scope: string, target: DeliveryTarget, frame: string): number {
+    const s = this.#scopes.get(scope);
+    if (!s) return 0;
+    switch (target.to) {
+      case 'conn':
+        return s.conns.get(target.conn)?.send(frame) === true ? 1 : 0;
+      case 'requester':
+        // One process: every requester is here.
+        if (target.requester.instance !== this.instanceId) return 0;
+        return s.conns.get(target.requester.conn)?.send(frame) === true ? 1 : 0;
+      case 'group': {
+        let n = 0;
+        for (const id of s.groups.get(target.group) ?? []) {
+          if (id !== target.except && s.conns.get(id)?.send(frame) === true) n++;
+        }
+        return n;
+      }
+      case 'all': {
+        let n = 0;
+        for (const c of s.conns.values()) if (c.id !== target.except && c.send(frame)) n++;
+        return n;
+      }
+      default: {
+        const never: never = target;
+        throw new Error(`unknown delivery target ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /** Connections attached in `scope` (for leak checks). */
+  attached(scope: string): number {
+    return this.#scopes.get(scope)?.conns.size ?? 0;
+  }
+
   async close(): Promise<void> {
     this.#subs.clear();
+    this.#scopes.clear();
   }
 }

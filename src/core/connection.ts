@@ -2,6 +2,9 @@ import type { WebSocket } from 'ws';
 import { CloseCode, type CloseCodeTable } from './errors.js';
 import type { GoneWhy, PeerLog } from './peer-log.js';
 import type { Scheduler, Timer } from './scheduler.js';
+import { isSocket, WsSocket, type Socket } from './socket.js';
+
+export { setFrameLimit } from './socket.js';
 
 /**
  * One peer's socket, as the core sees it: bytes out with per-tick batching and
@@ -62,7 +65,7 @@ export class Connection {
   latencyMs: number | null = null;
   onSlowConsumer: SlowConsumerHandler;
 
-  readonly #ws: WebSocket;
+  readonly #ws: Socket;
   readonly #scheduler: Scheduler;
   readonly #maxBuffered: number;
   readonly #observer: ConnectionObserver | undefined;
@@ -88,8 +91,9 @@ export class Connection {
   #sentReason = '';
   #authLogged = false;
 
-  constructor(ws: WebSocket, opts: ConnectionOptions) {
-    this.#ws = ws;
+  /** On a Socket; a bare `ws` WebSocket is adapted (WsSocket). */
+  constructor(ws: Socket | WebSocket, opts: ConnectionOptions) {
+    this.#ws = isSocket(ws) ? ws : new WsSocket(ws);
     this.id = opts.id;
     this.dialect = opts.dialect;
     this.remoteAddress = opts.remoteAddress;
@@ -102,7 +106,7 @@ export class Connection {
     this.#closeCodes = opts.closeCodes;
     this.onSlowConsumer = (c) => c.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
     this.#frameLimits = opts.frameLimits;
-    if (opts.frameLimits) setFrameLimit(ws, opts.frameLimits.preAuth);
+    if (opts.frameLimits) this.#ws.setFrameLimit(opts.frameLimits.preAuth);
   }
 
   /** True once the dialect has said the peer proved who it is. */
@@ -114,7 +118,7 @@ export class Connection {
   markAuthenticated(): void {
     if (this.#authenticated) return;
     this.#authenticated = true;
-    if (this.#frameLimits) setFrameLimit(this.#ws, this.#frameLimits.max);
+    if (this.#frameLimits) this.#ws.setFrameLimit(this.#frameLimits.max);
   }
 
   /**
@@ -167,9 +171,9 @@ export class Connection {
     return this.#ws.bufferedAmount;
   }
 
-  /** The underlying socket, for the transport layer (pings and raw tests). */
+  /** The underlying `ws` WebSocket, for the transport layer (pings and raw tests). */
   get socket(): WebSocket {
-    return this.#ws;
+    return this.#ws.raw as WebSocket;
   }
 
   /**
@@ -218,7 +222,7 @@ export class Connection {
 
   /** Sends regardless of backpressure (for a final goodbye frame behind the backlog). */
   sendFinal(data: Buffer | string): void {
-    if (this.#closed || this.#ws.readyState !== 1) return;
+    if (this.#closed || !this.#ws.open) return;
     this.#write(data, typeof data === 'string' ? Buffer.byteLength(data) : data.length);
   }
 
@@ -226,9 +230,7 @@ export class Connection {
     // As the socket counts it: the payload plus an unmasked frame header.
     this.#written += len + (len < 126 ? 2 : len < 65_536 ? 4 : 10);
     if (!this.#corked) {
-      const sock = (this.#ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
-      if (sock) {
-        sock.cork();
+      if (this.#ws.cork()) {
         this.#corked = true;
         corked.add(this);
         if (!flushQueued) {
@@ -237,7 +239,7 @@ export class Connection {
         }
       }
     }
-    this.#ws.send(data, { binary: false, compress: false });
+    this.#ws.send(data);
     if (this.#log?.frames) this.#log.frame(this, 'out', data);
     this.framesOut++;
     this.#observer?.framesOut(this.dialect, 1);
@@ -247,7 +249,7 @@ export class Connection {
   _uncork(): void {
     if (!this.#corked) return;
     this.#corked = false;
-    (this.#ws as unknown as { _socket?: { uncork(): void } })._socket?.uncork();
+    this.#ws.uncork();
   }
 
   #markSlow(): void {
@@ -345,20 +347,6 @@ export class Connection {
     this.#closeListeners = [];
     for (const l of listeners) l(code, reason);
   }
-}
-
-/**
- * Sets the largest frame `ws` accepts on this socket. `ws` takes one limit per server
- * (maxPayload); its receiver checks `_maxPayload` against each frame header's length
- * before buffering the payload, and closes with 1009 when it is over. Returns false
- * when this version of `ws` has no such field (then only the dialect's own check
- * applies, after the frame is buffered).
- */
-export function setFrameLimit(ws: WebSocket, bytes: number): boolean {
-  const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
-  if (!receiver || typeof receiver._maxPayload !== 'number') return false;
-  receiver._maxPayload = bytes;
-  return true;
 }
 
 /** A close reason must fit in 123 bytes. */

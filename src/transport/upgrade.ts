@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { Connection } from '../core/connection.js';
+import { WsSocket } from '../core/socket.js';
 import { PRE_AUTH_SOCKET_FACTOR, type ConnectionHandler, type Dialect } from '../core/dialect.js';
 import { CloseCode } from '../core/errors.js';
 import type { CoreMetrics } from '../core/metrics.js';
@@ -225,7 +226,7 @@ export class Transport {
 
   #open(ws: WebSocket, req: IncomingMessage, dialect: Dialect, ip: string): void {
     const { scheduler, metrics, logger } = this.#opts;
-    const conn = new Connection(ws, {
+    const conn = new Connection(new WsSocket(ws), {
       id: randomUUID(),
       dialect: dialect.name,
       remoteAddress: ip,

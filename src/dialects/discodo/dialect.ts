@@ -3,34 +3,19 @@ import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
-import type { Timer } from '../../core/scheduler.js';
-import { SessionManager, type Session } from '../../core/session.js';
-import {
-  CloseCodes,
-  discodoCloseCodes,
-  encode,
-  sessionKey,
-  snowflakeKey,
-  type IdentifyData,
-  type ResumedForm,
-  type Snowflake,
-} from '../../protocols/discodo/messages.js';
+import { assertNever, DialectRuntime } from '../../core/runtime.js';
+import { discodoCloseCodes, CloseCodes, encode, snowflakeKey, type ResumedForm, type Snowflake } from '../../protocols/discodo/messages.js';
 import { VERSION } from '../../version.js';
 import { noopVoiceBackend, type VoiceBackend } from './backend.js';
-import { initialState, step, type ConnState, type DiscodoEvent, type Effect, type MachineConfig } from './machine.js';
 import { nodeStatusProvider, type NodeStatus } from './status.js';
-import {
-  destroyVoiceClient,
-  newBotState,
-  onDiscordEvent,
-  playerQuery,
-  releaseAll,
-  resumedList,
-  type BotState,
-  type DestroyReason,
-  type VoiceStep,
-} from './voice.js';
+import { initialWorld, step, timerId, worldSummary, type DiscodoEffect, type DiscodoWorld, type SessionRec, type TimerKey, type WorldConfig, type WorldEvent } from './world.js';
 
+/**
+ * The discodo dialect's glue on the core runtime: the runtime feeds the pure world
+ * (world.ts: sockets, sessions, resume, voice clients) and runs its effects; this file
+ * checks the password at the upgrade, counts metrics, calls the voice backend and
+ * serves the admin views.
+ */
 export interface DiscodoDialectConfig {
   path: string;
   password: string;
@@ -55,13 +40,6 @@ export interface DiscodoDialectDeps {
   status?: () => NodeStatus;
 }
 
-interface Peer {
-  readonly conn: Connection;
-  state: ConnState;
-  timer: Timer | undefined;
-  session: Session<BotState, Peer> | undefined;
-}
-
 export const DEFAULT_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
 export class DiscodoDialect implements Dialect {
@@ -77,14 +55,14 @@ export class DiscodoDialect implements Dialect {
   readonly preAuthMaxBytes = DEFAULT_PRE_AUTH_MAX_BYTES;
 
   #cfg: DiscodoDialectConfig;
-  readonly #machine: MachineConfig;
   readonly #ctx: DialectContext;
   readonly #secretEquals: (a: string, b: string) => boolean;
   readonly #backend: VoiceBackend;
   readonly #newId: () => string;
   readonly #status: () => NodeStatus;
-  readonly #peers = new Map<Connection, Peer>();
-  readonly #sessions: SessionManager<BotState, Peer>;
+  /** Live sockets by id (the world names them; the admin views show their address). */
+  readonly #conns = new Map<string, Connection>();
+  readonly #rt: DialectRuntime<DiscodoWorld, WorldEvent, TimerKey, DiscodoEffect>;
   readonly #m: {
     resumes: Counter<'kind'>;
     expiries: Counter;
@@ -102,17 +80,36 @@ export class DiscodoDialect implements Dialect {
     this.#backend = deps.backend ?? noopVoiceBackend;
     this.#newId = deps.newId ?? randomUUID;
     this.#status = deps.status ?? nodeStatusProvider();
-    this.#machine = { heartbeatInterval: cfg.heartbeatInterval, handshakeTimeout: cfg.handshakeTimeout, version: `muster-${VERSION}` };
+    const world: WorldConfig = {
+      heartbeatInterval: cfg.heartbeatInterval,
+      handshakeTimeout: cfg.handshakeTimeout,
+      version: `muster-${VERSION}`,
+      vcTimeout: cfg.vcTimeout,
+      compat: cfg.compat,
+      newId: this.#newId,
+    };
     if (cfg.heartbeatInterval >= cfg.handshakeTimeout) {
       ctx.logger.warn(
         { heartbeatInterval: cfg.heartbeatInterval, handshakeTimeout: cfg.handshakeTimeout },
         'discodo: heartbeatInterval is not below handshakeTimeout; clients that heartbeat on HELLO\'s interval will be closed with 4000',
       );
     }
-    this.#sessions = new SessionManager<BotState, Peer>({
+    this.#rt = new DialectRuntime({
+      name: 'discodo',
+      world: {
+        step: (state, ev) => step(state, ev, world),
+        timerEvent: (key, now) => ({ type: 'timer', now, key }),
+        timerId,
+        effect: (e) => this.#effect(e),
+      },
+      initial: initialWorld(),
       scheduler: ctx.scheduler,
-      resumeWindowMs: cfg.vcTimeout,
-      onExpire: (s) => this.#expire(s),
+      logger: ctx.logger,
+      // A socket's phase before the step, for its debug line.
+      peek: (state, ev) => ('conn' in ev ? state.peers.get(ev.conn)?.conn.phase : undefined),
+      observe: (_before, after, ev, _fx, was) => {
+        if ('conn' in ev && typeof was === 'string') this.#conns.get(ev.conn)?.stateChanged(was, after.peers.get(ev.conn)?.conn.phase ?? 'closed');
+      },
     });
 
     const registers = [ctx.registry];
@@ -147,22 +144,7 @@ export class DiscodoDialect implements Dialect {
 
   /** Live counts, for leak checks and `muster status`. */
   summary(): { connections: number; sessions: number; liveSessions: number; detachedSessions: number; voiceClients: number; pendingVoice: number } {
-    let live = 0;
-    let vcs = 0;
-    let pending = 0;
-    for (const s of this.#sessions.values()) {
-      if (s.attached) live++;
-      vcs += s.state.voiceClients.size;
-      pending += s.state.pending.size;
-    }
-    return {
-      connections: this.#peers.size,
-      sessions: this.#sessions.size,
-      liveSessions: live,
-      detachedSessions: this.#sessions.size - live,
-      voiceClients: vcs,
-      pendingVoice: pending,
-    };
+    return worldSummary(this.#rt.state);
   }
 
   reloadSecrets(secrets: Record<string, unknown>): void {
@@ -170,17 +152,21 @@ export class DiscodoDialect implements Dialect {
   }
 
   accept(conn: Connection, req: IncomingMessage): ConnectionHandler {
-    const now = this.#ctx.scheduler.now();
-    const peer: Peer = { conn, state: initialState(now), timer: undefined, session: undefined };
-    this.#peers.set(conn, peer);
+    const id = conn.id;
+    this.#conns.set(id, conn);
+    this.#rt.attach(conn);
     conn.onSlowConsumer = (c) => c.close(CloseCodes.SLOW_CONSUMER, 'slow consumer');
     const forbidden = this.#checkPassword(req.headers.authorization);
     if (forbidden !== undefined) this.#m.forbidden.inc();
     else conn.markAuthenticated();
-    this.#feed(peer, { type: 'open', now, forbidden });
+    this.#rt.feed({ type: 'open', now: this.#ctx.scheduler.now(), conn: id, forbidden });
     return {
-      onMessage: (data, binary) => this.#feed(peer, { type: 'frame', now: this.#ctx.scheduler.now(), data, binary }),
-      onClose: () => this.#release(peer),
+      onMessage: (data, binary) => this.#rt.feed({ type: 'frame', now: this.#ctx.scheduler.now(), conn: id, data, binary }),
+      onClose: () => {
+        this.#conns.delete(id);
+        this.#rt.detach(id);
+        this.#rt.feed({ type: 'closed', now: this.#ctx.scheduler.now(), conn: id });
+      },
     };
   }
 
@@ -192,13 +178,10 @@ export class DiscodoDialect implements Dialect {
     conn.close(1001, 'server shutting down');
   }
 
-  stop(): void {
-    for (const s of [...this.#sessions.values()]) this.#apply(s, releaseAll(s.state, 'shutdown'));
-    this.#sessions.clear();
-    for (const p of this.#peers.values()) {
-      p.timer?.cancel();
-      p.timer = undefined;
-    }
+  /** Releases every session's voice clients (the backend hears 'shutdown') and every timer. */
+  stop(): Promise<void> {
+    this.#rt.feed({ type: 'shutdown', now: this.#ctx.scheduler.now() });
+    return this.#rt.stop();
   }
 
   routes(): HttpRoute[] {
@@ -233,7 +216,7 @@ export class DiscodoDialect implements Dialect {
         access: 'admin',
         summary: 'Discodo sessions: connected or detached (resumable until expiresAt), with their voice clients',
         response: { type: 'array', items: sessionSchema },
-        handler: () => ({ body: [...this.#sessions.values()].map((s) => this.#view(s)).sort((a, b) => a.key.localeCompare(b.key)) }),
+        handler: () => ({ body: [...this.#rt.state.sessions.values()].map((s) => this.#view(s)).sort((a, b) => a.key.localeCompare(b.key)) }),
       },
       {
         method: 'GET',
@@ -242,7 +225,7 @@ export class DiscodoDialect implements Dialect {
         summary: 'One discodo session by key (user_id or user_id-shard_id)',
         response: sessionSchema,
         handler: (req) => {
-          const s = this.#sessions.get(req.params.key ?? '');
+          const s = this.#rt.state.sessions.get(req.params.key ?? '');
           return s
             ? { body: this.#view(s) }
             : { status: 404, body: { error: 'NOT_FOUND', message: `no discodo session ${req.params.key ?? ''}` } };
@@ -258,100 +241,38 @@ export class DiscodoDialect implements Dialect {
     return this.#secretEquals(header, this.#cfg.password) ? undefined : 'Password mismatch.';
   }
 
-  #feed(peer: Peer, event: DiscodoEvent): void {
-    const { state, effects } = step(peer.state, event, this.#machine);
-    peer.conn.stateChanged(peer.state.phase, state.phase);
-    peer.state = state;
-    for (const e of effects) this.#run(peer, e);
-  }
-
-  #run(peer: Peer, e: Effect): void {
+  /** The world's own effects: metrics, the admin name, the voice backend, STATUS. */
+  #effect(e: DiscodoEffect): void {
     switch (e.type) {
-      case 'send':
-        peer.conn.send(e.frame);
-        return;
-      case 'close':
-        peer.timer?.cancel();
-        peer.timer = undefined;
-        peer.conn.close(e.code, e.reason);
-        return;
-      case 'arm':
-        peer.timer?.cancel();
-        peer.timer = this.#ctx.scheduler.after(e.ms, () => {
-          peer.timer = undefined;
-          this.#feed(peer, { type: 'deadline', now: this.#ctx.scheduler.now() });
-        });
-        return;
-      case 'identify':
-        this.#identify(peer, e.data);
-        return;
-      case 'discord-event': {
-        const s = peer.session;
-        if (s) this.#apply(s, onDiscordEvent(s.state, e.event.t, e.event.d, { now: this.#ctx.scheduler.now(), newId: this.#newId }));
+      case 'identified': {
+        const conn = this.#conns.get(e.conn);
+        if (conn) conn.identity = e.key;
         return;
       }
-      case 'vc-destroy': {
-        const s = peer.session;
-        if (s) this.#apply(s, destroyVoiceClient(s.state, e.op, e.guildId));
+      case 'resumed':
+        this.#m.resumes.inc({ kind: e.kind });
         return;
-      }
-      case 'query': {
-        const s = peer.session;
-        if (s) peer.conn.send(playerQuery(s.state, e.op, e.guildId));
+      case 'expired':
+        this.#m.expiries.inc();
+        return;
+      case 'voice': {
+        const ref = { key: e.session };
+        if (e.call === 'connect') {
+          this.#m.vcCreated.inc();
+          this.#callBackend(() => this.#backend.connect(e.vc, ref));
+        } else if (e.call === 'update') {
+          this.#callBackend(() => this.#backend.update(e.vc, ref));
+        } else {
+          this.#m.vcDestroyed.inc({ reason: e.reason });
+          this.#callBackend(() => this.#backend.disconnect(e.vc, ref, e.reason));
+        }
         return;
       }
       case 'status':
-        peer.conn.send(encode.status(this.#statusBody()));
+        this.#conns.get(e.conn)?.send(encode.status(this.#statusBody()));
         return;
-    }
-  }
-
-  #identify(peer: Peer, data: IdentifyData): void {
-    const key = sessionKey(data.userId, data.shardId);
-    const existing = this.#sessions.get(key);
-    peer.conn.identity = key;
-    if (!existing) {
-      peer.session = this.#sessions.create(key, newBotState(data.userId, data.shardId), peer);
-      peer.conn.send(encode.identified());
-      return;
-    }
-    const old = existing.attached;
-    if (old && old !== peer) {
-      // A newer socket takes a live session over; the older one is closed with 4005.
-      old.session = undefined;
-      old.state = { ...old.state, phase: 'closed' };
-      old.timer?.cancel();
-      old.timer = undefined;
-      old.conn.close(CloseCodes.TAKEN_OVER, 'session taken over by a newer connection');
-    }
-    this.#m.resumes.inc({ kind: old ? 'takeover' : 'detached' });
-    this.#sessions.resume(existing, peer);
-    peer.session = existing;
-    peer.conn.send(encode.identified());
-    peer.conn.send(encode.resumed(resumedList(existing.state), this.#cfg.compat));
-  }
-
-  /** Applies a voice step to a session: new state, frames to its socket, calls to the backend. */
-  #apply(s: Session<BotState, Peer>, vs: VoiceStep): void {
-    s.state = vs.state;
-    const ref = { key: s.key };
-    for (const e of vs.effects) {
-      switch (e.type) {
-        case 'send':
-          s.attached?.conn.send(e.frame);
-          break;
-        case 'connect':
-          this.#m.vcCreated.inc();
-          this.#callBackend(() => this.#backend.connect(e.vc, ref));
-          break;
-        case 'update':
-          this.#callBackend(() => this.#backend.update(e.vc, ref));
-          break;
-        case 'disconnect':
-          this.#m.vcDestroyed.inc({ reason: e.reason });
-          this.#callBackend(() => this.#backend.disconnect(e.vc, ref, e.reason));
-          break;
-      }
+      default:
+        assertNever(e, 'discodo effect');
     }
   }
 
@@ -361,23 +282,6 @@ export class DiscodoDialect implements Dialect {
     } catch (err) {
       this.#ctx.logger.error({ err }, 'discodo: the voice backend failed');
     }
-  }
-
-  #expire(s: Session<BotState, Peer>): void {
-    this.#m.expiries.inc();
-    this.#ctx.logger.debug({ session: s.key, voiceClients: s.state.voiceClients.size }, 'discodo: session expired');
-    this.#apply(s, releaseAll(s.state, 'expired' satisfies DestroyReason));
-  }
-
-  #release(peer: Peer): void {
-    peer.timer?.cancel();
-    peer.timer = undefined;
-    peer.state = { ...peer.state, phase: 'closed' };
-    this.#peers.delete(peer.conn);
-    const s = peer.session;
-    peer.session = undefined;
-    // Keep the voice clients for vcTimeout, unless a newer socket already holds the session.
-    if (s && s.attached === peer) this.#sessions.detach(s);
   }
 
   #statusBody(): Record<string, unknown> {
@@ -392,7 +296,7 @@ export class DiscodoDialect implements Dialect {
     };
   }
 
-  #view(s: Session<BotState, Peer>): {
+  #view(s: SessionRec): {
     key: string;
     userId: string;
     shardId: string | null;
@@ -407,14 +311,14 @@ export class DiscodoDialect implements Dialect {
     const text = (id: Snowflake): string => snowflakeKey(id);
     return {
       key: s.key,
-      userId: text(s.state.userId),
-      shardId: s.state.shardId === null ? null : text(s.state.shardId),
-      state: s.attached ? 'connected' : 'detached',
-      connectionId: s.attached?.conn.id ?? null,
-      remoteAddress: s.attached?.conn.remoteAddress ?? null,
-      detachedSince: s.detachedAt === undefined ? null : iso(s.detachedAt),
-      expiresAt: s.detachedAt === undefined ? null : iso(s.detachedAt + this.#sessions.resumeWindowMs),
-      voiceClients: [...s.state.voiceClients.values()].map((vc) => ({
+      userId: text(s.bot.userId),
+      shardId: s.bot.shardId === null ? null : text(s.bot.shardId),
+      state: s.attached !== null ? 'connected' : 'detached',
+      connectionId: s.attached,
+      remoteAddress: s.attached === null ? null : (this.#conns.get(s.attached)?.remoteAddress ?? null),
+      detachedSince: s.detachedAt === null ? null : iso(s.detachedAt),
+      expiresAt: s.detachedAt === null ? null : iso(s.detachedAt + this.#cfg.vcTimeout),
+      voiceClients: [...s.bot.voiceClients.values()].map((vc) => ({
         guildId: text(vc.guildId),
         id: vc.id,
         channelId: text(vc.channelId),

@@ -3,8 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpReply, HttpRoute, UpgradeVerdict } from '../../core/dialect.js';
-import { LogLimiter } from '../../core/ratelimit.js';
-import type { Timer } from '../../core/scheduler.js';
+import { assertNever, DialectRuntime, type World } from '../../core/runtime.js';
 import { decodeControlFrame, shardingCloseCodes } from '../../protocols/sharding/messages.js';
 import {
   controlState,
@@ -21,14 +20,15 @@ import {
   type FleetEvent,
   type FleetState,
   type MachineConfig,
-  type PersistKey,
   type ShardState,
 } from './machine.js';
 import { budgetRemaining } from './identify-queue.js';
 
 /**
- * The sharding dialect's runtime: it feeds the orchestrator (machine.ts) with socket
- * events, deadlines, admin calls and the store load, and carries out the effects.
+ * The sharding dialect's glue on the core runtime (core/runtime.ts): the runtime feeds
+ * the orchestrator (machine.ts) socket events, deadlines, admin calls and the store
+ * load, and carries out its effects (writes before the frames that announce them);
+ * this file adds the metrics, the admin routes and the upgrade check.
  */
 export interface ShardingDialectConfig extends MachineConfig {
   readonly path: string;
@@ -50,6 +50,9 @@ const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 /** Log lines one CONTROL socket can cause at will (ERROR frames): 5 at once, then 1 a second. */
 const PEER_LOG_RATE = { perSecond: 1, burst: 5 };
 
+/** The machine's own effects (beside the core ones): metrics. */
+type ShardingEffect = Extract<Effect, { type: 'failover' | 'grant' }>;
+
 export class ShardingDialect implements Dialect {
   readonly name = 'sharding';
   readonly path: string;
@@ -59,20 +62,11 @@ export class ShardingDialect implements Dialect {
   #cfg: ShardingDialectConfig;
   readonly #ctx: DialectContext;
   readonly #deps: ShardingDialectDeps;
-  #state: FleetState;
+  readonly #rt: DialectRuntime<FleetState, FleetEvent, string, ShardingEffect>;
+  /** Live sockets by id (for the CONTROL name the admin API shows and debug phase lines). */
   readonly #conns = new Map<string, Connection>();
-  readonly #timers = new Map<string, Timer>();
-  readonly #peerLog = new LogLimiter<string>(() => this.#now(), PEER_LOG_RATE);
-  #loaded = false;
-  #stopped = false;
   #warnedBotToken = false;
-  readonly #backlog: Array<() => FleetEvent> = [];
   readonly #ready: Promise<void>;
-  /** Store writes not yet settled; each resolves to whether it was saved. */
-  readonly #unsaved = new Set<Promise<boolean>>();
-  /** Frames and closes held until the writes made before them are durable, in order. */
-  #outbox: Promise<void> = Promise.resolve();
-  #held = 0;
   readonly #m: { grants: Counter; failover: Histogram; fatal: Counter };
 
   constructor(cfg: ShardingDialectConfig, ctx: DialectContext, deps: ShardingDialectDeps) {
@@ -80,9 +74,26 @@ export class ShardingDialect implements Dialect {
     this.#ctx = ctx;
     this.#deps = deps;
     this.path = cfg.path;
-    this.#state = initialState(cfg, ctx.scheduler.now());
+    const world: World<FleetState, FleetEvent, string, ShardingEffect> = {
+      step: (state, ev) => step(state, ev, this.#cfg),
+      timerEvent: (key, now) => ({ type: 'timer', now, key }),
+      timerId: (key) => key,
+      effect: (e) => this.#effect(e),
+    };
+    this.#rt = new DialectRuntime({
+      name: 'sharding',
+      world,
+      initial: initialState(cfg, ctx.scheduler.now()),
+      scheduler: ctx.scheduler,
+      logger: ctx.logger,
+      store: { store: ctx.store, namespace: STORE_NS },
+      peerLogRate: PEER_LOG_RATE,
+      held: true,
+      peek: (state, ev) => ('conn' in ev && ctx.logger.isLevelEnabled('debug') ? socketPhase(state, ev.conn) : undefined),
+      observe: (before, after, ev, _fx, was) => this.#observe(before, after, ev, was),
+    });
     const registers = [ctx.registry];
-    const read = (): FleetState => this.#state;
+    const read = (): FleetState => this.#rt.state;
     const config = (): ShardingDialectConfig => this.#cfg;
     new Gauge({
       name: 'muster_sharding_shards',
@@ -153,7 +164,7 @@ export class ShardingDialect implements Dialect {
 
   /** The orchestrator's state (read-only; for tests and the admin views). */
   get state(): FleetState {
-    return this.#state;
+    return this.#rt.state;
   }
 
   /** Resolves once the stored assignment, halt state and budget are loaded. */
@@ -171,9 +182,7 @@ export class ShardingDialect implements Dialect {
     } catch (err) {
       this.#ctx.logger.error({ err }, 'sharding: could not load the stored assignment; starting afresh');
     }
-    this.#loaded = true;
-    this.#feed({ type: 'loaded', now: this.#now(), fleet, assignment, budget });
-    for (const ev of this.#backlog.splice(0)) this.#feed(ev());
+    this.#rt.start({ type: 'loaded', now: this.#now(), fleet, assignment, budget });
   }
 
   #now(): number {
@@ -189,23 +198,24 @@ export class ShardingDialect implements Dialect {
 
   accept(conn: Connection): ConnectionHandler {
     this.#conns.set(conn.id, conn);
+    this.#rt.attach(conn);
     const sessionId = randomUUID();
-    this.#enqueue(() => ({ type: 'open', now: this.#now(), conn: conn.id, sessionId }));
+    this.#rt.enqueue(() => ({ type: 'open', now: this.#now(), conn: conn.id, sessionId }));
     return {
       onMessage: (data, binary) => {
         const detail = binary ? 'binary frames are not accepted; send JSON text' : undefined;
         const now = this.#now();
-        if (detail !== undefined) return this.#enqueue(() => ({ type: 'malformed', now, conn: conn.id, detail }));
+        if (detail !== undefined) return this.#rt.enqueue(() => ({ type: 'malformed', now, conn: conn.id, detail }));
         const res = decodeControlFrame(data.toString('utf8'));
-        this.#enqueue(() => (res.ok ? { type: 'message', now, conn: conn.id, frame: res.frame } : { type: 'malformed', now, conn: conn.id, detail: res.detail }));
+        this.#rt.enqueue(() => (res.ok ? { type: 'message', now, conn: conn.id, frame: res.frame } : { type: 'malformed', now, conn: conn.id, detail: res.detail }));
         // A WebSocket ping beside each HEARTBEAT's ACK: its pong gives the CONTROL's round trip (conn.latencyMs).
         if (res.ok && res.frame.o === 9) conn.ping();
       },
       onClose: () => {
         this.#conns.delete(conn.id);
-        this.#peerLog.forget(conn.id);
+        this.#rt.detach(conn.id);
         const now = this.#now();
-        this.#enqueue(() => ({ type: 'closed', now, conn: conn.id }));
+        this.#rt.enqueue(() => ({ type: 'closed', now, conn: conn.id }));
       },
     };
   }
@@ -215,7 +225,7 @@ export class ShardingDialect implements Dialect {
   }
 
   summary(): Record<string, unknown> {
-    const s = this.#state;
+    const s = this.#rt.state;
     let owned = 0;
     let connected = 0;
     for (const sh of s.shards) {
@@ -230,7 +240,7 @@ export class ShardingDialect implements Dialect {
       ownedShards: owned,
       connectedShards: connected,
       identifyQueue: s.queue.waiting.length,
-      timers: this.#timers.size,
+      timers: this.#rt.timerCount,
       phase: s.phase,
       halted: s.phase === 'halted',
       budgetRemaining: budgetRemaining(s.queue, this.#now(), queueConfig(this.#cfg)),
@@ -245,11 +255,7 @@ export class ShardingDialect implements Dialect {
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    for (const t of this.#timers.values()) t.cancel();
-    this.#timers.clear();
-    await Promise.all([...this.#unsaved]);
-    await this.#outbox;
+    await this.#rt.stop();
   }
 
   routes(): HttpRoute[] {
@@ -286,7 +292,7 @@ export class ShardingDialect implements Dialect {
         },
         handler: async () => {
           await this.#ready;
-          return { body: fleetView(this.#state, this.#cfg, this.#now()) };
+          return { body: fleetView(this.#rt.state, this.#cfg, this.#now()) };
         },
       },
       {
@@ -300,7 +306,7 @@ export class ShardingDialect implements Dialect {
         },
         handler: async () => {
           await this.#ready;
-          return { body: shardsView(this.#state) };
+          return { body: shardsView(this.#rt.state) };
         },
       },
       {
@@ -311,9 +317,9 @@ export class ShardingDialect implements Dialect {
         response: controlSchema,
         handler: async (req) => {
           await this.#ready;
-          const rec = this.#state.controls.get(req.params.name ?? '');
+          const rec = this.#rt.state.controls.get(req.params.name ?? '');
           if (!rec) return { status: 404, body: { error: 'NOT_FOUND', message: `no CONTROL named "${req.params.name ?? ''}"` } };
-          const view = JSON.stringify({ ...controlView(this.#state, rec), infoAt: rec.infoAt, connected: rec.conn !== null });
+          const view = JSON.stringify({ ...controlView(this.#rt.state, rec), infoAt: rec.infoAt, connected: rec.conn !== null });
           // INFO is spliced in as it came, so numbers beyond 2^53 keep their digits.
           const body = `${view.slice(0, -1)},"info":${rec.info ?? 'null'}}`;
           return { body, headers: { 'content-type': 'application/json; charset=utf-8' } };
@@ -356,33 +362,18 @@ export class ShardingDialect implements Dialect {
 
   async #admin(action: AdminAction): Promise<HttpReply> {
     await this.#ready;
-    if (this.#stopped) return { status: 503, body: { error: 'SHUTTING_DOWN', message: 'the server is shutting down' } };
-    const before = this.#state.phase;
-    const effects = this.#feed({ type: 'admin', now: this.#now(), action });
-    if (action.kind === 'halt' && before !== 'halted') this.#m.fatal.inc();
-    const reply = effects.find((e): e is Extract<Effect, { type: 'reply' }> => e.type === 'reply');
-    // The answer says the change happened (halt, resume, rebalance): only once it is durable.
-    const saved = (await Promise.all([...this.#unsaved])).every(Boolean);
-    if (!saved && reply && reply.status < 300) {
-      return { status: 500, body: { error: 'STORE_UNAVAILABLE', message: 'the change is in effect but could not be saved' } };
-    }
-    return reply ? { status: reply.status, body: reply.body } : { status: 500, body: { error: 'INTERNAL', message: 'no reply' } };
+    const before = this.#rt.state.phase;
+    const stopped = this.#rt.stopped;
+    // Fed synchronously; the answer waits until the change is durable.
+    const answer = this.#rt.admin({ type: 'admin', now: this.#now(), action });
+    if (!stopped && action.kind === 'halt' && before !== 'halted') this.#m.fatal.inc();
+    return answer;
   }
 
-  // ---- feeding the machine, running its effects ----
-
-  #enqueue(ev: () => FleetEvent): void {
-    if (this.#loaded) this.#feed(ev());
-    else this.#backlog.push(ev);
-  }
-
-  #feed(ev: FleetEvent): readonly Effect[] {
-    const before = this.#state.phase;
-    const debug = 'conn' in ev && this.#ctx.logger.isLevelEnabled('debug');
-    const was = debug ? socketPhase(this.#state, ev.conn) : '';
-    const { state, effects } = step(this.#state, ev, this.#cfg);
-    this.#state = state;
-    if (debug) this.#conns.get(ev.conn)?.stateChanged(was, socketPhase(state, ev.conn));
+  /** After every step: debug lines, the halt metric, the CONTROL's name on its connection. */
+  #observe(prev: FleetState, state: FleetState, ev: FleetEvent, was: unknown): void {
+    const before = prev.phase;
+    if (typeof was === 'string' && 'conn' in ev) this.#conns.get(ev.conn)?.stateChanged(was, socketPhase(state, ev.conn));
     if (before !== state.phase) this.#ctx.logger.debug({ from: before, to: state.phase }, 'sharding: fleet phase');
     if (ev.type === 'message' && ev.frame.o === 1 && before !== 'halted' && state.phase === 'halted') this.#m.fatal.inc();
     if (ev.type === 'message' && ev.frame.o === 10) {
@@ -396,86 +387,20 @@ export class ShardingDialect implements Dialect {
         this.#ctx.logger.warn({ control: name }, 'sharding: a CONTROL identified but dialects.sharding.botToken is not set; INITIALISE carries an empty token');
       }
     }
-    // Writes first: what the frames below announce (a grant spends budget, an assignment
-    // moves shards) is in the store before they go out (see #deliver).
-    for (const e of effects) if (e.type === 'persist') this.#run(e);
-    for (const e of effects) if (e.type !== 'persist') this.#run(e);
-    return effects;
   }
 
-  #run(e: Effect): void {
+  /** The machine's own effects: metrics. */
+  #effect(e: ShardingEffect): void {
     switch (e.type) {
-      case 'send':
-      case 'close':
-        this.#deliver(e);
-        return;
-      case 'timer': {
-        this.#timers.get(e.key)?.cancel();
-        this.#timers.delete(e.key);
-        if (e.at === null || this.#stopped) return;
-        const key = e.key;
-        const t = this.#ctx.scheduler.after(e.at - this.#now(), () => {
-          if (this.#timers.get(key) !== t) return;
-          this.#timers.delete(key);
-          this.#feed({ type: 'timer', now: this.#now(), key });
-        });
-        this.#timers.set(key, t);
-        return;
-      }
-      case 'persist':
-        this.#persist(e.key, e.value);
-        return;
       case 'failover':
         this.#m.failover.observe(e.seconds);
         return;
       case 'grant':
         this.#m.grants.inc();
         return;
-      case 'log': {
-        // Lines a peer can cause at will are capped per peer (PEER_LOG_RATE).
-        const held = e.peer === undefined ? 0 : this.#peerLog.allow(e.peer);
-        if (held === undefined) return;
-        this.#ctx.logger[e.level](held > 0 ? { ...e.data, suppressed: held } : (e.data ?? {}), e.msg);
-        return;
-      }
-      case 'reply':
-        return;
+      default:
+        assertNever(e, 'sharding effect');
     }
-  }
-
-  /**
-   * Writes at once (the store applies writes in call order); frames and closes from now
-   * on wait until it is durable. A failed write is logged, and what waited on it goes
-   * out anyway: the fleet keeps running on what it has in memory.
-   */
-  #persist(key: PersistKey, value: unknown): void {
-    if (this.#stopped) return;
-    const write = this.#ctx.store.set(STORE_NS, key, value as never).then(
-      () => true,
-      (err: unknown) => {
-        this.#ctx.logger.error({ err, key }, 'sharding: could not persist');
-        return false;
-      },
-    );
-    this.#unsaved.add(write);
-    void write.then(() => this.#unsaved.delete(write));
-  }
-
-  /** Sends or closes now, or, while writes are unsettled, after them and in order. */
-  #deliver(e: Extract<Effect, { type: 'send' | 'close' }>): void {
-    const go = (): void => {
-      const c = this.#conns.get(e.conn);
-      if (e.type === 'send') c?.send(e.frame);
-      else c?.close(e.code, e.reason);
-    };
-    if (this.#unsaved.size === 0 && this.#held === 0) return go();
-    this.#held++;
-    this.#outbox = Promise.all([this.#outbox, ...this.#unsaved])
-      .then(() => {
-        this.#held--;
-        go();
-      })
-      .catch((err: unknown) => this.#ctx.logger.error({ err, conn: e.conn }, 'sharding: could not deliver a held frame'));
   }
 }
 
