@@ -56,15 +56,13 @@ export class Transport {
   readonly #drained = new Set<() => void>();
   #upgrading = 0;
   readonly #peerLog: PeerLog;
-  /** `muster_upgrades_refused_total` children, bound once (a labelled `inc` hashes its labels every time). */
-  readonly #refused: Record<RefusalReason, { inc(): void }>;
 
   constructor(opts: TransportOptions) {
     this.#opts = opts;
     this.#peerLog = new PeerLog({ logger: opts.logger, now: () => opts.scheduler.now(), ...(opts.secrets ? { secrets: opts.secrets } : {}) });
     for (const d of opts.dialects) this.#byPath.set(d.path, d);
-    const refused = opts.metrics.upgradesRefused;
-    this.#refused = Object.fromEntries(REFUSAL_REASONS.map((r) => [r, refused.labels({ reason: r })])) as Record<RefusalReason, { inc(): void }>;
+    // Every reason is exported from the start, at 0.
+    for (const reason of REFUSAL_REASONS) opts.metrics.upgradesRefused.inc({ reason }, 0);
     this.#wss = new WebSocketServer({
       noServer: true,
       maxPayload: opts.limits.maxPayload,
@@ -142,12 +140,12 @@ export class Transport {
    * past `handshakesPerIpPerMinute` gets hundreds of 429s a second) this is the hot
    * path, so it does as little as it can: one prebuilt buffer written (no string
    * building), the socket destroyed at once (no listener, no wait for 'finish'), one
-   * counter bumped through a pre-bound child; nothing is logged here (a failed
-   * authorization is logged by PeerLog, rate-limited). A refusal happens before
-   * `#begin`, so the socket is all it took.
+   * plain number counted (CoreMetrics hands it to prom-client when scraped). Nothing
+   * is logged here (a failed authorization is logged by PeerLog, rate-limited). A
+   * refusal happens before `#begin`, so the socket is all it took.
    */
   #refuse(socket: Duplex, status: number, message: string, reason: RefusalReason): void {
-    this.#refused[reason].inc();
+    this.#opts.metrics.upgradeRefused(reason);
     if (socket.writable) socket.write(refusalResponse(status, message));
     socket.destroy();
   }
@@ -205,7 +203,7 @@ export class Transport {
       socket.removeListener('close', onClose);
       this.#upgrading--;
       metrics.upgradesInProgress.dec();
-      if (!opened) this.#refused.bad_handshake.inc();
+      if (!opened) metrics.upgradeRefused('bad_handshake');
     };
     const onClose = (): void => end(false);
     socket.once('close', onClose);
