@@ -236,6 +236,11 @@ export const HttpSchema = Section({
   headersTimeout: Duration(10_000, 0),
   /** From the connection's first byte (or the previous request) to the end of the request's body. */
   requestTimeout: Duration(30_000, 0),
+  /**
+   * How long a kept-alive connection may sit idle after a response before the server
+   * closes it (docs: README, "Slow HTTP clients are cut", and the load-balancer note).
+   */
+  keepAliveTimeout: Duration(5_000, SECOND),
 });
 
 export const TlsSchema = Type.Object(

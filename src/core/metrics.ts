@@ -26,7 +26,19 @@ export class CoreMetrics implements ConnectionObserver {
     this.framesInTotal = new Counter({ name: 'muster_frames_in_total', help: 'Frames received', labelNames: ['dialect'], registers: [registry], collect: flushIn });
     this.framesOutTotal = new Counter({ name: 'muster_frames_out_total', help: 'Frames sent', labelNames: ['dialect'], registers: [registry], collect: flushOut });
     this.closesTotal = new Counter({ name: 'muster_closes_total', help: 'Closed connections by close code', labelNames: ['dialect', 'code'], registers: [registry] });
-    this.upgradesRefused = new Counter({ name: 'muster_upgrades_refused_total', help: 'WebSocket upgrades refused', labelNames: ['reason'], registers: [registry] });
+    // Refused upgrades are counted like frames (see upgradeRefused): one IP past its
+    // handshake limit can cause hundreds a second.
+    const refusedPending = this.#refusedPending;
+    this.upgradesRefused = new Counter({
+      name: 'muster_upgrades_refused_total',
+      help: 'WebSocket upgrades refused',
+      labelNames: ['reason'],
+      registers: [registry],
+      collect(this: Counter<'reason'>) {
+        for (const [reason, n] of refusedPending) if (n > 0) this.inc({ reason }, n);
+        refusedPending.clear();
+      },
+    });
     this.upgradesInProgress = new Gauge({ name: 'muster_upgrades_in_progress', help: 'WebSocket upgrades counted against maxConnections and not yet open or refused', registers: [registry] });
     const dropped = opts.logLinesDropped ?? ((): number => 0);
     let droppedSeen = 0;
@@ -56,6 +68,7 @@ export class CoreMetrics implements ConnectionObserver {
   // read (the counters' collect hook), which is exact at every scrape.
   readonly #inPending = new Map<string, number>();
   readonly #outPending = new Map<string, number>();
+  readonly #refusedPending = new Map<string, number>();
 
   #flush(pending: Map<string, number>, counter: Counter<'dialect'>): void {
     for (const [dialect, n] of pending) if (n > 0) counter.inc({ dialect }, n);
@@ -67,6 +80,10 @@ export class CoreMetrics implements ConnectionObserver {
   }
   framesOut(dialect: string, n: number): void {
     this.#outPending.set(dialect, (this.#outPending.get(dialect) ?? 0) + n);
+  }
+  /** One refused upgrade, by reason (`muster_upgrades_refused_total{reason}`). */
+  upgradeRefused(reason: string): void {
+    this.#refusedPending.set(reason, (this.#refusedPending.get(reason) ?? 0) + 1);
   }
   closed(dialect: string, code: number): void {
     this.closesTotal.inc({ dialect, code: String(code) });

@@ -26,11 +26,20 @@ export interface HttpAppOptions {
   secretEquals: (a: string, b: string) => boolean;
   transport: () => Transport | undefined;
   https?: { cert: Buffer; key: Buffer } | undefined;
-  /** Config `http`: header and request timeouts in ms (0 turns one off). */
-  timeouts?: { headersTimeout: number; requestTimeout: number } | undefined;
+  /** Config `http`: header and request timeouts in ms (0 turns one off), and the idle keep-alive timeout. */
+  timeouts?: HttpTimeouts | undefined;
   /** Config `admin.failedAuthPerIpPerMinute` (it can change on SIGHUP). */
   failedAuthPerIpPerMinute?: (() => number) | undefined;
 }
+
+export interface HttpTimeouts {
+  headersTimeout: number;
+  requestTimeout: number;
+  keepAliveTimeout: number;
+}
+
+/** The config's defaults (src/config/schema.ts), for an app built without a config. */
+const DEFAULT_TIMEOUTS: HttpTimeouts = { headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 };
 
 export const ADMIN_PREFIX = '/api/v1';
 
@@ -102,7 +111,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     bodyLimit: 1 << 20,
     ...(opts.https ? { https: opts.https } : {}),
   }) as unknown as FastifyInstance;
-  applyTimeouts(app.server, opts.timeouts ?? { headersTimeout: 10_000, requestTimeout: 30_000 });
+  applyTimeouts(app.server, opts.timeouts ?? DEFAULT_TIMEOUTS);
 
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
@@ -201,10 +210,13 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
  * arrive within `headersTimeout` and the whole request within `requestTimeout`. Node
  * checks them on an interval; it is kept well under the shorter timeout. Upgraded
  * (WebSocket) sockets are no longer HTTP requests and are not affected.
+ * A kept-alive connection idle after a response is closed after `keepAliveTimeout`
+ * (fastify's own default is 72 s, an idle fd held for free by anyone who asks once).
  */
-function applyTimeouts(server: FastifyInstance['server'], t: { headersTimeout: number; requestTimeout: number }): void {
+function applyTimeouts(server: FastifyInstance['server'], t: HttpTimeouts): void {
   server.headersTimeout = t.headersTimeout;
   server.requestTimeout = t.requestTimeout;
+  server.keepAliveTimeout = t.keepAliveTimeout;
   const shortest = Math.min(...[t.headersTimeout, t.requestTimeout].filter((ms) => ms > 0));
   // Read by Node when the server starts listening; @types/node declares it only as a createServer option.
   const checking = server as typeof server & { connectionsCheckingInterval: number };

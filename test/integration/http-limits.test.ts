@@ -50,9 +50,10 @@ function drip(sock: net.Socket, bytes: string, everyMs = 20): void {
 describe('HTTP: header and request timeouts', () => {
   const timeouts = { http: { headersTimeout: 200, requestTimeout: 400 } };
 
-  it('has defaults: headers within 10 s, the whole request within 30 s', () => {
+  it('has defaults: headers within 10 s, the whole request within 30 s, an idle kept-alive connection closed after 5 s', () => {
     const config = loadConfig({ env: {}, overrides: {} });
-    expect(config.http).toEqual({ headersTimeout: 10_000, requestTimeout: 30_000 });
+    expect(config.http).toEqual({ headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 });
+    expect(() => loadConfig({ env: {}, overrides: { http: { keepAliveTimeout: 999 } } })).toThrow(/http\.keepAliveTimeout = 999: shorter than the minimum \(1000 ms\)/);
   });
 
   it('answers 408 and closes a client that sends nothing', async () => {
@@ -92,6 +93,28 @@ describe('HTTP: header and request timeouts', () => {
     const ok = await fetch(`${srv.httpBase}/healthz`);
     expect(ok.status).toBe(200);
     peer.close();
+  });
+});
+
+describe('HTTP: idle kept-alive connections', () => {
+  it('closes a kept-alive connection left idle after a complete request once keepAliveTimeout has passed (not fastify\'s 72 s)', async () => {
+    srv = await startTestServer({ http: { keepAliveTimeout: 1000 } });
+    expect(srv.muster.http.server.keepAliveTimeout).toBe(1000);
+    // One whole request, then silence: the server must close the socket (the guard in rawClient is 5 s).
+    const answer = await rawClient(srv.muster.address().port, (sock) => sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
+    const responses = answer.split('HTTP/1.1 ').filter(Boolean);
+    expect(responses).toHaveLength(1);
+    expect(responses[0]).toMatch(/^200 /);
+    expect(answer).toMatch(/\r\nKeep-Alive: timeout=1\r\n/i);
+  });
+
+  it('serves a second request on a kept-alive connection within keepAliveTimeout', async () => {
+    srv = await startTestServer({ http: { keepAliveTimeout: 5000 } });
+    const answer = await rawClient(srv.muster.address().port, (sock) => {
+      sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      sock.once('data', () => sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    });
+    expect(answer.split('HTTP/1.1 200 ').length - 1).toBe(2);
   });
 });
 

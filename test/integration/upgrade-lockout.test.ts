@@ -111,6 +111,41 @@ describe('transport: broken upgrades give their slot back (no lockout)', () => {
     await Promise.all(peers.map((p) => p.waitClose()));
   });
 
+  it('answers each upgrade past the per-IP limit with one whole 429 and closes it, holding nothing and logging nothing', async () => {
+    const s = await startTestServer({ limits: { maxConnections: 3, handshakesPerIpPerMinute: 2 } });
+    srv = s;
+    const port = s.muster.address().port;
+    const lines: unknown[] = [];
+    for (const level of ['trace', 'debug', 'info', 'warn', 'error'] as const) {
+      // The refusal path must not log per refusal (only counters); anything logged is caught here.
+      (s.muster.logger as unknown as Record<string, (...a: unknown[]) => void>)[level] = (...a: unknown[]) => lines.push(a);
+    }
+    for (let i = 0; i < 2; i++) expect((await rawExchange(port, upgradeRequest({ headers: { 'Sec-WebSocket-Key': 'bad' } }))).split('\r\n')[0]).toContain(' 400 ');
+    const answers = await Promise.all(Array.from({ length: 30 }, () => rawExchange(port, upgradeRequest())));
+    for (const answer of answers) {
+      const [head, body] = answer.split('\r\n\r\n') as [string, string];
+      expect(head.split('\r\n')[0]).toBe('HTTP/1.1 429 Too Many Requests');
+      expect(head).toContain('Connection: close');
+      expect(head).toContain(`Content-Length: ${Buffer.byteLength(body)}`);
+      expect(body).toBe('Too many handshakes from this address\n');
+    }
+    // A path with no endpoint is not echoed back.
+    const notFound = await rawExchange(port, upgradeRequest({ path: '/nothing-here-<script>' }));
+    expect(notFound.split('\r\n')[0]).toBe('HTTP/1.1 404 Not Found');
+    expect(notFound).not.toContain('nothing-here');
+    expect(lines).toEqual([]);
+    expect(await gauges(s)).toEqual({ inProgress: 0, connections: 0 });
+    const metrics = await s.muster.metrics.registry.metrics();
+    expect(metrics).toMatch(/muster_upgrades_refused_total\{reason="rate_limited"\} 30/);
+    expect(metrics).toMatch(/muster_upgrades_refused_total\{reason="not_found"\} 1/);
+    s.clock.advance(60_000);
+    const peer = await RawPeer.open(`${s.wsBase}/bus`);
+    peer.send({ op: 1, data: { token: BUS_TOKEN } });
+    await roundTrip(peer);
+    peer.close();
+    await peer.waitClose();
+  });
+
   it('counts refusals by the socket layer as bad_handshake', async () => {
     const s = await startTestServer({ limits: { maxConnections: MAX } });
     srv = s;

@@ -52,7 +52,7 @@ const EXPECTED_DEFAULTS: MusterConfig = {
   store: { kind: 'sqlite', prefix: 'muster:' },
   admin: { failedAuthPerIpPerMinute: 10 },
   limits: { maxPayload: 1048576, maxConnections: 50000, handshakesPerIpPerMinute: 600 },
-  http: { headersTimeout: 10000, requestTimeout: 30000 },
+  http: { headersTimeout: 10000, requestTimeout: 30000, keepAliveTimeout: 5000 },
   log: { level: 'info', maxBufferedBytes: 4194304 },
   dialects: {
     sharding: {
