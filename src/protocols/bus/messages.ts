@@ -18,6 +18,22 @@ export type OpName = keyof typeof Op;
 
 export const OP_NAMES = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k])) as Record<OpCode, OpName>;
 
+/** What each op carries, for the docs' opcode table (`renderOpcodeTable`). Every op goes both ways. */
+export const OP_DOCS = {
+  EVENT: 'an event, routed by `intent`; delivered unchanged plus `source`',
+  IDENTIFY: 'client: `{token?, group?, groups?, name?}`; server: `{id, heartbeat_interval}` (ms)',
+  DISCONNECT: '`{reason, detail?}`; from a client it is a clean goodbye (close 1000)',
+  PING: 'the server sends one every `heartbeat_interval`; answer with PONG. A client PING gets a PONG',
+  PONG: 'answer to PING',
+  REPLY: 'answers the EVENT with the same `id`; the server also uses it for `NO_ROUTE`, `TIMEOUT`, `RATE_LIMITED` and `REPLY_END`',
+} as const satisfies Record<OpName, string>;
+
+/** The opcode table of docs/dialects/bus.md, generated from `Op` and `OP_DOCS`. */
+export function renderOpcodeTable(): string {
+  const rows = (Object.keys(Op) as OpName[]).map((name) => `| ${Op[name]} | ${name} | both | ${OP_DOCS[name]} |`);
+  return ['| op | name | direction | what |', '|---|---|---|---|', ...rows].join('\n');
+}
+
 export const Targets = ['GLOBAL', 'GROUP', 'DIRECT'] as const;
 export type Target = (typeof Targets)[number];
 
@@ -72,22 +88,17 @@ export const closeCodeFor = {
 
 /** The bus close codes, for the docs and the catalogue. */
 export const busCloseCodes = {
-  1000: { name: 'GOODBYE', description: 'The client sent DISCONNECT; the server removed it', retryable: true, why: 'peer closed' },
-  1001: { name: 'SHUTTING_DOWN', description: 'The server is shutting down (DISCONNECT SHUTTING_DOWN first)', retryable: true, why: 'shutdown' },
+  1000: { name: 'GOODBYE', description: 'The client said DISCONNECT; the server removed it', retryable: true, why: 'peer closed' },
+  1001: { name: 'SHUTTING_DOWN', description: 'DISCONNECT `SHUTTING_DOWN`: the server is stopping', retryable: true, why: 'shutdown' },
+  1002: { name: 'PROTOCOL_ERROR', description: 'A WebSocket protocol error: a reserved bit or opcode, an unmasked or badly fragmented frame, a control frame over 125 bytes, an invalid close code (socket layer, no DISCONNECT first)', retryable: false },
   1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no DISCONNECT)', retryable: false },
-  1008: { name: 'KICKED', description: 'An operator kicked the service (DISCONNECT KICKED first)', retryable: true, why: 'kicked' },
-  1009: {
-    name: 'MESSAGE_TOO_BIG',
-    description:
-      'A frame over maxMessageBytes, or over preAuthMaxBytes before IDENTIFY (DISCONNECT MESSAGE_TOO_BIG first); over limits.maxPayload, or 4 × preAuthMaxBytes before IDENTIFY, the socket layer closes with no DISCONNECT',
-    retryable: false,
-    why: 'protocol error',
-  },
-  4001: { name: 'PING_TIMEOUT', description: 'Nothing received for two heartbeat intervals', retryable: true, why: 'ping timeout' },
-  4002: { name: 'BAD_MESSAGE', description: 'Malformed JSON, not an object, wrong envelope, unknown op, binary frame, or a second IDENTIFY', retryable: false, why: 'protocol error' },
-  4003: { name: 'NOT_IDENTIFIED', description: 'An op other than IDENTIFY or PING before IDENTIFY, or no IDENTIFY within identifyTimeout', retryable: true, why: 'protocol error' },
-  4004: { name: 'IDENTIFY_FAILED', description: 'Wrong or missing token, or a name already in use', retryable: false, why: 'refused' },
-  4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed maxBufferedBytes', retryable: true, why: 'slow consumer' },
+  1008: { name: 'KICKED', description: 'DISCONNECT `KICKED`: an operator kicked it (`DELETE /api/v1/connections/:id`)', retryable: true, why: 'kicked' },
+  1009: { name: 'MESSAGE_TOO_BIG', description: 'DISCONNECT `MESSAGE_TOO_BIG`: a frame over `maxMessageBytes`, or over `preAuthMaxBytes` before IDENTIFY. No DISCONNECT: a frame over `limits.maxPayload`, or over 4 × `preAuthMaxBytes` before IDENTIFY (socket layer)', retryable: false, why: 'protocol error' },
+  4001: { name: 'PING_TIMEOUT', description: 'DISCONNECT `PING_TIMEOUT`: silent for two heartbeat intervals', retryable: true, why: 'ping timeout' },
+  4002: { name: 'BAD_MESSAGE', description: 'DISCONNECT `BAD_MESSAGE` (+ `detail`): malformed JSON, not an object, wrong envelope, unknown op, binary frame. DISCONNECT `ALREADY_IDENTIFIED`: a second IDENTIFY on the same socket', retryable: false, why: 'protocol error' },
+  4003: { name: 'NOT_IDENTIFIED', description: 'DISCONNECT `NOT_IDENTIFIED`: any op other than IDENTIFY or PING before IDENTIFY. DISCONNECT `IDENTIFY_TIMEOUT`: no IDENTIFY within `identifyTimeout`', retryable: true, why: 'protocol error' },
+  4004: { name: 'IDENTIFY_FAILED', description: 'DISCONNECT `IDENTIFY_FAILED`: wrong or missing token. DISCONNECT `NAME_TAKEN`: IDENTIFY with a `name` another live service holds (the first keeps it)', retryable: false, why: 'refused' },
+  4008: { name: 'SLOW_CONSUMER', description: 'DISCONNECT `SLOW_CONSUMER`: backlog over `maxBufferedBytes`', retryable: true, why: 'slow consumer' },
 } as const;
 
 /** Errors carried in a REPLY the server sends. */

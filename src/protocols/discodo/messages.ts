@@ -67,6 +67,52 @@ export const PLAYER_OPS: ReadonlySet<string> = new Set([
   'setOptions',
 ]);
 
+/** What each client op carries and gets, for the docs (`renderClientOpTable`). */
+export const CLIENT_OP_DOCS = {
+  HEARTBEAT: { d: 'anything, `null` included', answer: '`HEARTBEAT_ACK` with the same `d`, byte for byte. Works from HELLO on, before IDENTIFY too' },
+  IDENTIFY: { d: '`{user_id, shard_id}`; `shard_id` may be `null` or absent', answer: '`IDENTIFIED {}`; then `RESUMED` if a session with the same key was still held' },
+  DISCORD_EVENT: { d: '`{t, d}`: a raw gateway event', answer: 'nothing directly; `VOICE_STATE_UPDATE` / `VOICE_SERVER_UPDATE` may produce `VC_*` events. Other `t` are ignored' },
+  VC_DESTROY: { d: '`{guild_id}`', answer: '`VC_DESTROYED {guild_id}`, or traceback `VOICE_CLIENT_NOT_FOUND`' },
+  GET_STATUS: { d: 'ignored', answer: '`STATUS {…}`' },
+  getState: {
+    d: '`{guild_id}`',
+    answer: '`getState {id, guild_id, channel_id, state: 0, current: null, context: {}, options: {autoplay: true, volume: 1.0, crossfade: 10.0, filter: {}}}` or traceback `VOICE_CLIENT_NOT_FOUND`',
+  },
+  getQueue: { d: '`{guild_id}`', answer: '`getQueue {guild_id, entries: []}` or traceback `VOICE_CLIENT_NOT_FOUND`' },
+} as const satisfies Record<ClientOpName, { d: string; answer: string }>;
+
+/** When the server sends each op, for the docs (`renderServerOpTable`). */
+export const SERVER_OP_DOCS = {
+  HELLO: { d: '`{heartbeat_interval: <seconds>, version: "muster-<version>"}`', when: 'first frame on an authorized socket' },
+  FORBIDDEN: { d: '`"<why>"`', when: 'wrong or missing password; close 4003 follows' },
+  HEARTBEAT_ACK: { d: "the HEARTBEAT's `d`", when: 'each HEARTBEAT' },
+  IDENTIFIED: { d: '`{}`', when: 'IDENTIFY accepted' },
+  RESUMED: { d: '`{voice_clients: …}` (form per `compat`, see Resume)', when: 'right after IDENTIFIED when a session was held' },
+  STATUS: { d: 'see below', when: 'GET_STATUS' },
+  VC_CREATED: { d: '`{guild_id, id}`', when: 'both voice events of a guild arrived' },
+  VC_CHANNEL_EDITED: { d: '`{guild_id, channel_id}`', when: 'the bot moved to another voice channel' },
+  VC_DESTROYED: { d: '`{guild_id}`', when: 'the bot left voice (null channel), or VC_DESTROY' },
+} as const satisfies Record<ServerOpName, { d: string; when: string }>;
+
+/** The client-op table of docs/dialects/discodo.md, generated from `ClientOp`, `PLAYER_OPS` and `CLIENT_OP_DOCS`. */
+export function renderClientOpTable(): string {
+  const rows = (Object.values(ClientOp) as ClientOpName[]).map((op) => `| \`${op}\` | ${CLIENT_OP_DOCS[op].d} | ${CLIENT_OP_DOCS[op].answer} |`);
+  const player = [...PLAYER_OPS].map((op) => `\`${op}\``).join(', ');
+  return [
+    '| op | `d` | answer |',
+    '|---|---|---|',
+    ...rows,
+    `| Discodo player ops: ${player} | any | traceback \`${Traceback.NOT_SUPPORTED}\` |`,
+    `| anything else | any | traceback \`${Traceback.UNKNOWN_OP}\` |`,
+  ].join('\n');
+}
+
+/** The server-op table of docs/dialects/discodo.md, generated from `ServerOp` and `SERVER_OP_DOCS`. */
+export function renderServerOpTable(): string {
+  const rows = (Object.values(ServerOp) as ServerOpName[]).map((op) => `| \`${op}\` | ${SERVER_OP_DOCS[op].d} | ${SERVER_OP_DOCS[op].when} |`);
+  return ['| op | `d` | when |', '|---|---|---|', ...rows].join('\n');
+}
+
 /** The names inside `{traceback: {NAME: "message"}}` answers. */
 export const Traceback = {
   NOT_IDENTIFIED: 'NOT_IDENTIFIED',
@@ -95,17 +141,18 @@ export const CloseCodes = {
 
 /** The discodo close codes, for the docs and the catalogue. */
 export const discodoCloseCodes = {
-  1000: { name: 'NORMAL', description: 'Clean goodbye (sent by the client); the session stays resumable for vcTimeout', retryable: true },
+  1000: { name: 'NORMAL', description: 'The client closed; its session stays resumable for `vcTimeout`', retryable: true },
   1001: { name: 'GOING_AWAY', description: 'The server is shutting down', retryable: true, why: 'shutdown' },
+  1002: { name: 'PROTOCOL_ERROR', description: 'A WebSocket protocol error: a reserved bit or opcode, an unmasked or badly fragmented frame, a control frame over 125 bytes, an invalid close code (socket layer, no frame first)', retryable: false },
   1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no frame first)', retryable: false },
-  1008: { name: 'KICKED', description: 'An operator kicked the connection; its session stays resumable for vcTimeout', retryable: true, why: 'kicked' },
-  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
+  1008: { name: 'KICKED', description: 'An operator kicked the connection (`DELETE /api/v1/connections/:id`); the session stays resumable', retryable: true, why: 'kicked' },
+  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over `limits.maxPayload` (socket layer). There is no smaller pre-authentication cap: the password is checked when the socket opens, and a socket without it is closed (4003) with its frames ignored unparsed', retryable: false },
   1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling a frame', retryable: true, why: 'internal error' },
-  4000: { name: 'TIMEOUT', description: 'Nothing received for handshakeTimeout (no IDENTIFY, no HEARTBEAT)', retryable: true, why: 'ping timeout' },
-  4002: { name: 'MALFORMED', description: 'Malformed JSON, a frame that is not an object with a string "op", or a binary frame', retryable: false, why: 'protocol error' },
-  4003: { name: 'FORBIDDEN', description: 'Missing or wrong Authorization password (FORBIDDEN is sent first)', retryable: false, why: 'refused' },
-  4005: { name: 'TAKEN_OVER', description: 'A newer socket identified with the same session key and took the session over', retryable: false, why: 'superseded' },
-  4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed the per-connection limit', retryable: true, why: 'slow consumer' },
+  4000: { name: 'TIMEOUT', description: 'Nothing received for `handshakeTimeout`', retryable: true, why: 'ping timeout' },
+  4002: { name: 'MALFORMED', description: 'Malformed JSON; JSON nested deeper than 128 levels; JSON that is not an object; `op` missing, empty or not a string; a binary frame', retryable: false, why: 'protocol error' },
+  4003: { name: 'FORBIDDEN', description: 'Missing or wrong password (after `FORBIDDEN "<why>"`)', retryable: false, why: 'refused' },
+  4005: { name: 'TAKEN_OVER', description: 'A newer socket identified with the same session key', retryable: false, why: 'superseded' },
+  4008: { name: 'SLOW_CONSUMER', description: 'More than 4 MiB queued unsent to this socket', retryable: true, why: 'slow consumer' },
 } as const;
 
 // ---------------------------------------------------------------------------------

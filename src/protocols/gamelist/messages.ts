@@ -23,6 +23,23 @@ export const MessageType = {
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(MessageType));
 
+/** Each message type for the docs' table (`renderMessageTable`): direction, body, the answer's type. */
+export const MESSAGE_DOCS = {
+  REGISTER: { direction: 'GS → MS', body: '`info: {name, desc, port, map, playlist, curPlayers, maxPlayers, password?, gameState}`, `regToken`', answer: '−1' },
+  REGISTER_RESPONSE: { direction: 'MS → GS', body: '`success`, `error?: {type, msg}`; the first success on a socket adds `server_id`', answer: '—' },
+  JOIN: { direction: 'MS → GS', body: '`sessionToken, username, clantag, conv`', answer: '−2' },
+  JOIN_RESPONSE: { direction: 'GS → MS', body: '`success`, `error?: {type, msg}`', answer: '—' },
+} as const satisfies Record<keyof typeof MessageType, { direction: string; body: string; answer: string }>;
+
+/** The message table of docs/dialects/gamelist.md, generated from `MessageType` and `MESSAGE_DOCS`. */
+export function renderMessageTable(): string {
+  const rows = (Object.keys(MessageType) as Array<keyof typeof MessageType>).map((name) => {
+    const d = MESSAGE_DOCS[name];
+    return `| ${String(MessageType[name]).replace('-', '−')} | ${d.direction} | ${d.body} | ${d.answer} |`;
+  });
+  return ['| type | direction | body | answer |', '|---|---|---|---|', ...rows].join('\n');
+}
+
 /** Error types of a registration response. */
 export const RegistrationError = {
   INVALID_TOKEN: 1,
@@ -38,23 +55,13 @@ export const registrationErrorMessage = {
 /** The close codes of the socket, for the docs and the catalogue. */
 export const gamelistCloseCodes = {
   1000: { name: 'NORMAL', description: 'The peer said goodbye', retryable: true },
-  1001: { name: 'GOING_AWAY', description: 'No pong within pongTimeout, or the server is shutting down; the entry is removed', retryable: true, why: 'ping timeout' },
-  1003: { name: 'UNSUPPORTED_DATA', description: 'A binary frame (every frame must be JSON text)', retryable: false, why: 'protocol error' },
-  1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (socket layer), or malformed JSON', retryable: false, why: 'protocol error' },
-  1008: {
-    name: 'POLICY_VIOLATION',
-    description:
-      'Missing or invalid metadata, the wrong schema for the type, maxFailedRegistrations invalid tokens, a slow consumer, or an operator kick (reason "kicked")',
-    retryable: false,
-    why: 'protocol error',
-  },
-  1009: {
-    name: 'MESSAGE_TOO_BIG',
-    description: 'A frame over preAuthMaxBytes before a valid regToken, or over limits.maxPayload (socket layer; before a valid regToken, over 4 × preAuthMaxBytes)',
-    retryable: false,
-    why: 'protocol error',
-  },
-  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling the frame', retryable: true, why: 'internal error' },
+  1001: { name: 'GOING_AWAY', description: 'No pong within `pongTimeout` of a ping (the entry is removed at once); server shutdown', retryable: true, why: 'ping timeout' },
+  1002: { name: 'PROTOCOL_ERROR', description: 'A WebSocket protocol error: a reserved bit or opcode, an unmasked or badly fragmented frame, a control frame over 125 bytes, an invalid close code (socket layer, no frame first)', retryable: false },
+  1003: { name: 'UNSUPPORTED_DATA', description: 'A binary frame', retryable: false, why: 'protocol error' },
+  1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (socket layer, no frame first); malformed JSON', retryable: false, why: 'protocol error' },
+  1008: { name: 'POLICY_VIOLATION', description: 'JSON nested deeper than 128 levels (reason `JSON nested deeper than 128 levels`); `metadata` missing or invalid (`type` not 1, −1, 2 or −2; `id` not an INT64 integer; extra keys in `metadata`); the wrong schema for the type (missing, extra, mistyped or out-of-range fields); a GS sending type 2; `maxFailedRegistrations` invalid tokens; a slow consumer; an operator\'s kick (reason `kicked by an operator`)', retryable: false, why: 'protocol error', retry: 'no (yes after a kick)' },
+  1009: { name: 'MESSAGE_TOO_BIG', description: 'Before a registration with a valid `regToken`: a frame over `preAuthMaxBytes`, closed before it is parsed (reason `a frame before a valid registration may be at most N bytes`), or over 4 × `preAuthMaxBytes`, refused by the socket layer at its header before it is buffered; afterwards, a frame over `limits.maxPayload` (socket layer)', retryable: false, why: 'protocol error' },
+  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error', retryable: true, why: 'internal error' },
 } as const;
 
 export const GamelistClose = {
