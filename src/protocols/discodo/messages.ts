@@ -7,6 +7,8 @@
  * so frames are read with lossless-json: a number stays a `LosslessNumber` holding the
  * digits that were sent, and writing it back puts out the same digits.
  */
+import { Kind, Type, TypeRegistry, type Static, type TUnsafe } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { isLosslessNumber, LosslessNumber, parse, stringify } from 'lossless-json';
 import { scanJson, TOO_DEEP_DETAIL } from '../json.js';
 
@@ -197,6 +199,42 @@ export function sessionKey(userId: Snowflake, shardId: Snowflake | null): string
 // ---------------------------------------------------------------------------------
 // Decoding
 
+// ---------------------------------------------------------------------------------
+// Schemas. Frames are parsed losslessly, so a JSON number is a LosslessNumber: ids are
+// checked by two custom kinds (registered once, compiled like any other schema).
+
+TypeRegistry.Set('DiscodoSnowflake', (_schema, v) => readSnowflake(v) !== undefined);
+TypeRegistry.Set('DiscodoIntegerId', (_schema, v) => {
+  const id = readSnowflake(v);
+  return id !== undefined && (typeof id !== 'string' || INTEGER.test(id));
+});
+const custom = <T>(kind: string, description: string): TUnsafe<T> =>
+  Type.Unsafe<T>({ [Kind]: kind, anyOf: [{ type: 'string' }, { type: 'integer', minimum: 0 }], description });
+/** A Discord id: a non-negative integer (any size, digits kept) or a non-empty string, at most 64 characters. */
+export const SnowflakeSchema = custom<Snowflake>('DiscodoSnowflake', 'a Discord id: a non-negative integer of any size, or a string');
+/** An id that must be digits, as a number or a string (session keys are built from it). */
+export const IntegerIdSchema = custom<Snowflake>('DiscodoIntegerId', 'a non-negative integer id, as a number (any size) or a string of digits');
+
+/** A frame: `{op, d}`; `d` may be absent (then null). Other members are ignored. */
+export const EnvelopeSchema = Type.Object({ op: Type.String({ minLength: 1 }), d: Type.Optional(Type.Unknown()) });
+
+/** The `d` of each client op Muster reads. */
+export const Payloads = {
+  IDENTIFY: Type.Object({ user_id: IntegerIdSchema, shard_id: Type.Optional(Type.Union([IntegerIdSchema, Type.Null()])) }),
+  DISCORD_EVENT: Type.Object({ t: Type.String({ description: 'the gateway event name' }), d: Type.Optional(Type.Unknown()) }),
+  /** VC_DESTROY, getState, getQueue. */
+  GUILD: Type.Object({ guild_id: SnowflakeSchema }),
+} as const;
+export type IdentifyPayload = Static<typeof Payloads.IDENTIFY>;
+export type DiscordEventPayload = Static<typeof Payloads.DISCORD_EVENT>;
+
+const Check = {
+  envelope: TypeCompiler.Compile(EnvelopeSchema),
+  IDENTIFY: TypeCompiler.Compile(Payloads.IDENTIFY),
+  DISCORD_EVENT: TypeCompiler.Compile(Payloads.DISCORD_EVENT),
+  GUILD: TypeCompiler.Compile(Payloads.GUILD),
+};
+
 export interface Envelope {
   readonly op: string;
   /** `d` as parsed, numbers as LosslessNumber. null when absent. */
@@ -215,7 +253,11 @@ export function parseLossless(text: string): unknown {
   return parse(text);
 }
 
-/** Parses and checks one frame's envelope. */
+/**
+ * Parses and checks one frame's envelope against `EnvelopeSchema`. The op's `d` is
+ * checked by the op's decoder below (`decodeIdentify`, …) against `Payloads`: a bad
+ * `d` is a BAD_REQUEST traceback, not a close, so it is answered per op.
+ */
 export function decode(text: string): DecodeResult {
   if (scanJson(text).tooDeep) return { ok: false, detail: TOO_DEEP_DETAIL };
   let v: unknown;
@@ -225,53 +267,42 @@ export function decode(text: string): DecodeResult {
     return { ok: false, detail: `malformed JSON: ${(err as Error).message}` };
   }
   if (!isObj(v)) return { ok: false, detail: 'a frame must be a JSON object {"op", "d"}' };
-  const op = v.op;
-  if (typeof op !== 'string' || op.length === 0) return { ok: false, detail: '"op" must be a non-empty string' };
+  if (!Check.envelope.Check(v)) return { ok: false, detail: '"op" must be a non-empty string' };
   const has = Object.prototype.hasOwnProperty.call(v, 'd');
-  return { ok: true, env: { op, d: has ? v.d : null, rawD: has ? (rawMember(text, 'd') ?? 'null') : 'null' } };
+  return { ok: true, env: { op: v.op, d: has ? v.d : null, rawD: has ? (rawMember(text, 'd') ?? 'null') : 'null' } };
 }
 
 export type Decoded<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly detail: string };
 
 export interface IdentifyData {
-  readonly userId: Snowflake;
-  readonly shardId: Snowflake | null;
+  readonly userId: IdentifyPayload['user_id'];
+  readonly shardId: NonNullable<IdentifyPayload['shard_id']> | null;
 }
 
 /** `IDENTIFY {user_id, shard_id}`; shard_id may be null or absent. */
 export function decodeIdentify(d: unknown): Decoded<IdentifyData> {
+  if (Check.IDENTIFY.Check(d)) return { ok: true, value: { userId: d.user_id, shardId: d.shard_id ?? null } };
   if (!isObj(d)) return { ok: false, detail: 'IDENTIFY "d" must be an object {user_id, shard_id}' };
-  const userId = readSnowflake(d.user_id);
   // Digits only, as for shard_id: "1234-0" would otherwise share a session key with user 1234, shard 0.
-  if (userId === undefined || (typeof userId === 'string' && !INTEGER.test(userId))) {
-    return { ok: false, detail: '"d.user_id" must be an integer id (number or string)' };
-  }
-  let shardId: Snowflake | null = null;
-  if (d.shard_id !== undefined && d.shard_id !== null) {
-    const s = readSnowflake(d.shard_id);
-    if (s === undefined || (typeof s === 'string' && !INTEGER.test(s))) {
-      return { ok: false, detail: '"d.shard_id" must be a non-negative integer or null' };
-    }
-    shardId = s;
-  }
-  return { ok: true, value: { userId, shardId } };
+  if (!Check.IDENTIFY.Check({ user_id: d.user_id })) return { ok: false, detail: '"d.user_id" must be an integer id (number or string)' };
+  return { ok: false, detail: '"d.shard_id" must be a non-negative integer or null' };
 }
 
 export interface DiscordEvent {
-  readonly t: string;
+  readonly t: DiscordEventPayload['t'];
   readonly d: unknown;
 }
 
 /** `DISCORD_EVENT {t, d}`: a raw gateway event the bot forwards. */
 export function decodeDiscordEvent(d: unknown): Decoded<DiscordEvent> {
+  if (Check.DISCORD_EVENT.Check(d)) return { ok: true, value: { t: d.t, d: d.d } };
   if (!isObj(d)) return { ok: false, detail: 'DISCORD_EVENT "d" must be an object {t, d}' };
-  if (typeof d.t !== 'string') return { ok: false, detail: '"d.t" must be the gateway event name' };
-  return { ok: true, value: { t: d.t, d: d.d } };
+  return { ok: false, detail: '"d.t" must be the gateway event name' };
 }
 
 /** The `guild_id` of an op's `d`, when `d` is an object carrying a valid one. */
 export function guildIdOf(d: unknown): Snowflake | undefined {
-  return isObj(d) ? readSnowflake(d.guild_id) : undefined;
+  return Check.GUILD.Check(d) ? d.guild_id : undefined;
 }
 
 /**
