@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Broker } from '../cluster/broker.js';
@@ -74,7 +75,25 @@ export interface HttpRoute {
   readonly rateLimit?: { readonly bucket: string; readonly perMinute: () => number };
   /** JSON schema of the response body, for the OpenAPI document. */
   readonly response?: unknown;
+  /**
+   * The request body's schema: the HTTP edge checks it before the handler runs
+   * (a refused body is `400 BAD_REQUEST`, the handler never sees it), and the
+   * OpenAPI document shows it. A handler with a `body` may trust `req.body`'s shape.
+   */
+  readonly body?: HttpBody;
   readonly handler: (req: HttpRequest) => HttpReply | Promise<HttpReply>;
+}
+
+/** How the HTTP edge checks a route's request body. */
+export interface HttpBody {
+  /** A TypeBox schema (plain JSON schema, so the OpenAPI document shows it as is). */
+  readonly schema: TSchema;
+  /** An absent body is allowed; the handler then sees `undefined`. A JSON `null` is still checked. */
+  readonly optional?: boolean;
+  /** What the schema cannot say (e.g. `first <= last`); runs only on bodies that pass the schema. */
+  readonly refine?: (body: unknown) => boolean;
+  /** The 400's `message` for a refused body. Default: the schema's first error, with its path. */
+  readonly message?: (body: unknown) => string;
 }
 
 export interface Dialect {

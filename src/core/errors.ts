@@ -64,6 +64,8 @@ export interface CloseCodeSpec {
   readonly description: string;
   /** May the client reconnect and expect it to work? */
   readonly retryable: boolean;
+  /** What a client should do, for the docs' "retry?" column when yes/no says too little. */
+  readonly retry?: string;
   /** When the server closes with this code: why the peer is gone, for the "peer gone" log line. */
   readonly why?: GoneWhy;
 }

@@ -6,6 +6,7 @@ import type { Scheduler } from '../core/scheduler.js';
 import type { Store } from '../store/types.js';
 import type { Transport } from '../transport/upgrade.js';
 import { AdminAuthGuard } from './admin-guard.js';
+import { bodyChecker } from './body.js';
 import { dashboardRoutes, mountDashboard } from './dashboard.js';
 import { buildOpenApi } from './openapi.js';
 
@@ -186,12 +187,13 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
           }
         }
       : undefined;
+    const refused = r.body ? bodyChecker(r.body) : undefined;
     app.route({
       method: r.method,
       url: r.url,
       ...(r.access === 'admin' ? { preHandler: adminAuth } : rateLimited ? { preHandler: rateLimited } : {}),
       handler: async (req, reply) => {
-        const out = await r.handler(toHttpRequest(req));
+        const out = refused?.(req.body) ?? (await r.handler(toHttpRequest(req)));
         if (out.headers) reply.headers(out.headers);
         reply.code(out.status ?? 200);
         return out.body === undefined ? reply.send() : reply.send(out.body);

@@ -19,6 +19,10 @@ export function buildOpenApi(routes: readonly HttpRoute[], version: string): Rec
       },
     };
     if (params.length > 0) op.parameters = params;
+    if (r.body) {
+      op.requestBody = { required: r.body.optional !== true, content: { 'application/json': { schema: r.body.schema } } };
+      (op.responses as Record<string, unknown>)['400'] = { description: 'The body does not match its schema (BAD_REQUEST)' };
+    }
     if (r.access === 'admin') op.security = [{ bearer: [] }];
     (paths[path] ??= {})[r.method.toLowerCase()] = op;
   }

@@ -264,6 +264,14 @@ describe('sharding admin: COMMAND relay', () => {
     expect((await admin(srv!, 'POST', '/api/v1/sharding/controls/a/command', { command: 'restart_shard', args: { shard_id: 'x' } })).status).toBe(400);
     expect((await admin(srv!, 'POST', '/api/v1/sharding/controls/a/command', { command: 'restart_cluster', args: { shards: [[3, 1]] } })).status).toBe(400);
     expect((await admin(srv!, 'POST', '/api/v1/sharding/controls/a/command', { command: 'restart_shard', args: { shard_id: 16 } })).status).toBe(400);
+    // The HTTP edge checks the body before the fleet is asked: a bad body is 400 even for an unknown CONTROL.
+    expect(await admin(srv!, 'POST', '/api/v1/sharding/controls/zz/command', { command: 'reboot' })).toEqual({
+      status: 400,
+      body: { error: 'BAD_REQUEST', message: 'unknown command "reboot" (restart_shard, restart_cluster)' },
+    });
+    const doc = await admin<{ paths: Record<string, { post: { requestBody?: { required: boolean } } }> }>(srv!, 'GET', '/api/v1/openapi.json');
+    expect(doc.body.paths['/api/v1/sharding/controls/{name}/command']?.post.requestBody?.required).toBe(true);
+    expect(doc.body.paths['/api/v1/sharding/rebalance']?.post.requestBody?.required).toBe(false);
     b.peer.close();
     await b.peer.waitClose();
     await until(() => srv!.dialect().state.controls.get('b')?.conn === null);

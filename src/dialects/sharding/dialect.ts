@@ -5,6 +5,7 @@ import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpReply, HttpRoute, UpgradeVerdict } from '../../core/dialect.js';
 import { assertNever, DialectRuntime, type World } from '../../core/runtime.js';
 import { decodeControlFrame, shardingCloseCodes } from '../../protocols/sharding/messages.js';
+import { CommandBody, commandBadBody, commandRefine, REBALANCE_BAD_BODY, RebalanceBody, rebalanceRefine } from '../../protocols/sharding/admin.js';
 import {
   controlState,
   controlView,
@@ -347,7 +348,8 @@ export class ShardingDialect implements Dialect {
         access: 'admin',
         summary: 'Make-before-break rebalance: empty body for a capacity-weighted plan, or {to, shards}',
         response: adminReply,
-        handler: (req) => this.#admin({ kind: 'rebalance', body: req.body }),
+        body: { schema: RebalanceBody, optional: true, refine: rebalanceRefine, message: () => REBALANCE_BAD_BODY },
+        handler: (req) => this.#admin({ kind: 'rebalance', body: req.body as RebalanceBody | undefined }),
       },
       {
         method: 'POST',
@@ -355,7 +357,8 @@ export class ShardingDialect implements Dialect {
         access: 'admin',
         summary: 'Relay a COMMAND (restart_shard {shard_id}, restart_cluster {shards}) to a CONTROL',
         response: adminReply,
-        handler: (req) => this.#admin({ kind: 'command', name: req.params.name ?? '', body: req.body }),
+        body: { schema: CommandBody, refine: commandRefine, message: (body) => commandBadBody(body, this.#cfg.shardCount) },
+        handler: (req) => this.#admin({ kind: 'command', name: req.params.name ?? '', body: req.body as CommandBody }),
       },
     ];
   }

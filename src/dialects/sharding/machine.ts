@@ -26,6 +26,7 @@ import {
   type IdentifyPayload,
 } from '../../protocols/sharding/messages.js';
 import { expand, formatRanges, outside, toRanges, type Range } from '../../protocols/sharding/ranges.js';
+import type { CommandBody, RebalanceBody } from '../../protocols/sharding/admin.js';
 import { planFailover, planRebalance, planStart, type Move } from './assignment.js';
 import { budgetRemaining, drain, dropWhere, emptyQueue, enqueue, type QueueConfig, type QueueState } from './identify-queue.js';
 
@@ -135,8 +136,9 @@ export interface FleetState {
 export type AdminAction =
   | { readonly kind: 'halt' }
   | { readonly kind: 'resume' }
-  | { readonly kind: 'rebalance'; readonly body: unknown }
-  | { readonly kind: 'command'; readonly name: string; readonly body: unknown };
+  /** Bodies are checked at the HTTP edge (protocols/sharding/admin.ts); `undefined`: no body. */
+  | { readonly kind: 'rebalance'; readonly body: RebalanceBody | undefined }
+  | { readonly kind: 'command'; readonly name: string; readonly body: CommandBody };
 
 export type FleetEvent =
   | { readonly type: 'loaded'; readonly now: number; readonly fleet?: unknown; readonly assignment?: unknown; readonly budget?: unknown }
@@ -968,15 +970,15 @@ class Tx {
     this.reply(200, { halted: false, phase: s.phase });
   }
 
-  rebalance(body: unknown): void {
+  rebalance(body: RebalanceBody | undefined): void {
     const { s, cfg } = this;
     if (s.phase === 'halted') return this.reply(409, { error: 'HALTED', message: 'the fleet is halted; resume it first' });
     if (s.phase !== 'running') return this.reply(409, { error: 'NOT_RUNNING', message: `start-up is not complete (phase ${s.phase})` });
     if (s.shards.some((sh) => sh.target !== null)) return this.reply(409, { error: 'REBALANCE_IN_PROGRESS', message: 'a make-before-break is still under way' });
     const live = this.live().filter((c) => c.started && c.plan === null);
     let moves: Move[];
-    // No body or {} asks for the automatic plan; a JSON null (or any other non-object) is a bad request.
-    if (body === undefined || (isObj(body) && Object.keys(body).length === 0)) {
+    // No body or {} asks for the automatic plan.
+    if (body === undefined || !('to' in body)) {
       if (live.length === 0) return this.reply(409, { error: 'NO_CONTROLS', message: 'no live CONTROL to rebalance onto' });
       moves = planRebalance(
         s.shards.map((sh) => sh.owner),
@@ -986,9 +988,6 @@ class Tx {
         .map((m) => ({ ...m, ids: m.ids.filter((id) => this.movable(id)) }))
         .filter((m) => m.ids.length > 0);
     } else {
-      if (!isObj(body) || typeof body.to !== 'string' || !isRanges(body.shards)) {
-        return this.reply(400, { error: 'BAD_REQUEST', message: 'body must be empty (automatic rebalance) or {"to": "<control>", "shards": [[first, last], ...]}' });
-      }
       const to = s.controls.get(body.to);
       if (!to) return this.reply(404, { error: 'NOT_FOUND', message: `no CONTROL named "${body.to}"` });
       if (to.conn === null || !to.started || to.plan !== null) return this.reply(409, { error: 'NOT_READY', message: `CONTROL "${body.to}" is not connected and started` });
@@ -1027,38 +1026,28 @@ class Tx {
     return (this.s.controls.get(sh.owner)?.conn ?? null) !== null && sh.work === 'connected';
   }
 
-  command(name: string, body: unknown): void {
+  command(name: string, body: CommandBody): void {
     const { s, cfg } = this;
     const rec = s.controls.get(name);
     if (!rec) return this.reply(404, { error: 'NOT_FOUND', message: `no CONTROL named "${name}"` });
     if (rec.conn === null) return this.reply(409, { error: 'DISCONNECTED', message: `CONTROL "${name}" is disconnected` });
-    if (!isObj(body) || typeof body.command !== 'string') {
-      return this.reply(400, { error: 'BAD_REQUEST', message: 'body must be {"command": "restart_shard" | "restart_cluster", "args": {...}}' });
-    }
-    const args = isObj(body.args) ? body.args : {};
     let ids: number[];
     let relay: Record<string, unknown>;
     if (body.command === 'restart_shard') {
-      const id = args.shard_id;
-      if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0 || id >= cfg.shardCount) {
+      const id = body.args.shard_id;
+      if (id >= cfg.shardCount) {
         return this.reply(400, { error: 'BAD_REQUEST', message: `restart_shard needs args.shard_id, an integer in [0, ${cfg.shardCount})` });
       }
       ids = [id];
       relay = { shard_id: id };
-    } else if (body.command === 'restart_cluster') {
+    } else {
       // Either [first, last] ranges (the contract's shape) or a flat list of shard ids.
-      const raw = args.shards;
-      const idList = Array.isArray(raw) && raw.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0);
-      const ranges: unknown = idList ? (raw as number[]).map((id): Range => [id, id]) : raw;
-      if (!Array.isArray(raw) || raw.length === 0 || !isRanges(ranges)) {
-        return this.reply(400, { error: 'BAD_REQUEST', message: 'restart_cluster needs args.shards, a non-empty list of [first, last] ranges or of shard ids' });
-      }
+      const raw = body.args.shards;
+      const ranges = raw.map((r): Range => (typeof r === 'number' ? [r, r] : r));
       if (outside(ranges, cfg.shardCount).length > 0) return this.reply(400, { error: 'BAD_REQUEST', message: `no such shards: ${formatRanges(outside(ranges, cfg.shardCount))}` });
       ids = expand(ranges, cfg.shardCount);
       // Relayed as sent (validated), so the CONTROL sees what the operator asked for.
       relay = { shards: raw };
-    } else {
-      return this.reply(400, { error: 'BAD_REQUEST', message: `unknown command "${body.command}" (restart_shard, restart_cluster)` });
     }
     // Relayed as asked: the CONTROL restarts only shards it runs.
     const foreign = ids.filter((id) => s.shards[id]?.owner !== name);

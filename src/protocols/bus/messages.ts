@@ -3,6 +3,8 @@
  * functions: no I/O. The client and the server both use it.
  */
 
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { scanJson, TOO_DEEP_DETAIL } from '../json.js';
 
 export const Op = {
@@ -18,26 +20,93 @@ export type OpName = keyof typeof Op;
 
 export const OP_NAMES = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k])) as Record<OpCode, OpName>;
 
-export const Targets = ['GLOBAL', 'GROUP', 'DIRECT'] as const;
-export type Target = (typeof Targets)[number];
+/** What each op carries, for the docs' opcode table (`renderOpcodeTable`). Every op goes both ways. */
+export const OP_DOCS = {
+  EVENT: 'an event, routed by `intent`; delivered unchanged plus `source`',
+  IDENTIFY: 'client: `{token?, group?, groups?, name?}`; server: `{id, heartbeat_interval}` (ms)',
+  DISCONNECT: '`{reason, detail?}`; from a client it is a clean goodbye (close 1000)',
+  PING: 'the server sends one every `heartbeat_interval`; answer with PONG. A client PING gets a PONG',
+  PONG: 'answer to PING',
+  REPLY: 'answers the EVENT with the same `id`; the server also uses it for `NO_ROUTE`, `TIMEOUT`, `RATE_LIMITED` and `REPLY_END`',
+} as const satisfies Record<OpName, string>;
 
-export interface Intent {
-  target: Target;
-  /** A group name, or a service's id or unique name. Absent (or null) for GLOBAL. */
-  identifier?: string;
-  /** GLOBAL and GROUP: deliver to the sender too. */
-  self?: boolean;
+/** The opcode table of docs/dialects/bus.md, generated from `Op` and `OP_DOCS`. */
+export function renderOpcodeTable(): string {
+  const rows = (Object.keys(Op) as OpName[]).map((name) => `| ${Op[name]} | ${name} | both | ${OP_DOCS[name]} |`);
+  return ['| op | name | direction | what |', '|---|---|---|---|', ...rows].join('\n');
 }
+
+export const Targets = ['GLOBAL', 'GROUP', 'DIRECT'] as const;
+const TargetSchema = Type.Union([Type.Literal('GLOBAL'), Type.Literal('GROUP'), Type.Literal('DIRECT')]);
+export type Target = Static<typeof TargetSchema>;
+
+// ---------------------------------------------------------------------------------
+// Schemas. The wire schemas say which frames decode; the decoded types (nulls dropped,
+// defaults filled in) are derived from the schemas below them.
+
+/** An absent member and a JSON null mean the same: not given. */
+const Nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
+const NonEmpty = Type.String({ minLength: 1 });
+
+/** An EVENT's routing. The seed lets a sender leave it out (or null): that means GLOBAL. */
+const WireIntent = Type.Union([
+  Type.Object({ target: Type.Literal('GLOBAL'), identifier: Nullable(Type.String()), self: Nullable(Type.Boolean()) }),
+  Type.Object({ target: Type.Union([Type.Literal('GROUP'), Type.Literal('DIRECT')]), identifier: NonEmpty, self: Nullable(Type.Boolean()) }),
+]);
+/** `id` and `event`, on every op. */
+const Common = { id: Nullable(Type.String()), event: Nullable(Type.String()) };
+
+/** The frames a service may send, by op. Unknown extra members are allowed (and relayed). */
+export const Frames = {
+  EVENT: Type.Object({
+    op: Type.Literal(Op.EVENT),
+    ...Common,
+    intent: Nullable(WireIntent),
+    /** Absent, null, false or 0: no reply wanted; true: one; a count; or every receiver. Needs an `id`. */
+    expect_reply: Type.Optional(Type.Union([Type.Null(), Type.Boolean(), Type.Literal('all'), Type.Integer({ minimum: 0 })])),
+    data: Type.Optional(Type.Unknown()),
+  }),
+  IDENTIFY: Type.Object({
+    op: Type.Literal(Op.IDENTIFY),
+    ...Common,
+    data: Nullable(
+      Type.Object({
+        token: Nullable(Type.String()),
+        group: Nullable(NonEmpty),
+        groups: Nullable(Type.Array(NonEmpty)),
+        name: Nullable(NonEmpty),
+      }),
+    ),
+  }),
+  DISCONNECT: Type.Object({ op: Type.Literal(Op.DISCONNECT), ...Common, data: Type.Optional(Type.Unknown()) }),
+  PING: Type.Object({ op: Type.Literal(Op.PING), ...Common }),
+  PONG: Type.Object({ op: Type.Literal(Op.PONG), ...Common }),
+  /** `intent` is not checked: a DIRECT one names the requester (`to`); anything else is ignored. */
+  REPLY: Type.Object({ op: Type.Literal(Op.REPLY), id: Type.String(), event: Nullable(Type.String()), intent: Type.Optional(Type.Unknown()), data: Type.Optional(Type.Unknown()) }),
+} as const satisfies Record<OpName, TSchema>;
+
+/** An intent as decoded. */
+export const IntentSchema = Type.Object({
+  target: TargetSchema,
+  /** A group name, or a service's id or unique name. Absent for GLOBAL. */
+  identifier: Type.Optional(Type.String()),
+  /** GLOBAL and GROUP: deliver to the sender too. */
+  self: Type.Optional(Type.Boolean()),
+});
+export type Intent = Static<typeof IntentSchema>;
 
 /** How many replies an EVENT wants: a count, or every receiver. */
-export type ExpectReply = number | 'all';
+export const ExpectReplySchema = Type.Union([Type.Integer({ minimum: 1 }), Type.Literal('all')]);
+export type ExpectReply = Static<typeof ExpectReplySchema>;
 
-export interface IdentifyData {
-  token?: string;
-  group?: string;
-  groups?: string[];
-  name?: string;
-}
+/** IDENTIFY's data as decoded. */
+export const IdentifyDataSchema = Type.Object({
+  token: Type.Optional(Type.String()),
+  group: Type.Optional(NonEmpty),
+  groups: Type.Optional(Type.Array(NonEmpty)),
+  name: Type.Optional(NonEmpty),
+});
+export type IdentifyData = Static<typeof IdentifyDataSchema>;
 
 /** Why the server says goodbye: the `reason` of a DISCONNECT it sends. */
 export const DisconnectReason = {
@@ -72,22 +141,17 @@ export const closeCodeFor = {
 
 /** The bus close codes, for the docs and the catalogue. */
 export const busCloseCodes = {
-  1000: { name: 'GOODBYE', description: 'The client sent DISCONNECT; the server removed it', retryable: true, why: 'peer closed' },
-  1001: { name: 'SHUTTING_DOWN', description: 'The server is shutting down (DISCONNECT SHUTTING_DOWN first)', retryable: true, why: 'shutdown' },
+  1000: { name: 'GOODBYE', description: 'The client said DISCONNECT; the server removed it', retryable: true, why: 'peer closed' },
+  1001: { name: 'SHUTTING_DOWN', description: 'DISCONNECT `SHUTTING_DOWN`: the server is stopping', retryable: true, why: 'shutdown' },
+  1002: { name: 'PROTOCOL_ERROR', description: 'A WebSocket protocol error: a reserved bit or opcode, an unmasked or badly fragmented frame, a control frame over 125 bytes, an invalid close code (socket layer, no DISCONNECT first)', retryable: false },
   1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no DISCONNECT)', retryable: false },
-  1008: { name: 'KICKED', description: 'An operator kicked the service (DISCONNECT KICKED first)', retryable: true, why: 'kicked' },
-  1009: {
-    name: 'MESSAGE_TOO_BIG',
-    description:
-      'A frame over maxMessageBytes, or over preAuthMaxBytes before IDENTIFY (DISCONNECT MESSAGE_TOO_BIG first); over limits.maxPayload, or 4 × preAuthMaxBytes before IDENTIFY, the socket layer closes with no DISCONNECT',
-    retryable: false,
-    why: 'protocol error',
-  },
-  4001: { name: 'PING_TIMEOUT', description: 'Nothing received for two heartbeat intervals', retryable: true, why: 'ping timeout' },
-  4002: { name: 'BAD_MESSAGE', description: 'Malformed JSON, not an object, wrong envelope, unknown op, binary frame, or a second IDENTIFY', retryable: false, why: 'protocol error' },
-  4003: { name: 'NOT_IDENTIFIED', description: 'An op other than IDENTIFY or PING before IDENTIFY, or no IDENTIFY within identifyTimeout', retryable: true, why: 'protocol error' },
-  4004: { name: 'IDENTIFY_FAILED', description: 'Wrong or missing token, or a name already in use', retryable: false, why: 'refused' },
-  4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed maxBufferedBytes', retryable: true, why: 'slow consumer' },
+  1008: { name: 'KICKED', description: 'DISCONNECT `KICKED`: an operator kicked it (`DELETE /api/v1/connections/:id`)', retryable: true, why: 'kicked' },
+  1009: { name: 'MESSAGE_TOO_BIG', description: 'DISCONNECT `MESSAGE_TOO_BIG`: a frame over `maxMessageBytes`, or over `preAuthMaxBytes` before IDENTIFY. No DISCONNECT: a frame over `limits.maxPayload`, or over 4 × `preAuthMaxBytes` before IDENTIFY (socket layer)', retryable: false, why: 'protocol error' },
+  4001: { name: 'PING_TIMEOUT', description: 'DISCONNECT `PING_TIMEOUT`: silent for two heartbeat intervals', retryable: true, why: 'ping timeout' },
+  4002: { name: 'BAD_MESSAGE', description: 'DISCONNECT `BAD_MESSAGE` (+ `detail`): malformed JSON, not an object, wrong envelope, unknown op, binary frame. DISCONNECT `ALREADY_IDENTIFIED`: a second IDENTIFY on the same socket', retryable: false, why: 'protocol error' },
+  4003: { name: 'NOT_IDENTIFIED', description: 'DISCONNECT `NOT_IDENTIFIED`: any op other than IDENTIFY or PING before IDENTIFY. DISCONNECT `IDENTIFY_TIMEOUT`: no IDENTIFY within `identifyTimeout`', retryable: true, why: 'protocol error' },
+  4004: { name: 'IDENTIFY_FAILED', description: 'DISCONNECT `IDENTIFY_FAILED`: wrong or missing token. DISCONNECT `NAME_TAKEN`: IDENTIFY with a `name` another live service holds (the first keeps it)', retryable: false, why: 'refused' },
+  4008: { name: 'SLOW_CONSUMER', description: 'DISCONNECT `SLOW_CONSUMER`: backlog over `maxBufferedBytes`', retryable: true, why: 'slow consumer' },
 } as const;
 
 /** Errors carried in a REPLY the server sends. */
@@ -113,10 +177,14 @@ export type DecodeResult = { ok: true; msg: BusMessage } | { ok: false; detail: 
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** The compiled check of each op's frame, indexed by op. */
+const CHECKS = [Frames.EVENT, Frames.IDENTIFY, Frames.DISCONNECT, Frames.PING, Frames.PONG, Frames.REPLY].map((f) => TypeCompiler.Compile(f));
+
 /**
- * Parses and checks one text frame. Numbers inside `data` may be rounded by
- * JSON.parse here, which is harmless: the server routes on the envelope and relays
- * `raw`, never a re-serialized copy.
+ * Parses and checks one text frame: the bus's one decode. The op's compiled schema
+ * decides; a refused frame gets the contract's detail (`explain`). Numbers inside
+ * `data` may be rounded by JSON.parse here, which is harmless: the server routes on
+ * the envelope and relays `raw`, never a re-serialized copy.
  */
 export function decode(text: string): DecodeResult {
   if (scanJson(text).tooDeep) return { ok: false, detail: TOO_DEEP_DETAIL };
@@ -126,101 +194,100 @@ export function decode(text: string): DecodeResult {
   } catch (err) {
     return { ok: false, detail: `malformed JSON: ${(err as Error).message}` };
   }
-  if (!isObj(v)) return { ok: false, detail: 'a frame must be a JSON object' };
-  const op = v.op;
-  if (typeof op !== 'number' || !Number.isInteger(op)) return { ok: false, detail: '"op" must be an integer' };
-  if (v.id !== undefined && v.id !== null && typeof v.id !== 'string') return { ok: false, detail: '"id" must be a string' };
-  const id = typeof v.id === 'string' ? v.id : undefined;
-  if (v.event !== undefined && v.event !== null && typeof v.event !== 'string') return { ok: false, detail: '"event" must be a string' };
-  const event = typeof v.event === 'string' ? v.event : undefined;
-  switch (op) {
+  const check = isObj(v) && typeof v.op === 'number' ? CHECKS[v.op] : undefined;
+  if (check === undefined || !check.Check(v)) return { ok: false, detail: explain(v) };
+  const f = v as Static<(typeof Frames)[OpName]>;
+  switch (f.op) {
     case Op.EVENT: {
-      const intent = decodeIntent(v.intent);
-      if (typeof intent === 'string') return { ok: false, detail: intent };
-      const er = v.expect_reply;
-      let expectReply: ExpectReply | undefined;
-      if (er === undefined || er === null || er === false || er === 0) expectReply = undefined;
-      else if (er === true) expectReply = 1;
-      else if (er === 'all') expectReply = 'all';
-      else if (typeof er === 'number' && Number.isInteger(er) && er > 0) expectReply = er;
-      else return { ok: false, detail: '"expect_reply" must be a positive integer, true, or "all"' };
-      if (expectReply !== undefined && id === undefined) return { ok: false, detail: '"expect_reply" needs an "id"' };
+      const er = f.expect_reply;
+      const expectReply: ExpectReply | undefined = er === undefined || er === null || er === false || er === 0 ? undefined : er === true ? 1 : er;
+      if (expectReply !== undefined && typeof f.id !== 'string') return { ok: false, detail: '"expect_reply" needs an "id"' };
+      const w = f.intent;
+      const intent: Intent = { target: w ? w.target : 'GLOBAL' };
+      if (w) {
+        if (typeof w.identifier === 'string') intent.identifier = w.identifier;
+        if (typeof w.self === 'boolean') intent.self = w.self;
+      }
       const msg: BusMessage = { op: 0, intent, raw: text };
-      if (id !== undefined) msg.id = id;
-      if (event !== undefined) msg.event = event;
-      if ('data' in v) msg.data = v.data;
+      if (typeof f.id === 'string') msg.id = f.id;
+      if (typeof f.event === 'string') msg.event = f.event;
+      if ('data' in f) msg.data = f.data;
       if (expectReply !== undefined) msg.expectReply = expectReply;
       return { ok: true, msg };
     }
     case Op.IDENTIFY: {
-      const d = v.data ?? {};
-      if (!isObj(d)) return { ok: false, detail: 'IDENTIFY "data" must be an object' };
+      const d = f.data ?? {};
       const data: IdentifyData = {};
-      if (d.token !== undefined && d.token !== null) {
-        if (typeof d.token !== 'string') return { ok: false, detail: '"data.token" must be a string' };
-        data.token = d.token;
-      }
-      if (d.group !== undefined && d.group !== null) {
-        if (typeof d.group !== 'string' || d.group === '') return { ok: false, detail: '"data.group" must be a non-empty string' };
-        data.group = d.group;
-      }
-      if (d.groups !== undefined && d.groups !== null) {
-        if (!Array.isArray(d.groups) || !d.groups.every((g) => typeof g === 'string' && g !== '')) {
-          return { ok: false, detail: '"data.groups" must be an array of non-empty strings' };
-        }
-        data.groups = d.groups as string[];
-      }
-      if (d.name !== undefined && d.name !== null) {
-        if (typeof d.name !== 'string' || d.name === '') return { ok: false, detail: '"data.name" must be a non-empty string' };
-        data.name = d.name;
-      }
+      if (typeof d.token === 'string') data.token = d.token;
+      if (typeof d.group === 'string') data.group = d.group;
+      if (Array.isArray(d.groups)) data.groups = d.groups;
+      if (typeof d.name === 'string') data.name = d.name;
       const msg: BusMessage = { op: 1, data, raw: text };
-      if (id !== undefined) msg.id = id;
+      if (typeof f.id === 'string') msg.id = f.id;
       return { ok: true, msg };
     }
     case Op.DISCONNECT:
-      return { ok: true, msg: { op: 2, data: v.data, raw: text } };
+      return { ok: true, msg: { op: 2, data: f.data, raw: text } };
     case Op.PING:
       return { ok: true, msg: { op: 3, raw: text } };
     case Op.PONG:
       return { ok: true, msg: { op: 4, raw: text } };
     case Op.REPLY: {
-      if (id === undefined) return { ok: false, detail: 'REPLY needs an "id"' };
-      const msg: BusMessage = { op: 5, id, raw: text };
-      if (event !== undefined) msg.event = event;
-      if ('data' in v) msg.data = v.data;
+      const msg: BusMessage = { op: 5, id: f.id, raw: text };
+      if (typeof f.event === 'string') msg.event = f.event;
+      if ('data' in f) msg.data = f.data;
       // A REPLY addressed DIRECT to its requester (the seed's style) says which request
       // it answers when one service was asked the same id by several. Never an error.
-      const to = isObj(v.intent) && v.intent.target === 'DIRECT' ? v.intent.identifier : undefined;
+      const to = isObj(f.intent) && f.intent.target === 'DIRECT' ? f.intent.identifier : undefined;
       if (typeof to === 'string') msg.to = to;
       return { ok: true, msg };
     }
-    default:
-      return { ok: false, detail: `unknown op ${op}` };
   }
 }
 
-function decodeIntent(v: unknown): Intent | string {
-  // The seed lets a sender leave the intent out; that means GLOBAL.
-  if (v === undefined || v === null) return { target: 'GLOBAL' };
+/**
+ * Why a parsed frame fails its schema, in the contract's words (the BAD_MESSAGE
+ * detail). Only ever called on a frame the schemas refused: the checks come in the
+ * order the details have always been reported.
+ */
+function explain(v: unknown): string {
+  if (!isObj(v)) return 'a frame must be a JSON object';
+  const op = v.op;
+  if (typeof op !== 'number' || !Number.isInteger(op)) return '"op" must be an integer';
+  if (v.id !== undefined && v.id !== null && typeof v.id !== 'string') return '"id" must be a string';
+  if (v.event !== undefined && v.event !== null && typeof v.event !== 'string') return '"event" must be a string';
+  switch (op) {
+    case Op.EVENT: {
+      const intent = explainIntent(v.intent);
+      if (intent !== undefined) return intent;
+      return '"expect_reply" must be a positive integer, true, or "all"';
+    }
+    case Op.IDENTIFY: {
+      const d = v.data ?? {};
+      if (!isObj(d)) return 'IDENTIFY "data" must be an object';
+      if (d.token !== undefined && d.token !== null && typeof d.token !== 'string') return '"data.token" must be a string';
+      if (d.group !== undefined && d.group !== null && (typeof d.group !== 'string' || d.group === '')) return '"data.group" must be a non-empty string';
+      if (d.groups !== undefined && d.groups !== null && (!Array.isArray(d.groups) || !d.groups.every((g) => typeof g === 'string' && g !== ''))) {
+        return '"data.groups" must be an array of non-empty strings';
+      }
+      return '"data.name" must be a non-empty string';
+    }
+    case Op.REPLY:
+      return 'REPLY needs an "id"';
+    default:
+      return `unknown op ${op}`;
+  }
+}
+
+function explainIntent(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
   if (!isObj(v)) return '"intent" must be an object';
   const target = v.target;
-  if (typeof target !== 'string' || !(Targets as readonly string[]).includes(target)) {
-    return '"intent.target" must be GLOBAL, GROUP or DIRECT';
-  }
-  const intent: Intent = { target: target as Target };
-  if (v.identifier !== undefined && v.identifier !== null) {
-    if (typeof v.identifier !== 'string') return '"intent.identifier" must be a string';
-    intent.identifier = v.identifier;
-  }
-  if (target !== 'GLOBAL' && (intent.identifier === undefined || intent.identifier === '')) {
-    return `"intent.identifier" is required for ${target}`;
-  }
-  if (v.self !== undefined && v.self !== null) {
-    if (typeof v.self !== 'boolean') return '"intent.self" must be a boolean';
-    intent.self = v.self;
-  }
-  return intent;
+  if (typeof target !== 'string' || !(Targets as readonly string[]).includes(target)) return '"intent.target" must be GLOBAL, GROUP or DIRECT';
+  if (v.identifier !== undefined && v.identifier !== null && typeof v.identifier !== 'string') return '"intent.identifier" must be a string';
+  if (target !== 'GLOBAL' && (typeof v.identifier !== 'string' || v.identifier === '')) return `"intent.identifier" is required for ${target}`;
+  if (v.self !== undefined && v.self !== null && typeof v.self !== 'boolean') return '"intent.self" must be a boolean';
+  return undefined;
 }
 
 /**

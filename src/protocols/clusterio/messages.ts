@@ -267,27 +267,17 @@ export function responseTypeOf(requestType: string): string {
 
 /** The close codes the clusterio dialect sends, for the docs and the catalogue. */
 export const clusterioCloseCodes = {
-  1000: { name: 'NORMAL', description: 'The client sent `close`; the server closed its side', retryable: true, why: 'peer closed' },
-  1001: { name: 'GOING_AWAY', description: 'The server is shutting down (`close {reason: "Server shutting down"}` first)', retryable: true, why: 'shutdown' },
+  1000: { name: 'NORMAL', description: 'The client sent `close`; the server closes its side, sending nothing', retryable: true, why: 'peer closed' },
+  1001: { name: 'GOING_AWAY', description: '`Server shutting down`: shutdown', retryable: true, why: 'shutdown' },
+  1002: { name: 'PROTOCOL_ERROR', description: 'A WebSocket protocol error: a reserved bit or opcode, an unmasked or badly fragmented frame, a control frame over 125 bytes, an invalid close code (socket layer, no `close` frame)', retryable: false },
   1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (socket layer, no `close` frame)', retryable: false },
-  1008: {
-    name: 'POLICY_VIOLATION',
-    description: 'Invalid handshake, handshake timeout, registered again from another connection, or kicked by an operator',
-    retryable: false,
-    why: 'protocol error',
-  },
-  1009: {
-    name: 'MESSAGE_TOO_BIG',
-    description:
-      'A frame over preAuthMaxBytes before the handshake is accepted (`close {reason}` first), or a frame over limits.maxPayload (socket layer; before the handshake, over 4 × preAuthMaxBytes)',
-    retryable: false,
-    why: 'protocol error',
-  },
-  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling a frame', retryable: true, why: 'internal error' },
-  3008: { name: 'TIMEOUT', description: 'No pong (seed clients) or no `heartbeat` (session clients) for 2 × heartbeatInterval', retryable: true, why: 'ping timeout' },
-  4000: { name: 'INVALID_MESSAGE', description: 'Malformed frame, unknown type, data failing its schema, or a response to an unknown seq', retryable: false, why: 'protocol error' },
-  4003: { name: 'AUTHENTICATION_FAILED', description: 'The token is not a valid HS256 JWT for this role (and slave id)', retryable: false, why: 'refused' },
-  4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed the limit; session clients may resume', retryable: true, why: 'slow consumer' },
+  1008: { name: 'POLICY_VIOLATION', description: '`Invalid handshake`: before registering, bad JSON (including JSON nested deeper than 128 levels), a bad envelope, a type other than `register_*`/`resume`/`close`, register data failing its schema. `Handshake timeout`: no register/resume within 2 × heartbeatInterval. `Registered from another connection` / `Resumed from another connection`: the same slave id registered again / the session resumed on another socket. `Kicked by an operator`: `DELETE /api/v1/connections/:id`', retryable: false, why: 'protocol error' },
+  1009: { name: 'MESSAGE_TOO_BIG', description: '`Frame too big before the handshake (at most N bytes)`: before `ready`/`continue`, a frame over `preAuthMaxBytes` (not parsed). No `close` frame: a frame over `limits.maxPayload` (socket layer); before the handshake is accepted, a frame over 4 × `preAuthMaxBytes`, refused at its header before it is buffered', retryable: false, why: 'protocol error' },
+  1011: { name: 'INTERNAL_ERROR', description: '`Internal error`: a bug while handling a frame', retryable: true, why: 'internal error' },
+  3008: { name: 'TIMEOUT', description: '`Ping timeout`: a seed client answered no ping (and sent nothing) for 2 × heartbeatInterval (retry). `Heartbeat timeout`: a session client sent no `heartbeat` for 2 × heartbeat_interval (resume)', retryable: true, why: 'ping timeout', retry: 'yes; a session client resumes' },
+  4000: { name: 'INVALID_MESSAGE', description: '`Invalid message: …`: after ready, bad JSON, JSON nested deeper than 128 levels, an extra envelope property, a non-integer seq, a binary frame, an unknown type, a type this role may not send, data failing its schema, a response to a seq the master never sent (or of the wrong type)', retryable: false, why: 'protocol error' },
+  4003: { name: 'AUTHENTICATION_FAILED', description: '`Authentication failed`: a token that is not an HS256 JWT signed with authSecret for this role (and slave id)', retryable: false, why: 'refused' },
+  4008: { name: 'SLOW_CONSUMER', description: '`Slow consumer`: more than 4 MiB unsent', retryable: true, why: 'slow consumer', retry: 'resume' },
 } as const;
 
 /** Reasons carried by the server's `close` frames. */

@@ -7,6 +7,8 @@
  * so frames are read with lossless-json: a number stays a `LosslessNumber` holding the
  * digits that were sent, and writing it back puts out the same digits.
  */
+import { Kind, Type, TypeRegistry, type Static, type TUnsafe } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { isLosslessNumber, LosslessNumber, parse, stringify } from 'lossless-json';
 import { scanJson, TOO_DEEP_DETAIL } from '../json.js';
 
@@ -67,6 +69,52 @@ export const PLAYER_OPS: ReadonlySet<string> = new Set([
   'setOptions',
 ]);
 
+/** What each client op carries and gets, for the docs (`renderClientOpTable`). */
+export const CLIENT_OP_DOCS = {
+  HEARTBEAT: { d: 'anything, `null` included', answer: '`HEARTBEAT_ACK` with the same `d`, byte for byte. Works from HELLO on, before IDENTIFY too' },
+  IDENTIFY: { d: '`{user_id, shard_id}`; `shard_id` may be `null` or absent', answer: '`IDENTIFIED {}`; then `RESUMED` if a session with the same key was still held' },
+  DISCORD_EVENT: { d: '`{t, d}`: a raw gateway event', answer: 'nothing directly; `VOICE_STATE_UPDATE` / `VOICE_SERVER_UPDATE` may produce `VC_*` events. Other `t` are ignored' },
+  VC_DESTROY: { d: '`{guild_id}`', answer: '`VC_DESTROYED {guild_id}`, or traceback `VOICE_CLIENT_NOT_FOUND`' },
+  GET_STATUS: { d: 'ignored', answer: '`STATUS {…}`' },
+  getState: {
+    d: '`{guild_id}`',
+    answer: '`getState {id, guild_id, channel_id, state: 0, current: null, context: {}, options: {autoplay: true, volume: 1.0, crossfade: 10.0, filter: {}}}` or traceback `VOICE_CLIENT_NOT_FOUND`',
+  },
+  getQueue: { d: '`{guild_id}`', answer: '`getQueue {guild_id, entries: []}` or traceback `VOICE_CLIENT_NOT_FOUND`' },
+} as const satisfies Record<ClientOpName, { d: string; answer: string }>;
+
+/** When the server sends each op, for the docs (`renderServerOpTable`). */
+export const SERVER_OP_DOCS = {
+  HELLO: { d: '`{heartbeat_interval: <seconds>, version: "muster-<version>"}`', when: 'first frame on an authorized socket' },
+  FORBIDDEN: { d: '`"<why>"`', when: 'wrong or missing password; close 4003 follows' },
+  HEARTBEAT_ACK: { d: "the HEARTBEAT's `d`", when: 'each HEARTBEAT' },
+  IDENTIFIED: { d: '`{}`', when: 'IDENTIFY accepted' },
+  RESUMED: { d: '`{voice_clients: …}` (form per `compat`, see Resume)', when: 'right after IDENTIFIED when a session was held' },
+  STATUS: { d: 'see below', when: 'GET_STATUS' },
+  VC_CREATED: { d: '`{guild_id, id}`', when: 'both voice events of a guild arrived' },
+  VC_CHANNEL_EDITED: { d: '`{guild_id, channel_id}`', when: 'the bot moved to another voice channel' },
+  VC_DESTROYED: { d: '`{guild_id}`', when: 'the bot left voice (null channel), or VC_DESTROY' },
+} as const satisfies Record<ServerOpName, { d: string; when: string }>;
+
+/** The client-op table of docs/dialects/discodo.md, generated from `ClientOp`, `PLAYER_OPS` and `CLIENT_OP_DOCS`. */
+export function renderClientOpTable(): string {
+  const rows = (Object.values(ClientOp) as ClientOpName[]).map((op) => `| \`${op}\` | ${CLIENT_OP_DOCS[op].d} | ${CLIENT_OP_DOCS[op].answer} |`);
+  const player = [...PLAYER_OPS].map((op) => `\`${op}\``).join(', ');
+  return [
+    '| op | `d` | answer |',
+    '|---|---|---|',
+    ...rows,
+    `| Discodo player ops: ${player} | any | traceback \`${Traceback.NOT_SUPPORTED}\` |`,
+    `| anything else | any | traceback \`${Traceback.UNKNOWN_OP}\` |`,
+  ].join('\n');
+}
+
+/** The server-op table of docs/dialects/discodo.md, generated from `ServerOp` and `SERVER_OP_DOCS`. */
+export function renderServerOpTable(): string {
+  const rows = (Object.values(ServerOp) as ServerOpName[]).map((op) => `| \`${op}\` | ${SERVER_OP_DOCS[op].d} | ${SERVER_OP_DOCS[op].when} |`);
+  return ['| op | `d` | when |', '|---|---|---|', ...rows].join('\n');
+}
+
 /** The names inside `{traceback: {NAME: "message"}}` answers. */
 export const Traceback = {
   NOT_IDENTIFIED: 'NOT_IDENTIFIED',
@@ -95,17 +143,18 @@ export const CloseCodes = {
 
 /** The discodo close codes, for the docs and the catalogue. */
 export const discodoCloseCodes = {
-  1000: { name: 'NORMAL', description: 'Clean goodbye (sent by the client); the session stays resumable for vcTimeout', retryable: true },
+  1000: { name: 'NORMAL', description: 'The client closed; its session stays resumable for `vcTimeout`', retryable: true },
   1001: { name: 'GOING_AWAY', description: 'The server is shutting down', retryable: true, why: 'shutdown' },
+  1002: { name: 'PROTOCOL_ERROR', description: 'A WebSocket protocol error: a reserved bit or opcode, an unmasked or badly fragmented frame, a control frame over 125 bytes, an invalid close code (socket layer, no frame first)', retryable: false },
   1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no frame first)', retryable: false },
-  1008: { name: 'KICKED', description: 'An operator kicked the connection; its session stays resumable for vcTimeout', retryable: true, why: 'kicked' },
-  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
+  1008: { name: 'KICKED', description: 'An operator kicked the connection (`DELETE /api/v1/connections/:id`); the session stays resumable', retryable: true, why: 'kicked' },
+  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over `limits.maxPayload` (socket layer). There is no smaller pre-authentication cap: the password is checked when the socket opens, and a socket without it is closed (4003) with its frames ignored unparsed', retryable: false },
   1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling a frame', retryable: true, why: 'internal error' },
-  4000: { name: 'TIMEOUT', description: 'Nothing received for handshakeTimeout (no IDENTIFY, no HEARTBEAT)', retryable: true, why: 'ping timeout' },
-  4002: { name: 'MALFORMED', description: 'Malformed JSON, a frame that is not an object with a string "op", or a binary frame', retryable: false, why: 'protocol error' },
-  4003: { name: 'FORBIDDEN', description: 'Missing or wrong Authorization password (FORBIDDEN is sent first)', retryable: false, why: 'refused' },
-  4005: { name: 'TAKEN_OVER', description: 'A newer socket identified with the same session key and took the session over', retryable: false, why: 'superseded' },
-  4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed the per-connection limit', retryable: true, why: 'slow consumer' },
+  4000: { name: 'TIMEOUT', description: 'Nothing received for `handshakeTimeout`', retryable: true, why: 'ping timeout' },
+  4002: { name: 'MALFORMED', description: 'Malformed JSON; JSON nested deeper than 128 levels; JSON that is not an object; `op` missing, empty or not a string; a binary frame', retryable: false, why: 'protocol error' },
+  4003: { name: 'FORBIDDEN', description: 'Missing or wrong password (after `FORBIDDEN "<why>"`)', retryable: false, why: 'refused' },
+  4005: { name: 'TAKEN_OVER', description: 'A newer socket identified with the same session key', retryable: false, why: 'superseded' },
+  4008: { name: 'SLOW_CONSUMER', description: 'More than 4 MiB queued unsent to this socket', retryable: true, why: 'slow consumer' },
 } as const;
 
 // ---------------------------------------------------------------------------------
@@ -150,6 +199,42 @@ export function sessionKey(userId: Snowflake, shardId: Snowflake | null): string
 // ---------------------------------------------------------------------------------
 // Decoding
 
+// ---------------------------------------------------------------------------------
+// Schemas. Frames are parsed losslessly, so a JSON number is a LosslessNumber: ids are
+// checked by two custom kinds (registered once, compiled like any other schema).
+
+TypeRegistry.Set('DiscodoSnowflake', (_schema, v) => readSnowflake(v) !== undefined);
+TypeRegistry.Set('DiscodoIntegerId', (_schema, v) => {
+  const id = readSnowflake(v);
+  return id !== undefined && (typeof id !== 'string' || INTEGER.test(id));
+});
+const custom = <T>(kind: string, description: string): TUnsafe<T> =>
+  Type.Unsafe<T>({ [Kind]: kind, anyOf: [{ type: 'string' }, { type: 'integer', minimum: 0 }], description });
+/** A Discord id: a non-negative integer (any size, digits kept) or a non-empty string, at most 64 characters. */
+export const SnowflakeSchema = custom<Snowflake>('DiscodoSnowflake', 'a Discord id: a non-negative integer of any size, or a string');
+/** An id that must be digits, as a number or a string (session keys are built from it). */
+export const IntegerIdSchema = custom<Snowflake>('DiscodoIntegerId', 'a non-negative integer id, as a number (any size) or a string of digits');
+
+/** A frame: `{op, d}`; `d` may be absent (then null). Other members are ignored. */
+export const EnvelopeSchema = Type.Object({ op: Type.String({ minLength: 1 }), d: Type.Optional(Type.Unknown()) });
+
+/** The `d` of each client op Muster reads. */
+export const Payloads = {
+  IDENTIFY: Type.Object({ user_id: IntegerIdSchema, shard_id: Type.Optional(Type.Union([IntegerIdSchema, Type.Null()])) }),
+  DISCORD_EVENT: Type.Object({ t: Type.String({ description: 'the gateway event name' }), d: Type.Optional(Type.Unknown()) }),
+  /** VC_DESTROY, getState, getQueue. */
+  GUILD: Type.Object({ guild_id: SnowflakeSchema }),
+} as const;
+export type IdentifyPayload = Static<typeof Payloads.IDENTIFY>;
+export type DiscordEventPayload = Static<typeof Payloads.DISCORD_EVENT>;
+
+const Check = {
+  envelope: TypeCompiler.Compile(EnvelopeSchema),
+  IDENTIFY: TypeCompiler.Compile(Payloads.IDENTIFY),
+  DISCORD_EVENT: TypeCompiler.Compile(Payloads.DISCORD_EVENT),
+  GUILD: TypeCompiler.Compile(Payloads.GUILD),
+};
+
 export interface Envelope {
   readonly op: string;
   /** `d` as parsed, numbers as LosslessNumber. null when absent. */
@@ -168,7 +253,11 @@ export function parseLossless(text: string): unknown {
   return parse(text);
 }
 
-/** Parses and checks one frame's envelope. */
+/**
+ * Parses and checks one frame's envelope against `EnvelopeSchema`. The op's `d` is
+ * checked by the op's decoder below (`decodeIdentify`, …) against `Payloads`: a bad
+ * `d` is a BAD_REQUEST traceback, not a close, so it is answered per op.
+ */
 export function decode(text: string): DecodeResult {
   if (scanJson(text).tooDeep) return { ok: false, detail: TOO_DEEP_DETAIL };
   let v: unknown;
@@ -178,53 +267,42 @@ export function decode(text: string): DecodeResult {
     return { ok: false, detail: `malformed JSON: ${(err as Error).message}` };
   }
   if (!isObj(v)) return { ok: false, detail: 'a frame must be a JSON object {"op", "d"}' };
-  const op = v.op;
-  if (typeof op !== 'string' || op.length === 0) return { ok: false, detail: '"op" must be a non-empty string' };
+  if (!Check.envelope.Check(v)) return { ok: false, detail: '"op" must be a non-empty string' };
   const has = Object.prototype.hasOwnProperty.call(v, 'd');
-  return { ok: true, env: { op, d: has ? v.d : null, rawD: has ? (rawMember(text, 'd') ?? 'null') : 'null' } };
+  return { ok: true, env: { op: v.op, d: has ? v.d : null, rawD: has ? (rawMember(text, 'd') ?? 'null') : 'null' } };
 }
 
 export type Decoded<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly detail: string };
 
 export interface IdentifyData {
-  readonly userId: Snowflake;
-  readonly shardId: Snowflake | null;
+  readonly userId: IdentifyPayload['user_id'];
+  readonly shardId: NonNullable<IdentifyPayload['shard_id']> | null;
 }
 
 /** `IDENTIFY {user_id, shard_id}`; shard_id may be null or absent. */
 export function decodeIdentify(d: unknown): Decoded<IdentifyData> {
+  if (Check.IDENTIFY.Check(d)) return { ok: true, value: { userId: d.user_id, shardId: d.shard_id ?? null } };
   if (!isObj(d)) return { ok: false, detail: 'IDENTIFY "d" must be an object {user_id, shard_id}' };
-  const userId = readSnowflake(d.user_id);
   // Digits only, as for shard_id: "1234-0" would otherwise share a session key with user 1234, shard 0.
-  if (userId === undefined || (typeof userId === 'string' && !INTEGER.test(userId))) {
-    return { ok: false, detail: '"d.user_id" must be an integer id (number or string)' };
-  }
-  let shardId: Snowflake | null = null;
-  if (d.shard_id !== undefined && d.shard_id !== null) {
-    const s = readSnowflake(d.shard_id);
-    if (s === undefined || (typeof s === 'string' && !INTEGER.test(s))) {
-      return { ok: false, detail: '"d.shard_id" must be a non-negative integer or null' };
-    }
-    shardId = s;
-  }
-  return { ok: true, value: { userId, shardId } };
+  if (!Check.IDENTIFY.Check({ user_id: d.user_id })) return { ok: false, detail: '"d.user_id" must be an integer id (number or string)' };
+  return { ok: false, detail: '"d.shard_id" must be a non-negative integer or null' };
 }
 
 export interface DiscordEvent {
-  readonly t: string;
+  readonly t: DiscordEventPayload['t'];
   readonly d: unknown;
 }
 
 /** `DISCORD_EVENT {t, d}`: a raw gateway event the bot forwards. */
 export function decodeDiscordEvent(d: unknown): Decoded<DiscordEvent> {
+  if (Check.DISCORD_EVENT.Check(d)) return { ok: true, value: { t: d.t, d: d.d } };
   if (!isObj(d)) return { ok: false, detail: 'DISCORD_EVENT "d" must be an object {t, d}' };
-  if (typeof d.t !== 'string') return { ok: false, detail: '"d.t" must be the gateway event name' };
-  return { ok: true, value: { t: d.t, d: d.d } };
+  return { ok: false, detail: '"d.t" must be the gateway event name' };
 }
 
 /** The `guild_id` of an op's `d`, when `d` is an object carrying a valid one. */
 export function guildIdOf(d: unknown): Snowflake | undefined {
-  return isObj(d) ? readSnowflake(d.guild_id) : undefined;
+  return Check.GUILD.Check(d) ? d.guild_id : undefined;
 }
 
 /**

@@ -7,6 +7,8 @@
  * INT64 `metadata.id` such as 9223372036854775807 is never rounded through a
  * JavaScript number. Ids are carried as that text and written back verbatim.
  */
+import { Kind, Type, TypeRegistry, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { parse } from 'lossless-json';
 import { parseJson, scanJson, TOO_DEEP_DETAIL } from '../json.js';
 
@@ -23,6 +25,23 @@ export const MessageType = {
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(MessageType));
 
+/** Each message type for the docs' table (`renderMessageTable`): direction, body, the answer's type. */
+export const MESSAGE_DOCS = {
+  REGISTER: { direction: 'GS → MS', body: '`info: {name, desc, port, map, playlist, curPlayers, maxPlayers, password?, gameState}`, `regToken`', answer: '−1' },
+  REGISTER_RESPONSE: { direction: 'MS → GS', body: '`success`, `error?: {type, msg}`; the first success on a socket adds `server_id`', answer: '—' },
+  JOIN: { direction: 'MS → GS', body: '`sessionToken, username, clantag, conv`', answer: '−2' },
+  JOIN_RESPONSE: { direction: 'GS → MS', body: '`success`, `error?: {type, msg}`', answer: '—' },
+} as const satisfies Record<keyof typeof MessageType, { direction: string; body: string; answer: string }>;
+
+/** The message table of docs/dialects/gamelist.md, generated from `MessageType` and `MESSAGE_DOCS`. */
+export function renderMessageTable(): string {
+  const rows = (Object.keys(MessageType) as Array<keyof typeof MessageType>).map((name) => {
+    const d = MESSAGE_DOCS[name];
+    return `| ${String(MessageType[name]).replace('-', '−')} | ${d.direction} | ${d.body} | ${d.answer} |`;
+  });
+  return ['| type | direction | body | answer |', '|---|---|---|---|', ...rows].join('\n');
+}
+
 /** Error types of a registration response. */
 export const RegistrationError = {
   INVALID_TOKEN: 1,
@@ -38,23 +57,13 @@ export const registrationErrorMessage = {
 /** The close codes of the socket, for the docs and the catalogue. */
 export const gamelistCloseCodes = {
   1000: { name: 'NORMAL', description: 'The peer said goodbye', retryable: true },
-  1001: { name: 'GOING_AWAY', description: 'No pong within pongTimeout, or the server is shutting down; the entry is removed', retryable: true, why: 'ping timeout' },
-  1003: { name: 'UNSUPPORTED_DATA', description: 'A binary frame (every frame must be JSON text)', retryable: false, why: 'protocol error' },
-  1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (socket layer), or malformed JSON', retryable: false, why: 'protocol error' },
-  1008: {
-    name: 'POLICY_VIOLATION',
-    description:
-      'Missing or invalid metadata, the wrong schema for the type, maxFailedRegistrations invalid tokens, a slow consumer, or an operator kick (reason "kicked")',
-    retryable: false,
-    why: 'protocol error',
-  },
-  1009: {
-    name: 'MESSAGE_TOO_BIG',
-    description: 'A frame over preAuthMaxBytes before a valid regToken, or over limits.maxPayload (socket layer; before a valid regToken, over 4 × preAuthMaxBytes)',
-    retryable: false,
-    why: 'protocol error',
-  },
-  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error while handling the frame', retryable: true, why: 'internal error' },
+  1001: { name: 'GOING_AWAY', description: 'No pong within `pongTimeout` of a ping (the entry is removed at once); server shutdown', retryable: true, why: 'ping timeout' },
+  1002: { name: 'PROTOCOL_ERROR', description: 'A WebSocket protocol error: a reserved bit or opcode, an unmasked or badly fragmented frame, a control frame over 125 bytes, an invalid close code (socket layer, no frame first)', retryable: false },
+  1003: { name: 'UNSUPPORTED_DATA', description: 'A binary frame', retryable: false, why: 'protocol error' },
+  1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (socket layer, no frame first); malformed JSON', retryable: false, why: 'protocol error' },
+  1008: { name: 'POLICY_VIOLATION', description: 'JSON nested deeper than 128 levels (reason `JSON nested deeper than 128 levels`); `metadata` missing or invalid (`type` not 1, −1, 2 or −2; `id` not an INT64 integer; extra keys in `metadata`); the wrong schema for the type (missing, extra, mistyped or out-of-range fields); a GS sending type 2; `maxFailedRegistrations` invalid tokens; a slow consumer; an operator\'s kick (reason `kicked by an operator`)', retryable: false, why: 'protocol error', retry: 'no (yes after a kick)' },
+  1009: { name: 'MESSAGE_TOO_BIG', description: 'Before a registration with a valid `regToken`: a frame over `preAuthMaxBytes`, closed before it is parsed (reason `a frame before a valid registration may be at most N bytes`), or over 4 × `preAuthMaxBytes`, refused by the socket layer at its header before it is buffered; afterwards, a frame over `limits.maxPayload` (socket layer)', retryable: false, why: 'protocol error' },
+  1011: { name: 'INTERNAL_ERROR', description: 'An unexpected server error', retryable: true, why: 'internal error' },
 } as const;
 
 export const GamelistClose = {
@@ -135,27 +144,49 @@ export class Int64Counter {
 // ---------------------------------------------------------------------------------
 // Messages
 
-export interface ServerInfo {
-  name: string;
-  desc: string;
-  /** UINT16 */
-  port: number;
-  map: string;
-  playlist: string;
-  /** INT32 */
-  curPlayers: number;
-  /** INT32 */
-  maxPlayers: number;
-  password?: string;
-  /** INT32 */
-  gameState: number;
+// Each integer type is a custom kind: a value is a JS number (a short integer literal)
+// or a JsonNumber holding its source text, and it must be an integer literal in range.
+function intKind<T = number>(kind: string, min: bigint, max: bigint, description: string): () => TUnsafe<T> {
+  TypeRegistry.Set(kind, (_schema, v) => integerText(v, min, max) !== undefined);
+  return () => Type.Unsafe<T>({ [Kind]: kind, type: 'integer', minimum: Number(min), maximum: Number(max), description });
 }
+const UINT16 = intKind('GamelistUINT16', 0n, BigInt(UINT16_MAX), 'UINT16');
+const INT32 = intKind('GamelistINT32', BigInt(INT32_MIN), BigInt(INT32_MAX), 'INT32');
+const UINT32 = intKind('GamelistUINT32', 0n, BigInt(UINT32_MAX), 'UINT32');
+const INT64 = intKind<Int64Text>('GamelistINT64', INT64_MIN, INT64_MAX, 'INT64, kept as the digits the peer wrote');
+const Strict = <T extends Parameters<typeof Type.Object>[0]>(props: T) => Type.Object(props, { additionalProperties: false });
 
-export interface ResponseError {
-  /** INT32 */
-  type: number;
-  msg: string;
-}
+/** `info` of a registration. */
+export const ServerInfoSchema = Strict({
+  name: Type.String(),
+  desc: Type.String(),
+  port: UINT16(),
+  map: Type.String(),
+  playlist: Type.String(),
+  curPlayers: INT32(),
+  maxPlayers: INT32(),
+  password: Type.Optional(Type.String()),
+  gameState: INT32(),
+});
+export type ServerInfo = Static<typeof ServerInfoSchema>;
+
+export const ResponseErrorSchema = Strict({ type: INT32(), msg: Type.String() });
+export type ResponseError = Static<typeof ResponseErrorSchema>;
+
+const Metadata = <T extends number>(type: T) => Strict({ type: Type.Literal(type), id: INT64() });
+
+/** The wire schema of each message, by direction and type. An optional field may be absent, never null. */
+export const Wire = {
+  register: Strict({ metadata: Metadata(MessageType.REGISTER), info: ServerInfoSchema, regToken: Type.String() }),
+  registerResponseToGs: Strict({
+    metadata: Metadata(MessageType.REGISTER_RESPONSE),
+    success: Type.Boolean(),
+    error: Type.Optional(ResponseErrorSchema),
+    server_id: Type.Optional(Type.String()),
+  }),
+  responseFromGs: <T extends -1 | -2>(type: T) => Strict({ metadata: Metadata(type), success: Type.Boolean(), error: Type.Optional(ResponseErrorSchema) }),
+  join: Strict({ metadata: Metadata(MessageType.JOIN), sessionToken: Type.String(), username: Type.String(), clantag: Type.String(), conv: UINT32() }),
+};
 
 export interface RegisterMessage {
   type: 1;
@@ -173,15 +204,7 @@ export interface ResponseMessage {
   serverId?: string;
 }
 
-export interface JoinMessage {
-  type: 2;
-  id: Int64Text;
-  sessionToken: string;
-  username: string;
-  clantag: string;
-  /** UINT32 */
-  conv: number;
-}
+export type JoinMessage = { type: 2; id: Int64Text } & Omit<Static<typeof Wire.join>, 'metadata'>;
 
 /** What a GS may send the MS. */
 export type FromGameServer = RegisterMessage | ResponseMessage;
@@ -311,12 +334,69 @@ function decodeEnvelope(text: string): { ok: true; v: Obj; meta: Metadata } | { 
   return { ok: true, v: p.value, meta };
 }
 
+type Builder = (v: Obj, id: Int64Text) => FromGameServer | FromMaster;
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number((v as JsonNumber).text));
+const text64 = (v: unknown): Int64Text => (typeof v === 'number' ? String(v) : (v as JsonNumber).text);
+const info = (i: Obj): ServerInfo => {
+  const out: ServerInfo = {
+    name: i.name as string,
+    desc: i.desc as string,
+    port: num(i.port),
+    map: i.map as string,
+    playlist: i.playlist as string,
+    curPlayers: num(i.curPlayers),
+    maxPlayers: num(i.maxPlayers),
+    gameState: num(i.gameState),
+  };
+  if (i.password !== undefined) out.password = i.password as string;
+  return out;
+};
+const response = (type: -1 | -2) => (v: Obj, id: Int64Text): ResponseMessage => {
+  const msg: ResponseMessage = { type, id, success: v.success as boolean };
+  const e = v.error as Obj | undefined;
+  if (e !== undefined) msg.error = { type: num(e.type), msg: e.msg as string };
+  if (typeof v.server_id === 'string') msg.serverId = v.server_id;
+  return msg;
+};
+const compiled = (schema: TSchema, build: Builder): [TypeCheck<TSchema>, Builder] => [TypeCompiler.Compile(schema), build];
+
+/** What a GS may send, by metadata.type: the compiled wire schema and the message it decodes to. */
+const FROM_GS: ReadonlyMap<number, [TypeCheck<TSchema>, Builder]> = new Map([
+  [MessageType.REGISTER, compiled(Wire.register, (v, id) => ({ type: 1, id, info: info(v.info as Obj), regToken: v.regToken as string }))],
+  [MessageType.REGISTER_RESPONSE, compiled(Wire.responseFromGs(-1), response(-1))],
+  [MessageType.JOIN_RESPONSE, compiled(Wire.responseFromGs(-2), response(-2))],
+]);
+/** What the MS may send (the GS client's side). */
+const FROM_MS: ReadonlyMap<number, [TypeCheck<TSchema>, Builder]> = new Map([
+  [
+    MessageType.JOIN,
+    compiled(Wire.join, (v, id) => ({ type: 2, id, sessionToken: v.sessionToken as string, username: v.username as string, clantag: v.clantag as string, conv: num(v.conv) })),
+  ],
+  [MessageType.REGISTER_RESPONSE, compiled(Wire.registerResponseToGs, response(-1))],
+  [MessageType.JOIN_RESPONSE, compiled(Wire.responseFromGs(-2), response(-2))],
+]);
+
+/**
+ * The schemas decide: a frame that passes its type's compiled wire schema is built
+ * into its message here. One that does not goes through the field-by-field checks
+ * below, which name the first problem (the close reason) in the contract's words.
+ */
+function checked(text: string, table: ReadonlyMap<number, [TypeCheck<TSchema>, Builder]>): FromGameServer | FromMaster | undefined {
+  const p = parseText(text);
+  if (!p.ok || !isObj(p.value) || !isObj(p.value.metadata)) return undefined;
+  const entry = typeof p.value.metadata.type === 'number' ? table.get(p.value.metadata.type) : undefined;
+  if (entry === undefined || !entry[0].Check(p.value)) return undefined;
+  return entry[1](p.value, text64(p.value.metadata.id));
+}
+
 /**
  * Decodes a text frame a GS sent. Malformed JSON is 1007; missing or invalid
  * metadata, or the wrong schema for the type, is 1008. Type 2 (a join request)
  * only ever goes from the MS to a GS, so a GS sending it is the wrong schema.
  */
 export function decodeFromGameServer(text: string): DecodeResult<FromGameServer> {
+  const fast = checked(text, FROM_GS);
+  if (fast) return { ok: true, msg: fast as FromGameServer };
   const env = decodeEnvelope(text);
   if (!env.ok) return env;
   const { v, meta } = env;
@@ -341,6 +421,8 @@ export function decodeFromGameServer(text: string): DecodeResult<FromGameServer>
 
 /** Decodes a text frame the MS sent (for the GS client). Same rules, other direction. */
 export function decodeFromMaster(text: string): DecodeResult<FromMaster> {
+  const fast = checked(text, FROM_MS);
+  if (fast) return { ok: true, msg: fast as FromMaster };
   const env = decodeEnvelope(text);
   if (!env.ok) return env;
   const { v, meta } = env;

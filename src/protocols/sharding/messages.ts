@@ -57,16 +57,17 @@ export const PROTOCOL_VIOLATION = 4009;
 export const FATAL_DISCORD_CODES: readonly number[] = [4004, 4010, 4011, 4012, 4013, 4014];
 
 export const shardingCloseCodes = {
-  1001: { name: 'SHUTTING_DOWN', description: 'MASTER is shutting down; reconnect (assignments survive)', retryable: true, why: 'shutdown' },
-  1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no ERROR first)', retryable: false },
-  1008: { name: 'KICKED', description: 'An operator closed the connection through the admin API', retryable: true, why: 'kicked' },
-  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over limits.maxPayload (socket layer)', retryable: false },
-  4001: { name: 'DEAD_CONNECTION', description: 'No HEARTBEAT for heartbeatInterval + heartbeatGrace, or not CONNECTED within connectTimeout; the shards were offloaded', retryable: true, why: 'ping timeout' },
-  4002: { name: 'IDENTIFY_TIMEOUT', description: 'No valid IDENTIFY within identifyTimeout of INITIALISE', retryable: true, why: 'protocol error' },
-  4003: { name: 'NAME_IN_USE', description: 'A CONTROL with that name is already connected (and the IDENTIFY did not carry its session_id)', retryable: true, why: 'name in use' },
-  4004: { name: 'MALFORMED', description: 'Bad JSON, bad envelope, unknown opcode, or a payload that does not match its schema (ERROR first)', retryable: true, why: 'protocol error' },
-  4005: { name: 'SUPERSEDED', description: 'A newer connection of the same CONTROL (same session_id) took over', retryable: false, why: 'superseded' },
-  4006: { name: 'HALTED', description: 'The fleet is halted after a FATAL (or an operator halt); SHUTDOWN came first. Retry later: nothing starts until an operator resumes', retryable: true, why: 'halted' },
+  1001: { name: 'SHUTTING_DOWN', description: 'MASTER is shutting down (no SHUTDOWN: assignments are kept)', retryable: true, why: 'shutdown', retry: 'reconnect with its `session_id` and `shards`' },
+  1002: { name: 'PROTOCOL_ERROR', description: 'A WebSocket protocol error: a reserved bit or opcode, an unmasked or badly fragmented frame, a control frame over 125 bytes, an invalid close code (socket layer, no ERROR first)', retryable: false, retry: 'fix the client' },
+  1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no ERROR first)', retryable: false, retry: 'fix the client' },
+  1008: { name: 'KICKED', description: 'Kicked by an operator (`DELETE /api/v1/connections/:id`): a disconnect like any other', retryable: true, why: 'kicked', retry: 'reconnect' },
+  1009: { name: 'MESSAGE_TOO_BIG', description: 'A frame over `limits.maxPayload` (socket layer). There is no smaller pre-authentication cap: a CONTROL authenticates on the upgrade (`Authorization`), so no frame is read before it', retryable: false, retry: 'fix the client' },
+  4001: { name: 'DEAD_CONNECTION', description: 'Dead connection: no HEARTBEAT for `heartbeatInterval + heartbeatGrace`, or not CONNECTED within `connectTimeout` (then SHUTDOWN came first). Its shards were offloaded at once', retryable: true, why: 'ping timeout', retry: 'stop everything; reconnect as new' },
+  4002: { name: 'IDENTIFY_TIMEOUT', description: 'No valid IDENTIFY within `identifyTimeout` of INITIALISE', retryable: true, why: 'protocol error', retry: 'reconnect' },
+  4003: { name: 'NAME_IN_USE', description: 'A CONTROL with that name is connected, and the IDENTIFY did not carry its live `session_id`', retryable: true, why: 'name in use', retry: 'another host uses the name, or retry once the old socket is gone' },
+  4004: { name: 'MALFORMED', description: 'Malformed packet: bad JSON, JSON nested deeper than 128 levels, bad envelope, unknown opcode (including MASTER-only opcodes), a payload that fails its schema, a binary frame (ERROR first)', retryable: true, why: 'protocol error', retry: 'fix the client' },
+  4005: { name: 'SUPERSEDED', description: 'Superseded: a newer connection with this CONTROL\'s `session_id` took over', retryable: false, why: 'superseded', retry: 'do not reconnect on this socket\'s behalf' },
+  4006: { name: 'HALTED', description: 'The fleet is halted (FATAL or an operator); SHUTDOWN came first', retryable: true, why: 'halted', retry: 'stop everything; retry later; nothing starts until an operator resumes' },
 } as const;
 
 // ---------------------------------------------------------------------------------
