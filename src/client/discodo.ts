@@ -47,7 +47,7 @@ export interface DiscodoClientOptions {
   reconnect?: false | BackoffOptions;
   /** Client-side timeout for getStatus, getState, getQueue and destroyVoiceClient (ms, default 10000). */
   requestTimeout?: number;
-  /** Time source for request deadlines and reconnect delays (default: real time). */
+  /** Time source for heartbeats, request deadlines and reconnect delays (default: real time). */
   clock?: ClientClock;
 }
 
@@ -85,7 +85,7 @@ export class DiscodoClient extends EventEmitter {
   readonly #link: ReconnectingSocket;
   #identified = false;
   #closed = false;
-  #heartbeat: NodeJS.Timeout | undefined;
+  #stopHeartbeat: (() => void) | undefined;
   #heartbeatMs = 0;
   #lastReceived = 0;
   #lastHeartbeatAt = 0;
@@ -140,7 +140,7 @@ export class DiscodoClient extends EventEmitter {
 
   #onMessage(ws: WebSocket, buf: Buffer, binary: boolean): void {
     if (binary) return;
-    this.#lastReceived = Date.now();
+    this.#lastReceived = this.#link.clock.now();
     const res = decode(buf.toString('utf8'));
     if (!res.ok) return;
     const { op, d } = res.env;
@@ -170,8 +170,8 @@ export class DiscodoClient extends EventEmitter {
   #onClose(code: number, reason: string): void {
     this.#identified = false;
     this.#ready = undefined;
-    if (this.#heartbeat) clearInterval(this.#heartbeat);
-    this.#heartbeat = undefined;
+    this.#stopHeartbeat?.();
+    this.#stopHeartbeat = undefined;
     this.#pending.failAll(new DiscodoTracebackError('', 'DISCONNECTED', `connection closed (${code} ${reason})`));
     this.emit('close', code, reason);
     this.#settleReady?.(new Error(`closed before IDENTIFIED: ${code} ${reason}`));
@@ -189,19 +189,24 @@ export class DiscodoClient extends EventEmitter {
     this.#heartbeatMs = Number.isFinite(seconds) && seconds > 0 ? Math.max(100, seconds * 1000) : 15_000;
     this.emit('hello', { heartbeatInterval: this.#heartbeatMs, version: typeof h.version === 'string' ? h.version : '' });
     ws.send(encode.identify(this.#userId, this.#shardId));
-    if (this.#heartbeat) clearInterval(this.#heartbeat);
-    this.#heartbeat = setInterval(() => this.#beat(ws), this.#heartbeatMs);
-    this.#heartbeat.unref?.();
+    this.#stopHeartbeat?.();
+    const tick = (): void => {
+      this.#stopHeartbeat = this.#link.clock.wake(this.#heartbeatMs, () => {
+        tick();
+        this.#beat(ws);
+      });
+    };
+    tick();
   }
 
   #beat(ws: WebSocket): void {
     if (ws.readyState !== WebSocket.OPEN) return;
     // Nothing at all from the node for three intervals: the link is dead.
-    if (Date.now() - this.#lastReceived > 3 * this.#heartbeatMs) {
+    if (this.#link.clock.now() - this.#lastReceived > 3 * this.#heartbeatMs) {
       ws.terminate();
       return;
     }
-    this.#lastHeartbeatAt = Date.now();
+    this.#lastHeartbeatAt = this.#link.clock.now();
     ws.send(encode.heartbeat(this.#lastHeartbeatAt));
   }
 
@@ -214,7 +219,7 @@ export class DiscodoClient extends EventEmitter {
     };
     switch (op) {
       case ServerOp.HEARTBEAT_ACK:
-        this.emit('heartbeatAck', this.#lastHeartbeatAt > 0 ? Date.now() - this.#lastHeartbeatAt : 0);
+        this.emit('heartbeatAck', this.#lastHeartbeatAt > 0 ? this.#link.clock.now() - this.#lastHeartbeatAt : 0);
         break;
       case ServerOp.RESUMED: {
         const list = isObj(d) ? readResumed(d.voice_clients) : [];

@@ -57,7 +57,7 @@ export interface GameServerClientOptions {
   responseTimeout?: number;
   /** Extra options for the `ws` socket (e.g. `autoPong: false` in tests). */
   ws?: WebSocket.ClientOptions;
-  /** Time source for answer deadlines and reconnect delays (default: real time). */
+  /** Time source for answer deadlines, re-registration and reconnect delays (default: real time). */
   clock?: ClientClock;
 }
 
@@ -82,7 +82,7 @@ export class GameServerClient extends EventEmitter {
   #serverId: string | undefined;
   #registered = false;
   #closed = false;
-  #refreshTimer: NodeJS.Timeout | undefined;
+  #stopRefreshTimer: (() => void) | undefined;
   readonly #ids = new Int64Counter();
   readonly #pending: PendingRequests<string, ResponseMessage>;
   #ready: Promise<string> | undefined;
@@ -250,15 +250,20 @@ export class GameServerClient extends EventEmitter {
 
   /** Starts the re-registration timer (after the first answer), if it is not running. */
   #ensureRefresh(): void {
-    if (this.#refreshTimer || this.#closed) return;
-    this.#refreshTimer = setInterval(() => {
-      this.register().catch(() => undefined);
-    }, this.#opts.refreshInterval ?? 10_000);
+    if (this.#stopRefreshTimer || this.#closed) return;
+    const every = this.#opts.refreshInterval ?? 10_000;
+    const tick = (): void => {
+      this.#stopRefreshTimer = this.#link.clock.wake(every, () => {
+        tick();
+        this.register().catch(() => undefined);
+      });
+    };
+    tick();
   }
 
   #stopRefresh(): void {
-    if (this.#refreshTimer) clearInterval(this.#refreshTimer);
-    this.#refreshTimer = undefined;
+    this.#stopRefreshTimer?.();
+    this.#stopRefreshTimer = undefined;
   }
 
   /** Closes (1000) and stays down; the masterserver removes the entry at once. */

@@ -8,6 +8,12 @@ import { ReconnectingSocket } from '../../src/client/socket.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { busCloseCodes } from '../../src/protocols/bus/messages.js';
 
+/** Waits (round trips on the event loop, no fixed delay) until `cond` holds. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 10_000 && !cond(); i++) await new Promise((r) => setImmediate(r));
+  expect(cond()).toBe(true);
+}
+
 /** Lets pending promise reactions run (no real time passes). */
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -149,6 +155,27 @@ describe('clients stay down after a close their dialect marks not retryable', ()
       await g.close();
       await new Promise((r) => wss?.close(r));
     }
+  });
+
+  it('discodo heartbeats on the injected clock: HEARTBEAT every HELLO interval, and a silent node is cut after three', async () => {
+    const seen: string[] = [];
+    let peer: WebSocket | undefined;
+    const url = await server((ws) => {
+      peer = ws;
+      ws.on('message', (m) => seen.push(JSON.parse(String(m)).op as string));
+      ws.send(JSON.stringify({ op: 'HELLO', d: { heartbeat_interval: 10, version: 't' } }));
+    });
+    const clock = new ManualClock(0);
+    const d = new DiscodoClient({ url, password: 'p', userId: '1', reconnect: false, clock });
+    d.connect().catch(() => undefined);
+    await until(() => seen.includes('IDENTIFY'));
+    clock.advance(10_000);
+    await until(() => seen.includes('HEARTBEAT'));
+    expect(seen.filter((op) => op === 'HEARTBEAT')).toHaveLength(1);
+    const closed = once(d, 'close');
+    clock.advance(30_000); // nothing from the node for 3 intervals (HELLO was at 0)
+    await closed;
+    expect(peer).toBeDefined();
   });
 
   it('sharding: 1009 ends the CONTROL with an error instead of a reconnect loop', async () => {
