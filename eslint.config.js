@@ -1,8 +1,11 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/** Libraries only the server may load (the client package does not depend on them). */
+const SERVER_LIBS = ['better-sqlite3', 'fastify', '@fastify/*', 'pino', 'pino-*', 'prom-client', 'commander', 'jose', 'yaml'];
+
 export default tseslint.config(
-  { ignores: ['dist/**', 'dist-check/**', 'node_modules/**', 'muster-data/**', 'coverage/**'] },
+  { ignores: ['dist/**', 'packages/*/dist/**', 'dist-check/**', 'node_modules/**', 'muster-data/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -18,15 +21,16 @@ export default tseslint.config(
     },
   },
   {
+    // The client package (@muster/client) compiles src/client and src/protocols only: no server code, no server library.
     files: ['src/client/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['**/core/**', '**/dialects/**', '**/store/**', '**/http/**', '**/transport/**', '**/cli/**'] }],
+      'no-restricted-imports': ['error', { patterns: ['**/core/**', '**/dialects/**', '**/store/**', '**/http/**', '**/transport/**', '**/cli/**', '**/cluster/**', '**/config/**', '../server.js', '../index.js', ...SERVER_LIBS] }],
     },
   },
   {
     files: ['src/protocols/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['**/core/**', '**/dialects/**', '**/store/**', '**/http/**', '**/transport/**', '**/cli/**', 'node:fs', 'node:net', 'node:http'] }],
+      'no-restricted-imports': ['error', { patterns: ['**/core/**', '**/dialects/**', '**/store/**', '**/http/**', '**/transport/**', '**/cli/**', '**/cluster/**', '**/config/**', 'node:fs', 'node:net', 'node:http', ...SERVER_LIBS] }],
     },
   },
 );

@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
-import WebSocket from 'ws';
-import { Op, REPLY_END, type ExpectReply, type Intent } from '../protocols/bus/messages.js';
-import { backoffDelay, type BackoffOptions } from './backoff.js';
+import { busCloseCodes, Op, REPLY_END, type ExpectReply, type Intent } from '../protocols/bus/messages.js';
+import type { BackoffOptions } from './backoff.js';
+import type { ClientClock } from './clock.js';
+import { PendingRequests } from './pending.js';
+import { ReconnectingSocket } from './socket.js';
 
 /**
  * A typed client for the bus dialect. It identifies, answers PINGs, reconnects with
@@ -22,6 +24,8 @@ export interface BusClientOptions {
   requestTimeout?: number;
   /** Send the token in the Authorization header instead of IDENTIFY. */
   tokenInHeader?: boolean;
+  /** Time source for request deadlines and reconnect delays (default: real time). */
+  clock?: ClientClock;
 }
 
 /** A frame delivered to this service. `raw` is the frame's exact text. */
@@ -55,29 +59,42 @@ export class BusRequestError extends Error {
   }
 }
 
-interface Waiter {
-  resolve: (v: unknown) => void;
-  reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
-  collect?: CollectResult;
-}
-
 let counter = 0;
 const newId = (): string => `${Date.now().toString(36)}-${process.pid.toString(36)}-${(counter++).toString(36)}`;
 
 export class BusClient extends EventEmitter {
   readonly #opts: BusClientOptions;
-  #ws: WebSocket | undefined;
+  readonly #link: ReconnectingSocket;
   #id: string | undefined;
   #closed = false;
-  #attempt = 0;
-  #reconnectTimer: NodeJS.Timeout | undefined;
-  readonly #waiters = new Map<string, Waiter>();
+  readonly #pending: PendingRequests<string>;
+  /** collect() requests gather their replies here until REPLY_END. */
+  readonly #collects = new Map<string, CollectResult>();
   #ready: Promise<void> | undefined;
+  #settleReady: ((err?: Error) => void) | undefined;
 
   constructor(opts: BusClientOptions) {
     super();
     this.#opts = opts;
+    this.#link = new ReconnectingSocket(
+      {
+        url: opts.url,
+        socketOptions: () => (opts.tokenInHeader ? { headers: { authorization: `Bearer ${opts.token}` } } : {}),
+        closeCodes: busCloseCodes,
+        reconnect: opts.reconnect,
+        ...(opts.clock ? { clock: opts.clock } : {}),
+      },
+      {
+        open: () => this.#identify(),
+        message: (buf) => this.#onMessage(buf),
+        error: (err) => {
+          this.#settleReady?.(err);
+          if (this.listenerCount('error') > 0) this.emit('error', err);
+        },
+        close: (code, reason) => this.#onClose(code, reason),
+      },
+    );
+    this.#pending = new PendingRequests(this.#link.clock);
   }
 
   /** This service's id, once identified. */
@@ -86,82 +103,64 @@ export class BusClient extends EventEmitter {
   }
 
   get connected(): boolean {
-    return this.#id !== undefined && this.#ws?.readyState === WebSocket.OPEN;
+    return this.#id !== undefined && this.#link.isOpen;
   }
 
   /** Connects and identifies. Resolves once IDENTIFY is acknowledged. */
   connect(): Promise<void> {
     this.#closed = false;
-    this.#ready ??= this.#open();
+    this.#ready ??= new Promise<void>((resolve, reject) => {
+      this.#settleReady = (err) => {
+        this.#settleReady = undefined;
+        if (err) reject(err);
+        else resolve();
+      };
+      this.#link.open();
+    });
     return this.#ready;
   }
 
-  #open(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const headers = this.#opts.tokenInHeader ? { authorization: `Bearer ${this.#opts.token}` } : undefined;
-      const ws = new WebSocket(this.#opts.url, headers ? { headers } : {});
-      this.#ws = ws;
-      let settled = false;
-      ws.on('open', () => {
-        const data: Record<string, unknown> = {};
-        if (!this.#opts.tokenInHeader) data.token = this.#opts.token;
-        if (this.#opts.group !== undefined) data.group = this.#opts.group;
-        if (this.#opts.groups !== undefined) data.groups = this.#opts.groups;
-        if (this.#opts.name !== undefined) data.name = this.#opts.name;
-        ws.send(JSON.stringify({ op: Op.IDENTIFY, data }));
-      });
-      ws.on('message', (buf: Buffer) => {
-        const raw = buf.toString('utf8');
-        let msg: BusDelivery;
-        try {
-          msg = { ...(JSON.parse(raw) as object), raw } as BusDelivery;
-        } catch {
-          return;
-        }
-        if (msg.op === Op.IDENTIFY && !settled) {
-          settled = true;
-          const d = msg.data as { id: string; heartbeat_interval: number };
-          this.#id = d.id;
-          this.#attempt = 0;
-          this.emit('identified', { id: d.id, heartbeatInterval: d.heartbeat_interval });
-          resolve();
-          return;
-        }
-        this.#onFrame(msg);
-      });
-      ws.on('error', (err) => {
-        if (!settled) {
-          settled = true;
-          reject(err);
-        }
-        if (this.listenerCount('error') > 0) this.emit('error', err);
-      });
-      ws.on('close', (code, reasonBuf) => {
-        const reason = reasonBuf.toString();
-        this.#id = undefined;
-        this.#ready = undefined;
-        this.#failAll(new BusRequestError('DISCONNECTED', `connection closed (${code} ${reason})`));
-        this.emit('close', code, reason);
-        if (!settled) {
-          settled = true;
-          reject(new Error(`closed before IDENTIFY was acknowledged: ${code} ${reason}`));
-        }
-        this.#scheduleReconnect(code);
-      });
-    });
+  #identify(): void {
+    const data: Record<string, unknown> = {};
+    if (!this.#opts.tokenInHeader) data.token = this.#opts.token;
+    if (this.#opts.group !== undefined) data.group = this.#opts.group;
+    if (this.#opts.groups !== undefined) data.groups = this.#opts.groups;
+    if (this.#opts.name !== undefined) data.name = this.#opts.name;
+    this.#link.send(JSON.stringify({ op: Op.IDENTIFY, data }));
   }
 
-  #scheduleReconnect(code: number): void {
-    if (this.#closed || this.#opts.reconnect === false) return;
-    // A refused identity will be refused again: don't loop on it.
-    if (code === 4004 || code === 4002) return;
-    const delay = backoffDelay(this.#attempt++, this.#opts.reconnect ?? {});
-    this.emit('reconnecting', this.#attempt, delay);
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      if (this.#closed) return;
-      this.connect().catch(() => undefined);
-    }, delay);
+  #onMessage(buf: Buffer): void {
+    const raw = buf.toString('utf8');
+    let msg: BusDelivery;
+    try {
+      msg = { ...(JSON.parse(raw) as object), raw } as BusDelivery;
+    } catch {
+      return;
+    }
+    if (msg.op === Op.IDENTIFY && this.#settleReady) {
+      const d = msg.data as { id: string; heartbeat_interval: number };
+      this.#id = d.id;
+      this.#link.succeeded();
+      this.emit('identified', { id: d.id, heartbeatInterval: d.heartbeat_interval });
+      this.#settleReady();
+      return;
+    }
+    this.#onFrame(msg);
+  }
+
+  #onClose(code: number, reason: string): void {
+    this.#id = undefined;
+    this.#ready = undefined;
+    this.#collects.clear();
+    this.#pending.failAll(new BusRequestError('DISCONNECTED', `connection closed (${code} ${reason})`));
+    this.emit('close', code, reason);
+    this.#settleReady?.(new Error(`closed before IDENTIFY was acknowledged: ${code} ${reason}`));
+    // A refused identity or a bad frame will be refused again (the close-code table): don't loop on it.
+    if (this.#closed || !this.#link.shouldRetry(code, reason)) return;
+    const { attempt, delay } = this.#link.reconnectLater(() => {
+      if (!this.#closed) this.connect().catch(() => undefined);
+    });
+    this.emit('reconnecting', attempt, delay);
   }
 
   #onFrame(msg: BusDelivery): void {
@@ -185,42 +184,31 @@ export class BusClient extends EventEmitter {
   }
 
   #onReply(msg: BusDelivery): void {
-    const w = msg.id === undefined ? undefined : this.#waiters.get(msg.id);
-    if (!w || msg.id === undefined) return;
+    const id = msg.id;
+    if (id === undefined || !this.#pending.has(id)) return;
+    const collect = this.#collects.get(id);
     const data = msg.data as { error?: string } | undefined;
-    if (msg.event === REPLY_END && w.collect) {
+    if (msg.event === REPLY_END && collect) {
       const end = msg.data as { received: number; expected: number; missing: string[] };
-      Object.assign(w.collect, end);
-      this.#settle(msg.id)?.resolve(w.collect);
+      Object.assign(collect, end);
+      this.#collects.delete(id);
+      this.#pending.resolve(id, collect);
       return;
     }
     if (msg.source === undefined && data && (data.error === 'NO_ROUTE' || data.error === 'TIMEOUT' || data.error === 'RATE_LIMITED')) {
-      this.#settle(msg.id)?.reject(new BusRequestError(data.error, `bus answered ${data.error}`, data));
+      this.#collects.delete(id);
+      this.#pending.reject(id, new BusRequestError(data.error, `bus answered ${data.error}`, data));
       return;
     }
-    if (w.collect) {
-      w.collect.replies.push({ source: msg.source ?? '', data: msg.data, ...(msg.event !== undefined ? { event: msg.event } : {}) });
+    if (collect) {
+      collect.replies.push({ source: msg.source ?? '', data: msg.data, ...(msg.event !== undefined ? { event: msg.event } : {}) });
       return;
     }
-    this.#settle(msg.id)?.resolve(msg.data);
-  }
-
-  #settle(id: string): Waiter | undefined {
-    const w = this.#waiters.get(id);
-    if (!w) return undefined;
-    clearTimeout(w.timer);
-    this.#waiters.delete(id);
-    return w;
-  }
-
-  #failAll(err: Error): void {
-    for (const id of [...this.#waiters.keys()]) this.#settle(id)?.reject(err);
+    this.#pending.resolve(id, msg.data);
   }
 
   #send(frame: Record<string, unknown>): void {
-    const ws = this.#ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) throw new BusRequestError('DISCONNECTED', 'not connected');
-    ws.send(JSON.stringify(frame));
+    if (!this.#link.send(JSON.stringify(frame))) throw new BusRequestError('DISCONNECTED', 'not connected');
   }
 
   /** Sends an EVENT. */
@@ -247,7 +235,7 @@ export class BusClient extends EventEmitter {
     try {
       this.#send({ op: Op.EVENT, id, event, data, intent: { target: 'DIRECT', identifier: service }, expect_reply: 1 });
     } catch (err) {
-      this.#settle(id);
+      this.#pending.take(id);
       return Promise.reject(err);
     }
     return p;
@@ -261,7 +249,8 @@ export class BusClient extends EventEmitter {
     try {
       this.#send({ op: Op.EVENT, id, event, data, intent, expect_reply: opts.expect ?? 'all' });
     } catch (err) {
-      this.#settle(id);
+      this.#pending.take(id);
+      this.#collects.delete(id);
       return Promise.reject(err);
     }
     return p;
@@ -277,28 +266,17 @@ export class BusClient extends EventEmitter {
   }
 
   #wait(id: string, timeout: number | undefined, collect?: CollectResult): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const ms = timeout ?? this.#opts.requestTimeout ?? 15_000;
-      const timer = setTimeout(() => {
-        this.#settle(id)?.reject(new BusRequestError('CLIENT_TIMEOUT', `no answer within ${ms} ms`));
-      }, ms);
-      this.#waiters.set(id, { resolve, reject, timer, ...(collect ? { collect } : {}) });
+    const ms = timeout ?? this.#opts.requestTimeout ?? 15_000;
+    if (collect) this.#collects.set(id, collect);
+    return this.#pending.wait(id, ms, () => {
+      this.#collects.delete(id);
+      return new BusRequestError('CLIENT_TIMEOUT', `no answer within ${ms} ms`);
     });
   }
 
   /** Says goodbye (DISCONNECT) and closes. No reconnect follows. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.#closed = true;
-    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
-    const ws = this.#ws;
-    if (!ws || ws.readyState === WebSocket.CLOSED) return;
-    await new Promise<void>((resolve) => {
-      ws.once('close', () => resolve());
-      if (ws.readyState === WebSocket.OPEN) {
-        ws.send(JSON.stringify({ op: Op.DISCONNECT, data: { reason: 'client closing' } }));
-      } else {
-        ws.terminate();
-      }
-    });
+    return this.#link.close((ws) => ws.send(JSON.stringify({ op: Op.DISCONNECT, data: { reason: 'client closing' } })));
   }
 }

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import {
+  clusterioCloseCodes,
   kindOf,
   responseTypeOf,
   SESSION_FEATURE,
@@ -11,7 +12,10 @@ import {
   type ResponseData,
   type Role,
 } from '../protocols/clusterio/messages.js';
-import { backoffDelay, type BackoffOptions } from './backoff.js';
+import type { BackoffOptions } from './backoff.js';
+import type { ClientClock } from './clock.js';
+import { PendingRequests } from './pending.js';
+import { ReconnectingSocket } from './socket.js';
 
 /**
  * A typed client for the clusterio dialect, as a slave or as a control. It always
@@ -38,6 +42,17 @@ const realTimers: LinkTimers = {
   },
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
+
+/** LinkTimers as the clients' clock. */
+function clockOf(timers: LinkTimers): ClientClock {
+  return {
+    now: () => Date.now(),
+    wake: (ms, cb) => {
+      const h = timers.setTimeout(cb, ms);
+      return () => timers.clearTimeout(h);
+    },
+  };
+}
 
 export interface ClusterioLinkOptions {
   /** The master's socket URL, e.g. ws://127.0.0.1:7373/api/socket. */
@@ -82,29 +97,20 @@ type NameOf<T extends string> = T extends `${infer N extends RequestName}_reques
 type PluginRequestType = `${string}:${string}_request`;
 type IncomingHandler = (data: Record<string, unknown>, raw: string) => unknown;
 
-interface Waiter {
-  readonly type: string;
-  resolve(data: Record<string, unknown>): void;
-  reject(err: Error): void;
-  timer: unknown;
-}
-
 interface Outgoing {
   readonly type: string;
   /** JSON text of the data. */
   readonly data: string;
-  readonly waiter?: Waiter;
+  /** The request's key in the pending map, for a request. */
+  readonly req?: number;
 }
 
 type State = 'idle' | 'connecting' | 'registering' | 'connected' | 'resuming' | 'closed';
 
-/** Closes after which a reconnect would be refused again. */
-const TERMINAL = new Set([1008, 4000, 4003]);
-
 export class ClusterioLink extends EventEmitter {
   readonly #opts: ClusterioLinkOptions;
-  readonly #timers: LinkTimers;
-  #ws: WebSocket | undefined;
+  readonly #clock: ClientClock;
+  readonly #link: ReconnectingSocket;
   #state: State = 'idle';
   #token: string | undefined;
   #heartbeatMs = 0;
@@ -114,11 +120,13 @@ export class ClusterioLink extends EventEmitter {
   #unacked: Array<{ seq: number; text: string }> = [];
   /** Frames made while there is no session yet: numbered once one exists. */
   #queued: Outgoing[] = [];
-  readonly #pending = new Map<number, Waiter>();
+  /** Requests waiting for their response, by a local number. */
+  readonly #pending: PendingRequests<number, Record<string, unknown>>;
+  /** The pending request each sent counted frame carries, by its seq. */
+  readonly #bySeq = new Map<number, number>();
+  #reqSeq = 0;
   readonly #handlers = new Map<string, IncomingHandler>();
-  #attempt = 0;
-  #reconnectTimer: unknown;
-  #heartbeatTimer: unknown;
+  #stopHeartbeatTimer: (() => void) | undefined;
   #missedHeartbeats = 0;
   #closeReason: string | undefined;
   #firstReady: { resolve: () => void; reject: (e: Error) => void } | undefined;
@@ -127,7 +135,22 @@ export class ClusterioLink extends EventEmitter {
   constructor(opts: ClusterioLinkOptions) {
     super();
     this.#opts = opts;
-    this.#timers = opts.timers ?? realTimers;
+    this.#clock = clockOf(opts.timers ?? realTimers);
+    this.#link = new ReconnectingSocket(
+      { url: opts.url, socketOptions: () => opts.ws ?? {}, closeCodes: clusterioCloseCodes, reconnect: opts.reconnect, clock: this.#clock },
+      {
+        message: (buf, _binary, ws) => {
+          try {
+            this.#onFrame(ws, buf.toString('utf8'));
+          } catch (err) {
+            this.#emitError(err as Error);
+          }
+        },
+        error: (err) => this.#emitError(err),
+        close: (code, reason) => this.#onSocketClosed(code, this.#closeReason ?? reason),
+      },
+    );
+    this.#pending = new PendingRequests(this.#clock);
     if (opts.role === 'slave' && (opts.id === undefined || opts.name === undefined)) throw new TypeError('a slave needs an id and a name');
   }
 
@@ -146,12 +169,12 @@ export class ClusterioLink extends EventEmitter {
   }
 
   get pendingRequests(): number {
-    return this.#pending.size + this.#queued.filter((o) => o.waiter).length;
+    return this.#pending.size;
   }
 
   /** The socket, for tests that cut it. */
   get socket(): WebSocket | undefined {
-    return this.#ws;
+    return this.#link.socket;
   }
 
   /** Connects and registers. Resolves at the first `ready`. */
@@ -161,7 +184,7 @@ export class ClusterioLink extends EventEmitter {
     const p = new Promise<void>((resolve, reject) => {
       this.#firstReady = { resolve, reject };
     });
-    this.#open();
+    this.#link.open();
     return p;
   }
 
@@ -170,16 +193,15 @@ export class ClusterioLink extends EventEmitter {
   request(type: PluginRequestType, data?: Record<string, unknown>): Promise<Record<string, unknown>>;
   request(type: string, data: Record<string, unknown> = {}): Promise<unknown> {
     if (this.#state === 'closed' || this.#state === 'idle') return Promise.reject(new ClusterioLinkError('CLOSED', 'the link is not open'));
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = { type, resolve, reject, timer: undefined };
-      const ms = this.#opts.requestTimeout ?? 130_000;
-      waiter.timer = this.#timers.setTimeout(() => {
-        for (const [seq, w] of this.#pending) if (w === waiter) this.#pending.delete(seq);
-        this.#queued = this.#queued.filter((o) => o.waiter !== waiter);
-        reject(new ClusterioLinkError('TIMEOUT', `no answer to ${type} within ${ms} ms`));
-      }, ms);
-      this.#sendCounted({ type, data: JSON.stringify(data), waiter });
+    const req = ++this.#reqSeq;
+    const ms = this.#opts.requestTimeout ?? 130_000;
+    const p = this.#pending.wait(req, ms, () => {
+      for (const [seq, r] of this.#bySeq) if (r === req) this.#bySeq.delete(seq);
+      this.#queued = this.#queued.filter((o) => o.req !== req);
+      return new ClusterioLinkError('TIMEOUT', `no answer to ${type} within ${ms} ms`);
     });
+    this.#sendCounted({ type, data: JSON.stringify(data), req });
+    return p;
   }
 
   /** Sends an event. `data` may be JSON text, to send numbers beyond 2^53 exactly. */
@@ -204,45 +226,19 @@ export class ClusterioLink extends EventEmitter {
   /** Says `close` and closes; the session ends. Pending requests are rejected. */
   close(reason = 'quit'): Promise<void> {
     if (this.#closed) return this.#closed;
-    const ws = this.#ws;
     this.#state = 'closed';
     this.#stopTimers();
     this.#failAll(new ClusterioLinkError('CLOSED', 'the link was closed'), true);
     this.#firstReady?.reject(new ClusterioLinkError('CLOSED', 'closed before ready'));
     this.#firstReady = undefined;
-    this.#closed = new Promise<void>((resolve) => {
-      if (!ws || ws.readyState === WebSocket.CLOSED) return resolve();
-      ws.once('close', () => resolve());
-      if (ws.readyState === WebSocket.OPEN) {
-        ws.send(JSON.stringify({ seq: 0, type: 'close', data: { reason } }));
-        ws.close(1000, reason);
-      } else {
-        ws.terminate();
-      }
+    this.#closed = this.#link.close((ws) => {
+      ws.send(JSON.stringify({ seq: 0, type: 'close', data: { reason } }));
+      ws.close(1000, reason);
     });
     return this.#closed;
   }
 
   // ---- socket ----
-
-  #open(): void {
-    const ws = new WebSocket(this.#opts.url, this.#opts.ws ?? {});
-    this.#ws = ws;
-    ws.on('message', (buf: Buffer) => {
-      if (this.#ws !== ws) return;
-      try {
-        this.#onFrame(ws, buf.toString('utf8'));
-      } catch (err) {
-        this.#emitError(err as Error);
-      }
-    });
-    ws.on('error', (err) => this.#emitError(err));
-    ws.on('close', (code, reasonBuf) => {
-      if (this.#ws !== ws) return;
-      this.#ws = undefined;
-      this.#onSocketClosed(code, this.#closeReason ?? reasonBuf.toString());
-    });
-  }
 
   #emitError(err: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', err);
@@ -252,8 +248,8 @@ export class ClusterioLink extends EventEmitter {
     this.#stopHeartbeat();
     this.#closeReason = undefined;
     if (this.#state === 'closed') return;
-    const terminal = TERMINAL.has(code) || this.#opts.reconnect === false;
-    if (terminal) {
+    // Refusals and bad frames (the close-code table) would be refused again.
+    if (!this.#link.shouldRetry(code, reason)) {
       this.#state = 'closed';
       this.#stopTimers();
       this.#failAll(new ClusterioLinkError('CLOSED', `the master closed the link: ${code} ${reason}`), true);
@@ -268,11 +264,9 @@ export class ClusterioLink extends EventEmitter {
     } else {
       this.#state = 'connecting';
     }
-    const delay = backoffDelay(this.#attempt++, this.#opts.reconnect === false ? {} : (this.#opts.reconnect ?? {}));
-    this.#reconnectTimer = this.#timers.setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      if (this.#state !== 'closed') this.#open();
-    }, delay);
+    this.#link.reconnectLater(() => {
+      if (this.#state !== 'closed') this.#link.open();
+    });
   }
 
   #send(ws: WebSocket, text: string): void {
@@ -336,7 +330,7 @@ export class ClusterioLink extends EventEmitter {
     this.#outSeq = 0;
     this.#lastReceived = 0;
     this.#unacked = [];
-    this.#attempt = 0;
+    this.#link.succeeded();
     this.#state = 'connected';
     this.#startHeartbeat(ws);
     const queued = this.#queued;
@@ -349,7 +343,7 @@ export class ClusterioLink extends EventEmitter {
 
   #onContinue(ws: WebSocket, data: { last_seq: number }): void {
     this.#ack(data.last_seq);
-    this.#attempt = 0;
+    this.#link.succeeded();
     this.#state = 'connected';
     for (const u of this.#unacked) this.#send(ws, u.text);
     this.#startHeartbeat(ws);
@@ -380,24 +374,23 @@ export class ClusterioLink extends EventEmitter {
     const seq = ++this.#outSeq;
     const text = `{"seq":${seq},"type":${JSON.stringify(o.type)},"data":${o.data}}`;
     this.#unacked.push({ seq, text });
-    if (o.waiter) this.#pending.set(seq, o.waiter);
-    const ws = this.#ws;
+    if (o.req !== undefined) this.#bySeq.set(seq, o.req);
+    const ws = this.#link.socket;
     // While resuming, the frame waits in #unacked and goes out after `continue`.
     if (ws && this.#state === 'connected') this.#send(ws, text);
   }
 
   #onResponse(data: Record<string, unknown>): void {
     const seq = data.seq as number;
-    const w = this.#pending.get(seq);
-    if (!w) return;
-    this.#pending.delete(seq);
-    this.#timers.clearTimeout(w.timer);
+    const req = this.#bySeq.get(seq);
+    if (req === undefined) return;
+    this.#bySeq.delete(seq);
     if (typeof data.error === 'string') {
-      w.reject(new ClusterioLinkError('REMOTE', data.error));
+      this.#pending.reject(req, new ClusterioLinkError('REMOTE', data.error));
       return;
     }
     const { seq: _seq, ...rest } = data;
-    w.resolve(rest);
+    this.#pending.resolve(req, rest);
   }
 
   #onRequest(type: string, seq: number, data: Record<string, unknown>, raw: string): void {
@@ -425,39 +418,36 @@ export class ClusterioLink extends EventEmitter {
     this.#missedHeartbeats = 0;
     if (!(this.#heartbeatMs > 0)) return;
     const tick = (): void => {
-      if (this.#ws !== ws || this.#state !== 'connected') return;
+      if (this.#link.socket !== ws || this.#state !== 'connected') return;
       // The master heartbeats every interval: two missed in a row mean the socket is dead.
       if (++this.#missedHeartbeats > 2) {
         ws.terminate();
         return;
       }
       this.#send(ws, JSON.stringify({ seq: 0, type: 'heartbeat', data: { last_seq: this.#lastReceived } }));
-      this.#heartbeatTimer = this.#timers.setTimeout(tick, this.#heartbeatMs);
+      this.#stopHeartbeatTimer = this.#clock.wake(this.#heartbeatMs, tick);
     };
-    this.#heartbeatTimer = this.#timers.setTimeout(tick, this.#heartbeatMs);
+    this.#stopHeartbeatTimer = this.#clock.wake(this.#heartbeatMs, tick);
   }
 
   #stopHeartbeat(): void {
-    if (this.#heartbeatTimer !== undefined) this.#timers.clearTimeout(this.#heartbeatTimer);
-    this.#heartbeatTimer = undefined;
+    this.#stopHeartbeatTimer?.();
+    this.#stopHeartbeatTimer = undefined;
   }
 
   #stopTimers(): void {
     this.#stopHeartbeat();
-    if (this.#reconnectTimer !== undefined) this.#timers.clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
+    this.#link.cancelReconnect();
   }
 
   #failAll(err: ClusterioLinkError, includeQueued: boolean): void {
-    const waiters = [...this.#pending.values()];
-    this.#pending.clear();
     if (includeQueued) {
-      for (const o of this.#queued) if (o.waiter) waiters.push(o.waiter);
       this.#queued = [];
+      this.#pending.failAll(err);
+    } else {
+      // Only what was numbered in the ended session; queued requests go out in the next one.
+      for (const req of this.#bySeq.values()) this.#pending.reject(req, err);
     }
-    for (const w of waiters) {
-      this.#timers.clearTimeout(w.timer);
-      w.reject(err);
-    }
+    this.#bySeq.clear();
   }
 }

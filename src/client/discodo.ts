@@ -3,6 +3,7 @@ import WebSocket from 'ws';
 import {
   ClientOp,
   decode,
+  discodoCloseCodes,
   encode,
   encodeFrame,
   encodeRaw,
@@ -15,7 +16,10 @@ import {
   toSnowflake,
   type Snowflake,
 } from '../protocols/discodo/messages.js';
-import { backoffDelay, type BackoffOptions } from './backoff.js';
+import type { BackoffOptions } from './backoff.js';
+import type { ClientClock } from './clock.js';
+import { PendingRequests } from './pending.js';
+import { ReconnectingSocket } from './socket.js';
 
 /**
  * A typed client for the discodo dialect. It waits for HELLO, identifies as
@@ -43,6 +47,8 @@ export interface DiscodoClientOptions {
   reconnect?: false | BackoffOptions;
   /** Client-side timeout for getStatus, getState, getQueue and destroyVoiceClient (ms, default 10000). */
   requestTimeout?: number;
+  /** Time source for heartbeats, request deadlines and reconnect delays (default: real time). */
+  clock?: ClientClock;
 }
 
 export interface VoiceClientInfo {
@@ -67,31 +73,25 @@ export class DiscodoTracebackError extends Error {
 /** Gateway events the node acts on; others are not forwarded. */
 const VOICE_EVENTS = new Set(['VOICE_STATE_UPDATE', 'VOICE_SERVER_UPDATE']);
 
-/** Close codes after which reconnecting would be refused again. */
-const TERMINAL_CLOSES = new Set([4002, 4003, 4005]);
-
+/** A request waits for the first frame its `match` accepts (discodo answers carry no request id). */
 interface Waiter {
   match: (op: string, d: unknown) => boolean;
-  resolve: (d: unknown) => void;
-  reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
 }
 
 export class DiscodoClient extends EventEmitter {
   readonly #opts: DiscodoClientOptions;
   readonly #userId: Snowflake;
   readonly #shardId: Snowflake | null;
-  #ws: WebSocket | undefined;
+  readonly #link: ReconnectingSocket;
   #identified = false;
   #closed = false;
-  #attempt = 0;
-  #reconnectTimer: NodeJS.Timeout | undefined;
-  #heartbeat: NodeJS.Timeout | undefined;
+  #stopHeartbeat: (() => void) | undefined;
   #heartbeatMs = 0;
   #lastReceived = 0;
   #lastHeartbeatAt = 0;
   #ready: Promise<void> | undefined;
-  #waiters: Waiter[] = [];
+  #settleReady: ((err?: Error) => void) | undefined;
+  readonly #pending: PendingRequests<Waiter>;
   /** The node's voice clients for this bot, by guild id. */
   readonly voiceClients = new Map<string, VoiceClientInfo>();
 
@@ -100,71 +100,87 @@ export class DiscodoClient extends EventEmitter {
     this.#opts = opts;
     this.#userId = toSnowflake(opts.userId);
     this.#shardId = opts.shardId === undefined || opts.shardId === null ? null : toSnowflake(opts.shardId);
+    this.#link = new ReconnectingSocket(
+      {
+        url: opts.url,
+        socketOptions: () => ({ headers: { authorization: opts.password } }),
+        closeCodes: discodoCloseCodes,
+        reconnect: opts.reconnect,
+        ...(opts.clock ? { clock: opts.clock } : {}),
+      },
+      {
+        message: (buf, binary, ws) => this.#onMessage(ws, buf, binary),
+        error: (err) => {
+          this.#settleReady?.(err);
+          if (this.listenerCount('error') > 0) this.emit('error', err);
+        },
+        close: (code, reason) => this.#onClose(code, reason),
+      },
+    );
+    this.#pending = new PendingRequests(this.#link.clock);
   }
 
   get connected(): boolean {
-    return this.#identified && this.#ws?.readyState === WebSocket.OPEN;
+    return this.#identified && this.#link.isOpen;
   }
 
   /** Connects and identifies. Resolves on IDENTIFIED (a RESUMED may follow at once). */
   connect(): Promise<void> {
     this.#closed = false;
-    this.#ready ??= this.#open();
-    return this.#ready;
-  }
-
-  #open(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const ws = new WebSocket(this.#opts.url, { headers: { authorization: this.#opts.password } });
-      this.#ws = ws;
-      let settled = false;
-      const settle = (err?: Error): void => {
-        if (settled) return;
-        settled = true;
+    this.#ready ??= new Promise<void>((resolve, reject) => {
+      this.#settleReady = (err) => {
+        this.#settleReady = undefined;
         if (err) reject(err);
         else resolve();
       };
-      ws.on('message', (buf: Buffer, binary: boolean) => {
-        if (binary) return;
-        this.#lastReceived = Date.now();
-        const res = decode(buf.toString('utf8'));
-        if (!res.ok) return;
-        const { op, d } = res.env;
-        switch (op) {
-          case ServerOp.HELLO:
-            this.#onHello(ws, d);
-            return this.emit('message', op, toPlain(d));
-          case ServerOp.FORBIDDEN:
-            this.emit('forbidden', typeof d === 'string' ? d : '');
-            settle(new DiscodoTracebackError(op, 'FORBIDDEN', typeof d === 'string' ? d : 'forbidden'));
-            return this.emit('message', op, toPlain(d));
-          case ServerOp.IDENTIFIED:
-            this.#identified = true;
-            this.#attempt = 0;
-            this.voiceClients.clear();
-            this.emit('identified');
-            settle();
-            return this.emit('message', op, toPlain(d));
-          default:
-            this.#onFrame(op, d);
-        }
-      });
-      ws.on('error', (err) => {
-        settle(err);
-        if (this.listenerCount('error') > 0) this.emit('error', err);
-      });
-      ws.on('close', (code, reasonBuf) => {
-        const reason = reasonBuf.toString();
-        this.#identified = false;
-        this.#ready = undefined;
-        if (this.#heartbeat) clearInterval(this.#heartbeat);
-        this.#heartbeat = undefined;
-        this.#failAll(new DiscodoTracebackError('', 'DISCONNECTED', `connection closed (${code} ${reason})`));
-        this.emit('close', code, reason);
-        settle(new Error(`closed before IDENTIFIED: ${code} ${reason}`));
-        this.#scheduleReconnect(code);
-      });
+      this.#link.open();
     });
+    return this.#ready;
+  }
+
+  #onMessage(ws: WebSocket, buf: Buffer, binary: boolean): void {
+    if (binary) return;
+    this.#lastReceived = this.#link.clock.now();
+    const res = decode(buf.toString('utf8'));
+    if (!res.ok) return;
+    const { op, d } = res.env;
+    switch (op) {
+      case ServerOp.HELLO:
+        this.#onHello(ws, d);
+        this.emit('message', op, toPlain(d));
+        return;
+      case ServerOp.FORBIDDEN:
+        this.emit('forbidden', typeof d === 'string' ? d : '');
+        this.#settleReady?.(new DiscodoTracebackError(op, 'FORBIDDEN', typeof d === 'string' ? d : 'forbidden'));
+        this.emit('message', op, toPlain(d));
+        return;
+      case ServerOp.IDENTIFIED:
+        this.#identified = true;
+        this.#link.succeeded();
+        this.voiceClients.clear();
+        this.emit('identified');
+        this.#settleReady?.();
+        this.emit('message', op, toPlain(d));
+        return;
+      default:
+        this.#onFrame(op, d);
+    }
+  }
+
+  #onClose(code: number, reason: string): void {
+    this.#identified = false;
+    this.#ready = undefined;
+    this.#stopHeartbeat?.();
+    this.#stopHeartbeat = undefined;
+    this.#pending.failAll(new DiscodoTracebackError('', 'DISCONNECTED', `connection closed (${code} ${reason})`));
+    this.emit('close', code, reason);
+    this.#settleReady?.(new Error(`closed before IDENTIFIED: ${code} ${reason}`));
+    // Refusals, bad frames and a taken-over session (the close-code table) would be refused again.
+    if (this.#closed || !this.#link.shouldRetry(code, reason)) return;
+    const { attempt, delay } = this.#link.reconnectLater(() => {
+      if (!this.#closed) this.connect().catch(() => undefined);
+    });
+    this.emit('reconnecting', attempt, delay);
   }
 
   #onHello(ws: WebSocket, d: unknown): void {
@@ -173,19 +189,24 @@ export class DiscodoClient extends EventEmitter {
     this.#heartbeatMs = Number.isFinite(seconds) && seconds > 0 ? Math.max(100, seconds * 1000) : 15_000;
     this.emit('hello', { heartbeatInterval: this.#heartbeatMs, version: typeof h.version === 'string' ? h.version : '' });
     ws.send(encode.identify(this.#userId, this.#shardId));
-    if (this.#heartbeat) clearInterval(this.#heartbeat);
-    this.#heartbeat = setInterval(() => this.#beat(ws), this.#heartbeatMs);
-    this.#heartbeat.unref?.();
+    this.#stopHeartbeat?.();
+    const tick = (): void => {
+      this.#stopHeartbeat = this.#link.clock.wake(this.#heartbeatMs, () => {
+        tick();
+        this.#beat(ws);
+      });
+    };
+    tick();
   }
 
   #beat(ws: WebSocket): void {
     if (ws.readyState !== WebSocket.OPEN) return;
     // Nothing at all from the node for three intervals: the link is dead.
-    if (Date.now() - this.#lastReceived > 3 * this.#heartbeatMs) {
+    if (this.#link.clock.now() - this.#lastReceived > 3 * this.#heartbeatMs) {
       ws.terminate();
       return;
     }
-    this.#lastHeartbeatAt = Date.now();
+    this.#lastHeartbeatAt = this.#link.clock.now();
     ws.send(encode.heartbeat(this.#lastHeartbeatAt));
   }
 
@@ -198,7 +219,7 @@ export class DiscodoClient extends EventEmitter {
     };
     switch (op) {
       case ServerOp.HEARTBEAT_ACK:
-        this.emit('heartbeatAck', this.#lastHeartbeatAt > 0 ? Date.now() - this.#lastHeartbeatAt : 0);
+        this.emit('heartbeatAck', this.#lastHeartbeatAt > 0 ? this.#link.clock.now() - this.#lastHeartbeatAt : 0);
         break;
       case ServerOp.RESUMED: {
         const list = isObj(d) ? readResumed(d.voice_clients) : [];
@@ -238,23 +259,8 @@ export class DiscodoClient extends EventEmitter {
     this.emit('message', op, toPlain(d));
   }
 
-  #scheduleReconnect(code: number): void {
-    if (this.#closed || this.#opts.reconnect === false || TERMINAL_CLOSES.has(code)) return;
-    const delay = backoffDelay(this.#attempt++, this.#opts.reconnect ?? {});
-    this.emit('reconnecting', this.#attempt, delay);
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      if (this.#closed) return;
-      this.connect().catch(() => undefined);
-    }, delay);
-  }
-
   #send(frame: string): void {
-    const ws = this.#ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN || !this.#identified) {
-      throw new DiscodoTracebackError('', 'DISCONNECTED', 'not connected');
-    }
-    ws.send(frame);
+    if (!this.#identified || !this.#link.send(frame)) throw new DiscodoTracebackError('', 'DISCONNECTED', 'not connected');
   }
 
   /**
@@ -308,64 +314,33 @@ export class DiscodoClient extends EventEmitter {
   }
 
   #request(frame: string, match: (op: string, d: unknown) => boolean): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const ms = this.#opts.requestTimeout ?? 10_000;
-      const w: Waiter = {
-        match,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.#waiters = this.#waiters.filter((x) => x !== w);
-          reject(new DiscodoTracebackError('', 'CLIENT_TIMEOUT', `no answer within ${ms} ms`));
-        }, ms),
-      };
-      this.#waiters.push(w);
-      try {
-        this.#send(frame);
-      } catch (err) {
-        clearTimeout(w.timer);
-        this.#waiters = this.#waiters.filter((x) => x !== w);
-        reject(err as Error);
-      }
-    });
+    const ms = this.#opts.requestTimeout ?? 10_000;
+    const w: Waiter = { match };
+    const p = this.#pending.wait(w, ms, () => new DiscodoTracebackError('', 'CLIENT_TIMEOUT', `no answer within ${ms} ms`));
+    try {
+      this.#send(frame);
+    } catch (err) {
+      this.#pending.reject(w, err as Error);
+    }
+    return p;
   }
 
   #settleWaiters(op: string, d: unknown): void {
-    const i = this.#waiters.findIndex((w) => w.match(op, d));
-    if (i < 0) return;
-    const w = this.#waiters[i] as Waiter;
-    this.#waiters.splice(i, 1);
-    clearTimeout(w.timer);
+    const w = this.#pending.find((x) => x.match(op, d));
+    if (!w) return;
     if (isObj(d) && isObj(d.traceback)) {
       const [code, message] = Object.entries(d.traceback)[0] ?? ['UNKNOWN', ''];
       const g = readSnowflake(d.guild_id);
-      w.reject(new DiscodoTracebackError(op, code, String(message), g === undefined ? undefined : snowflakeKey(g)));
+      this.#pending.reject(w, new DiscodoTracebackError(op, code, String(message), g === undefined ? undefined : snowflakeKey(g)));
     } else {
-      w.resolve(toPlain(d));
-    }
-  }
-
-  #failAll(err: Error): void {
-    const ws = this.#waiters;
-    this.#waiters = [];
-    for (const w of ws) {
-      clearTimeout(w.timer);
-      w.reject(err);
+      this.#pending.resolve(w, toPlain(d));
     }
   }
 
   /** Closes with 1000. The node keeps the session for its vcTimeout; no reconnect follows. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.#closed = true;
-    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
-    const ws = this.#ws;
-    if (!ws || ws.readyState === WebSocket.CLOSED) return;
-    await new Promise<void>((resolve) => {
-      ws.once('close', () => resolve());
-      if (ws.readyState === WebSocket.OPEN) ws.close(1000, 'client closing');
-      else ws.terminate();
-    });
+    return this.#link.close((ws) => ws.close(1000, 'client closing'));
   }
 }
 

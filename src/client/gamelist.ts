@@ -5,13 +5,17 @@ import {
   encodeRegister,
   encodeResponse,
   Int64Counter,
+  gamelistCloseCodes,
   RegistrationError,
   type JoinMessage,
   type ResponseError,
   type ResponseMessage,
   type ServerInfo,
 } from '../protocols/gamelist/messages.js';
-import { backoffDelay, type BackoffOptions } from './backoff.js';
+import type { BackoffOptions } from './backoff.js';
+import type { ClientClock } from './clock.js';
+import { PendingRequests } from './pending.js';
+import { ReconnectingSocket } from './socket.js';
 
 /**
  * A game server (GS) client for the gamelist dialect. It registers with the
@@ -53,6 +57,8 @@ export interface GameServerClientOptions {
   responseTimeout?: number;
   /** Extra options for the `ws` socket (e.g. `autoPong: false` in tests). */
   ws?: WebSocket.ClientOptions;
+  /** Time source for answer deadlines, re-registration and reconnect delays (default: real time). */
+  clock?: ClientClock;
 }
 
 /** A registration the masterserver refused, or one that could not be sent or answered. */
@@ -69,30 +75,44 @@ export class RegistrationFailedError extends Error {
 /** The error type a GS answers with when its onJoin callback throws. */
 export const JOIN_CALLBACK_FAILED = 0;
 
-interface Waiter {
-  resolve: (r: ResponseMessage) => void;
-  reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
-}
-
 export class GameServerClient extends EventEmitter {
   readonly #opts: GameServerClientOptions;
+  readonly #link: ReconnectingSocket;
   #info: GameServerInfo;
-  #ws: WebSocket | undefined;
   #serverId: string | undefined;
   #registered = false;
   #closed = false;
-  #attempt = 0;
-  #reconnectTimer: NodeJS.Timeout | undefined;
-  #refreshTimer: NodeJS.Timeout | undefined;
+  #stopRefreshTimer: (() => void) | undefined;
   readonly #ids = new Int64Counter();
-  readonly #waiters = new Map<string, Waiter>();
+  readonly #pending: PendingRequests<string, ResponseMessage>;
   #ready: Promise<string> | undefined;
+  #settleReady: ((err?: Error, serverId?: string) => void) | undefined;
 
   constructor(opts: GameServerClientOptions) {
     super();
     this.#opts = opts;
     this.#info = { ...opts.info };
+    this.#link = new ReconnectingSocket(
+      {
+        url: opts.url,
+        socketOptions: () => opts.ws ?? {},
+        closeCodes: gamelistCloseCodes,
+        // 1008 is a refusal (a bad token, a wrong schema) unless it is an operator's kick.
+        retry: (code, reason) => (code === 1008 && reason.startsWith('kicked') ? true : undefined),
+        reconnect: opts.reconnect,
+        ...(opts.clock ? { clock: opts.clock } : {}),
+      },
+      {
+        open: (ws) => this.#onOpen(ws),
+        message: (data, isBinary, ws) => this.#onFrame(ws, data, isBinary),
+        error: (err) => {
+          this.#settleReady?.(err);
+          if (this.listenerCount('error') > 0) this.emit('error', err);
+        },
+        close: (code, reason) => this.#onClose(code, reason),
+      },
+    );
+    this.#pending = new PendingRequests(this.#link.clock);
   }
 
   /** The server_id the masterserver gave, once registered. */
@@ -102,7 +122,7 @@ export class GameServerClient extends EventEmitter {
 
   /** Registered and connected. */
   get listed(): boolean {
-    return this.#registered && this.#ws?.readyState === WebSocket.OPEN;
+    return this.#registered && this.#link.isOpen;
   }
 
   get info(): Readonly<GameServerInfo> {
@@ -112,7 +132,14 @@ export class GameServerClient extends EventEmitter {
   /** Connects and registers. Resolves with the server_id once the first registration succeeds. */
   connect(): Promise<string> {
     this.#closed = false;
-    this.#ready ??= this.#open();
+    this.#ready ??= new Promise<string>((resolve, reject) => {
+      this.#settleReady = (err, serverId) => {
+        this.#settleReady = undefined;
+        if (err) reject(err);
+        else resolve(serverId as string);
+      };
+      this.#link.open();
+    });
     return this.#ready;
   }
 
@@ -125,18 +152,11 @@ export class GameServerClient extends EventEmitter {
 
   /** Sends a registration now and resolves with the answer (success or not). */
   register(): Promise<ResponseMessage> {
-    const ws = this.#ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new RegistrationFailedError('DISCONNECTED', 'not connected'));
+    if (!this.#link.isOpen) return Promise.reject(new RegistrationFailedError('DISCONNECTED', 'not connected'));
     const id = this.#ids.next();
-    const p = new Promise<ResponseMessage>((resolve, reject) => {
-      const ms = this.#opts.responseTimeout ?? 10_000;
-      const timer = setTimeout(() => {
-        this.#waiters.delete(id);
-        reject(new RegistrationFailedError('TIMEOUT', `no answer within ${ms} ms`));
-      }, ms);
-      this.#waiters.set(id, { resolve, reject, timer });
-    });
-    ws.send(encodeRegister(id, this.#info, this.#opts.regToken));
+    const ms = this.#opts.responseTimeout ?? 10_000;
+    const p = this.#pending.wait(id, ms, () => new RegistrationFailedError('TIMEOUT', `no answer within ${ms} ms`));
+    this.#link.send(encodeRegister(id, this.#info, this.#opts.regToken));
     return p.then((r) => {
       this.#onRegistration(r);
       return r;
@@ -148,7 +168,7 @@ export class GameServerClient extends EventEmitter {
       const first = r.serverId !== undefined;
       if (r.serverId !== undefined) this.#serverId = r.serverId;
       this.#registered = true;
-      this.#attempt = 0;
+      this.#link.succeeded();
       this.#ensureRefresh();
       this.emit('registered', { serverId: this.#serverId, first });
       return;
@@ -162,51 +182,33 @@ export class GameServerClient extends EventEmitter {
     this.emit('registrationFailed', err);
   }
 
-  #open(): Promise<string> {
-    return new Promise<string>((resolve, reject) => {
-      const ws = new WebSocket(this.#opts.url, this.#opts.ws ?? {});
-      this.#ws = ws;
-      let settled = false;
-      const settle = (err?: Error, serverId?: string): void => {
-        if (settled) return;
-        settled = true;
-        if (err) reject(err);
-        else resolve(serverId as string);
-      };
-      ws.on('open', () => {
-        this.register().then(
-          (r) => {
-            if (r.success) settle(undefined, this.#serverId);
-            else settle(new RegistrationFailedError(r.error?.type ?? -1, r.error?.msg ?? 'registration refused'));
-          },
-          (err: Error) => {
-            // No answer in time: keep trying on the refresh timer.
-            if (this.#ws === ws && ws.readyState === WebSocket.OPEN) this.#ensureRefresh();
-            settle(err);
-          },
-        );
-      });
-      ws.on('message', (data: Buffer, isBinary: boolean) => this.#onFrame(ws, data, isBinary));
-      ws.on('error', (err) => {
-        settle(err);
-        if (this.listenerCount('error') > 0) this.emit('error', err);
-      });
-      ws.on('close', (code, reasonBuf) => {
-        const reason = reasonBuf.toString();
-        if (this.#ws === ws) this.#ws = undefined;
-        this.#registered = false;
-        this.#ready = undefined;
-        this.#stopRefresh();
-        for (const [id, w] of this.#waiters) {
-          clearTimeout(w.timer);
-          this.#waiters.delete(id);
-          w.reject(new RegistrationFailedError('DISCONNECTED', `connection closed (${code} ${reason})`));
-        }
-        this.emit('close', code, reason);
-        settle(new RegistrationFailedError('DISCONNECTED', `closed before registering: ${code} ${reason}`));
-        this.#scheduleReconnect(code, reason);
-      });
+  #onOpen(ws: WebSocket): void {
+    this.register().then(
+      (r) => {
+        if (r.success) this.#settleReady?.(undefined, this.#serverId);
+        else this.#settleReady?.(new RegistrationFailedError(r.error?.type ?? -1, r.error?.msg ?? 'registration refused'));
+      },
+      (err: Error) => {
+        // No answer in time: keep trying on the refresh timer.
+        if (this.#link.socket === ws && ws.readyState === WebSocket.OPEN) this.#ensureRefresh();
+        this.#settleReady?.(err);
+      },
+    );
+  }
+
+  #onClose(code: number, reason: string): void {
+    this.#registered = false;
+    this.#ready = undefined;
+    this.#stopRefresh();
+    this.#pending.failAll(new RegistrationFailedError('DISCONNECTED', `connection closed (${code} ${reason})`));
+    this.emit('close', code, reason);
+    this.#settleReady?.(new RegistrationFailedError('DISCONNECTED', `closed before registering: ${code} ${reason}`));
+    // Bad frames and refusals (the close-code table) will fail again.
+    if (this.#closed || !this.#link.shouldRetry(code, reason)) return;
+    const { attempt, delay } = this.#link.reconnectLater(() => {
+      if (!this.#closed) this.connect().catch(() => undefined);
     });
+    this.emit('reconnecting', attempt, delay);
   }
 
   #onFrame(ws: WebSocket, data: Buffer, isBinary: boolean): void {
@@ -222,14 +224,9 @@ export class GameServerClient extends EventEmitter {
     }
     const msg = res.msg;
     switch (msg.type) {
-      case -1: {
-        const w = this.#waiters.get(msg.id);
-        if (!w) return; // an unknown id is ignored
-        clearTimeout(w.timer);
-        this.#waiters.delete(msg.id);
-        w.resolve(msg);
+      case -1:
+        this.#pending.resolve(msg.id, msg); // an unknown id is ignored
         return;
-      }
       case -2:
         return; // this client never sends type 2: an unknown id
       case 2:
@@ -253,42 +250,26 @@ export class GameServerClient extends EventEmitter {
 
   /** Starts the re-registration timer (after the first answer), if it is not running. */
   #ensureRefresh(): void {
-    if (this.#refreshTimer || this.#closed) return;
-    this.#refreshTimer = setInterval(() => {
-      this.register().catch(() => undefined);
-    }, this.#opts.refreshInterval ?? 10_000);
+    if (this.#stopRefreshTimer || this.#closed) return;
+    const every = this.#opts.refreshInterval ?? 10_000;
+    const tick = (): void => {
+      this.#stopRefreshTimer = this.#link.clock.wake(every, () => {
+        tick();
+        this.register().catch(() => undefined);
+      });
+    };
+    tick();
   }
 
   #stopRefresh(): void {
-    if (this.#refreshTimer) clearInterval(this.#refreshTimer);
-    this.#refreshTimer = undefined;
-  }
-
-  #scheduleReconnect(code: number, reason: string): void {
-    if (this.#closed || this.#opts.reconnect === false) return;
-    // Bad frames, and 1008 for anything but a kick (a bad token, a wrong schema), will fail again.
-    if (code === 1003 || code === 1007 || (code === 1008 && !reason.startsWith('kicked'))) return;
-    const delay = backoffDelay(this.#attempt++, this.#opts.reconnect ?? {});
-    this.emit('reconnecting', this.#attempt, delay);
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      if (this.#closed) return;
-      this.connect().catch(() => undefined);
-    }, delay);
+    this.#stopRefreshTimer?.();
+    this.#stopRefreshTimer = undefined;
   }
 
   /** Closes (1000) and stays down; the masterserver removes the entry at once. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.#closed = true;
     this.#stopRefresh();
-    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
-    const ws = this.#ws;
-    if (!ws || ws.readyState === WebSocket.CLOSED) return;
-    await new Promise<void>((resolve) => {
-      ws.once('close', () => resolve());
-      if (ws.readyState === WebSocket.OPEN) ws.close(1000, 'game server closing');
-      else ws.terminate();
-    });
+    return this.#link.close((ws) => ws.close(1000, 'game server closing'));
   }
 }
