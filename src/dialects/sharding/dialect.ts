@@ -15,6 +15,7 @@ import {
   shardState,
   shardsView,
   step,
+  timerId,
   type AdminAction,
   type ControlState,
   type Effect,
@@ -410,16 +411,17 @@ export class ShardingDialect implements Dialect {
         this.#deliver(e);
         return;
       case 'timer': {
-        this.#timers.get(e.key)?.cancel();
-        this.#timers.delete(e.key);
+        const id = timerId(e.key);
+        this.#timers.get(id)?.cancel();
+        this.#timers.delete(id);
         if (e.at === null || this.#stopped) return;
         const key = e.key;
         const t = this.#ctx.scheduler.after(e.at - this.#now(), () => {
-          if (this.#timers.get(key) !== t) return;
-          this.#timers.delete(key);
+          if (this.#timers.get(id) !== t) return;
+          this.#timers.delete(id);
           this.#feed({ type: 'timer', now: this.#now(), key });
         });
-        this.#timers.set(key, t);
+        this.#timers.set(id, t);
         return;
       }
       case 'persist':
