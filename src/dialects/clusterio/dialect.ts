@@ -22,6 +22,7 @@ import { createMetrics, scrapeSlaves } from './metrics.js';
 import { ClusterioRegistry } from './registry.js';
 import { clusterioRoutes } from './routes.js';
 import { retire } from './sessions.js';
+import { TokenVerifier } from './token.js';
 import { DEFAULT_METRICS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, type ClusterioDialectConfig, type Hub, type Link, type Outstanding, type Peer } from './types.js';
 
 export { DEFAULT_METRICS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, type ClusterioDialectConfig } from './types.js';
@@ -54,6 +55,7 @@ export class ClusterioDialect implements Dialect {
     const controls = new Set<Peer>();
     const hub: Hub = {
       cfg: full,
+      tokens: new TokenVerifier(full.authSecret),
       ctx,
       registry,
       links: new Map(),
@@ -101,7 +103,9 @@ export class ClusterioDialect implements Dialect {
   }
 
   reloadSecrets(secrets: Record<string, unknown>): void {
-    if (typeof secrets.authSecret === 'string') this.#hub.cfg = { ...this.#hub.cfg, authSecret: secrets.authSecret };
+    if (typeof secrets.authSecret !== 'string' || secrets.authSecret === this.#hub.cfg.authSecret) return;
+    this.#hub.cfg = { ...this.#hub.cfg, authSecret: secrets.authSecret };
+    this.#hub.tokens = new TokenVerifier(secrets.authSecret);
   }
 
   accept(conn: Connection, _req: IncomingMessage): ConnectionHandler {

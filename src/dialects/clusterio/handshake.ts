@@ -3,14 +3,13 @@
  */
 import { CloseReason } from '../../protocols/clusterio/messages.js';
 import type { RegisterMessage } from './machine.js';
-import { verifyToken } from './token.js';
 import type { Hub, Link, Peer } from './types.js';
 import { closeLink, feed, flushDeferred, startHeartbeat } from './links.js';
 import { retire } from './sessions.js';
 
 export async function register(hub: Hub, link: Link, msg: RegisterMessage, session: boolean): Promise<void> {
   const expect = msg.role === 'slave' ? ({ aud: 'slave', id: msg.id } as const) : ({ aud: 'control' } as const);
-  const ok = msg.role === 'control' || msg.id !== '' ? await verifyToken(hub.cfg.authSecret, msg.token, expect, hub.ctx.scheduler.now()) : false;
+  const ok = msg.role === 'control' || msg.id !== '' ? await hub.tokens.verify(msg.token, expect, hub.ctx.scheduler.now()) : false;
   if (link.conn.closing || link.state.phase !== 'authorizing') return;
   if (!ok) {
     link.conn.authFailed(`${msg.role} token refused`);

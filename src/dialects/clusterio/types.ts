@@ -15,6 +15,7 @@ import type { Envelope } from '../../protocols/clusterio/codec.js';
 import type { Role } from '../../protocols/clusterio/messages.js';
 import type { LinkState, Mode } from './machine.js';
 import type { ClusterioRegistry } from './registry.js';
+import type { TokenVerifier } from './token.js';
 
 export interface ClusterioDialectConfig {
   path: string;
@@ -108,6 +109,8 @@ export interface SlaveFamily {
 /** Everything the dialect's jobs share: configuration, context, the registry, the online peers. */
 export interface Hub {
   cfg: Required<ClusterioDialectConfig>;
+  /** authSecret's key, imported once per secret. */
+  tokens: TokenVerifier;
   readonly ctx: DialectContext;
   readonly registry: ClusterioRegistry;
   readonly links: Map<Connection, Link>;
