@@ -16,7 +16,7 @@ import type { LJson } from '../../protocols/clusterio/codec.js';
 import { getField } from '../../protocols/clusterio/config.js';
 import { clusterioCloseCodes, CloseReason, PROTOCOL_VERSION } from '../../protocols/clusterio/messages.js';
 import { timedOut } from './forwarding.js';
-import { armHandshake, feedFrame, onLinkClose, onLoaded, run, sendLink } from './links.js';
+import { armHandshake, deferUntilLoaded, feedFrame, onLinkClose, onLoaded, run, sendLink } from './links.js';
 import { initialState } from './machine.js';
 import { createMetrics, scrapeSlaves } from './metrics.js';
 import { ClusterioRegistry } from './registry.js';
@@ -115,6 +115,7 @@ export class ClusterioDialect implements Dialect {
       seedSeq: 1,
       peer: undefined,
       deferred: [],
+      deferredBytes: 0,
       handshakeTimer: undefined,
       heartbeat: undefined,
       endSession: false,
@@ -129,7 +130,11 @@ export class ClusterioDialect implements Dialect {
     return {
       onMessage: (data, isBinary) => {
         const text = isBinary ? undefined : data.toString('utf8');
-        if (!this.#hub.loaded || link.deferred.length > 0) {
+        if (!this.#hub.loaded) {
+          deferUntilLoaded(this.#hub, link, text, data.length);
+          return;
+        }
+        if (link.deferred.length > 0) {
           link.deferred.push(text);
           return;
         }

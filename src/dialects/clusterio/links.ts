@@ -5,7 +5,8 @@
 import { encodeFrame } from '../../protocols/clusterio/codec.js';
 import { CloseReason, SESSION_CONTROL_TYPES } from '../../protocols/clusterio/messages.js';
 import { step, type LinkEffect, type LinkEvent } from './machine.js';
-import { ENDING_CODES, type Hub, type Link } from './types.js';
+import { CloseCode } from '../../core/errors.js';
+import { ENDING_CODES, MAX_FRAMES_BEFORE_LOAD, type Hub, type Link } from './types.js';
 import { register } from './handshake.js';
 import { deliver } from './instances.js';
 import { resume, retire } from './sessions.js';
@@ -134,4 +135,22 @@ export function onLinkClose(hub: Hub, link: Link, _code: number): void {
     return;
   }
   retire(hub, peer, 'disconnected');
+}
+
+/**
+ * Until the registry is loaded (start-up only) a socket's frames wait. A client sends one
+ * register or resume frame and waits for its answer, so the wait is bounded: more than
+ * MAX_FRAMES_BEFORE_LOAD frames, or more than 4 × preAuthMaxBytes, is a bad handshake
+ * (`close {reason: "Invalid handshake"}`, 1008) and what waited is dropped.
+ */
+export function deferUntilLoaded(hub: Hub, link: Link, text: string | undefined, bytes: number): void {
+  if (link.state.phase === 'closed') return;
+  link.deferredBytes += bytes;
+  if (link.deferred.length >= MAX_FRAMES_BEFORE_LOAD || link.deferredBytes > 4 * hub.cfg.preAuthMaxBytes) {
+    link.deferred = [];
+    hub.ctx.logger.debug({ conn: link.conn.id, frames: MAX_FRAMES_BEFORE_LOAD, bytes: link.deferredBytes }, 'clusterio: too much sent before the registry loaded');
+    run(hub, link, { type: 'close', code: CloseCode.POLICY_VIOLATION, reason: CloseReason.INVALID_HANDSHAKE });
+    return;
+  }
+  link.deferred.push(text);
 }

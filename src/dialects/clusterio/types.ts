@@ -41,6 +41,8 @@ export interface ClusterioDialectConfig {
 export const DEFAULT_REQUEST_TIMEOUT = 120_000;
 export const DEFAULT_METRICS_TIMEOUT = 1_500;
 export const MAX_EXPIRED_SEQS = 1024;
+/** Frames one socket may send before the registry has loaded (start-up only); a client sends one and waits. */
+export const MAX_FRAMES_BEFORE_LOAD = 8;
 /** Closes after which a session cannot be resumed. */
 export const ENDING_CODES = new Set([1000, 1001, 1008, 4000, 4003]);
 
@@ -53,6 +55,8 @@ export interface Link {
   seedSeq: number;
   peer: Peer | undefined;
   deferred: Array<string | undefined>;
+  /** Bytes of the frames that waited for the registry to load (see deferUntilLoaded). */
+  deferredBytes: number;
   handshakeTimer: Timer | undefined;
   heartbeat: Timer | undefined;
   /** Set when the server's own close should end the session rather than detach it. */
