@@ -14,6 +14,7 @@ import { JoinFailure } from '../../protocols/gamelist/api.js';
 import { GamelistClose, gamelistCloseCodes, Int64Counter } from '../../protocols/gamelist/messages.js';
 import { failure, joinExpired } from './joins.js';
 import { gamelistRoutes } from './list.js';
+import { registrationDeadline } from './registrations.js';
 import { initialState } from './machine.js';
 import { closeServer, feed, release } from './sockets.js';
 import { GAMELIST_MAX_BUFFERED_BYTES, type GameServer, type GamelistDialectConfig, type GamelistDialectDeps, type Hub, type JoinWait } from './types.js';
@@ -121,9 +122,19 @@ export class GamelistDialect implements Dialect {
   }
 
   accept(conn: Connection, _req: IncomingMessage): ConnectionHandler {
-    const gs: GameServer = { conn, state: initialState, ping: undefined, pongDeadline: undefined, serverId: undefined, listing: undefined, detached: false };
+    const gs: GameServer = {
+      conn,
+      state: initialState,
+      ping: undefined,
+      pongDeadline: undefined,
+      registrationDeadline: undefined,
+      serverId: undefined,
+      listing: undefined,
+      detached: false,
+    };
     this.#hub.sockets.set(conn, gs);
     gs.ping = this.#hub.ctx.scheduler.every(this.#hub.cfg.pingInterval, () => feed(this.#hub, gs, { type: 'ping-tick' }));
+    gs.registrationDeadline = this.#hub.ctx.scheduler.after(this.#hub.cfg.registrationTtl, () => registrationDeadline(this.#hub, gs));
     conn.onSlowConsumer = () => closeServer(this.#hub, gs, GamelistClose.POLICY_VIOLATION, 'slow consumer');
     return {
       onMessage: (data, binary) => feed(this.#hub, gs, { type: 'frame', data, binary }),

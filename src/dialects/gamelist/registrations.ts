@@ -2,8 +2,9 @@
  * Registrations: listing and refreshing a server, the limits, server ids (fresh, or kept
  * for a reconnecting GS for registrationTtl), the TTL and unlisting.
  */
-import { encodeRegistrationError, encodeResponse, RegistrationError, type RegisterMessage, type ServerInfo } from '../../protocols/gamelist/messages.js';
+import { encodeRegistrationError, encodeResponse, GamelistClose, RegistrationError, type RegisterMessage, type ServerInfo } from '../../protocols/gamelist/messages.js';
 import type { GameServer, Hub, Listing, RegistrationResult } from './types.js';
+import { closeServer } from './sockets.js';
 import { changed } from './list.js';
 
 export function countRegistration(hub: Hub, result: RegistrationResult): void {
@@ -30,6 +31,8 @@ export function register(hub: Hub, gs: GameServer, msg: RegisterMessage): void {
     return;
   }
   const first = gs.serverId === undefined;
+  gs.registrationDeadline?.cancel();
+  gs.registrationDeadline = undefined;
   gs.serverId ??= claimReserved(hub, gs, msg) ?? freshServerId(hub);
   const serverId = gs.serverId;
   hub.held.add(serverId);
@@ -118,4 +121,15 @@ export function unlist(hub: Hub, gs: GameServer, reserve: boolean): void {
  */
 function reservationKey(regToken: string, info: Pick<ServerInfo, 'name' | 'port'>, address: string): string {
   return JSON.stringify([regToken, info.name, info.port, address]);
+}
+
+/**
+ * A socket has `registrationTtl` from its opening to get listed (a valid registration
+ * within the limits). One that never does is closed with 1001, as a socket that stops
+ * answering pings is: answering pings alone does not keep a socket open.
+ */
+export function registrationDeadline(hub: Hub, gs: GameServer): void {
+  gs.registrationDeadline = undefined;
+  if (gs.detached || gs.serverId !== undefined) return;
+  closeServer(hub, gs, GamelistClose.GOING_AWAY, `no registration within ${hub.cfg.registrationTtl} ms`);
 }

@@ -63,6 +63,8 @@ export function detach(hub: Hub, gs: GameServer): void {
   gs.ping = undefined;
   gs.pongDeadline?.cancel();
   gs.pongDeadline = undefined;
+  gs.registrationDeadline?.cancel();
+  gs.registrationDeadline = undefined;
   unlist(hub, gs, true);
   if (gs.serverId !== undefined) hub.held.delete(gs.serverId);
   for (const e of hub.pending.takeWhere((p) => p.data.gs === gs)) {

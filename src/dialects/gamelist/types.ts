@@ -49,6 +49,8 @@ export interface GameServer {
   state: ConnState;
   ping: Timer | undefined;
   pongDeadline: Timer | undefined;
+  /** Runs until the socket's first listing: a socket that never registers is closed (see registrationDeadline). */
+  registrationDeadline: Timer | undefined;
   /** Given on this socket's first successful registration; kept for the socket's life. */
   serverId: string | undefined;
   /** Present while the server is on the list. */
