@@ -14,7 +14,7 @@ import { LogLimiter } from '../../core/ratelimit.js';
 import { SessionManager } from '../../core/session.js';
 import type { LJson } from '../../protocols/clusterio/codec.js';
 import { getField } from '../../protocols/clusterio/config.js';
-import { clusterioCloseCodes, CloseReason, PROTOCOL_VERSION } from '../../protocols/clusterio/messages.js';
+import { ClusterioClose, clusterioCloseCodes, CloseReason, PROTOCOL_VERSION } from '../../protocols/clusterio/messages.js';
 import { timedOut } from './forwarding.js';
 import { armHandshake, deferUntilLoaded, feedFrame, onLinkClose, onLoaded, run, sendLink } from './links.js';
 import { initialState } from './machine.js';
@@ -123,7 +123,7 @@ export class ClusterioDialect implements Dialect {
     this.#hub.links.set(conn, link);
     conn.onSlowConsumer = () => {
       this.#hub.ctx.logger.warn({ conn: conn.id, buffered: conn.bufferedAmount }, 'clusterio: slow consumer cut');
-      run(this.#hub, link, { type: 'close', code: 4008, reason: CloseReason.SLOW_CONSUMER });
+      run(this.#hub, link, { type: 'close', code: ClusterioClose.SLOW_CONSUMER, reason: CloseReason.SLOW_CONSUMER });
     };
     sendLink(this.#hub, link, 'hello', JSON.stringify({ version: PROTOCOL_VERSION }));
     armHandshake(this.#hub, link);
@@ -146,14 +146,14 @@ export class ClusterioDialect implements Dialect {
 
   kick(conn: Connection): void {
     const link = this.#hub.links.get(conn);
-    if (link) run(this.#hub, link, { type: 'close', code: 1008, reason: CloseReason.KICKED });
-    else conn.close(1008, CloseReason.KICKED);
+    if (link) run(this.#hub, link, { type: 'close', code: ClusterioClose.POLICY_VIOLATION, reason: CloseReason.KICKED });
+    else conn.close(ClusterioClose.POLICY_VIOLATION, CloseReason.KICKED);
   }
 
   goodbye(conn: Connection): void {
     const link = this.#hub.links.get(conn);
-    if (link) run(this.#hub, link, { type: 'close', code: 1001, reason: CloseReason.SHUTDOWN });
-    else conn.close(1001, CloseReason.SHUTDOWN);
+    if (link) run(this.#hub, link, { type: 'close', code: ClusterioClose.GOING_AWAY, reason: CloseReason.SHUTDOWN });
+    else conn.close(ClusterioClose.GOING_AWAY, CloseReason.SHUTDOWN);
   }
 
   async stop(): Promise<void> {

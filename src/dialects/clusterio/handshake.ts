@@ -1,7 +1,7 @@
 /**
  * Registration: token check, the peer's record, and a slave id registered again.
  */
-import { CloseReason } from '../../protocols/clusterio/messages.js';
+import { ClusterioClose, CloseReason } from '../../protocols/clusterio/messages.js';
 import type { RegisterMessage } from './machine.js';
 import type { Hub, Link, Peer } from './types.js';
 import { closeLink, feed, flushDeferred, startHeartbeat } from './links.js';
@@ -63,7 +63,7 @@ export function replace(hub: Hub, old: Peer): void {
     oldLink.peer = undefined;
     old.link = undefined;
     oldLink.conn.markWhy('superseded');
-    closeLink(hub, oldLink, 1008, CloseReason.REPLACED);
+    closeLink(hub, oldLink, ClusterioClose.POLICY_VIOLATION, CloseReason.REPLACED);
   }
   retire(hub, old, 'registered from another connection');
 }

@@ -3,9 +3,8 @@
  * its effects carried out, link-level frames and closes, and what a close leaves behind.
  */
 import { encodeFrame } from '../../protocols/clusterio/codec.js';
-import { CloseReason, SESSION_CONTROL_TYPES } from '../../protocols/clusterio/messages.js';
+import { ClusterioClose, CloseReason, SESSION_CONTROL_TYPES } from '../../protocols/clusterio/messages.js';
 import { step, type LinkEffect, type LinkEvent } from './machine.js';
-import { CloseCode } from '../../core/errors.js';
 import { ENDING_CODES, MAX_FRAMES_BEFORE_LOAD, type Hub, type Link } from './types.js';
 import { register } from './handshake.js';
 import { deliver } from './instances.js';
@@ -33,7 +32,7 @@ export function run(hub: Hub, link: Link, e: LinkEffect): void {
       link.endSession = true;
       const peer = link.peer;
       if (peer && peer.link === link) retire(hub, peer, `closed the link (${e.reason})`);
-      link.conn.close(1000, 'closed by the client');
+      link.conn.close(ClusterioClose.NORMAL, 'closed by the client');
       return;
     }
     case 'ping':
@@ -42,7 +41,7 @@ export function run(hub: Hub, link: Link, e: LinkEffect): void {
     case 'register':
       register(hub, link, e.msg, e.session).catch((err: unknown) => {
         hub.ctx.logger.error({ err, conn: link.conn.id }, 'clusterio: registration failed');
-        run(hub, link, { type: 'close', code: 1011, reason: CloseReason.INTERNAL });
+        run(hub, link, { type: 'close', code: ClusterioClose.INTERNAL_ERROR, reason: CloseReason.INTERNAL });
       });
       return;
     case 'resume':
@@ -108,7 +107,7 @@ export function feedFrame(hub: Hub, link: Link, text: string | undefined): void 
     feed(hub, link, { type: 'frame', text, now: hub.ctx.scheduler.now() });
   } catch (err) {
     hub.ctx.logger.error({ err, conn: link.conn.id }, 'clusterio: failed on a frame');
-    run(hub, link, { type: 'close', code: 1011, reason: CloseReason.INTERNAL });
+    run(hub, link, { type: 'close', code: ClusterioClose.INTERNAL_ERROR, reason: CloseReason.INTERNAL });
   }
 }
 
@@ -149,7 +148,7 @@ export function deferUntilLoaded(hub: Hub, link: Link, text: string | undefined,
   if (link.deferred.length >= MAX_FRAMES_BEFORE_LOAD || link.deferredBytes > 4 * hub.cfg.preAuthMaxBytes) {
     link.deferred = [];
     hub.ctx.logger.debug({ conn: link.conn.id, frames: MAX_FRAMES_BEFORE_LOAD, bytes: link.deferredBytes }, 'clusterio: too much sent before the registry loaded');
-    run(hub, link, { type: 'close', code: CloseCode.POLICY_VIOLATION, reason: CloseReason.INVALID_HANDSHAKE });
+    run(hub, link, { type: 'close', code: ClusterioClose.POLICY_VIOLATION, reason: CloseReason.INVALID_HANDSHAKE });
     return;
   }
   link.deferred.push(text);

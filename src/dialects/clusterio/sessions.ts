@@ -1,7 +1,7 @@
 /**
  * Sessions: resume after a reconnect (lossless or invalidated) and retiring a peer for good.
  */
-import { CloseReason } from '../../protocols/clusterio/messages.js';
+import { ClusterioClose, CloseReason } from '../../protocols/clusterio/messages.js';
 import type { Hub, Link, Peer } from './types.js';
 import { armHandshake, closeLink, feed, flushDeferred, startHeartbeat } from './links.js';
 
@@ -22,7 +22,7 @@ export function resume(hub: Hub, link: Link, token: string, lastSeq: number): vo
       if (other && other !== link) {
         other.peer = undefined;
         peer.link = undefined;
-        closeLink(hub, other, 1008, 'Session invalidated');
+        closeLink(hub, other, ClusterioClose.POLICY_VIOLATION, 'Session invalidated');
       }
       retire(hub, peer, 'session invalidated');
     }
@@ -36,7 +36,7 @@ export function resume(hub: Hub, link: Link, token: string, lastSeq: number): vo
   if (other && other !== link) {
     other.peer = undefined;
     other.conn.markWhy('superseded');
-    closeLink(hub, other, 1008, CloseReason.RESUMED_ELSEWHERE);
+    closeLink(hub, other, ClusterioClose.POLICY_VIOLATION, CloseReason.RESUMED_ELSEWHERE);
   }
   hub.sessions.resume(s, link);
   peer.link = link;

@@ -12,7 +12,7 @@ import type { LogLimiter } from '../../core/ratelimit.js';
 import type { Timer } from '../../core/scheduler.js';
 import type { Session, SessionManager } from '../../core/session.js';
 import type { Envelope } from '../../protocols/clusterio/codec.js';
-import type { Role } from '../../protocols/clusterio/messages.js';
+import { ClusterioClose, type Role } from '../../protocols/clusterio/messages.js';
 import type { LinkState, Mode } from './machine.js';
 import type { ClusterioRegistry } from './registry.js';
 import type { TokenVerifier } from './token.js';
@@ -44,7 +44,13 @@ export const MAX_EXPIRED_SEQS = 1024;
 /** Frames one socket may send before the registry has loaded (start-up only); a client sends one and waits. */
 export const MAX_FRAMES_BEFORE_LOAD = 8;
 /** Closes after which a session cannot be resumed. */
-export const ENDING_CODES = new Set([1000, 1001, 1008, 4000, 4003]);
+export const ENDING_CODES = new Set<number>([
+  ClusterioClose.NORMAL,
+  ClusterioClose.GOING_AWAY,
+  ClusterioClose.POLICY_VIOLATION,
+  ClusterioClose.INVALID_MESSAGE,
+  ClusterioClose.AUTHENTICATION_FAILED,
+]);
 
 
 /** One socket. */

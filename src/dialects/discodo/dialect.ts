@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
+import { CloseCode } from '../../core/errors.js';
 import type { Timer } from '../../core/scheduler.js';
 import { SessionManager, type Session } from '../../core/session.js';
 import {
@@ -185,11 +186,11 @@ export class DiscodoDialect implements Dialect {
   }
 
   kick(conn: Connection): void {
-    conn.close(1008, 'kicked by an operator');
+    conn.close(CloseCode.POLICY_VIOLATION, 'kicked by an operator');
   }
 
   goodbye(conn: Connection): void {
-    conn.close(1001, 'server shutting down');
+    conn.close(CloseCode.GOING_AWAY, 'server shutting down');
   }
 
   stop(): void {

@@ -6,13 +6,13 @@ import { randomInt } from 'node:crypto';
 import type { HttpReply, HttpRequest } from '../../core/dialect.js';
 import type { PendingEntry } from '../../core/pending.js';
 import { JoinFailure, type JoinAnswer } from '../../protocols/gamelist/api.js';
-import { canonicalInt64, encodeJoin, UINT32_MAX, type ResponseMessage } from '../../protocols/gamelist/messages.js';
+import { canonicalInt64, encodeJoin, MessageType, UINT32_MAX, type ResponseMessage } from '../../protocols/gamelist/messages.js';
 import { hasPassword } from './snapshot.js';
 import type { GameServer, Hub, JoinResult, JoinWait } from './types.js';
 
 export function joinAnswered(hub: Hub, gs: GameServer, msg: ResponseMessage): void {
   const key = canonicalInt64(msg.id);
-  const entry = msg.type === -2 ? hub.pending.get(key) : undefined;
+  const entry = msg.type === MessageType.JOIN_RESPONSE ? hub.pending.get(key) : undefined;
   if (!entry || entry.data.gs !== gs) {
     hub.ctx.logger.debug({ conn: gs.conn.id, type: msg.type, id: msg.id }, 'gamelist: response to an unknown id ignored');
     return;

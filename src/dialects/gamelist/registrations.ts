@@ -2,7 +2,7 @@
  * Registrations: listing and refreshing a server, the limits, server ids (fresh, or kept
  * for a reconnecting GS for registrationTtl), the TTL and unlisting.
  */
-import { encodeRegistrationError, encodeResponse, GamelistClose, RegistrationError, type RegisterMessage, type ServerInfo } from '../../protocols/gamelist/messages.js';
+import { encodeRegistrationError, encodeResponse, GamelistClose, MessageType, RegistrationError, type RegisterMessage, type ServerInfo } from '../../protocols/gamelist/messages.js';
 import type { GameServer, Hub, Listing, RegistrationResult } from './types.js';
 import { closeServer } from './sockets.js';
 import { changed } from './list.js';
@@ -21,7 +21,7 @@ export function register(hub: Hub, gs: GameServer, msg: RegisterMessage): void {
     changed(hub);
     countRegistration(hub, 'refreshed');
     gs.conn.identity = `${msg.info.name} (${listing.serverId})`;
-    gs.conn.send(encodeResponse(-1, msg.id, true));
+    gs.conn.send(encodeResponse(MessageType.REGISTER_RESPONSE, msg.id, true));
     return;
   }
   const ip = gs.conn.remoteAddress;
@@ -54,7 +54,7 @@ export function register(hub: Hub, gs: GameServer, msg: RegisterMessage): void {
   countRegistration(hub, 'listed');
   gs.conn.stateChanged('open', 'listed');
   gs.conn.identity = `${msg.info.name} (${serverId})`;
-  gs.conn.send(encodeResponse(-1, msg.id, true, undefined, first ? { server_id: serverId } : {}));
+  gs.conn.send(encodeResponse(MessageType.REGISTER_RESPONSE, msg.id, true, undefined, first ? { server_id: serverId } : {}));
 }
 
 export function freshServerId(hub: Hub): string {

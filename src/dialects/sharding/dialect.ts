@@ -5,7 +5,7 @@ import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpReply, HttpRoute, UpgradeVerdict } from '../../core/dialect.js';
 import { LogLimiter } from '../../core/ratelimit.js';
 import type { Timer } from '../../core/scheduler.js';
-import { decodeControlFrame, shardingCloseCodes } from '../../protocols/sharding/messages.js';
+import { CloseCodes, decodeControlFrame, Op, shardingCloseCodes } from '../../protocols/sharding/messages.js';
 import {
   controlState,
   controlView,
@@ -200,7 +200,7 @@ export class ShardingDialect implements Dialect {
         const res = decodeControlFrame(data.toString('utf8'));
         this.#enqueue(() => (res.ok ? { type: 'message', now, conn: conn.id, frame: res.frame } : { type: 'malformed', now, conn: conn.id, detail: res.detail }));
         // A WebSocket ping beside each HEARTBEAT's ACK: its pong gives the CONTROL's round trip (conn.latencyMs).
-        if (res.ok && res.frame.o === 9) conn.ping();
+        if (res.ok && res.frame.o === Op.HEARTBEAT) conn.ping();
       },
       onClose: () => {
         this.#conns.delete(conn.id);
@@ -212,7 +212,7 @@ export class ShardingDialect implements Dialect {
   }
 
   goodbye(conn: Connection): void {
-    conn.close(1001, 'MASTER is shutting down');
+    conn.close(CloseCodes.SHUTTING_DOWN, 'MASTER is shutting down');
   }
 
   summary(): Record<string, unknown> {
@@ -385,8 +385,8 @@ export class ShardingDialect implements Dialect {
     this.#state = state;
     if (debug) this.#conns.get(ev.conn)?.stateChanged(was, socketPhase(state, ev.conn));
     if (before !== state.phase) this.#ctx.logger.debug({ from: before, to: state.phase }, 'sharding: fleet phase');
-    if (ev.type === 'message' && ev.frame.o === 1 && before !== 'halted' && state.phase === 'halted') this.#m.fatal.inc();
-    if (ev.type === 'message' && ev.frame.o === 10) {
+    if (ev.type === 'message' && ev.frame.o === Op.FATAL && before !== 'halted' && state.phase === 'halted') this.#m.fatal.inc();
+    if (ev.type === 'message' && ev.frame.o === Op.IDENTIFY) {
       // The admin API's connection list shows the CONTROL's name.
       const name = state.sockets.get(ev.conn)?.control;
       const conn = this.#conns.get(ev.conn);

@@ -290,6 +290,19 @@ export const clusterioCloseCodes = {
   4008: { name: 'SLOW_CONSUMER', description: 'The unsent backlog passed the limit; session clients may resume', retryable: true, why: 'slow consumer' },
 } as const;
 
+/** The close codes by name (the table above describes them). */
+export const ClusterioClose = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+  TIMEOUT: 3008,
+  INVALID_MESSAGE: 4000,
+  AUTHENTICATION_FAILED: 4003,
+  SLOW_CONSUMER: 4008,
+} as const satisfies Record<string, keyof typeof clusterioCloseCodes>;
+
 /** Reasons carried by the server's `close` frames. */
 export const CloseReason = {
   INVALID_HANDSHAKE: 'Invalid handshake',
