@@ -7,8 +7,6 @@ export type BrokerHandler = (message: Buffer, topic: string) => void;
 
 export interface Broker {
   readonly kind: string;
-  /** A stable id of this instance, used to tell local from remote deliveries. */
-  readonly instanceId: string;
   publish(topic: string, message: Buffer): void;
   /** Returns a function that unsubscribes. */
   subscribe(topic: string, handler: BrokerHandler): () => void;
@@ -17,12 +15,7 @@ export interface Broker {
 
 export class LocalBroker implements Broker {
   readonly kind = 'local';
-  readonly instanceId: string;
   readonly #subs = new Map<string, Set<BrokerHandler>>();
-
-  constructor(instanceId = 'local') {
-    this.instanceId = instanceId;
-  }
 
   publish(topic: string, message: Buffer): void {
     const set = this.#subs.get(topic);
@@ -43,10 +36,6 @@ export class LocalBroker implements Broker {
       s.delete(handler);
       if (s.size === 0) this.#subs.delete(topic);
     };
-  }
-
-  get topicCount(): number {
-    return this.#subs.size;
   }
 
   async close(): Promise<void> {
