@@ -67,7 +67,7 @@ export class ClusterioDialect implements Dialect {
         maxBufferedBytes: full.sessionBufferBytes,
         onExpire: (s) => retire(hub, s.state, 'session expired'),
       }),
-      pending: new PendingRequests<Outstanding>(ctx.scheduler, (e) => timedOut(hub, e)),
+      pending: new PendingRequests<Outstanding>(ctx.scheduler, (e) => timedOut(e)),
       loaded: false,
       families: new Map(),
       peerLog: new LogLimiter<string>(() => ctx.scheduler.now(), { perSecond: 1, burst: 5 }),
@@ -125,7 +125,7 @@ export class ClusterioDialect implements Dialect {
       this.#hub.ctx.logger.warn({ conn: conn.id, buffered: conn.bufferedAmount }, 'clusterio: slow consumer cut');
       run(this.#hub, link, { type: 'close', code: ClusterioClose.SLOW_CONSUMER, reason: CloseReason.SLOW_CONSUMER });
     };
-    sendLink(this.#hub, link, 'hello', JSON.stringify({ version: PROTOCOL_VERSION }));
+    sendLink(link, 'hello', JSON.stringify({ version: PROTOCOL_VERSION }));
     armHandshake(this.#hub, link);
     return {
       onMessage: (data, isBinary) => {

@@ -45,7 +45,7 @@ export function requestPeer(hub: Hub, peer: Peer, type: string, data: string, ti
   hub.pending.add(`${peer.key}#${seq}`, timeoutMs, { peer, seq, requestType: type, answer, fail });
 }
 
-export function timedOut(hub: Hub, e: PendingEntry<Outstanding>): void {
+export function timedOut(e: PendingEntry<Outstanding>): void {
   const { peer, seq, requestType } = e.data;
   peer.expired.add(seq);
   if (peer.expired.size > MAX_EXPIRED_SEQS) peer.expired.delete(peer.expired.values().next().value as number);

@@ -63,7 +63,7 @@ export function replace(hub: Hub, old: Peer): void {
     oldLink.peer = undefined;
     old.link = undefined;
     oldLink.conn.markWhy('superseded');
-    closeLink(hub, oldLink, ClusterioClose.POLICY_VIOLATION, CloseReason.REPLACED);
+    closeLink(oldLink, ClusterioClose.POLICY_VIOLATION, CloseReason.REPLACED);
   }
   retire(hub, old, 'registered from another connection');
 }

@@ -69,7 +69,7 @@ export function findInstance(hub: Hub, peer: Peer, env: Envelope): InstanceRecor
   return rec;
 }
 
-export function assignData(hub: Hub, rec: InstanceRecord): string {
+export function assignData(rec: InstanceRecord): string {
   return stringifyTree({ instance_id: numberNode(instanceId(rec.config)), serialized_config: rec.config as unknown as LJson });
 }
 
@@ -132,7 +132,7 @@ export function pushAssignment(hub: Hub, slave: Peer, rec: InstanceRecord, peer:
   requestPeer(hub, 
     slave,
     'assign_instance_request',
-    assignData(hub, rec),
+    assignData(rec),
     hub.cfg.requestTimeout,
     (answer) => relay(hub, peer, env, answer),
     (reason) => respondError(hub, peer, env, reason),
@@ -152,7 +152,7 @@ export function updateInstances(hub: Hub, slave: Peer, env: Envelope): void {
   // Push the configs of the instances the master has assigned to this slave...
   for (const [, rec] of hub.registry.sortedInstances()) {
     if (assignedSlave(rec.config) === slave.slaveId) {
-      requestPeer(hub, slave, 'assign_instance_request', assignData(hub, rec), hub.cfg.requestTimeout, logAnswer, logFail);
+      requestPeer(hub, slave, 'assign_instance_request', assignData(rec), hub.cfg.requestTimeout, logAnswer, logFail);
     }
   }
   // ...then record and assign the instances the slave has and the master did not know.
@@ -174,6 +174,6 @@ export function updateInstances(hub: Hub, slave: Peer, env: Envelope): void {
     }
     const rec: InstanceRecord = { config: loaded.value, status };
     hub.registry.assign(rec, slave.slaveId);
-    requestPeer(hub, slave, 'assign_instance_request', assignData(hub, rec), hub.cfg.requestTimeout, logAnswer, logFail);
+    requestPeer(hub, slave, 'assign_instance_request', assignData(rec), hub.cfg.requestTimeout, logAnswer, logFail);
   }
 }

@@ -23,10 +23,10 @@ export function feed(hub: Hub, link: Link, event: LinkEvent): void {
 export function run(hub: Hub, link: Link, e: LinkEffect): void {
   switch (e.type) {
     case 'send':
-      sendLink(hub, link, e.frameType, e.data);
+      sendLink(link, e.frameType, e.data);
       return;
     case 'close':
-      closeLink(hub, link, e.code, e.reason);
+      closeLink(link, e.code, e.reason);
       return;
     case 'hangup': {
       link.endSession = true;
@@ -67,12 +67,12 @@ export function run(hub: Hub, link: Link, e: LinkEffect): void {
 }
 
 /** Sends a link-level frame: session-control frames are seq 0 in a session; the rest use the seed numbering. */
-export function sendLink(hub: Hub, link: Link, type: string, data: string): void {
+export function sendLink(link: Link, type: string, data: string): void {
   const seq = link.state.mode === 'session' && SESSION_CONTROL_TYPES.has(type) ? 0 : link.seedSeq++;
   link.conn.send(encodeFrame(seq, type, data));
 }
 
-export function closeLink(hub: Hub, link: Link, code: number, reason: string): void {
+export function closeLink(link: Link, code: number, reason: string): void {
   link.state = { ...link.state, phase: 'closed' };
   if (link.conn.closing) return;
   if (ENDING_CODES.has(code)) link.endSession = true;

@@ -22,7 +22,7 @@ export function resume(hub: Hub, link: Link, token: string, lastSeq: number): vo
       if (other && other !== link) {
         other.peer = undefined;
         peer.link = undefined;
-        closeLink(hub, other, ClusterioClose.POLICY_VIOLATION, 'Session invalidated');
+        closeLink(other, ClusterioClose.POLICY_VIOLATION, 'Session invalidated');
       }
       retire(hub, peer, 'session invalidated');
     }
@@ -36,7 +36,7 @@ export function resume(hub: Hub, link: Link, token: string, lastSeq: number): vo
   if (other && other !== link) {
     other.peer = undefined;
     other.conn.markWhy('superseded');
-    closeLink(hub, other, ClusterioClose.POLICY_VIOLATION, CloseReason.RESUMED_ELSEWHERE);
+    closeLink(other, ClusterioClose.POLICY_VIOLATION, CloseReason.RESUMED_ELSEWHERE);
   }
   hub.sessions.resume(s, link);
   peer.link = link;
