@@ -20,7 +20,6 @@ export const Errors = {
   DUPLICATE_REQUEST: { code: 'MUSTER_DUPLICATE_REQUEST', message: 'A request with this id is already pending', retryable: false },
   CONFIG_INVALID: { code: 'MUSTER_CONFIG_INVALID', message: 'The configuration is invalid', retryable: false },
   STORE_UNAVAILABLE: { code: 'MUSTER_STORE_UNAVAILABLE', message: 'The store cannot be reached', retryable: true },
-  SHUTTING_DOWN: { code: 'MUSTER_SHUTTING_DOWN', message: 'The server is shutting down', retryable: true },
   NOT_FOUND: { code: 'MUSTER_NOT_FOUND', message: 'No such resource', retryable: false },
   UNAUTHORIZED: { code: 'MUSTER_UNAUTHORIZED', message: 'Missing or wrong credentials', retryable: false },
 } as const satisfies Record<string, ErrorSpec>;

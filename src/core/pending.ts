@@ -3,8 +3,8 @@ import type { Scheduler, Timer } from './scheduler.js';
 
 /**
  * Requests waiting for an answer, each with a deadline. When the deadline passes the
- * entry is removed and `onExpire` runs; when the session is lost, `rejectAll` ends
- * every entry with a typed error.
+ * entry is removed and `onExpire` runs; when the session is lost, the owner takes its
+ * entries (`takeWhere`, `clear`) and fails each with a typed error.
  */
 export interface PendingEntry<T> {
   readonly key: string;
@@ -83,43 +83,5 @@ export class PendingRequests<T> {
 
   clear(): PendingEntry<T>[] {
     return this.takeWhere(() => true);
-  }
-}
-
-/**
- * A promise-shaped request map: `wait(key, ms)` resolves with the answer given to
- * `resolve(key, value)`, or rejects with REQUEST_TIMEOUT or SESSION_LOST.
- */
-export class PromiseRequests<V> {
-  readonly #pending: PendingRequests<{ resolve: (v: V) => void; reject: (e: Error) => void }>;
-
-  constructor(scheduler: Scheduler) {
-    this.#pending = new PendingRequests(scheduler, (e) => e.data.reject(new MusterError('REQUEST_TIMEOUT', e.key)));
-  }
-
-  get size(): number {
-    return this.#pending.size;
-  }
-
-  has(key: string): boolean {
-    return this.#pending.has(key);
-  }
-
-  wait(key: string, timeoutMs: number): Promise<V> {
-    return new Promise<V>((resolve, reject) => {
-      this.#pending.add(key, timeoutMs, { resolve, reject });
-    });
-  }
-
-  resolve(key: string, value: V): boolean {
-    const e = this.#pending.take(key);
-    if (!e) return false;
-    e.data.resolve(value);
-    return true;
-  }
-
-  /** Rejects every waiting request with SESSION_LOST (or the error given). */
-  rejectAll(err: Error = new MusterError('SESSION_LOST')): void {
-    for (const e of this.#pending.clear()) e.data.reject(err);
   }
 }

@@ -815,3 +815,30 @@ describe('gamelist: shutdown and kick', () => {
     await start();
   });
 });
+
+describe('gamelist: registration deadline', () => {
+  it('closes a socket that answers pings but never registers with 1001 after registrationTtl', async () => {
+    const peer = await open();
+    await tick(TTL - 10_000);
+    await peer.quiet();
+    expect(peer.isClosed).toBe(false);
+    srv.clock.advance(9_999);
+    await peer.quiet();
+    expect(peer.isClosed).toBe(false);
+    srv.clock.advance(1);
+    const c = await peer.waitClose();
+    expect(c).toEqual({ code: 1001, reason: `no registration within ${TTL} ms` });
+  });
+
+  it('counts a refused registration as none, and a listing as one', async () => {
+    const refused = await open();
+    expect((await register(refused, {}, 'not-a-token')).error?.type).toBe(1);
+    const { peer } = await listed();
+    await tick(TTL - 10_000);
+    await roundTrip(peer); // refreshes the entry
+    srv.clock.advance(10_000);
+    expect((await refused.waitClose()).code).toBe(1001);
+    await roundTrip(peer);
+    expect(peer.isClosed).toBe(false);
+  });
+});

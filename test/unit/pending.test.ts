@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
 import { MusterError, isMusterError } from '../../src/core/errors.js';
-import { PendingRequests, PromiseRequests, type PendingEntry } from '../../src/core/pending.js';
+import { PendingRequests, type PendingEntry } from '../../src/core/pending.js';
 import { Scheduler } from '../../src/core/scheduler.js';
 
 function setup(): { clock: ManualClock; sched: Scheduler; errors: unknown[] } {
@@ -10,9 +10,6 @@ function setup(): { clock: ManualClock; sched: Scheduler; errors: unknown[] } {
   const sched = new Scheduler(clock, (e) => errors.push(e));
   return { clock, sched, errors };
 }
-
-/** Lets pending promise reactions run (no real time passes). */
-const flush = (): Promise<void> => new Promise((r) => queueMicrotask(r));
 
 describe('PendingRequests', () => {
   it('adds an entry with key, data and start time', () => {
@@ -159,123 +156,5 @@ describe('PendingRequests', () => {
     expect(sched.size).toBe(0);
     clock.advance(1000);
     expect(expired).toBe(0);
-  });
-});
-
-describe('PromiseRequests', () => {
-  it('resolves a waiting request with the answer', async () => {
-    const { clock, sched } = setup();
-    const r = new PromiseRequests<string>(sched);
-    const p = r.wait('q1', 1000);
-    expect(r.size).toBe(1);
-    expect(r.has('q1')).toBe(true);
-    expect(r.resolve('q1', 'answer')).toBe(true);
-    await expect(p).resolves.toBe('answer');
-    expect(r.size).toBe(0);
-    expect(sched.size).toBe(0);
-    // A late answer, or one for nobody, is ignored.
-    expect(r.resolve('q1', 'again')).toBe(false);
-    expect(r.resolve('nobody', 'x')).toBe(false);
-    clock.advance(5000);
-    expect(sched.size).toBe(0);
-  });
-
-  it('rejects with REQUEST_TIMEOUT when the deadline passes', async () => {
-    const { clock, sched } = setup();
-    const r = new PromiseRequests<number>(sched);
-    const p = r.wait('slow', 500);
-    let settled = false;
-    p.then(
-      () => (settled = true),
-      () => (settled = true),
-    );
-    clock.advance(499);
-    await flush();
-    expect(settled).toBe(false);
-    clock.advance(1);
-    const err = await p.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(MusterError);
-    expect(isMusterError(err, 'REQUEST_TIMEOUT')).toBe(true);
-    const me = err as MusterError;
-    expect(me.name).toBe('REQUEST_TIMEOUT');
-    expect(me.code).toBe('MUSTER_REQUEST_TIMEOUT');
-    expect(me.retryable).toBe(true);
-    expect(me.message).toContain('slow');
-    expect(r.size).toBe(0);
-    expect(r.has('slow')).toBe(false);
-    expect(sched.size).toBe(0);
-    expect(clock.pending).toBe(0);
-    // Answering after the timeout does nothing.
-    expect(r.resolve('slow', 1)).toBe(false);
-  });
-
-  it('rejectAll() rejects every waiting request with SESSION_LOST', async () => {
-    const { clock, sched } = setup();
-    const r = new PromiseRequests<number>(sched);
-    const ps = [r.wait('a', 100), r.wait('b', 200), r.wait('c', 300)];
-    expect(r.size).toBe(3);
-    r.rejectAll();
-    const results = await Promise.allSettled(ps);
-    for (const res of results) {
-      expect(res.status).toBe('rejected');
-      const reason = (res as PromiseRejectedResult).reason as unknown;
-      expect(isMusterError(reason, 'SESSION_LOST')).toBe(true);
-      expect((reason as MusterError).code).toBe('MUSTER_SESSION_LOST');
-      expect((reason as MusterError).retryable).toBe(true);
-    }
-    expect(r.size).toBe(0);
-    expect(sched.size).toBe(0);
-    clock.advance(1000);
-    expect(sched.size).toBe(0);
-  });
-
-  it('rejectAll() uses the error given', async () => {
-    const { sched } = setup();
-    const r = new PromiseRequests<number>(sched);
-    const p = r.wait('a', 100);
-    const custom = new MusterError('SHUTTING_DOWN');
-    r.rejectAll(custom);
-    await expect(p).rejects.toBe(custom);
-    expect(r.size).toBe(0);
-    expect(sched.size).toBe(0);
-  });
-
-  it('rejects a duplicate wait with DUPLICATE_REQUEST and keeps the first', async () => {
-    const { sched } = setup();
-    const r = new PromiseRequests<number>(sched);
-    const first = r.wait('k', 100);
-    const second = r.wait('k', 100);
-    await expect(second).rejects.toSatisfy((e: unknown) => isMusterError(e, 'DUPLICATE_REQUEST'));
-    expect(r.size).toBe(1);
-    r.resolve('k', 7);
-    await expect(first).resolves.toBe(7);
-    expect(r.size).toBe(0);
-    expect(sched.size).toBe(0);
-  });
-
-  it('handles a mix of answers, timeouts and a final rejectAll with nothing left behind', async () => {
-    const { clock, sched } = setup();
-    const r = new PromiseRequests<number>(sched);
-    const outcomes = new Map<string, string>();
-    const track = (key: string, p: Promise<number>): Promise<void> =>
-      p.then(
-        (v) => void outcomes.set(key, `ok:${v}`),
-        (e: unknown) => void outcomes.set(key, (e as MusterError).name),
-      );
-    const all: Array<Promise<void>> = [];
-    for (let i = 0; i < 30; i++) all.push(track(`r${i}`, r.wait(`r${i}`, (i + 1) * 10)));
-    for (let i = 0; i < 30; i += 3) r.resolve(`r${i}`, i);
-    clock.advance(150); // r0..r14 time out unless answered
-    r.rejectAll();
-    await Promise.all(all);
-    for (let i = 0; i < 30; i++) {
-      const expected = i % 3 === 0 ? `ok:${i}` : (i + 1) * 10 <= 150 ? 'REQUEST_TIMEOUT' : 'SESSION_LOST';
-      expect(outcomes.get(`r${i}`)).toBe(expected);
-    }
-    expect(r.size).toBe(0);
-    expect(sched.size).toBe(0);
   });
 });

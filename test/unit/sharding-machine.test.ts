@@ -9,6 +9,7 @@ import {
   type FleetEvent,
   type FleetState,
   type MachineConfig,
+  type TimerKey,
 } from '../../src/dialects/sharding/machine.js';
 import { decodeControlFrame } from '../../src/protocols/sharding/messages.js';
 
@@ -120,8 +121,8 @@ class H {
   advance(ms: number): void {
     const target = this.now + ms;
     for (;;) {
-      let next: [string, number] | undefined;
-      for (const [k, at] of this.state.timers) if (at <= target && (!next || at < next[1])) next = [k, at];
+      let next: [TimerKey, number] | undefined;
+      for (const { key, at } of this.state.timers.values()) if (at <= target && (!next || at < next[1])) next = [key, at];
       if (!next) break;
       this.now = Math.max(this.now, next[1]);
       this.feed({ type: 'timer', now: this.now, key: next[0] });

@@ -1,5 +1,6 @@
 import { decodeEnvelope, idOf, type Envelope } from '../../protocols/clusterio/codec.js';
 import {
+  ClusterioClose,
   CloseReason,
   handshakeValidators,
   INBOUND,
@@ -104,11 +105,11 @@ function close(state: LinkState, code: number, reason: string): Step {
 }
 
 function invalid(state: LinkState, detail: string): Step {
-  return close(state, 4000, `Invalid message: ${detail}`);
+  return close(state, ClusterioClose.INVALID_MESSAGE, `Invalid message: ${detail}`);
 }
 
 function badHandshake(state: LinkState): Step {
-  return close(state, 1008, CloseReason.INVALID_HANDSHAKE);
+  return close(state, ClusterioClose.POLICY_VIOLATION, CloseReason.INVALID_HANDSHAKE);
 }
 
 export function step(state: LinkState, event: LinkEvent, cfg: MachineConfig): Step {
@@ -116,7 +117,7 @@ export function step(state: LinkState, event: LinkEvent, cfg: MachineConfig): St
   switch (event.type) {
     case 'frame':
       if (state.phase !== 'ready' && event.text !== undefined && cfg.preAuthMaxBytes !== undefined && Buffer.byteLength(event.text) > cfg.preAuthMaxBytes) {
-        return close(state, 1009, `${CloseReason.TOO_BIG_BEFORE_AUTH} (at most ${cfg.preAuthMaxBytes} bytes)`);
+        return close(state, ClusterioClose.MESSAGE_TOO_BIG, `${CloseReason.TOO_BIG_BEFORE_AUTH} (at most ${cfg.preAuthMaxBytes} bytes)`);
       }
       if (state.phase === 'handshake') return onHandshakeFrame(state, event.text);
       if (state.phase === 'authorizing') return stay(state, { type: 'defer', text: event.text });
@@ -128,7 +129,7 @@ export function step(state: LinkState, event: LinkEvent, cfg: MachineConfig): St
         effects: [{ type: 'send', frameType: 'ready', data: event.ready }],
       };
     case 'refused':
-      return close(state, 4003, CloseReason.AUTH_FAILED);
+      return close(state, ClusterioClose.AUTHENTICATION_FAILED, CloseReason.AUTH_FAILED);
     case 'resumed':
       if (state.phase !== 'authorizing') return stay(state);
       return {
@@ -146,16 +147,16 @@ export function step(state: LinkState, event: LinkEvent, cfg: MachineConfig): St
       if (state.phase !== 'ready') return stay(state);
       const limit = 2 * cfg.heartbeatInterval;
       if (state.mode === 'seed') {
-        if (event.now - event.lastSeen >= limit) return close(state, 3008, CloseReason.PING_TIMEOUT);
+        if (event.now - event.lastSeen >= limit) return close(state, ClusterioClose.TIMEOUT, CloseReason.PING_TIMEOUT);
         return stay(state, { type: 'ping' });
       }
       // WebSocket pongs don't count for session clients: only heartbeat frames do.
-      if (event.now - state.lastHeartbeat >= limit) return close(state, 3008, CloseReason.HEARTBEAT_TIMEOUT);
+      if (event.now - state.lastHeartbeat >= limit) return close(state, ClusterioClose.TIMEOUT, CloseReason.HEARTBEAT_TIMEOUT);
       return stay(state, { type: 'ping' }, { type: 'send', frameType: 'heartbeat', data: `{"last_seq":${state.lastReceived}}` });
     }
     case 'handshake-deadline':
       if (state.phase !== 'handshake' && state.phase !== 'authorizing') return stay(state);
-      return close(state, 1008, CloseReason.HANDSHAKE_TIMEOUT);
+      return close(state, ClusterioClose.POLICY_VIOLATION, CloseReason.HANDSHAKE_TIMEOUT);
     case 'violation':
       return invalid(state, event.detail);
   }

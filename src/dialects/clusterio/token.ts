@@ -10,7 +10,7 @@ import { idOf, isLosslessNumber, parseTree } from '../../protocols/clusterio/cod
 
 export type TokenClaims = { readonly aud: 'slave'; readonly id: string } | { readonly aud: 'control' };
 
-function key(secret: string): Uint8Array {
+function key(secret: string): Uint8Array<ArrayBuffer> {
   return new TextEncoder().encode(secret);
 }
 
@@ -37,13 +37,38 @@ async function signRaw(secret: string, payloadJson: string): Promise<string> {
 }
 
 /**
+ * The HMAC key of one `authSecret`, imported once: a check (of a good token or of junk
+ * signed with another key) never imports it again. Built anew when the secret changes
+ * (SIGHUP reload).
+ */
+export class TokenVerifier {
+  readonly #key: Promise<CryptoKey | null>;
+
+  constructor(secret: string) {
+    // A key that cannot be imported (an empty secret) refuses every token.
+    this.#key = crypto.subtle.importKey('raw', key(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']).catch(() => null);
+  }
+
+  /** See verifyToken. */
+  async verify(token: string, expect: TokenClaims, nowMs: number): Promise<boolean> {
+    const k = await this.#key;
+    return k !== null && checkToken(k, token, expect, nowMs);
+  }
+}
+
+/**
  * Checks a token for a role: signature (HS256 only), audience, `exp`/`nbf` against
  * `nowMs`, and for a slave that the token's `id` is the id being registered. Resolves
- * false on any failure; never throws.
+ * false on any failure; never throws. (Imports the key on each call: for one check;
+ * the dialect keeps a TokenVerifier.)
  */
 export async function verifyToken(secret: string, token: string, expect: TokenClaims, nowMs: number): Promise<boolean> {
+  return checkToken(key(secret), token, expect, nowMs);
+}
+
+async function checkToken(k: CryptoKey | Uint8Array, token: string, expect: TokenClaims, nowMs: number): Promise<boolean> {
   try {
-    await jwtVerify(token, key(secret), { algorithms: ['HS256'], audience: expect.aud, currentDate: new Date(nowMs) });
+    await jwtVerify(token, k, { algorithms: ['HS256'], audience: expect.aud, currentDate: new Date(nowMs) });
   } catch {
     return false;
   }

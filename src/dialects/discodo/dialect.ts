@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
+import { CloseCode } from '../../core/errors.js';
 import { assertNever, DialectRuntime } from '../../core/runtime.js';
 import { discodoCloseCodes, CloseCodes, encode, snowflakeKey, type ResumedForm, type Snowflake } from '../../protocols/discodo/messages.js';
 import { VERSION } from '../../version.js';
@@ -171,11 +172,11 @@ export class DiscodoDialect implements Dialect {
   }
 
   kick(conn: Connection): void {
-    conn.close(1008, 'kicked by an operator');
+    conn.close(CloseCode.POLICY_VIOLATION, 'kicked by an operator');
   }
 
   goodbye(conn: Connection): void {
-    conn.close(1001, 'server shutting down');
+    conn.close(CloseCode.GOING_AWAY, 'server shutting down');
   }
 
   /** Releases every session's voice clients (the backend hears 'shutdown') and every timer. */

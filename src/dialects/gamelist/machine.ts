@@ -2,6 +2,7 @@ import {
   decodeFromGameServer,
   encodeRegistrationError,
   GamelistClose,
+  MessageType,
   RegistrationError,
   type RegisterMessage,
   type ResponseMessage,
@@ -98,7 +99,7 @@ function onFrame(state: ConnState, event: Extract<GamelistEvent, { type: 'frame'
   if (!res.ok) return close(state, res.code, res.detail);
   const msg = res.msg;
   switch (msg.type) {
-    case 1: {
+    case MessageType.REGISTER: {
       if (tokenValid(msg.regToken, cfg.regTokens, cfg.secretEquals)) {
         return { state: state.authenticated ? state : { ...state, authenticated: true }, effects: [{ type: 'register', msg }] };
       }

@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpReply, HttpRoute, UpgradeVerdict } from '../../core/dialect.js';
 import { assertNever, DialectRuntime, type World } from '../../core/runtime.js';
-import { decodeControlFrame, shardingCloseCodes } from '../../protocols/sharding/messages.js';
+import { CloseCodes, decodeControlFrame, Op, shardingCloseCodes } from '../../protocols/sharding/messages.js';
 import { CommandBody, commandBadBody, commandRefine, REBALANCE_BAD_BODY, RebalanceBody, rebalanceRefine } from '../../protocols/sharding/admin.js';
 import {
   controlState,
@@ -15,6 +15,7 @@ import {
   shardState,
   shardsView,
   step,
+  timerId,
   type AdminAction,
   type ControlState,
   type Effect,
@@ -22,6 +23,7 @@ import {
   type FleetState,
   type MachineConfig,
   type ShardState,
+  type TimerKey,
 } from './machine.js';
 import { budgetRemaining } from './identify-queue.js';
 
@@ -63,7 +65,7 @@ export class ShardingDialect implements Dialect {
   #cfg: ShardingDialectConfig;
   readonly #ctx: DialectContext;
   readonly #deps: ShardingDialectDeps;
-  readonly #rt: DialectRuntime<FleetState, FleetEvent, string, ShardingEffect>;
+  readonly #rt: DialectRuntime<FleetState, FleetEvent, TimerKey, ShardingEffect>;
   /** Live sockets by id (for the CONTROL name the admin API shows and debug phase lines). */
   readonly #conns = new Map<string, Connection>();
   #warnedBotToken = false;
@@ -75,10 +77,10 @@ export class ShardingDialect implements Dialect {
     this.#ctx = ctx;
     this.#deps = deps;
     this.path = cfg.path;
-    const world: World<FleetState, FleetEvent, string, ShardingEffect> = {
+    const world: World<FleetState, FleetEvent, TimerKey, ShardingEffect> = {
       step: (state, ev) => step(state, ev, this.#cfg),
       timerEvent: (key, now) => ({ type: 'timer', now, key }),
-      timerId: (key) => key,
+      timerId,
       effect: (e) => this.#effect(e),
     };
     this.#rt = new DialectRuntime({
@@ -210,7 +212,7 @@ export class ShardingDialect implements Dialect {
         const res = decodeControlFrame(data.toString('utf8'));
         this.#rt.enqueue(() => (res.ok ? { type: 'message', now, conn: conn.id, frame: res.frame } : { type: 'malformed', now, conn: conn.id, detail: res.detail }));
         // A WebSocket ping beside each HEARTBEAT's ACK: its pong gives the CONTROL's round trip (conn.latencyMs).
-        if (res.ok && res.frame.o === 9) conn.ping();
+        if (res.ok && res.frame.o === Op.HEARTBEAT) conn.ping();
       },
       onClose: () => {
         this.#conns.delete(conn.id);
@@ -222,7 +224,7 @@ export class ShardingDialect implements Dialect {
   }
 
   goodbye(conn: Connection): void {
-    conn.close(1001, 'MASTER is shutting down');
+    conn.close(CloseCodes.SHUTTING_DOWN, 'MASTER is shutting down');
   }
 
   summary(): Record<string, unknown> {
@@ -378,8 +380,8 @@ export class ShardingDialect implements Dialect {
     const before = prev.phase;
     if (typeof was === 'string' && 'conn' in ev) this.#conns.get(ev.conn)?.stateChanged(was, socketPhase(state, ev.conn));
     if (before !== state.phase) this.#ctx.logger.debug({ from: before, to: state.phase }, 'sharding: fleet phase');
-    if (ev.type === 'message' && ev.frame.o === 1 && before !== 'halted' && state.phase === 'halted') this.#m.fatal.inc();
-    if (ev.type === 'message' && ev.frame.o === 10) {
+    if (ev.type === 'message' && ev.frame.o === Op.FATAL && before !== 'halted' && state.phase === 'halted') this.#m.fatal.inc();
+    if (ev.type === 'message' && ev.frame.o === Op.IDENTIFY) {
       // The admin API's connection list shows the CONTROL's name.
       const name = state.sockets.get(ev.conn)?.control;
       const conn = this.#conns.get(ev.conn);

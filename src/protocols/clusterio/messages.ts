@@ -271,7 +271,7 @@ export const clusterioCloseCodes = {
   1001: { name: 'GOING_AWAY', description: '`Server shutting down`: shutdown', retryable: true, why: 'shutdown' },
   1002: { name: 'PROTOCOL_ERROR', description: 'A WebSocket protocol error: a reserved bit or opcode, an unmasked or badly fragmented frame, a control frame over 125 bytes, an invalid close code (socket layer, no `close` frame)', retryable: false },
   1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (socket layer, no `close` frame)', retryable: false },
-  1008: { name: 'POLICY_VIOLATION', description: '`Invalid handshake`: before registering, bad JSON (including JSON nested deeper than 128 levels), a bad envelope, a type other than `register_*`/`resume`/`close`, register data failing its schema. `Handshake timeout`: no register/resume within 2 × heartbeatInterval. `Registered from another connection` / `Resumed from another connection`: the same slave id registered again / the session resumed on another socket. `Kicked by an operator`: `DELETE /api/v1/connections/:id`', retryable: false, why: 'protocol error' },
+  1008: { name: 'POLICY_VIOLATION', description: '`Invalid handshake`: before registering, bad JSON (including JSON nested deeper than 128 levels), a bad envelope, a type other than `register_*`/`resume`/`close`, register data failing its schema; at start-up, while the registry is still being read from the store, more than 8 frames or more than 4 × `preAuthMaxBytes` sent before it is read. `Handshake timeout`: no register/resume within 2 × heartbeatInterval. `Registered from another connection` / `Resumed from another connection`: the same slave id registered again / the session resumed on another socket. `Kicked by an operator`: `DELETE /api/v1/connections/:id`', retryable: false, why: 'protocol error' },
   1009: { name: 'MESSAGE_TOO_BIG', description: '`Frame too big before the handshake (at most N bytes)`: before `ready`/`continue`, a frame over `preAuthMaxBytes` (not parsed). No `close` frame: a frame over `limits.maxPayload` (socket layer); before the handshake is accepted, a frame over 4 × `preAuthMaxBytes`, refused at its header before it is buffered', retryable: false, why: 'protocol error' },
   1011: { name: 'INTERNAL_ERROR', description: '`Internal error`: a bug while handling a frame', retryable: true, why: 'internal error' },
   3008: { name: 'TIMEOUT', description: '`Ping timeout`: a seed client answered no ping (and sent nothing) for 2 × heartbeatInterval (retry). `Heartbeat timeout`: a session client sent no `heartbeat` for 2 × heartbeat_interval (resume)', retryable: true, why: 'ping timeout', retry: 'yes; a session client resumes' },
@@ -279,6 +279,19 @@ export const clusterioCloseCodes = {
   4003: { name: 'AUTHENTICATION_FAILED', description: '`Authentication failed`: a token that is not an HS256 JWT signed with authSecret for this role (and slave id)', retryable: false, why: 'refused' },
   4008: { name: 'SLOW_CONSUMER', description: '`Slow consumer`: more than 4 MiB unsent', retryable: true, why: 'slow consumer', retry: 'resume' },
 } as const;
+
+/** The close codes by name (the table above describes them). */
+export const ClusterioClose = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+  TIMEOUT: 3008,
+  INVALID_MESSAGE: 4000,
+  AUTHENTICATION_FAILED: 4003,
+  SLOW_CONSUMER: 4008,
+} as const satisfies Record<string, keyof typeof clusterioCloseCodes>;
 
 /** Reasons carried by the server's `close` frames. */
 export const CloseReason = {

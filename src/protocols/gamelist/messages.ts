@@ -57,7 +57,7 @@ export const registrationErrorMessage = {
 /** The close codes of the socket, for the docs and the catalogue. */
 export const gamelistCloseCodes = {
   1000: { name: 'NORMAL', description: 'The peer said goodbye', retryable: true },
-  1001: { name: 'GOING_AWAY', description: 'No pong within `pongTimeout` of a ping (the entry is removed at once); server shutdown', retryable: true, why: 'ping timeout' },
+  1001: { name: 'GOING_AWAY', description: 'No pong within `pongTimeout` of a ping (the entry is removed at once); no listing within `registrationTtl` of connecting (reason `no registration within N ms`); server shutdown', retryable: true, why: 'ping timeout' },
   1002: { name: 'PROTOCOL_ERROR', description: 'A WebSocket protocol error: a reserved bit or opcode, an unmasked or badly fragmented frame, a control frame over 125 bytes, an invalid close code (socket layer, no frame first)', retryable: false },
   1003: { name: 'UNSUPPORTED_DATA', description: 'A binary frame', retryable: false, why: 'protocol error' },
   1007: { name: 'INVALID_PAYLOAD', description: 'A text frame that is not UTF-8 (socket layer, no frame first); malformed JSON', retryable: false, why: 'protocol error' },
