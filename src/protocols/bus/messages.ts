@@ -3,7 +3,7 @@
  * functions: no I/O. The client and the server both use it.
  */
 
-import { scanJson, TOO_DEEP_DETAIL } from '../json.js';
+import { tooDeep, TOO_DEEP_DETAIL } from '../json.js';
 
 export const Op = {
   EVENT: 0,
@@ -119,7 +119,7 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
  * `raw`, never a re-serialized copy.
  */
 export function decode(text: string): DecodeResult {
-  if (scanJson(text).tooDeep) return { ok: false, detail: TOO_DEEP_DETAIL };
+  if (tooDeep(text)) return { ok: false, detail: TOO_DEEP_DETAIL };
   let v: unknown;
   try {
     v = JSON.parse(text);
