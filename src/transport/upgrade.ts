@@ -165,6 +165,9 @@ export class Transport {
     const end = this.#begin(socket);
     try {
       this.#wss.handleUpgrade(req, socket, head, (ws) => {
+        // ws has its own error listener on the socket now; a second one would cost every
+        // connection a listener array.
+        socket.removeListener('error', destroyOnError);
         end(true);
         this.#open(ws, req, dialect, ip);
       });

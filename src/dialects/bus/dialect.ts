@@ -5,7 +5,7 @@ import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type 
 import { FifoPending, type PendingEntry } from '../../core/pending.js';
 import { LogLimiter, TokenBucket, type Rate } from '../../core/ratelimit.js';
 import { Router } from '../../core/router.js';
-import type { Timer } from '../../core/scheduler.js';
+import { Ticker } from '../../core/ticker.js';
 import { BatchedHistogram } from '../../core/batched-histogram.js';
 import {
   busCloseCodes,
@@ -48,7 +48,6 @@ class Service implements ConnectionHandler {
   state: ConnState = initialState;
   name: string | undefined = undefined;
   identified = false;
-  heartbeat: Timer | undefined = undefined;
   /** `"source":"<id>"}` as bytes, made the first time this service sends an EVENT or REPLY. */
   sourceTail: Buffer | undefined = undefined;
   /**
@@ -112,6 +111,8 @@ export class BusDialect implements Dialect {
   /** Services that have not identified yet, oldest first (their identifyTimeout deadlines). */
   readonly #identifying: FifoPending<Service>;
   readonly #now: () => number;
+  /** Every identified service's heartbeat, one scheduler timer for all. */
+  readonly #heartbeats: Ticker<Service>;
   /** Whether any EVENT rate limit is on. */
   readonly #limited: boolean;
   /** EVENTs routed since the counter was last read, by intent (see the constructor). */
@@ -146,6 +147,9 @@ export class BusDialect implements Dialect {
     this.#pending = new FifoPending<ReplyWait>(ctx.scheduler, cfg.requestTimeout, (e) => this.#expire(e));
     this.#identifying = new FifoPending<Service>(ctx.scheduler, cfg.identifyTimeout, (e) => this.#feed(e.data, { type: 'identify-deadline' }));
     this.#now = () => ctx.scheduler.now();
+    this.#heartbeats = new Ticker<Service>(ctx.scheduler, cfg.heartbeatInterval, (svc, now) =>
+      this.#feed(svc, { type: 'heartbeat-tick', now, lastSeen: svc.conn.lastSeen }),
+    );
     const events = cfg.maxEventsPerSecond ?? 0;
     const bytes = cfg.maxEventBytesPerSecond ?? 0;
     this.#eventRate = { perSecond: events, burst: 2 * events };
@@ -408,9 +412,7 @@ export class BusDialect implements Dialect {
     svc.conn.identity = svc.name ?? svc.id;
     this.#m.services.set(this.#byId.size);
     svc.conn.send(encode.identified(svc.id, this.#cfg.heartbeatInterval));
-    svc.heartbeat = this.#ctx.scheduler.every(this.#cfg.heartbeatInterval, () =>
-      this.#feed(svc, { type: 'heartbeat-tick', now: this.#ctx.scheduler.now(), lastSeen: svc.conn.lastSeen }),
-    );
+    this.#heartbeats.add(svc);
   }
 
   #resolve(identifier: string): Service | undefined {
@@ -597,8 +599,7 @@ export class BusDialect implements Dialect {
 
   #unregister(svc: Service): void {
     this.#identifying.take(svc.id);
-    svc.heartbeat?.cancel();
-    svc.heartbeat = undefined;
+    this.#heartbeats.delete(svc);
     if (!svc.identified) return;
     svc.identified = false;
     this.#router.remove(svc.conn, svc.id);
