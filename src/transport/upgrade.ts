@@ -205,6 +205,18 @@ export class Transport {
     return end;
   }
 
+  /** Each dialect's frame limits, one object shared by its connections. */
+  readonly #limitsByDialect = new Map<Dialect, { preAuth: number; max: number }>();
+
+  #frameLimits(dialect: Dialect, preAuthMaxBytes: number): { preAuth: number; max: number } {
+    let limits = this.#limitsByDialect.get(dialect);
+    if (!limits) {
+      limits = preAuthFrameLimits(preAuthMaxBytes, this.#opts.limits.maxPayload);
+      this.#limitsByDialect.set(dialect, limits);
+    }
+    return limits;
+  }
+
   /** Upgrades counted and not yet opened or given back (they hold connection slots). */
   get upgrading(): number {
     return this.#upgrading;
@@ -237,7 +249,7 @@ export class Transport {
       observer: metrics,
       log: this.#peerLog,
       closeCodes: dialect.closeCodes,
-      ...(dialect.preAuthMaxBytes === undefined ? {} : { frameLimits: preAuthFrameLimits(dialect.preAuthMaxBytes, this.#opts.limits.maxPayload) }),
+      ...(dialect.preAuthMaxBytes === undefined ? {} : { frameLimits: this.#frameLimits(dialect, dialect.preAuthMaxBytes) }),
     });
     this.#peerLog.connected(conn, dialect.path);
     const entry: { conn: Connection; dialect: Dialect; handler: ConnectionHandler | undefined } = { conn, dialect, handler: undefined };
