@@ -49,6 +49,11 @@ function flushCorked(): void {
   corked.clear();
 }
 
+/** The default slow-consumer handler: one function for every connection, not a closure each. */
+function closeSlowConsumer(c: Connection): void {
+  c.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
+}
+
 /** How long a closing socket may take to drain its close frame before it is destroyed. */
 export const CLOSE_DRAIN_MS = 5000;
 
@@ -81,7 +86,8 @@ export class Connection {
   #bigEnd = 0;
   #authenticated = false;
   readonly #frameLimits: { readonly preAuth: number; readonly max: number } | undefined;
-  #closeListeners: Array<(code: number, reason: string) => void> = [];
+  /** Made when the first listener is added (most connections have none). */
+  #closeListeners: Array<(code: number, reason: string) => void> | undefined;
   #pingAt: number | undefined;
   readonly #log: PeerLog | undefined;
   readonly #closeCodes: CloseCodeTable | undefined;
@@ -104,7 +110,7 @@ export class Connection {
     this.lastSeen = this.connectedAt;
     this.#log = opts.log;
     this.#closeCodes = opts.closeCodes;
-    this.onSlowConsumer = (c) => c.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
+    this.onSlowConsumer = closeSlowConsumer;
     this.#frameLimits = opts.frameLimits;
     if (opts.frameLimits) this.#ws.setFrameLimit(opts.frameLimits.preAuth);
   }
@@ -330,7 +336,7 @@ export class Connection {
   }
 
   onClose(listener: (code: number, reason: string) => void): void {
-    this.#closeListeners.push(listener);
+    (this.#closeListeners ??= []).push(listener);
   }
 
   /** @internal Called by the transport when the socket has closed. */
@@ -344,8 +350,8 @@ export class Connection {
     // The code and reason the server sent, when it closed; else what the peer sent (1006: nothing).
     if (this.#log) this.#log.gone(this, this.#sentCode ?? code, this.#sentCode !== undefined ? this.#sentReason : reason, this.#goneWhy(code));
     const listeners = this.#closeListeners;
-    this.#closeListeners = [];
-    for (const l of listeners) l(code, reason);
+    this.#closeListeners = undefined;
+    if (listeners) for (const l of listeners) l(code, reason);
   }
 }
 

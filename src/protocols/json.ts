@@ -78,6 +78,21 @@ export function scanJson(text: string, maxDepth: number = MAX_JSON_DEPTH): JsonS
 }
 
 /**
+ * Whether `text` nests deeper than `maxDepth`: the same answer as
+ * `scanJson(text, maxDepth).tooDeep`, for codecs that need nothing else from the scan.
+ * Nesting deeper than `maxDepth` needs more than `maxDepth` opening brackets, so a
+ * frame with fewer (every bus frame of a few hundred bytes) is answered by counting
+ * `{` and `[` with `indexOf`, without walking the text character by character.
+ */
+export function tooDeep(text: string, maxDepth: number = MAX_JSON_DEPTH): boolean {
+  if (text.length <= maxDepth) return false;
+  let opens = 0;
+  for (let i = text.indexOf('{'); i >= 0 && opens <= maxDepth; i = text.indexOf('{', i + 1)) opens++;
+  for (let i = text.indexOf('['); i >= 0 && opens <= maxDepth; i = text.indexOf('[', i + 1)) opens++;
+  return opens > maxDepth && scanJson(text, maxDepth).tooDeep;
+}
+
+/**
  * Parses `text` (already scanned into `scan`) as cheaply as its numbers allow:
  *
  * - every number exact: `JSON.parse`, numbers as JS numbers;

@@ -174,6 +174,9 @@ export class Transport {
     const end = this.#begin(socket);
     try {
       this.#wss.handleUpgrade(req, socket, head, (ws) => {
+        // ws has its own error listener on the socket now; a second one would cost every
+        // connection a listener array.
+        socket.removeListener('error', destroyOnError);
         end(true);
         this.#open(ws, req, dialect, ip);
       });
@@ -211,6 +214,18 @@ export class Transport {
     return end;
   }
 
+  /** Each dialect's frame limits, one object shared by its connections. */
+  readonly #limitsByDialect = new Map<Dialect, { preAuth: number; max: number }>();
+
+  #frameLimits(dialect: Dialect, preAuthMaxBytes: number): { preAuth: number; max: number } {
+    let limits = this.#limitsByDialect.get(dialect);
+    if (!limits) {
+      limits = preAuthFrameLimits(preAuthMaxBytes, this.#opts.limits.maxPayload);
+      this.#limitsByDialect.set(dialect, limits);
+    }
+    return limits;
+  }
+
   /** Upgrades counted and not yet opened or given back (they hold connection slots). */
   get upgrading(): number {
     return this.#upgrading;
@@ -243,7 +258,7 @@ export class Transport {
       observer: metrics,
       log: this.#peerLog,
       closeCodes: dialect.closeCodes,
-      ...(dialect.preAuthMaxBytes === undefined ? {} : { frameLimits: preAuthFrameLimits(dialect.preAuthMaxBytes, this.#opts.limits.maxPayload) }),
+      ...(dialect.preAuthMaxBytes === undefined ? {} : { frameLimits: this.#frameLimits(dialect, dialect.preAuthMaxBytes) }),
     });
     this.#peerLog.connected(conn, dialect.path);
     const entry: { conn: Connection; dialect: Dialect; handler: ConnectionHandler | undefined } = { conn, dialect, handler: undefined };

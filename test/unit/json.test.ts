@@ -1,6 +1,6 @@
 import { LosslessNumber, parse as losslessParse, stringify as losslessStringify } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
-import { MAX_JSON_DEPTH, parseJson, scanJson } from '../../src/protocols/json.js';
+import { MAX_JSON_DEPTH, parseJson, scanJson, tooDeep } from '../../src/protocols/json.js';
 
 const nest = (n: number, inner = '1'): string => '['.repeat(n) + inner + ']'.repeat(n);
 
@@ -121,5 +121,31 @@ describe('parseJson', () => {
     const t = '{"__proto__":{"x":1},"y":2}';
     const v = parseJson(t, scanJson(t), lossless) as Record<string, unknown>;
     expect(Object.keys(v)).toEqual(['__proto__', 'y']);
+  });
+});
+
+describe('tooDeep', () => {
+  it('answers what scanJson(text).tooDeep answers', () => {
+    const nest = (n: number, open = '[', close = ']'): string => open.repeat(n) + close.repeat(n);
+    const texts = [
+      '{}',
+      '{"op":0,"data":{"pad":"xxxx"}}',
+      nest(MAX_JSON_DEPTH),
+      nest(MAX_JSON_DEPTH + 1),
+      nest(MAX_JSON_DEPTH + 1, '{"a":', '}'),
+      // Many brackets, but inside strings or side by side: not deep.
+      `{"s":"${'['.repeat(500)}"}`,
+      `[${'[],'.repeat(400)}[]]`,
+      // Deep, with brackets in strings too.
+      `${'['.repeat(MAX_JSON_DEPTH + 1)}"{{{"${']'.repeat(MAX_JSON_DEPTH + 1)}`,
+      // Not valid JSON: the same answer as the scan either way.
+      '['.repeat(MAX_JSON_DEPTH + 5),
+      ']'.repeat(300) + '['.repeat(MAX_JSON_DEPTH),
+    ];
+    for (const t of texts) expect(tooDeep(t), t.slice(0, 40)).toBe(scanJson(t).tooDeep);
+    expect(tooDeep(nest(MAX_JSON_DEPTH + 1))).toBe(true);
+    expect(tooDeep(`[${'[],'.repeat(400)}[]]`)).toBe(false);
+    expect(tooDeep(nest(5), 4)).toBe(true);
+    expect(tooDeep(nest(4), 4)).toBe(false);
   });
 });

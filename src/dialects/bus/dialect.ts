@@ -1,11 +1,12 @@
 import type { IncomingMessage } from 'node:http';
-import { Counter, Gauge, Histogram } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
-import { PendingRequests, type PendingEntry } from '../../core/pending.js';
+import { FifoPending, type PendingEntry } from '../../core/pending.js';
 import { LogLimiter, TokenBucket, type Rate } from '../../core/ratelimit.js';
 import { Router } from '../../core/router.js';
-import type { Timer } from '../../core/scheduler.js';
+import { Ticker } from '../../core/ticker.js';
+import { BatchedHistogram } from '../../core/batched-histogram.js';
 import {
   busCloseCodes,
   closeCodeFor,
@@ -38,25 +39,41 @@ export interface BusDialectDeps {
   secretEquals: (a: string, b: string) => boolean;
 }
 
-interface Service {
-  readonly conn: Connection;
-  state: ConnState;
-  id: string;
-  name: string | undefined;
-  identified: boolean;
-  readonly headerToken: string | undefined;
-  identifyTimer: Timer | undefined;
-  heartbeat: Timer | undefined;
+/**
+ * One bus connection. It is its connection's handler too, so a socket costs one object
+ * here and no closures; what only some services need (rate buckets, the index of
+ * requests it was asked) is made the first time it is needed.
+ */
+class Service implements ConnectionHandler {
+  state: ConnState = initialState;
+  name: string | undefined = undefined;
+  identified = false;
   /** `"source":"<id>"}` as bytes, made the first time this service sends an EVENT or REPLY. */
-  sourceTail: Buffer | undefined;
+  sourceTail: Buffer | undefined = undefined;
   /**
    * Pending requests this service was asked and has not answered, by request id, oldest
-   * first. Its own map: several requesters may use the same id towards it.
+   * first. Its own map: several requesters may use the same id towards it. Made on the
+   * first request it is asked.
    */
-  readonly asked: Map<string, PendingEntry<ReplyWait>[]>;
-  /** The sender's EVENT rate limit: count and bytes. */
-  readonly events: TokenBucket;
-  readonly eventBytes: TokenBucket;
+  asked: Map<string, PendingEntry<ReplyWait>[]> | undefined = undefined;
+  /** The sender's EVENT rate limit: count and bytes (made on its first EVENT). */
+  events: TokenBucket | undefined = undefined;
+  eventBytes: TokenBucket | undefined = undefined;
+
+  constructor(
+    readonly bus: BusDialect,
+    readonly conn: Connection,
+    readonly id: string,
+    readonly headerToken: string | undefined,
+  ) {}
+
+  onMessage(data: Buffer, binary: boolean): void {
+    this.bus._frame(this, data, binary);
+  }
+
+  onClose(): void {
+    this.bus._release(this);
+  }
 }
 
 interface ReplyWait {
@@ -68,8 +85,8 @@ interface ReplyWait {
   /** Receivers still expected to answer, or who answered. */
   readonly recipients: ReadonlySet<string>;
   readonly replied: Set<string>;
-  /** Receivers that left before answering. */
-  readonly gone: Set<string>;
+  /** Receivers that left before answering (made when the first one leaves). */
+  gone: Set<string> | undefined;
   readonly expected: number;
   /** GROUP/GLOBAL collection (REPLY_END at the end), as opposed to one DIRECT answer. */
   readonly collect: boolean;
@@ -90,7 +107,14 @@ export class BusDialect implements Dialect {
   readonly #services = new Map<Connection, Service>();
   readonly #byId = new Map<string, Service>();
   readonly #names = new Map<string, Service>();
-  readonly #pending: PendingRequests<ReplyWait>;
+  readonly #pending: FifoPending<ReplyWait>;
+  /** Services that have not identified yet, oldest first (their identifyTimeout deadlines). */
+  readonly #identifying: FifoPending<Service>;
+  readonly #now: () => number;
+  /** Every identified service's heartbeat, one scheduler timer for all. */
+  readonly #heartbeats: Ticker<Service>;
+  /** Whether any EVENT rate limit is on. */
+  readonly #limited: boolean;
   /** EVENTs routed since the counter was last read, by intent (see the constructor). */
   readonly #routed: Record<'GLOBAL' | 'GROUP' | 'DIRECT', number> = { GLOBAL: 0, GROUP: 0, DIRECT: 0 };
   readonly #m: {
@@ -98,7 +122,7 @@ export class BusDialect implements Dialect {
     routed: Counter<'target'>;
     noRoute: Counter;
     disconnects: Counter<'reason'>;
-    requestDuration: Histogram<'outcome'>;
+    requestDuration: BatchedHistogram<'outcome'>;
     repliesDropped: Counter;
     rateLimited: Counter;
   };
@@ -120,11 +144,17 @@ export class BusDialect implements Dialect {
       heartbeatInterval: cfg.heartbeatInterval,
       secretEquals: deps.secretEquals,
     };
-    this.#pending = new PendingRequests<ReplyWait>(ctx.scheduler, (e) => this.#expire(e));
+    this.#pending = new FifoPending<ReplyWait>(ctx.scheduler, cfg.requestTimeout, (e) => this.#expire(e));
+    this.#identifying = new FifoPending<Service>(ctx.scheduler, cfg.identifyTimeout, (e) => this.#feed(e.data, { type: 'identify-deadline' }));
+    this.#now = () => ctx.scheduler.now();
+    this.#heartbeats = new Ticker<Service>(ctx.scheduler, cfg.heartbeatInterval, (svc, now) =>
+      this.#feed(svc, { type: 'heartbeat-tick', now, lastSeen: svc.conn.lastSeen }),
+    );
     const events = cfg.maxEventsPerSecond ?? 0;
     const bytes = cfg.maxEventBytesPerSecond ?? 0;
     this.#eventRate = { perSecond: events, burst: 2 * events };
     this.#byteRate = { perSecond: bytes, burst: Math.max(2 * bytes, cfg.maxMessageBytes) };
+    this.#limited = events > 0 || bytes > 0;
     this.#rateLog = new LogLimiter<string>(() => ctx.scheduler.now(), { perSecond: 0.1, burst: 1 });
     const registers = [ctx.registry];
     this.#m = {
@@ -140,7 +170,8 @@ export class BusDialect implements Dialect {
       }),
       noRoute: new Counter({ name: 'muster_bus_no_route_total', help: 'Bus EVENTs answered with NO_ROUTE', registers }),
       disconnects: new Counter({ name: 'muster_bus_disconnects_total', help: 'DISCONNECTs sent by the server, by reason', labelNames: ['reason'], registers }),
-      requestDuration: new Histogram({
+      // Observed into plain counts, handed to prom-client when the registry is read.
+      requestDuration: new BatchedHistogram({
         name: 'muster_bus_request_duration_seconds',
         help: 'Time from an EVENT with expect_reply to its last reply, TIMEOUT or REPLY_END',
         labelNames: ['outcome'],
@@ -195,27 +226,27 @@ export class BusDialect implements Dialect {
   }
 
   accept(conn: Connection, req: IncomingMessage): ConnectionHandler {
-    const svc: Service = {
-      conn,
-      state: initialState,
-      id: conn.id,
-      name: undefined,
-      identified: false,
-      headerToken: headerToken(req),
-      identifyTimer: undefined,
-      heartbeat: undefined,
-      sourceTail: undefined,
-      asked: new Map(),
-      events: new TokenBucket(() => this.#ctx.scheduler.now(), this.#eventRate),
-      eventBytes: new TokenBucket(() => this.#ctx.scheduler.now(), this.#byteRate),
-    };
+    const svc = new Service(this, conn, conn.id, headerToken(req));
     this.#services.set(conn, svc);
-    svc.identifyTimer = this.#ctx.scheduler.after(this.#cfg.identifyTimeout, () => this.#feed(svc, { type: 'identify-deadline' }));
-    conn.onSlowConsumer = () => this.#slowConsumer(svc);
-    return {
-      onMessage: (data, binary) => this.#feed(svc, { type: 'frame', data, binary, headerToken: svc.headerToken }),
-      onClose: () => this.#release(svc),
-    };
+    this.#identifying.add(svc.id, svc);
+    conn.onSlowConsumer = this.#onSlowConsumer;
+    return svc;
+  }
+
+  /** One function for every connection (not a closure per socket). */
+  readonly #onSlowConsumer = (conn: Connection): void => {
+    const svc = this.#services.get(conn);
+    if (svc) this.#slowConsumer(svc);
+  };
+
+  /** @internal A frame from a service's socket (Service.onMessage). */
+  _frame(svc: Service, data: Buffer, binary: boolean): void {
+    this.#feed(svc, { type: 'frame', data, binary, headerToken: svc.headerToken });
+  }
+
+  /** @internal A service's socket closed (Service.onClose). */
+  _release(svc: Service): void {
+    this.#release(svc);
   }
 
   kick(conn: Connection): void {
@@ -361,8 +392,7 @@ export class BusDialect implements Dialect {
   }
 
   #register(svc: Service, data: IdentifyData): void {
-    svc.identifyTimer?.cancel();
-    svc.identifyTimer = undefined;
+    this.#identifying.take(svc.id);
     if (data.name !== undefined) {
       if (this.#names.has(data.name) || this.#byId.has(data.name)) {
         svc.conn.markWhy('name in use');
@@ -382,9 +412,7 @@ export class BusDialect implements Dialect {
     svc.conn.identity = svc.name ?? svc.id;
     this.#m.services.set(this.#byId.size);
     svc.conn.send(encode.identified(svc.id, this.#cfg.heartbeatInterval));
-    svc.heartbeat = this.#ctx.scheduler.every(this.#cfg.heartbeatInterval, () =>
-      this.#feed(svc, { type: 'heartbeat-tick', now: this.#ctx.scheduler.now(), lastSeen: svc.conn.lastSeen }),
-    );
+    this.#heartbeats.add(svc);
   }
 
   #resolve(identifier: string): Service | undefined {
@@ -394,10 +422,14 @@ export class BusDialect implements Dialect {
   #route(svc: Service, msg: Extract<BusMessage, { op: 0 }>): void {
     const { intent } = msg;
     const size = this.#frame?.length ?? Buffer.byteLength(msg.raw);
-    const wait = Math.max(svc.events.waitMs(1), svc.eventBytes.waitMs(size));
-    if (wait > 0) return this.#rateLimited(svc, msg, wait);
-    svc.events.take(1);
-    svc.eventBytes.take(size);
+    if (this.#limited) {
+      const events = (svc.events ??= new TokenBucket(this.#now, this.#eventRate));
+      const eventBytes = (svc.eventBytes ??= new TokenBucket(this.#now, this.#byteRate));
+      const wait = Math.max(events.waitMs(1), eventBytes.waitMs(size));
+      if (wait > 0) return this.#rateLimited(svc, msg, wait);
+      events.take(1);
+      eventBytes.take(size);
+    }
     this.#routed[intent.target]++;
     // Who got the frame, kept only when replies are expected (a Set filled per GLOBAL
     // event to 1,000 services was a visible cost in the bench's P2 profile).
@@ -437,22 +469,23 @@ export class BusDialect implements Dialect {
       svc.conn.send(encode.replyEnd(msg.id, 0, 0, []));
       return;
     }
-    const entry = this.#pending.add(key, this.#cfg.requestTimeout, {
+    const entry = this.#pending.add(key, {
       requester: svc,
       id: msg.id,
       identifier: intent.identifier,
       recipients: delivered,
       replied: new Set(),
-      gone: new Set(),
+      gone: undefined,
       expected,
       collect,
     });
     for (const rid of delivered) {
       const to = this.#byId.get(rid);
       if (!to) continue;
-      const list = to.asked.get(msg.id);
+      const asked = (to.asked ??= new Map());
+      const list = asked.get(msg.id);
       if (list) list.push(entry);
-      else to.asked.set(msg.id, [entry]);
+      else asked.set(msg.id, [entry]);
     }
   }
 
@@ -460,7 +493,7 @@ export class BusDialect implements Dialect {
   #unindex(entry: PendingEntry<ReplyWait>): void {
     const w = entry.data;
     for (const rid of w.recipients) {
-      if (w.replied.has(rid) || w.gone.has(rid)) continue;
+      if (w.replied.has(rid) || w.gone?.has(rid)) continue;
       const to = this.#byId.get(rid);
       if (to) dropAsked(to, w.id, entry);
     }
@@ -496,7 +529,7 @@ export class BusDialect implements Dialect {
    * is DIRECT to one of them (by id or name) answers that one; otherwise the oldest.
    */
   #reply(svc: Service, msg: Extract<BusMessage, { op: 5 }>): void {
-    const list = svc.asked.get(msg.id);
+    const list = svc.asked?.get(msg.id);
     if (!list) {
       this.#m.repliesDropped.inc();
       this.#ctx.logger.debug({ service: svc.id, id: msg.id }, 'bus: REPLY that answers no request this service was asked; dropped');
@@ -512,7 +545,7 @@ export class BusDialect implements Dialect {
     w.replied.add(svc.id);
     w.requester.conn.send(this.#relayed(svc, msg.raw));
     if (w.replied.size >= w.expected) this.#finish(entry, 'complete');
-    else if (w.replied.size + w.gone.size >= w.recipients.size) this.#finish(entry, 'gone');
+    else if (w.replied.size + (w.gone?.size ?? 0) >= w.recipients.size) this.#finish(entry, 'gone');
   }
 
   /** Ends a request before its deadline: every expected reply came, or nobody is left to answer. */
@@ -548,25 +581,25 @@ export class BusDialect implements Dialect {
    * ends at once (REPLY_END) when nobody who could still answer is left.
    */
   #recipientGone(svc: Service): void {
+    if (!svc.asked) return;
     for (const list of svc.asked.values()) {
       for (const entry of list) {
         const w = entry.data;
-        w.gone.add(svc.id);
-        if (!w.collect || w.replied.size + w.gone.size >= w.recipients.size) this.#finish(entry, 'gone');
+        const gone = (w.gone ??= new Set());
+        gone.add(svc.id);
+        if (!w.collect || w.replied.size + gone.size >= w.recipients.size) this.#finish(entry, 'gone');
       }
     }
     svc.asked.clear();
   }
 
   #observe(entry: PendingEntry<ReplyWait>, outcome: 'complete' | 'timeout' | 'gone'): void {
-    this.#m.requestDuration.observe({ outcome }, (this.#ctx.scheduler.now() - entry.startedAt) / 1000);
+    this.#m.requestDuration.observeOne(outcome, (this.#ctx.scheduler.now() - entry.startedAt) / 1000);
   }
 
   #unregister(svc: Service): void {
-    svc.identifyTimer?.cancel();
-    svc.identifyTimer = undefined;
-    svc.heartbeat?.cancel();
-    svc.heartbeat = undefined;
+    this.#identifying.take(svc.id);
+    this.#heartbeats.delete(svc);
     if (!svc.identified) return;
     svc.identified = false;
     this.#router.remove(svc.conn, svc.id);
@@ -592,11 +625,15 @@ function pendingKey(requester: Service, id: string): string {
 
 /** Removes one entry from a service's `asked` index. */
 function dropAsked(svc: Service, id: string, entry: PendingEntry<ReplyWait>): void {
-  const list = svc.asked.get(id);
+  const list = svc.asked?.get(id);
   if (!list) return;
+  if (list.length === 1 && list[0] === entry) {
+    svc.asked?.delete(id);
+    return;
+  }
   const i = list.indexOf(entry);
   if (i >= 0) list.splice(i, 1);
-  if (list.length === 0) svc.asked.delete(id);
+  if (list.length === 0) svc.asked?.delete(id);
 }
 
 function headerToken(req: IncomingMessage): string | undefined {

@@ -5,7 +5,7 @@
 
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { scanJson, TOO_DEEP_DETAIL } from '../json.js';
+import { tooDeep, TOO_DEEP_DETAIL } from '../json.js';
 
 export const Op = {
   EVENT: 0,
@@ -187,7 +187,7 @@ const CHECKS = [Frames.EVENT, Frames.IDENTIFY, Frames.DISCONNECT, Frames.PING, F
  * the envelope and relays `raw`, never a re-serialized copy.
  */
 export function decode(text: string): DecodeResult {
-  if (scanJson(text).tooDeep) return { ok: false, detail: TOO_DEEP_DETAIL };
+  if (tooDeep(text)) return { ok: false, detail: TOO_DEEP_DETAIL };
   let v: unknown;
   try {
     v = JSON.parse(text);
