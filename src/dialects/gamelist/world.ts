@@ -122,8 +122,11 @@ export type WorldEvent =
   /** The socket has gone. */
   | { readonly type: 'closed'; readonly now: number; readonly conn: string }
   | { readonly type: 'timer'; readonly now: number; readonly key: TimerKey }
-  /** POST /v2/servers/:server_id/join, answered by a `reply` naming `call`. */
-  | { readonly type: 'join'; readonly now: number; readonly call: string; readonly serverId: string; readonly body: unknown }
+  /**
+   * POST /v2/servers/:server_id/join, answered by a `reply` naming `call`. `unreachable`:
+   * the listed server's socket takes no more frames (it is closing).
+   */
+  | { readonly type: 'join'; readonly now: number; readonly call: string; readonly serverId: string; readonly body: unknown; readonly unreachable?: boolean }
   /** The server stops: waiting joins get 503, kept ids are dropped. */
   | { readonly type: 'shutdown'; readonly now: number }
   /** Where the MS's request ids continue. */
@@ -170,7 +173,7 @@ export function step(w: GamelistWorld, ev: WorldEvent, cfg: WorldConfig): Steppe
     case 'closed': {
       const p = w.peers.get(ev.conn);
       if (!p) break;
-      setPhase(w, p, 'closed', fx);
+      setPhase(w, p, 'closed');
       detach(w, ev.conn, ev.now, cfg, fx);
       w.peers.delete(ev.conn);
       break;
@@ -245,8 +248,8 @@ function onTimer(w: GamelistWorld, key: TimerKey, now: number, cfg: WorldConfig,
   }
 }
 
-function setPhase(w: GamelistWorld, p: PeerRec, to: ConnState['phase'], fx: WorldEffect[]): PeerRec {
-  if (p.state.phase !== to) fx.push({ type: 'phase', conn: p.conn, from: p.state.phase, to });
+/** The socket's phase, set without a `phase` line (as a close the world decides, not the machine). */
+function setPhase(w: GamelistWorld, p: PeerRec, to: ConnState['phase']): PeerRec {
   const next = { ...p, state: { ...p.state, phase: to } };
   w.peers.set(p.conn, next);
   return next;
@@ -299,7 +302,7 @@ function onConn(w: GamelistWorld, conn: string, ev: GamelistEvent, now: number, 
 function closeServer(w: GamelistWorld, conn: string, code: number, reason: string, now: number, cfg: WorldConfig, fx: WorldEffect[]): void {
   const p = w.peers.get(conn);
   if (!p) return;
-  setPhase(w, p, 'closed', fx);
+  setPhase(w, p, 'closed');
   detach(w, conn, now, cfg, fx);
   fx.push({ type: 'close', conn, code, reason });
 }
@@ -443,6 +446,7 @@ function join(w: GamelistWorld, ev: Extract<WorldEvent, { type: 'join' }>, cfg: 
   while (w.convs.has(conv) || conv < 0 || conv > UINT32_MAX);
   const id = w.nextRequestId.toString();
   w.nextRequestId = w.nextRequestId >= INT64_MAX ? 1n : w.nextRequestId + 1n;
+  if (ev.unreachable === true) return fail('server_gone', failure(ev.call, 502, JoinFailure.SERVER_GONE, 'The game server cannot take the request', conv));
   w.convs.add(conv);
   w.joins.set(canonicalInt64(id), { conn: l.conn, conv, call: ev.call });
   fx.push({ type: 'send', conn: l.conn, frame: encodeJoin(id, { sessionToken, username, clantag, conv }) });
