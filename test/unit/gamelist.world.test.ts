@@ -229,6 +229,18 @@ describe('gamelist world: joins', () => {
     expect(worldSummary(h.world()).pendingJoins).toBe(1);
   });
 
+  it('answers 502 with a conv, and sends nothing, when the listed socket takes no more frames', () => {
+    const h = harness();
+    const id = h.listed('a');
+    const fx = h.feed({ type: 'join', now: h.clock.now(), call: 'q1', serverId: id, body: JOIN, unreachable: true });
+    expect(h.sent(fx, 'a')).toEqual([]);
+    expect(h.replies(fx)).toEqual([
+      { call: 'q1', status: 502, body: { success: false, conv: 1, error: { type: 'SERVER_GONE', msg: 'The game server cannot take the request' } } },
+    ]);
+    expect(worldSummary(h.world()).pendingJoins).toBe(0);
+    expect(h.world().convs.size).toBe(0);
+  });
+
   it('answers waiting joins with 503 on shutdown and drops kept ids', () => {
     const h = harness();
     const id = h.listed('a');
