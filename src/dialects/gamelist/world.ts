@@ -449,8 +449,10 @@ function join(w: GamelistWorld, ev: Extract<WorldEvent, { type: 'join' }>, cfg: 
   if (ev.unreachable === true) return fail('server_gone', failure(ev.call, 502, JoinFailure.SERVER_GONE, 'The game server cannot take the request', conv));
   w.convs.add(conv);
   w.joins.set(canonicalInt64(id), { conn: l.conn, conv, call: ev.call });
-  fx.push({ type: 'send', conn: l.conn, frame: encodeJoin(id, { sessionToken, username, clantag, conv }) });
+  // The deadline before the frame: a send that cuts a slow socket feeds its close (which
+  // cancels the deadline) while this step's effects are still being carried out.
   fx.push({ type: 'timer', key: { kind: 'join', id: canonicalInt64(id) }, at: ev.now + cfg.joinTimeout });
+  fx.push({ type: 'send', conn: l.conn, frame: encodeJoin(id, { sessionToken, username, clantag, conv }) });
 }
 
 function failure(call: string, status: number, type: JoinFailure, msg: string, conv?: number): CallReply {
