@@ -36,8 +36,11 @@ export type CoreEffect<K> =
   | { readonly type: 'log'; readonly level: LogLevel; readonly msg: string; readonly data?: Record<string, unknown>; readonly peer?: string }
   /** A frame for connections the world names by target, through the Broker. */
   | { readonly type: 'deliver'; readonly target: DeliveryTarget; readonly frame: string }
-  /** The answer to the admin call being fed (see `DialectRuntime.admin`). */
-  | { readonly type: 'reply'; readonly status: number; readonly body: unknown };
+  /**
+   * The answer to the admin call being fed (see `DialectRuntime.admin`), or, with `call`,
+   * to the call of that id, in this step or a later one (see `DialectRuntime.call`).
+   */
+  | { readonly type: 'reply'; readonly status: number; readonly body: unknown; readonly call?: string };
 
 export type CoreEffectType = CoreEffect<unknown>['type'];
 
@@ -111,11 +114,15 @@ export interface AdminAnswer {
   readonly body: unknown;
 }
 
+const SHUTTING_DOWN: AdminAnswer = { status: 503, body: { error: 'SHUTTING_DOWN', message: 'the server is shutting down' } };
+
 export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = never> {
   readonly #o: RuntimeOptions<S, Ev, K, X>;
   #state: S;
   readonly #conns = new Map<string, RuntimeConnection>();
   readonly #timers = new Map<string, Timer>();
+  /** Calls waiting for a `reply` naming them. */
+  readonly #calls = new Map<string, (a: AdminAnswer) => void>();
   readonly #peerLog: LogLimiter<string>;
   #started: boolean;
   #stopped = false;
@@ -205,15 +212,34 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
    * 500 STORE_UNAVAILABLE (the change is in effect in memory).
    */
   async admin(ev: Ev): Promise<AdminAnswer> {
-    if (this.#stopped) return { status: 503, body: { error: 'SHUTTING_DOWN', message: 'the server is shutting down' } };
+    if (this.#stopped) return SHUTTING_DOWN;
     const effects = this.feed(ev);
     let reply: AdminAnswer | undefined;
-    for (const e of effects) if (isCoreEffect<K, X>(e) && e.type === 'reply') reply = { status: e.status, body: e.body };
+    for (const e of effects) if (isCoreEffect<K, X>(e) && e.type === 'reply' && e.call === undefined) reply = { status: e.status, body: e.body };
     const saved = (await Promise.all([...this.#unsaved])).every(Boolean);
     if (!saved && reply && reply.status < 300) {
       return { status: 500, body: { error: 'STORE_UNAVAILABLE', message: 'the change is in effect but could not be saved' } };
     }
     return reply ?? { status: 500, body: { error: 'INTERNAL', message: 'no reply' } };
+  }
+
+  /**
+   * Feeds an event that the world answers with a `reply` naming `id`, in this step or a
+   * later one (a request forwarded to a peer). The answer waits for the writes made
+   * before it, as frames do. Calls still open at `stop()` get 503 SHUTTING_DOWN.
+   */
+  call(id: string, ev: Ev): Promise<AdminAnswer> {
+    if (this.#stopped || this.#calls.has(id)) {
+      return Promise.resolve(this.#stopped ? SHUTTING_DOWN : { status: 500, body: { error: 'INTERNAL', message: 'duplicate call id' } });
+    }
+    const answer = new Promise<AdminAnswer>((resolve) => this.#calls.set(id, resolve));
+    this.feed(ev);
+    return answer;
+  }
+
+  /** Calls waiting for their reply. */
+  get openCalls(): number {
+    return this.#calls.size;
   }
 
   /** Resolves once every write issued so far has settled and every held frame is out. */
@@ -227,6 +253,8 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
     this.#stopped = true;
     for (const t of this.#timers.values()) t.cancel();
     this.#timers.clear();
+    for (const resolve of this.#calls.values()) resolve(SHUTTING_DOWN);
+    this.#calls.clear();
     await this.settled();
   }
 
@@ -257,11 +285,25 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
         return;
       }
       case 'reply':
-        // Read by admin(), which fed the event.
+        // Without `call`: read by admin(), which fed the event.
+        if (e.call !== undefined) this.#answer(e.call, { status: e.status, body: e.body });
         return;
       default:
         assertNever(e, 'effect');
     }
+  }
+
+  /** Answers a call, after the writes made before it are durable. */
+  #answer(id: string, a: AdminAnswer): void {
+    const resolve = this.#calls.get(id);
+    if (!resolve) return;
+    this.#calls.delete(id);
+    if (this.#unsaved.size === 0 && this.#held === 0) return resolve(a);
+    this.#held++;
+    this.#outbox = Promise.all([this.#outbox, ...this.#unsaved]).then(() => {
+      this.#held--;
+      resolve(a);
+    });
   }
 
   #timer(key: K, at: number | null): void {

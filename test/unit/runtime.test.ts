@@ -40,6 +40,7 @@ function world(counted: number[]): World<St, Ev, Key, Own> {
           if (word === 'count') fx.push({ type: 'counted', n: 1 });
           if (word === 'all') fx.push({ type: 'deliver', target: { to: 'all', except: ev.conn }, frame: 'to-all' });
           if (word === 'group') fx.push({ type: 'deliver', target: { to: 'group', group: 'g' }, frame: 'to-group' });
+          if (word.startsWith('answer:')) fx.push({ type: 'reply', call: word.slice('answer:'.length), status: 200, body: { from: ev.conn } });
           if (word === 'reply') fx.push({ type: 'deliver', target: { to: 'requester', requester: { instance: 'local', conn: 'b' } }, frame: 'answer' });
         }
         // Saves come last in the list: the runtime still issues them first.
@@ -227,6 +228,29 @@ describe('DialectRuntime', () => {
     const q = rt.admin({ type: 'admin', what: 'resume' });
     store.gates[1]?.fail();
     expect((await q).status).toBe(500);
+  });
+
+  it('answers a call when a later step replies to it, after the writes before; 503 for a call open at stop()', async () => {
+    const store = new GatedStore();
+    const { rt } = setup(store);
+    let answered = false;
+    const p = rt.call('q1', frame('a', 'echo')).then((r) => {
+      answered = true;
+      return r;
+    });
+    expect(rt.openCalls).toBe(1);
+    rt.feed(frame('b', 'save answer:q1 answer:nobody'));
+    await flush();
+    expect(answered).toBe(false);
+    store.gates[0]?.open();
+    expect(await p).toEqual({ status: 200, body: { from: 'b' } });
+    expect(rt.openCalls).toBe(0);
+    // A reply naming a call is not an admin call's answer.
+    expect(await rt.admin(frame('a', 'answer:x'))).toMatchObject({ status: 500 });
+    const q = rt.call('q2', frame('a', ''));
+    await rt.stop();
+    expect(await q).toMatchObject({ status: 503, body: { error: 'SHUTTING_DOWN' } });
+    expect(rt.openCalls).toBe(0);
   });
 
   it('holds events until start(), then feeds them in order', () => {

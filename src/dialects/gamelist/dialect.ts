@@ -1,23 +1,21 @@
 /**
- * The gamelist dialect: the thin shell the core talks to. Its jobs live in their own
- * modules over one shared `Hub` (types.ts): the socket glue (sockets.ts), registrations
- * with their TTL, limits and kept server ids (registrations.ts), player joins
- * (joins.ts), and the public list and routes (list.ts).
+ * The gamelist dialect's glue on the core runtime: the runtime feeds the pure world
+ * (world.ts: sockets, registrations, TTL, kept ids, the registration deadline, ping/pong
+ * and joins) and runs its effects; this file pings sockets, counts metrics, keeps the
+ * public list's snapshot (a read model over the world's listings, list.ts) and turns a
+ * join request into a call the world answers.
  */
-import { randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
-import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
-import { PendingRequests } from '../../core/pending.js';
-import { JoinFailure } from '../../protocols/gamelist/api.js';
-import { GamelistClose, gamelistCloseCodes, Int64Counter } from '../../protocols/gamelist/messages.js';
-import { failure, joinExpired } from './joins.js';
-import { gamelistRoutes } from './list.js';
-import { registrationDeadline } from './registrations.js';
-import { initialState } from './machine.js';
-import { closeServer, feed, release } from './sockets.js';
-import { GAMELIST_MAX_BUFFERED_BYTES, type GameServer, type GamelistDialectConfig, type GamelistDialectDeps, type Hub, type JoinWait } from './types.js';
+import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpReply, type HttpRequest, type HttpRoute } from '../../core/dialect.js';
+import { assertNever, DialectRuntime } from '../../core/runtime.js';
+import { JoinFailure, type JoinAnswer } from '../../protocols/gamelist/api.js';
+import { GamelistClose, gamelistCloseCodes, UINT32_MAX } from '../../protocols/gamelist/messages.js';
+import { changed, gamelistRoutes } from './list.js';
+import { GAMELIST_MAX_BUFFERED_BYTES, type GamelistDialectConfig, type GamelistDialectDeps, type Hub } from './types.js';
+import { initialWorld, step, timerId, worldSummary, type GamelistEffect, type GamelistWorld, type TimerKey, type WorldConfig, type WorldEvent } from './world.js';
 
 export {
   GAMELIST_MAX_BUFFERED_BYTES,
@@ -35,30 +33,52 @@ export class GamelistDialect implements Dialect {
   readonly preAuthMaxBytes: number;
 
   readonly #hub: Hub;
+  readonly #ctx: DialectContext;
+  #world: WorldConfig;
+  /** Live sockets by id (the world names them). */
+  readonly #conns = new Map<string, Connection>();
+  readonly #rt: DialectRuntime<GamelistWorld, WorldEvent, TimerKey, GamelistEffect>;
+  #calls = 0;
 
   constructor(cfg: GamelistDialectConfig, ctx: DialectContext, deps: GamelistDialectDeps) {
     this.path = cfg.path;
+    this.#ctx = ctx;
     this.preAuthMaxBytes = cfg.preAuthMaxBytes ?? DEFAULT_PRE_AUTH_MAX_BYTES;
-    const registers = [ctx.registry];
-    const hub: Hub = {
-      cfg,
+    this.#world = {
       machine: {
         regTokens: cfg.regTokens,
         maxFailedRegistrations: cfg.maxFailedRegistrations,
         preAuthMaxBytes: this.preAuthMaxBytes,
         secretEquals: deps.secretEquals,
       },
-      ctx,
-      secretEquals: deps.secretEquals,
+      registrationTtl: cfg.registrationTtl,
+      pingInterval: cfg.pingInterval,
+      pongTimeout: cfg.pongTimeout,
+      joinTimeout: cfg.joinTimeout,
+      maxServers: cfg.maxServers,
+      maxServersPerIp: cfg.maxServersPerIp,
       newServerId: deps.newServerId ?? randomUUID,
-      sockets: new Map(),
-      listed: new Map(),
-      held: new Set(),
-      perIp: new Map(),
-      reserved: new Map(),
-      pending: new PendingRequests<JoinWait>(ctx.scheduler, (e) => joinExpired(hub, e)),
-      convs: new Set(),
-      ids: new Int64Counter(),
+      newConv: () => randomInt(0, UINT32_MAX + 1),
+    };
+    this.#rt = new DialectRuntime({
+      name: 'gamelist',
+      world: {
+        step: (state, ev) => step(state, ev, this.#world),
+        timerEvent: (key, now) => ({ type: 'timer', now, key }),
+        timerId,
+        effect: (e) => this.#effect(e),
+      },
+      initial: initialWorld(),
+      scheduler: ctx.scheduler,
+      logger: ctx.logger,
+    });
+    const registers = [ctx.registry];
+    this.#hub = {
+      cfg,
+      listed: this.#rt.state.listed,
+      connectedAt: (conn) => this.#conns.get(conn)?.connectedAt,
+      join: (req) => this.#join(req),
+      now: () => ctx.scheduler.now(),
       snap: undefined,
       gone: new Set(),
       dirty: true,
@@ -89,18 +109,11 @@ export class GamelistDialect implements Dialect {
         snapshotBuilds: new Counter({ name: 'muster_gamelist_snapshot_builds_total', help: 'Rebuilds of the public list snapshot', registers }),
       },
     };
-    this.#hub = hub;
   }
-
 
   /** Live counts, for leak checks and `muster status`. */
   summary(): { connections: number; servers: number; pendingJoins: number; reservedIds: number } {
-    return {
-      connections: this.#hub.sockets.size,
-      servers: this.#hub.listed.size,
-      pendingJoins: this.#hub.pending.size,
-      reservedIds: this.#hub.reserved.size,
-    };
+    return worldSummary(this.#rt.state);
   }
 
   /** How the public list's snapshot is doing. */
@@ -110,63 +123,101 @@ export class GamelistDialect implements Dialect {
 
   /** Where the MS's own request ids continue (they are INT64; tests use this to reach 2^63−1). */
   setNextRequestId(next: bigint): void {
-    this.#hub.ids.reset(next);
+    this.#rt.feed({ type: 'set-request-id', now: this.#ctx.scheduler.now(), next });
   }
 
   reloadSecrets(secrets: Record<string, unknown>): void {
     const t = secrets.regTokens;
     if (Array.isArray(t) && t.length > 0 && t.every((x) => typeof x === 'string')) {
       this.#hub.cfg = { ...this.#hub.cfg, regTokens: t as string[] };
-      this.#hub.machine = { ...this.#hub.machine, regTokens: t as string[] };
+      this.#world = { ...this.#world, machine: { ...this.#world.machine, regTokens: t as string[] } };
     }
   }
 
   accept(conn: Connection, _req: IncomingMessage): ConnectionHandler {
-    const gs: GameServer = {
-      conn,
-      state: initialState,
-      ping: undefined,
-      pongDeadline: undefined,
-      registrationDeadline: undefined,
-      serverId: undefined,
-      listing: undefined,
-      detached: false,
-    };
-    this.#hub.sockets.set(conn, gs);
-    gs.ping = this.#hub.ctx.scheduler.every(this.#hub.cfg.pingInterval, () => feed(this.#hub, gs, { type: 'ping-tick' }));
-    gs.registrationDeadline = this.#hub.ctx.scheduler.after(this.#hub.cfg.registrationTtl, () => registrationDeadline(this.#hub, gs));
-    conn.onSlowConsumer = () => closeServer(this.#hub, gs, GamelistClose.POLICY_VIOLATION, 'slow consumer');
+    const id = conn.id;
+    this.#conns.set(id, conn);
+    this.#rt.attach(conn);
+    conn.onSlowConsumer = () => this.#close(conn, GamelistClose.POLICY_VIOLATION, 'slow consumer');
+    this.#rt.feed({ type: 'open', now: this.#ctx.scheduler.now(), conn: id, address: conn.remoteAddress });
     return {
-      onMessage: (data, binary) => feed(this.#hub, gs, { type: 'frame', data, binary }),
-      onPong: () => feed(this.#hub, gs, { type: 'pong' }),
-      onClose: () => release(this.#hub, gs),
+      onMessage: (data, binary) => this.#rt.feed({ type: 'frame', now: this.#ctx.scheduler.now(), conn: id, data, binary }),
+      onPong: () => this.#rt.feed({ type: 'pong', now: this.#ctx.scheduler.now(), conn: id }),
+      onClose: () => {
+        this.#conns.delete(id);
+        this.#rt.detach(id);
+        this.#rt.feed({ type: 'closed', now: this.#ctx.scheduler.now(), conn: id });
+      },
     };
   }
 
   kick(conn: Connection): void {
-    const gs = this.#hub.sockets.get(conn);
-    if (gs) closeServer(this.#hub, gs, GamelistClose.POLICY_VIOLATION, 'kicked by an operator');
-    else conn.close(GamelistClose.POLICY_VIOLATION, 'kicked by an operator');
+    this.#close(conn, GamelistClose.POLICY_VIOLATION, 'kicked by an operator');
   }
 
   goodbye(conn: Connection): void {
-    const gs = this.#hub.sockets.get(conn);
-    if (gs) closeServer(this.#hub, gs, GamelistClose.GOING_AWAY, 'server shutting down');
-    else conn.close(GamelistClose.GOING_AWAY, 'server shutting down');
+    this.#close(conn, GamelistClose.GOING_AWAY, 'server shutting down');
   }
 
-  stop(): void {
-    for (const e of this.#hub.pending.clear()) {
-      this.#hub.convs.delete(e.data.conv);
-      this.#hub.m.joins.inc({ result: 'shutting_down' });
-      e.data.resolve(failure(503, JoinFailure.SHUTTING_DOWN, 'The masterserver is shutting down', e.data.conv));
-    }
-    for (const r of this.#hub.reserved.values()) r.timer.cancel();
-    this.#hub.reserved.clear();
+  /** Waiting joins get 503; kept server ids and every timer are dropped. */
+  stop(): Promise<void> {
+    this.#rt.feed({ type: 'shutdown', now: this.#ctx.scheduler.now() });
+    return this.#rt.stop();
   }
-
 
   routes(): HttpRoute[] {
     return gamelistRoutes(this.#hub);
+  }
+
+  /** Closes the socket; its server leaves the list at once. */
+  #close(conn: Connection, code: number, reason: string): void {
+    if (this.#rt.state.peers.has(conn.id)) this.#rt.feed({ type: 'close', now: this.#ctx.scheduler.now(), conn: conn.id, code, reason });
+    else conn.close(code, reason);
+  }
+
+  async #join(req: HttpRequest): Promise<HttpReply> {
+    if (this.#rt.stopped) {
+      this.#hub.m.joins.inc({ result: 'shutting_down' });
+      const body: JoinAnswer = { success: false, error: { type: JoinFailure.SHUTTING_DOWN, msg: 'The masterserver is shutting down' } };
+      return { status: 503, body };
+    }
+    const serverId = req.params.server_id ?? '';
+    const l = this.#rt.state.listed.get(serverId);
+    const target = l === undefined ? undefined : this.#conns.get(l.conn);
+    const unreachable = target !== undefined && target.closing;
+    const call = `join-${++this.#calls}`;
+    return this.#rt.call(call, { type: 'join', now: this.#ctx.scheduler.now(), call, serverId, body: req.body, unreachable });
+  }
+
+  #effect(e: GamelistEffect): void {
+    switch (e.type) {
+      case 'ping':
+        this.#conns.get(e.conn)?.ping();
+        return;
+      case 'phase':
+        this.#conns.get(e.conn)?.stateChanged(e.from, e.to);
+        return;
+      case 'authenticated':
+        this.#conns.get(e.conn)?.markAuthenticated();
+        return;
+      case 'auth-failed':
+        this.#conns.get(e.conn)?.authFailed(e.detail);
+        return;
+      case 'identity': {
+        const c = this.#conns.get(e.conn);
+        if (c) c.identity = e.identity;
+        return;
+      }
+      case 'count':
+        if (e.metric === 'registrations') this.#hub.m.registrations.inc({ result: e.result });
+        else this.#hub.m.joins.inc({ result: e.result });
+        return;
+      case 'list':
+        changed(this.#hub, e.change, e.serverId);
+        this.#hub.m.servers.set(e.servers);
+        return;
+      default:
+        assertNever(e, 'gamelist effect');
+    }
   }
 }

@@ -5,15 +5,21 @@
 import type { HttpReply, HttpRequest, HttpRoute } from '../../core/dialect.js';
 import { buildSnapshot, hasPassword, parseFilters, parseListQuery, queryAll, queryPage, toNorthstar, type Snapshot } from './snapshot.js';
 import { PAGE_CACHE_ENTRIES, PUBLIC_RATE_BUCKET, SNAPSHOT_MIN_AGE_MS, type Hub } from './types.js';
-import { joinServer } from './joins.js';
 
-export function changed(hub: Hub): void {
+/** The list changed (the world says so): the next request past a second rebuilds. */
+export function changed(hub: Hub, change: 'listed' | 'refreshed' | 'unlisted', serverId: string): void {
   hub.dirty = true;
+  if (change === 'listed') {
+    if (hub.gone.delete(serverId)) hub.goneVersion++;
+  } else if (change === 'unlisted' && hub.snap?.entry(serverId) && !hub.gone.has(serverId)) {
+    hub.gone.add(serverId);
+    hub.goneVersion++;
+  }
 }
 
 /** The current snapshot, rebuilt first if something changed and the last build is a second old. */
 export function snapshot(hub: Hub): Snapshot {
-  const now = hub.ctx.scheduler.now();
+  const now = hub.now();
   if (!hub.snap || (hub.dirty && now - hub.snap.builtAt >= SNAPSHOT_MIN_AGE_MS)) {
     hub.snap = buildSnapshot(hub.listed.values(), now);
     hub.gone.clear();
@@ -69,10 +75,10 @@ export function adminList(hub: Hub): Array<Record<string, unknown>> {
     maxPlayers: l.info.maxPlayers,
     hasPassword: hasPassword(l.info),
     gameState: l.info.gameState,
-    address: l.gs.conn.remoteAddress,
+    address: l.address,
     port: l.info.port,
-    connectionId: l.gs.conn.id,
-    connectedAt: new Date(l.gs.conn.connectedAt).toISOString(),
+    connectionId: l.conn,
+    connectedAt: new Date(hub.connectedAt(l.conn) ?? l.registeredAt).toISOString(),
     registeredAt: new Date(l.registeredAt).toISOString(),
     lastSeen: new Date(l.lastRefresh).toISOString(),
   }));
@@ -159,7 +165,7 @@ export function gamelistRoutes(hub: Hub): HttpRoute[] {
           error: { type: 'object', properties: { type: { type: ['integer', 'string'] }, msg: { type: 'string' } } },
         },
       },
-      handler: (req) => joinServer(hub, req),
+      handler: (req) => hub.join(req),
     },
     {
       method: 'GET',

@@ -1,16 +1,11 @@
 /**
- * The gamelist dialect's shared state (`Hub`) and records: one socket (`GameServer`),
- * one listed server (`Listing`), one join waiting for its answer. The dialect's jobs
- * (sockets.ts, registrations.ts, joins.ts, list.ts) are functions over one Hub.
+ * The gamelist dialect's config and what the public list (list.ts) shares with the
+ * glue (`Hub`): the world's listings and the snapshot read model.
  */
 import type { Counter, Gauge } from 'prom-client';
-import type { Connection } from '../../core/connection.js';
-import type { DialectContext, HttpReply } from '../../core/dialect.js';
-import type { PendingRequests } from '../../core/pending.js';
-import type { Timer } from '../../core/scheduler.js';
-import type { Int64Counter, ServerInfo } from '../../protocols/gamelist/messages.js';
-import type { ConnState, MachineConfig } from './machine.js';
-import type { ListedServer, Snapshot } from './snapshot.js';
+import type { HttpReply, HttpRequest } from '../../core/dialect.js';
+import type { Snapshot } from './snapshot.js';
+import type { Listing } from './world.js';
 
 export interface GamelistDialectConfig {
   path: string;
@@ -43,55 +38,19 @@ export const GAMELIST_MAX_BUFFERED_BYTES = 1 << 20;
 /** Every public route shares one per-IP budget. */
 export const PUBLIC_RATE_BUCKET = 'gamelist-public';
 
-/** One socket: one game server. */
-export interface GameServer {
-  readonly conn: Connection;
-  state: ConnState;
-  ping: Timer | undefined;
-  pongDeadline: Timer | undefined;
-  /** Runs until the socket's first listing: a socket that never registers is closed (see registrationDeadline). */
-  registrationDeadline: Timer | undefined;
-  /** Given on this socket's first successful registration; kept for the socket's life. */
-  serverId: string | undefined;
-  /** Present while the server is on the list. */
-  listing: Listing | undefined;
-  detached: boolean;
-}
-
-export interface Listing extends ListedServer {
-  readonly gs: GameServer;
-  info: ServerInfo;
-  regToken: string;
-  lastRefresh: number;
-  ttl: Timer;
-}
-
-export interface JoinWait {
-  readonly gs: GameServer;
-  readonly conv: number;
-  readonly resolve: (reply: HttpReply) => void;
-}
-
 export type RegistrationResult = 'listed' | 'refreshed' | 'invalid_token' | 'server_limit';
 export type JoinResult = 'success' | 'rejected' | 'timeout' | 'not_found' | 'wrong_password' | 'bad_request' | 'server_gone' | 'shutting_down';
 
-/** Everything the dialect's jobs share. */
+/** What the list routes share: the world's listings (a live view) and the snapshot read model. */
 export interface Hub {
   cfg: GamelistDialectConfig;
-  machine: MachineConfig;
-  readonly ctx: DialectContext;
-  readonly secretEquals: (a: string, b: string) => boolean;
-  readonly newServerId: () => string;
-  readonly sockets: Map<Connection, GameServer>;
-  readonly listed: Map<string, Listing>;
-  /** Server ids held by open sockets (listed or not). */
-  readonly held: Set<string>;
-  readonly perIp: Map<string, number>;
-  /** Server ids kept for a GS that reconnects within registrationTtl, by (regToken, name, port). */
-  readonly reserved: Map<string, { serverId: string; timer: Timer }>;
-  readonly pending: PendingRequests<JoinWait>;
-  readonly convs: Set<number>;
-  readonly ids: Int64Counter;
+  /** The world's listings, updated in place by its steps (read only here). */
+  readonly listed: ReadonlyMap<string, Listing>;
+  /** When a socket opened (the admin list shows it). */
+  readonly connectedAt: (conn: string) => number | undefined;
+  /** Feeds a join to the world and waits for its answer. */
+  readonly join: (req: HttpRequest) => Promise<HttpReply>;
+  readonly now: () => number;
   snap: Snapshot | undefined;
   /** Servers that left after the snapshot was built: the list skips them at once. */
   readonly gone: Set<string>;
