@@ -1,10 +1,9 @@
 import type { DialectFactory } from '../registry.js';
 import { BusDialect } from './dialect.js';
 
-export const busFactory: DialectFactory = {
+export const busFactory: DialectFactory<'bus'> = {
   name: 'bus',
-  build(config, ctx, deps) {
-    const bus = config.dialects.bus;
+  build(bus, ctx, deps) {
     if (bus.token === undefined) throw new Error('bus: token must be resolved before start');
     return new BusDialect(
       {
@@ -23,5 +22,4 @@ export const busFactory: DialectFactory = {
       deps,
     );
   },
-  secrets: (config) => ({ token: config.dialects.bus.token }),
 };

@@ -1,10 +1,9 @@
 import type { DialectFactory } from '../registry.js';
 import { ClusterioDialect } from './dialect.js';
 
-export const clusterioFactory: DialectFactory = {
+export const clusterioFactory: DialectFactory<'clusterio'> = {
   name: 'clusterio',
-  build(config, ctx) {
-    const c = config.dialects.clusterio;
+  build(c, ctx) {
     if (c.authSecret === undefined) throw new Error('clusterio: authSecret must be resolved before start');
     return new ClusterioDialect(
       {
@@ -17,5 +16,4 @@ export const clusterioFactory: DialectFactory = {
       ctx,
     );
   },
-  secrets: (config) => ({ authSecret: config.dialects.clusterio.authSecret }),
 };

@@ -5,10 +5,9 @@ export { DiscodoDialect } from './dialect.js';
 export { noopVoiceBackend, type VoiceBackend, type VoiceSessionRef } from './backend.js';
 export type { VoiceClientState, DestroyReason } from './voice.js';
 
-export const discodoFactory: DialectFactory = {
+export const discodoFactory: DialectFactory<'discodo'> = {
   name: 'discodo',
-  build(config, ctx, deps) {
-    const d = config.dialects.discodo;
+  build(d, ctx, deps) {
     if (d.password === undefined) throw new Error('discodo: password must be resolved before start');
     return new DiscodoDialect(
       {
@@ -23,5 +22,4 @@ export const discodoFactory: DialectFactory = {
       deps,
     );
   },
-  secrets: (config) => ({ password: config.dialects.discodo.password }),
 };

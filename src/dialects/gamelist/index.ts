@@ -1,10 +1,9 @@
 import type { DialectFactory } from '../registry.js';
 import { GamelistDialect } from './dialect.js';
 
-export const gamelistFactory: DialectFactory = {
+export const gamelistFactory: DialectFactory<'gamelist'> = {
   name: 'gamelist',
-  build(config, ctx, deps) {
-    const g = config.dialects.gamelist;
+  build(g, ctx, deps) {
     if (g.regTokens === undefined || g.regTokens.length === 0) throw new Error('gamelist: regTokens must be resolved before start');
     return new GamelistDialect(
       {
@@ -24,5 +23,4 @@ export const gamelistFactory: DialectFactory = {
       deps,
     );
   },
-  secrets: (config) => ({ regTokens: config.dialects.gamelist.regTokens }),
 };

@@ -1,10 +1,9 @@
 import type { DialectFactory } from '../registry.js';
 import { ShardingDialect } from './dialect.js';
 
-export const shardingFactory: DialectFactory = {
+export const shardingFactory: DialectFactory<'sharding'> = {
   name: 'sharding',
-  build(config, ctx, deps) {
-    const c = config.dialects.sharding;
+  build(c, ctx, deps) {
     if (c.authorization === undefined) throw new Error('sharding: authorization must be resolved before start');
     return new ShardingDialect(
       {
@@ -31,5 +30,4 @@ export const shardingFactory: DialectFactory = {
       deps,
     );
   },
-  secrets: (config) => ({ authorization: config.dialects.sharding.authorization, botToken: config.dialects.sharding.botToken }),
 };
