@@ -3,7 +3,7 @@
  * the duration and size parsers, and the leaf and section builders every section
  * (the core's in `schema.ts`, each dialect's in `dialects/<d>.ts`) is made of.
  */
-import { Type, type Static, type TArray, type TObject, type TSchema, type TString, type TInteger, type TBoolean, type TLiteral, type TOptional } from '@sinclair/typebox';
+import { Type, type Static, type StaticDecode, type TArray, type TObject, type TSchema, type TString, type TInteger, type TBoolean, type TLiteral, type TOptional } from '@sinclair/typebox';
 
 /** Custom schema keyword: how `load.ts` normalizes a leaf before checking it. */
 export const MusterKindKey = 'x-muster-kind';
@@ -207,15 +207,15 @@ export type GeneratedKeys<S extends TObject> = {
 }[keyof S['properties']];
 
 /** A section's resolved config, as a dialect gets it: its generated secrets are filled. */
-export type Resolved<S extends TObject> = Omit<Static<S>, GeneratedKeys<S>> & {
-  [K in GeneratedKeys<S> & keyof Static<S>]-?: NonNullable<Static<S>[K]>;
+export type Resolved<S extends TObject> = Omit<StaticDecode<S>, GeneratedKeys<S>> & {
+  [K in GeneratedKeys<S> & keyof StaticDecode<S>]-?: NonNullable<StaticDecode<S>[K]>;
 };
 
 /**
  * A section's generated secrets, checked: throws when one is missing (`resolveSecrets`
  * must run first). Returns the section typed as `Resolved`.
  */
-export function resolvedSection<S extends TObject>(schema: S, section: Static<S>, name: string): Resolved<S> {
+export function resolvedSection<S extends TObject>(schema: S, section: StaticDecode<S>, name: string): Resolved<S> {
   for (const [key, prop] of Object.entries(schema.properties as Record<string, Record<string, unknown>>)) {
     if (prop[GeneratedKey] !== true) continue;
     const value = (section as Record<string, unknown>)[key];
@@ -247,6 +247,9 @@ export function WsPath(defaultPath: string): TString {
     [ExpectedKey]: 'a URL path starting with "/" (no spaces, "?" or "#")',
   });
 }
+
+/** The minimum of intervals and of the deadlines a peer must meet. */
+export const SECOND = 1000;
 
 /** An object section: unknown keys are rejected, missing keys take their defaults. */
 export function Section<T extends Record<string, TSchema>>(properties: T) {

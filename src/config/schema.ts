@@ -10,15 +10,14 @@
  * when something is wrong.
  */
 import { Type, type StaticDecode, type StaticEncode } from '@sinclair/typebox';
-import { Bool, Bytes, Duration, Enum, ExpectedKey, Int, OptionalSecret, Secret, SecretList, Section, Str, WsPath } from './builders.js';
+import { Bool, Bytes, Duration, Enum, ExpectedKey, Int, OptionalSecret, SECOND, Secret, SecretList, Section, Str, WsPath } from './builders.js';
+import { BusSection } from './dialects/bus.js';
 
 export { Bytes, Duration, ExpectedKey, GeneratedKey, MAX_DURATION_MS, MusterKindKey, SecretKey, parseBytes, parseDuration } from './builders.js';
 
 // ---------------------------------------------------------------------------------
 // Sections
 
-/** The minimum of intervals and of the deadlines a peer must meet. */
-const SECOND = 1000;
 
 export const ListenSchema = Section({
   host: Str('127.0.0.1'),
@@ -112,20 +111,8 @@ export const ClusterioSchema = Section({
   preAuthMaxBytes: Bytes(16_384, 1024),
 });
 
-export const BusSchema = Section({
-  enabled: Bool(true),
-  path: WsPath('/bus'),
-  token: Secret(),
-  heartbeatInterval: Duration(30_000, SECOND),
-  maxMessageBytes: Bytes(32_768),
-  requestTimeout: Duration(10_000, 100),
-  identifyTimeout: Duration(10_000, SECOND),
-  maxBufferedBytes: Bytes(4_194_304),
-  /** Per service: EVENTs and EVENT bytes a second (0: no limit); bursts of 2 s are allowed. */
-  maxEventsPerSecond: Int(1000, 0),
-  maxEventBytesPerSecond: Bytes(1_048_576, 0),
-  preAuthMaxBytes: Bytes(16_384, 1024),
-});
+/** Owned by the bus dialect: `config/dialects/bus.ts`. */
+export const BusSchema = BusSection;
 
 export const DiscodoSchema = Section({
   enabled: Bool(true),
