@@ -10,8 +10,9 @@
  * when something is wrong.
  */
 import { Type, type StaticDecode, type StaticEncode } from '@sinclair/typebox';
-import { Bool, Bytes, Duration, Enum, ExpectedKey, Int, OptionalSecret, SECOND, Secret, SecretList, Section, Str, WsPath } from './builders.js';
+import { Bool, Bytes, Duration, Enum, ExpectedKey, Int, SECOND, Secret, SecretList, Section, Str, WsPath } from './builders.js';
 import { BusSection } from './dialects/bus.js';
+import { ShardingSection } from './dialects/sharding.js';
 
 export { Bytes, Duration, ExpectedKey, GeneratedKey, MAX_DURATION_MS, MusterKindKey, SecretKey, parseBytes, parseDuration } from './builders.js';
 
@@ -80,27 +81,8 @@ export const LogSchema = Section({
   maxBufferedBytes: Bytes(4 * 1024 * 1024, 4096),
 });
 
-export const ShardingSchema = Section({
-  enabled: Bool(true),
-  path: WsPath('/sharding'),
-  authorization: Secret(),
-  botToken: OptionalSecret(),
-  shardCount: Int(16, 1),
-  maxConcurrency: Int(1, 1),
-  heartbeatInterval: Duration(30_000, SECOND),
-  heartbeatGrace: Duration(15_000, 0),
-  reconnectWindow: Duration(30_000, 0),
-  startupDelay: Duration(45_000, 0),
-  expectedControls: Int(0, 0),
-  redundancy: Int(0, 0),
-  startup: Enum([Type.Literal('sequential'), Type.Literal('parallel')], 'sequential'),
-  connectTimeout: Duration(120_000, SECOND),
-  identifyWindow: Duration(5_000, 100),
-  identifyMargin: Duration(250, 0),
-  sessionStartLimit: Int(1_000, 0),
-  fenceMargin: Duration(5_000, 0),
-  identifyTimeout: Duration(10_000, SECOND),
-});
+/** Owned by the sharding dialect: `config/dialects/sharding.ts`. */
+export const ShardingSchema = ShardingSection;
 
 export const ClusterioSchema = Section({
   enabled: Bool(true),
