@@ -12,6 +12,7 @@
 import { Type, type StaticDecode, type StaticEncode } from '@sinclair/typebox';
 import { Bool, Bytes, Duration, Enum, ExpectedKey, Int, SECOND, Secret, SecretList, Section, Str, WsPath } from './builders.js';
 import { BusSection } from './dialects/bus.js';
+import { DiscodoSection } from './dialects/discodo.js';
 import { ShardingSection } from './dialects/sharding.js';
 
 export { Bytes, Duration, ExpectedKey, GeneratedKey, MAX_DURATION_MS, MusterKindKey, SecretKey, parseBytes, parseDuration } from './builders.js';
@@ -96,15 +97,8 @@ export const ClusterioSchema = Section({
 /** Owned by the bus dialect: `config/dialects/bus.ts`. */
 export const BusSchema = BusSection;
 
-export const DiscodoSchema = Section({
-  enabled: Bool(true),
-  path: WsPath('/ws'),
-  password: Secret(),
-  heartbeatInterval: Duration(15_000, SECOND),
-  vcTimeout: Duration(300_000, SECOND),
-  handshakeTimeout: Duration(60_000, SECOND),
-  compat: Enum([Type.Literal('seed'), Type.Literal('discodo-3')], 'seed'),
-});
+/** Owned by the discodo dialect: `config/dialects/discodo.ts`. */
+export const DiscodoSchema = DiscodoSection;
 
 export const GamelistSchema = Section({
   enabled: Bool(true),

@@ -1,3 +1,5 @@
+import { resolvedSection } from '../../config/builders.js';
+import { DiscodoSection } from '../../config/dialects/discodo.js';
 import type { DialectFactory } from '../registry.js';
 import { DiscodoDialect } from './dialect.js';
 
@@ -7,19 +9,7 @@ export type { VoiceClientState, DestroyReason } from './voice.js';
 
 export const discodoFactory: DialectFactory<'discodo'> = {
   name: 'discodo',
-  build(d, ctx, deps) {
-    if (d.password === undefined) throw new Error('discodo: password must be resolved before start');
-    return new DiscodoDialect(
-      {
-        path: d.path,
-        password: d.password,
-        heartbeatInterval: d.heartbeatInterval,
-        vcTimeout: d.vcTimeout,
-        handshakeTimeout: d.handshakeTimeout,
-        compat: d.compat,
-      },
-      ctx,
-      deps,
-    );
+  build(section, ctx, deps) {
+    return new DiscodoDialect(resolvedSection(DiscodoSection, section, 'discodo'), ctx, deps);
   },
 };
