@@ -12,6 +12,7 @@
 import { Type, type StaticDecode, type StaticEncode } from '@sinclair/typebox';
 import { Bool, Bytes, Duration, Enum, ExpectedKey, Int, SECOND, Secret, SecretList, Section, Str, WsPath } from './builders.js';
 import { BusSection } from './dialects/bus.js';
+import { ClusterioSection } from './dialects/clusterio.js';
 import { DiscodoSection } from './dialects/discodo.js';
 import { ShardingSection } from './dialects/sharding.js';
 
@@ -85,14 +86,8 @@ export const LogSchema = Section({
 /** Owned by the sharding dialect: `config/dialects/sharding.ts`. */
 export const ShardingSchema = ShardingSection;
 
-export const ClusterioSchema = Section({
-  enabled: Bool(true),
-  path: WsPath('/api/socket'),
-  authSecret: Secret(),
-  heartbeatInterval: Duration(15_000, SECOND),
-  sessionTimeout: Duration(60_000, SECOND),
-  preAuthMaxBytes: Bytes(16_384, 1024),
-});
+/** Owned by the clusterio dialect: `config/dialects/clusterio.ts`. */
+export const ClusterioSchema = ClusterioSection;
 
 /** Owned by the bus dialect: `config/dialects/bus.ts`. */
 export const BusSchema = BusSection;
