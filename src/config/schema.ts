@@ -10,10 +10,11 @@
  * when something is wrong.
  */
 import { Type, type StaticDecode, type StaticEncode } from '@sinclair/typebox';
-import { Bool, Bytes, Duration, Enum, ExpectedKey, Int, SECOND, Secret, SecretList, Section, Str, WsPath } from './builders.js';
+import { Bytes, Duration, Enum, ExpectedKey, Int, SECOND, Secret, Section, Str } from './builders.js';
 import { BusSection } from './dialects/bus.js';
 import { ClusterioSection } from './dialects/clusterio.js';
 import { DiscodoSection } from './dialects/discodo.js';
+import { GamelistSection } from './dialects/gamelist.js';
 import { ShardingSection } from './dialects/sharding.js';
 
 export { Bytes, Duration, ExpectedKey, GeneratedKey, MAX_DURATION_MS, MusterKindKey, SecretKey, parseBytes, parseDuration } from './builders.js';
@@ -95,20 +96,8 @@ export const BusSchema = BusSection;
 /** Owned by the discodo dialect: `config/dialects/discodo.ts`. */
 export const DiscodoSchema = DiscodoSection;
 
-export const GamelistSchema = Section({
-  enabled: Bool(true),
-  path: WsPath('/v2/server/ws'),
-  regTokens: SecretList(),
-  registrationTtl: Duration(30_000, SECOND),
-  pingInterval: Duration(10_000, SECOND),
-  pongTimeout: Duration(20_000, SECOND),
-  joinTimeout: Duration(5_000, 100),
-  maxServers: Int(10_000, 1),
-  maxServersPerIp: Int(25, 1),
-  maxFailedRegistrations: Int(5, 1),
-  publicRatePerIpPerMinute: Int(1_200, 1),
-  preAuthMaxBytes: Bytes(16_384, 1024),
-});
+/** Owned by the gamelist dialect: `config/dialects/gamelist.ts`. */
+export const GamelistSchema = GamelistSection;
 
 export const DialectsSchema = Section({
   sharding: ShardingSchema,

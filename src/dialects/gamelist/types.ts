@@ -4,6 +4,7 @@
  * (sockets.ts, registrations.ts, joins.ts, list.ts) are functions over one Hub.
  */
 import type { Counter, Gauge } from 'prom-client';
+import { GAMELIST_LIMITS } from '../../config/dialects/gamelist.js';
 import type { Connection } from '../../core/connection.js';
 import type { DialectContext, HttpReply } from '../../core/dialect.js';
 import type { PendingRequests } from '../../core/pending.js';
@@ -39,7 +40,7 @@ export const PAGE_CACHE_ENTRIES = 256;
 /** The snapshot is rebuilt at most this often. */
 export const SNAPSHOT_MIN_AGE_MS = 1000;
 /** Unsent bytes per game server before it is a slow consumer (MS → GS traffic is small). */
-export const GAMELIST_MAX_BUFFERED_BYTES = 1 << 20;
+export const GAMELIST_MAX_BUFFERED_BYTES = GAMELIST_LIMITS.maxBufferedBytes;
 /** Every public route shares one per-IP budget. */
 export const PUBLIC_RATE_BUCKET = 'gamelist-public';
 
