@@ -8,6 +8,11 @@
  * a number (milliseconds or bytes). `load.ts` interprets these schemas to validate,
  * normalize and fill defaults, and names the key, the value and what was expected
  * when something is wrong.
+ *
+ * This file holds the server's own sections and composes the dialects' ones: each
+ * dialect's section (keys, defaults, minimums, secrets, limits) is its own file,
+ * `config/dialects/<dialect>.ts`, built from `builders.ts` (docs/architecture.md,
+ * "Each dialect's config section").
  */
 import { Type, type StaticDecode, type StaticEncode } from '@sinclair/typebox';
 import { Bytes, Duration, Enum, ExpectedKey, Int, SECOND, Secret, Section, Str } from './builders.js';
