@@ -21,6 +21,13 @@ export default tseslint.config(
     },
   },
   {
+    // The config loads and validates before any server code runs: it imports nothing outside config/.
+    files: ['src/config/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['../core/**', '../dialects/**', '../protocols/**', '../store/**', '../http/**', '../transport/**', '../cli/**', '../cluster/**', '../client/**', '../../core/**', '../../dialects/**', '../../protocols/**', '../../store/**', '../../http/**', '../../transport/**', '../../cli/**', '../../cluster/**', '../../client/**', '../server.js', '../index.js', '../../server.js', '../../index.js'] }],
+    },
+  },
+  {
     // The client package (@muster/client) compiles src/client and src/protocols only: no server code, no server library.
     files: ['src/client/**/*.ts'],
     rules: {

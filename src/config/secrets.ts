@@ -8,7 +8,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from './load.js';
-import type { MusterConfig } from './schema.js';
+import { Kind } from '@sinclair/typebox';
+import { GeneratedKey } from './builders.js';
+import { MusterConfigSchema, type MusterConfig } from './schema.js';
 
 export const SECRETS_FILE = 'secrets.json';
 
@@ -25,52 +27,24 @@ export interface ResolvedSecrets {
   generated: GeneratedSecret[];
 }
 
-interface SecretSlot {
-  key: string;
-  /** Whether the secret is needed at all (its dialect is enabled). */
-  needed: (c: MusterConfig) => boolean;
-  configured: (c: MusterConfig) => boolean;
-  fill: (c: MusterConfig, value: string) => void;
-}
+type Node = Record<string | symbol, unknown>;
 
-const SLOTS: readonly SecretSlot[] = [
-  {
-    key: 'admin.token',
-    needed: () => true,
-    configured: (c) => c.admin.token !== undefined,
-    fill: (c, v) => (c.admin.token = v),
-  },
-  {
-    key: 'dialects.sharding.authorization',
-    needed: (c) => c.dialects.sharding.enabled,
-    configured: (c) => c.dialects.sharding.authorization !== undefined,
-    fill: (c, v) => (c.dialects.sharding.authorization = v),
-  },
-  {
-    key: 'dialects.clusterio.authSecret',
-    needed: (c) => c.dialects.clusterio.enabled,
-    configured: (c) => c.dialects.clusterio.authSecret !== undefined,
-    fill: (c, v) => (c.dialects.clusterio.authSecret = v),
-  },
-  {
-    key: 'dialects.bus.token',
-    needed: (c) => c.dialects.bus.enabled,
-    configured: (c) => c.dialects.bus.token !== undefined,
-    fill: (c, v) => (c.dialects.bus.token = v),
-  },
-  {
-    key: 'dialects.discodo.password',
-    needed: (c) => c.dialects.discodo.enabled,
-    configured: (c) => c.dialects.discodo.password !== undefined,
-    fill: (c, v) => (c.dialects.discodo.password = v),
-  },
-  {
-    key: 'dialects.gamelist.regTokens',
-    needed: (c) => c.dialects.gamelist.enabled,
-    configured: (c) => c.dialects.gamelist.regTokens !== undefined && c.dialects.gamelist.regTokens.length > 0,
-    fill: (c, v) => (c.dialects.gamelist.regTokens = [v]),
-  },
-];
+/**
+ * Every generated secret (`GeneratedKey` in the schema) of the enabled sections, in
+ * schema order, with the object that holds it. A section whose `enabled` is false needs
+ * none of its secrets.
+ */
+function* generatedSlots(schema: Node, value: Node, key: string): Generator<{ key: string; holder: Node; prop: string; list: boolean }> {
+  if (value['enabled'] === false) return;
+  for (const [prop, child] of Object.entries(schema['properties'] as Record<string, Node>)) {
+    const childKey = key === '' ? prop : `${key}.${prop}`;
+    if (child[GeneratedKey] === true) {
+      yield { key: childKey, holder: value, prop, list: child[Kind] === 'Array' };
+    } else if (child[Kind] === 'Object' && typeof value[prop] === 'object' && value[prop] !== null) {
+      yield* generatedSlots(child, value[prop] as Node, childKey);
+    }
+  }
+}
 
 /** A new random secret: 24 random bytes, base64url (32 characters). */
 export function generateSecret(): string {
@@ -88,15 +62,16 @@ export function resolveSecrets(config: MusterConfig, opts: { dataDir: string }):
   const file = path.join(opts.dataDir, SECRETS_FILE);
   const stored = readSecretsFile(file);
   const generated: GeneratedSecret[] = [];
-  for (const slot of SLOTS) {
-    if (!slot.needed(out) || slot.configured(out)) continue;
+  for (const slot of generatedSlots(MusterConfigSchema as unknown as Node, out as unknown as Node, '')) {
+    const configured = slot.holder[slot.prop];
+    if (configured !== undefined && (!Array.isArray(configured) || configured.length > 0)) continue;
     let value = stored[slot.key];
     if (value === undefined) {
       value = generateSecret();
       stored[slot.key] = value;
       generated.push({ key: slot.key, value });
     }
-    slot.fill(out, value);
+    slot.holder[slot.prop] = slot.list ? [value] : value;
   }
   if (generated.length > 0) writeSecretsFile(opts.dataDir, file, stored);
   return { config: out, generated };

@@ -1,4 +1,5 @@
-import type { MusterConfig } from '../config/schema.js';
+import { sectionSecrets } from '../config/builders.js';
+import { DialectsSchema, type MusterConfig } from '../config/schema.js';
 import type { Dialect, DialectContext } from '../core/dialect.js';
 import { busFactory } from './bus/index.js';
 import { shardingFactory } from './sharding/index.js';
@@ -23,10 +24,12 @@ export const DIALECTS: readonly DialectFactory[] = [
 
 /** Every enabled dialect, built from its config section. */
 export function buildDialects(config: MusterConfig, ctx: DialectContext, deps: DialectDeps): Dialect[] {
-  return DIALECTS.filter((f) => config.dialects[f.name].enabled).map((f) => f.build(config, ctx, deps));
+  return DIALECTS.filter((f) => config.dialects[f.name].enabled).map((f) => f.build(config.dialects[f.name], ctx, deps));
 }
 
-/** The secrets a dialect reloads on SIGHUP, picked from the config. */
+/** The secrets a dialect reloads on SIGHUP: its section's keys the schema marks secret. */
 export function dialectSecrets(config: MusterConfig, name: string): Record<string, unknown> {
-  return DIALECTS.find((f) => f.name === name)?.secrets(config) ?? {};
+  if (!Object.hasOwn(DialectsSchema.properties, name)) return {};
+  const n = name as keyof typeof DialectsSchema.properties;
+  return sectionSecrets(DialectsSchema.properties[n], config.dialects[n]);
 }

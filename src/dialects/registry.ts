@@ -1,4 +1,4 @@
-import type { MusterConfig } from '../config/schema.js';
+import type { DialectsConfig } from '../config/schema.js';
 import type { Dialect, DialectContext } from '../core/dialect.js';
 
 /** What the composition root gives every dialect besides the context. */
@@ -7,13 +7,15 @@ export interface DialectDeps {
   secretEquals: (a: string, b: string) => boolean;
 }
 
-export type DialectName = keyof MusterConfig['dialects'];
+export type DialectName = keyof DialectsConfig;
 
-/** How a dialect is built from the config. Each dialect's folder exports one. */
-export interface DialectFactory {
-  readonly name: DialectName;
+/**
+ * How a dialect is built from its config section (`dialects.<name>`, whose schema the
+ * dialect owns in `config/dialects/<name>.ts`). Each dialect's folder exports one. The
+ * secrets it reloads on SIGHUP are the section's secret keys, read from the schema.
+ */
+export interface DialectFactory<N extends DialectName = DialectName> {
+  readonly name: N;
   /** Called only when the dialect is enabled; secrets are already resolved. */
-  build(config: MusterConfig, ctx: DialectContext, deps: DialectDeps): Dialect;
-  /** The secrets the dialect reloads on SIGHUP, picked from a new config. */
-  secrets(config: MusterConfig): Record<string, unknown>;
+  build(section: DialectsConfig[N], ctx: DialectContext, deps: DialectDeps): Dialect;
 }

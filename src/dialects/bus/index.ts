@@ -1,27 +1,11 @@
+import { resolvedSection } from '../../config/builders.js';
+import { BusSection } from '../../config/dialects/bus.js';
 import type { DialectFactory } from '../registry.js';
 import { BusDialect } from './dialect.js';
 
-export const busFactory: DialectFactory = {
+export const busFactory: DialectFactory<'bus'> = {
   name: 'bus',
-  build(config, ctx, deps) {
-    const bus = config.dialects.bus;
-    if (bus.token === undefined) throw new Error('bus: token must be resolved before start');
-    return new BusDialect(
-      {
-        path: bus.path,
-        token: bus.token,
-        heartbeatInterval: bus.heartbeatInterval,
-        maxMessageBytes: bus.maxMessageBytes,
-        requestTimeout: bus.requestTimeout,
-        identifyTimeout: bus.identifyTimeout,
-        maxBufferedBytes: bus.maxBufferedBytes,
-        maxEventsPerSecond: bus.maxEventsPerSecond,
-        maxEventBytesPerSecond: bus.maxEventBytesPerSecond,
-        preAuthMaxBytes: bus.preAuthMaxBytes,
-      },
-      ctx,
-      deps,
-    );
+  build(section, ctx, deps) {
+    return new BusDialect(resolvedSection(BusSection, section, 'bus'), ctx, deps);
   },
-  secrets: (config) => ({ token: config.dialects.bus.token }),
 };

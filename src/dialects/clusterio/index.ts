@@ -1,21 +1,11 @@
+import { resolvedSection } from '../../config/builders.js';
+import { CLUSTERIO_LIMITS, ClusterioSection } from '../../config/dialects/clusterio.js';
 import type { DialectFactory } from '../registry.js';
 import { ClusterioDialect } from './dialect.js';
 
-export const clusterioFactory: DialectFactory = {
+export const clusterioFactory: DialectFactory<'clusterio'> = {
   name: 'clusterio',
-  build(config, ctx) {
-    const c = config.dialects.clusterio;
-    if (c.authSecret === undefined) throw new Error('clusterio: authSecret must be resolved before start');
-    return new ClusterioDialect(
-      {
-        path: c.path,
-        authSecret: c.authSecret,
-        heartbeatInterval: c.heartbeatInterval,
-        sessionTimeout: c.sessionTimeout,
-        preAuthMaxBytes: c.preAuthMaxBytes,
-      },
-      ctx,
-    );
+  build(section, ctx) {
+    return new ClusterioDialect({ ...CLUSTERIO_LIMITS, ...resolvedSection(ClusterioSection, section, 'clusterio') }, ctx);
   },
-  secrets: (config) => ({ authSecret: config.dialects.clusterio.authSecret }),
 };

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
+import { DISCODO_LIMITS } from '../../config/dialects/discodo.js';
 import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
 import { CloseCode } from '../../core/errors.js';
@@ -41,7 +42,7 @@ export interface DiscodoDialectDeps {
   status?: () => NodeStatus;
 }
 
-export const DEFAULT_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_MAX_BUFFERED_BYTES = DISCODO_LIMITS.maxBufferedBytes;
 
 export class DiscodoDialect implements Dialect {
   readonly name = 'discodo';

@@ -3,6 +3,7 @@
  * glue (`Hub`): the world's listings and the snapshot read model.
  */
 import type { Counter, Gauge } from 'prom-client';
+import { GAMELIST_LIMITS } from '../../config/dialects/gamelist.js';
 import type { HttpReply, HttpRequest } from '../../core/dialect.js';
 import type { Snapshot } from './snapshot.js';
 import type { Listing } from './world.js';
@@ -34,7 +35,7 @@ export const PAGE_CACHE_ENTRIES = 256;
 /** The snapshot is rebuilt at most this often. */
 export const SNAPSHOT_MIN_AGE_MS = 1000;
 /** Unsent bytes per game server before it is a slow consumer (MS → GS traffic is small). */
-export const GAMELIST_MAX_BUFFERED_BYTES = 1 << 20;
+export const GAMELIST_MAX_BUFFERED_BYTES = GAMELIST_LIMITS.maxBufferedBytes;
 /** Every public route shares one per-IP budget. */
 export const PUBLIC_RATE_BUCKET = 'gamelist-public';
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge, Histogram } from 'prom-client';
+import { SHARDING_LIMITS } from '../../config/dialects/sharding.js';
 import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpReply, HttpRoute, UpgradeVerdict } from '../../core/dialect.js';
 import { assertNever, DialectRuntime, type World } from '../../core/runtime.js';
@@ -48,8 +49,6 @@ export const STORE_NS = 'sharding';
 const SHARD_STATES: readonly ShardState[] = ['unassigned', 'pending', 'assigned', 'connecting', 'connected', 'disconnected', 'halted'];
 const CONTROL_STATES: readonly ControlState[] = ['waiting', 'connecting', 'ready', 'standby', 'disconnected'];
 
-/** Unsent bytes per CONTROL before it is treated as a slow consumer. */
-const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 /** Log lines one CONTROL socket can cause at will (ERROR frames): 5 at once, then 1 a second. */
 const PEER_LOG_RATE = { perSecond: 1, burst: 5 };
 
@@ -60,7 +59,7 @@ export class ShardingDialect implements Dialect {
   readonly name = 'sharding';
   readonly path: string;
   readonly closeCodes = shardingCloseCodes;
-  readonly maxBufferedBytes = MAX_BUFFERED_BYTES;
+  readonly maxBufferedBytes = SHARDING_LIMITS.maxBufferedBytes;
 
   #cfg: ShardingDialectConfig;
   readonly #ctx: DialectContext;

@@ -1,35 +1,13 @@
+import { resolvedSection } from '../../config/builders.js';
+import { ShardingSection } from '../../config/dialects/sharding.js';
 import type { DialectFactory } from '../registry.js';
 import { ShardingDialect } from './dialect.js';
 
-export const shardingFactory: DialectFactory = {
+export const shardingFactory: DialectFactory<'sharding'> = {
   name: 'sharding',
-  build(config, ctx, deps) {
-    const c = config.dialects.sharding;
-    if (c.authorization === undefined) throw new Error('sharding: authorization must be resolved before start');
-    return new ShardingDialect(
-      {
-        path: c.path,
-        authorization: c.authorization,
-        botToken: c.botToken ?? '',
-        shardCount: c.shardCount,
-        maxConcurrency: c.maxConcurrency,
-        heartbeatInterval: c.heartbeatInterval,
-        heartbeatGrace: c.heartbeatGrace,
-        reconnectWindow: c.reconnectWindow,
-        startupDelay: c.startupDelay,
-        expectedControls: c.expectedControls,
-        redundancy: c.redundancy,
-        startup: c.startup,
-        connectTimeout: c.connectTimeout,
-        identifyWindow: c.identifyWindow,
-        identifyMargin: c.identifyMargin,
-        sessionStartLimit: c.sessionStartLimit,
-        fenceMargin: c.fenceMargin,
-        identifyTimeout: c.identifyTimeout,
-      },
-      ctx,
-      deps,
-    );
+  build(section, ctx, deps) {
+    const c = resolvedSection(ShardingSection, section, 'sharding');
+    // no botToken: INITIALISE carries an empty token (the dialect warns once)
+    return new ShardingDialect({ ...c, botToken: c.botToken ?? '' }, ctx, deps);
   },
-  secrets: (config) => ({ authorization: config.dialects.sharding.authorization, botToken: config.dialects.sharding.botToken }),
 };
