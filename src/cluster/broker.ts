@@ -18,7 +18,7 @@ export type BrokerHandler = (message: Buffer, topic: string) => void;
 /** A connection the broker can hand a frame to (core's Connection fits). */
 export interface DeliveryEndpoint {
   readonly id: string;
-  send(frame: string): boolean;
+  send(frame: string | Buffer): boolean;
 }
 
 /** Who asked: the instance and connection a reply goes back to. */
@@ -47,7 +47,7 @@ export interface Broker {
   join(scope: string, group: string, connId: string): void;
   leave(scope: string, group: string, connId: string): void;
   /** Hands `frame` to every connection `target` names; returns how many took it here. */
-  deliver(scope: string, target: DeliveryTarget, frame: string): number;
+  deliver(scope: string, target: DeliveryTarget, frame: string | Buffer): number;
   close(): Promise<void>;
 }
 
@@ -146,7 +146,7 @@ export class LocalBroker implements Broker {
     }
   }
 
-  deliver(scope: string, target: DeliveryTarget, frame: string): number {
+  deliver(scope: string, target: DeliveryTarget, frame: string | Buffer): number {
     const s = this.#scopes.get(scope);
     if (!s) return 0;
     switch (target.to) {

@@ -25,8 +25,9 @@ import type { Scheduler, Timer } from './scheduler.js';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /** The effects every dialect's world may return; the runtime carries them out. */
-export type CoreEffect<K> =
-  | { readonly type: 'send'; readonly conn: string; readonly frame: string }
+/** `F`: what a frame is (text, or for a dialect that relays bytes as they came, `string | Buffer`). */
+export type CoreEffect<K, F extends string | Buffer = string> =
+  | { readonly type: 'send'; readonly conn: string; readonly frame: F }
   | { readonly type: 'close'; readonly conn: string; readonly code: number; readonly reason: string }
   /** Sets the timer `key` to fire at `at` (epoch ms), replacing one set before; `null` cancels it. */
   | { readonly type: 'timer'; readonly key: K; readonly at: number | null }
@@ -35,7 +36,16 @@ export type CoreEffect<K> =
   /** A log line; with `peer`, limited per peer. */
   | { readonly type: 'log'; readonly level: LogLevel; readonly msg: string; readonly data?: Record<string, unknown>; readonly peer?: string }
   /** A frame for connections the world names by target, through the Broker. */
-  | { readonly type: 'deliver'; readonly target: DeliveryTarget; readonly frame: string }
+  | { readonly type: 'deliver'; readonly target: DeliveryTarget; readonly frame: F }
+  /** The connection joins (leaves) a Broker group of this runtime's scope. */
+  | { readonly type: 'join'; readonly conn: string; readonly group: string }
+  | { readonly type: 'leave'; readonly conn: string; readonly group: string }
+  /**
+   * Whether an attached connection takes Broker deliveries (to it, its groups, `all`):
+   * on for one attached with `enlist: false` once it may, off when it may no more (it
+   * leaves its groups too).
+   */
+  | { readonly type: 'enlist'; readonly conn: string; readonly on: boolean }
   /**
    * The answer to the admin call being fed (see `DialectRuntime.admin`), or, with `call`,
    * to the call of that id, in this step or a later one (see `DialectRuntime.call`).
@@ -44,9 +54,9 @@ export type CoreEffect<K> =
 
 export type CoreEffectType = CoreEffect<unknown>['type'];
 
-const CORE_TYPES: ReadonlySet<string> = new Set<CoreEffectType>(['send', 'close', 'timer', 'persist', 'log', 'deliver', 'reply']);
+const CORE_TYPES: ReadonlySet<string> = new Set<CoreEffectType>(['send', 'close', 'timer', 'persist', 'log', 'deliver', 'reply', 'join', 'leave', 'enlist']);
 
-export function isCoreEffect<K, X extends { readonly type: string }>(e: CoreEffect<K> | X): e is CoreEffect<K> {
+export function isCoreEffect<K, X extends { readonly type: string }, F extends string | Buffer = string>(e: CoreEffect<K, F> | X): e is CoreEffect<K, F> {
   return CORE_TYPES.has(e.type);
 }
 
@@ -58,7 +68,7 @@ export function assertNever(x: never, what = 'value'): never {
 /** The socket side of a connection, as far as the runtime needs it (core.Connection fits). */
 export interface RuntimeConnection {
   readonly id: string;
-  send(frame: string): boolean;
+  send(frame: string | Buffer): boolean;
   close(code: number, reason: string): void;
 }
 
@@ -72,8 +82,8 @@ export interface Stepped<S, F> {
  * a media backend): `effect` handles them, and should switch over them exhaustively.
  * Their `type`s must not be a core effect's (`CoreEffectType`): those the runtime runs.
  */
-export interface World<S, Ev, K, X extends { readonly type: string } = never> {
-  step(state: S, event: Ev): Stepped<S, CoreEffect<K> | X>;
+export interface World<S, Ev, K, X extends { readonly type: string } = never, F extends string | Buffer = string> {
+  step(state: S, event: Ev): Stepped<S, CoreEffect<K, F> | X>;
   /** The event a due timer feeds. */
   timerEvent(key: K, now: number): Ev;
   /** A timer key's identity: two keys with the same id are the same timer. */
@@ -82,10 +92,10 @@ export interface World<S, Ev, K, X extends { readonly type: string } = never> {
   effect?(e: X): void;
 }
 
-export interface RuntimeOptions<S, Ev, K, X extends { readonly type: string }> {
+export interface RuntimeOptions<S, Ev, K, X extends { readonly type: string }, F extends string | Buffer = string> {
   /** For log lines ("sharding: could not persist"). */
   readonly name: string;
-  readonly world: World<S, Ev, K, X>;
+  readonly world: World<S, Ev, K, X, F>;
   readonly initial: S;
   readonly scheduler: Scheduler;
   readonly logger: Logger;
@@ -106,7 +116,7 @@ export interface RuntimeOptions<S, Ev, K, X extends { readonly type: string }> {
    */
   readonly peek?: (state: S, event: Ev) => unknown;
   /** Called after every step with the state before and after (metrics, debug lines). */
-  readonly observe?: (before: S, after: S, event: Ev, effects: readonly (CoreEffect<K> | X)[], peeked: unknown) => void;
+  readonly observe?: (before: S, after: S, event: Ev, effects: readonly (CoreEffect<K, F> | X)[], peeked: unknown) => void;
 }
 
 export interface AdminAnswer {
@@ -116,8 +126,8 @@ export interface AdminAnswer {
 
 const SHUTTING_DOWN: AdminAnswer = { status: 503, body: { error: 'SHUTTING_DOWN', message: 'the server is shutting down' } };
 
-export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = never> {
-  readonly #o: RuntimeOptions<S, Ev, K, X>;
+export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = never, F extends string | Buffer = string> {
+  readonly #o: RuntimeOptions<S, Ev, K, X, F>;
   #state: S;
   readonly #conns = new Map<string, RuntimeConnection>();
   readonly #timers = new Map<string, Timer>();
@@ -133,7 +143,7 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
   #outbox: Promise<void> = Promise.resolve();
   #held = 0;
 
-  constructor(opts: RuntimeOptions<S, Ev, K, X>) {
+  constructor(opts: RuntimeOptions<S, Ev, K, X, F>) {
     this.#o = opts;
     this.#state = opts.initial;
     this.#started = opts.held !== true;
@@ -161,11 +171,14 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
     return this.#conns.get(id);
   }
 
-  /** A socket the world may name in `send` and `close` (and the Broker in `deliver`). */
-  attach(conn: RuntimeConnection): void {
+  /**
+   * A socket the world may name in `send` and `close`, and the Broker in `deliver`
+   * (with `enlist: false`, only once the world enlists it: a peer not yet authenticated).
+   */
+  attach(conn: RuntimeConnection, enlist = true): void {
     this.#conns.set(conn.id, conn);
     const b = this.#o.broker;
-    if (b) b.broker.attach(b.scope, conn);
+    if (b && enlist) b.broker.attach(b.scope, conn);
   }
 
   /** The socket has gone: forget it (call before feeding its close). */
@@ -194,7 +207,7 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
   }
 
   /** Feeds one event and carries out its effects; returns them. */
-  feed(ev: Ev): readonly (CoreEffect<K> | X)[] {
+  feed(ev: Ev): readonly (CoreEffect<K, F> | X)[] {
     const before = this.#state;
     const peeked = this.#o.peek?.(before, ev);
     const { state, effects } = this.#o.world.step(before, ev);
@@ -215,7 +228,7 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
     if (this.#stopped) return SHUTTING_DOWN;
     const effects = this.feed(ev);
     let reply: AdminAnswer | undefined;
-    for (const e of effects) if (isCoreEffect<K, X>(e) && e.type === 'reply' && e.call === undefined) reply = { status: e.status, body: e.body };
+    for (const e of effects) if (isCoreEffect<K, X, F>(e) && e.type === 'reply' && e.call === undefined) reply = { status: e.status, body: e.body };
     const saved = (await Promise.all([...this.#unsaved])).every(Boolean);
     if (!saved && reply && reply.status < 300) {
       return { status: 500, body: { error: 'STORE_UNAVAILABLE', message: 'the change is in effect but could not be saved' } };
@@ -258,8 +271,8 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
     await this.settled();
   }
 
-  #run(e: CoreEffect<K> | X): void {
-    if (!isCoreEffect<K, X>(e)) {
+  #run(e: CoreEffect<K, F> | X): void {
+    if (!isCoreEffect<K, X, F>(e)) {
       const own = this.#o.world.effect;
       if (!own) throw new Error(`${this.#o.name}: the world returned its own effect "${e.type}" but handles none`);
       own.call(this.#o.world, e as X);
@@ -284,12 +297,30 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
         this.#o.logger[e.level](held > 0 ? { ...e.data, suppressed: held } : (e.data ?? {}), e.msg);
         return;
       }
+      case 'join':
+      case 'leave':
+      case 'enlist':
+        this.#member(e);
+        return;
       case 'reply':
         // Without `call`: read by admin(), which fed the event.
         if (e.call !== undefined) this.#answer(e.call, { status: e.status, body: e.body });
         return;
       default:
         assertNever(e, 'effect');
+    }
+  }
+
+  #member(e: Extract<CoreEffect<K, F>, { type: 'join' | 'leave' | 'enlist' }>): void {
+    const b = this.#o.broker;
+    if (!b) throw new Error(`${this.#o.name}: a ${e.type} effect, but the runtime has no broker`);
+    if (e.type === 'join') {
+      if (this.#conns.has(e.conn)) b.broker.join(b.scope, e.group, e.conn);
+    } else if (e.type === 'leave') b.broker.leave(b.scope, e.group, e.conn);
+    else if (!e.on) b.broker.detach(b.scope, e.conn);
+    else {
+      const conn = this.#conns.get(e.conn);
+      if (conn) b.broker.attach(b.scope, conn);
     }
   }
 
@@ -340,7 +371,7 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
   }
 
   /** Sends, closes or delivers now, or, while writes are unsettled, after them and in order. */
-  #deliver(e: Extract<CoreEffect<K>, { type: 'send' | 'close' | 'deliver' }>): void {
+  #deliver(e: Extract<CoreEffect<K, F>, { type: 'send' | 'close' | 'deliver' }>): void {
     if (this.#unsaved.size === 0 && this.#held === 0) return this.#go(e);
     this.#held++;
     this.#outbox = Promise.all([this.#outbox, ...this.#unsaved])
@@ -351,7 +382,7 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
       .catch((err: unknown) => this.#o.logger.error({ err }, `${this.#o.name}: could not deliver a held frame`));
   }
 
-  #go(e: Extract<CoreEffect<K>, { type: 'send' | 'close' | 'deliver' }>): void {
+  #go(e: Extract<CoreEffect<K, F>, { type: 'send' | 'close' | 'deliver' }>): void {
     switch (e.type) {
       case 'send':
         this.#conns.get(e.conn)?.send(e.frame);

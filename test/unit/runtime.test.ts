@@ -41,6 +41,10 @@ function world(counted: number[]): World<St, Ev, Key, Own> {
           if (word === 'all') fx.push({ type: 'deliver', target: { to: 'all', except: ev.conn }, frame: 'to-all' });
           if (word === 'group') fx.push({ type: 'deliver', target: { to: 'group', group: 'g' }, frame: 'to-group' });
           if (word.startsWith('answer:')) fx.push({ type: 'reply', call: word.slice('answer:'.length), status: 200, body: { from: ev.conn } });
+          if (word === 'join') fx.push({ type: 'join', conn: ev.conn, group: 'g' });
+          if (word === 'leave') fx.push({ type: 'leave', conn: ev.conn, group: 'g' });
+          if (word === 'enlist') fx.push({ type: 'enlist', conn: ev.conn, on: true });
+          if (word === 'delist') fx.push({ type: 'enlist', conn: ev.conn, on: false });
           if (word === 'reply') fx.push({ type: 'deliver', target: { to: 'requester', requester: { instance: 'local', conn: 'b' } }, frame: 'answer' });
         }
         // Saves come last in the list: the runtime still issues them first.
@@ -211,6 +215,63 @@ describe('DialectRuntime', () => {
     rt.feed(frame('b', 'group all'));
     expect(c.sent).toEqual(['to-all', 'to-group']);
     expect(broker.attached('test')).toBe(2);
+  });
+
+  it('joins and leaves Broker groups, and enlists a connection attached off the Broker only when told', () => {
+    const { rt, a, broker } = setup();
+    const c = new FakeConn('c');
+    rt.attach(c, false);
+    // Attached off the Broker: the world may send to it, but no delivery reaches it.
+    rt.feed(frame('c', 'echo join'));
+    rt.feed(frame('a', 'all'));
+    expect(c.sent).toEqual(['echo:c']);
+    expect(broker.attached('test')).toBe(2);
+    rt.feed(frame('c', 'enlist join'));
+    rt.feed(frame('a', 'join'));
+    rt.feed(frame('b', 'all group'));
+    expect(c.sent).toEqual(['echo:c', 'to-all', 'to-group']);
+    expect(a.sent).toEqual(['to-all', 'to-group']);
+    rt.feed(frame('a', 'leave'));
+    rt.feed(frame('b', 'group'));
+    expect(a.sent).toEqual(['to-all', 'to-group']);
+    expect(c.sent).toEqual(['echo:c', 'to-all', 'to-group', 'to-group']);
+    // Delisted: off the Broker and out of its groups, still attached for its own frames.
+    rt.feed(frame('c', 'delist'));
+    rt.feed(frame('b', 'all group'));
+    rt.feed(frame('c', 'echo'));
+    expect(c.sent).toEqual(['echo:c', 'to-all', 'to-group', 'to-group', 'echo:c']);
+    expect(broker.attached('test')).toBe(2);
+    expect(rt.connection('c')).toBe(c);
+  });
+
+  it('passes frames given as bytes to the connection and the Broker unchanged', () => {
+    const clock = new ManualClock();
+    const sent: Array<string | Buffer> = [];
+    const broker = new LocalBroker();
+    const bytes = Buffer.from('{"op":0}');
+    const rt = new DialectRuntime<null, string, string, never, string | Buffer>({
+      name: 'bytes',
+      world: {
+        step: (state, ev) => ({
+          state,
+          effects: [
+            { type: 'send', conn: ev, frame: bytes },
+            { type: 'deliver', target: { to: 'conn', conn: ev }, frame: bytes },
+          ],
+        }),
+        timerEvent: (key) => key,
+        timerId: (key) => key,
+      },
+      initial: null,
+      scheduler: new Scheduler(clock),
+      logger: pino({ level: 'silent' }),
+      broker: { broker, scope: 'bytes' },
+    });
+    rt.attach({ id: 'x', send: (f) => sent.push(f) > 0, close: () => undefined });
+    rt.feed('x');
+    expect(sent).toEqual([bytes, bytes]);
+    expect(sent[0]).toBe(bytes);
+    expect(sent[1]).toBe(bytes);
   });
 
   it('answers an admin call once its writes are durable, 500 when one failed', async () => {

@@ -1,0 +1,608 @@
+import type { GoneWhy } from '../../core/peer-log.js';
+import type { CoreEffect, Stepped } from '../../core/runtime.js';
+import { TokenBucket, type Rate } from '../../core/ratelimit.js';
+import {
+  DisconnectReason,
+  encode,
+  ReplyError,
+  withSource,
+  type BusMessage,
+  type ExpectReply,
+  type IdentifyData,
+} from '../../protocols/bus/messages.js';
+import { initialState, step as machineStep, type ConnState, type MachineConfig } from './machine.js';
+
+/**
+ * The bus world, as a pure step: every connection's protocol state, the groups, the
+ * pending requests and who was asked what. The runtime feeds it frames, closes and
+ * deadlines; it answers with effects (frames to a connection, deliveries through the
+ * Broker, timers, log lines, metrics). Its state is updated in place (no map is copied
+ * per frame: this is the bench's P1 hot path). Time comes in with each event; a
+ * connection's last activity is read through `lastSeen` (the socket layer keeps it).
+ */
+
+export interface BusWorldConfig {
+  machine: MachineConfig;
+  readonly heartbeatInterval: number;
+  readonly requestTimeout: number;
+  readonly identifyTimeout: number;
+  readonly maxBufferedBytes: number;
+  /** Whether any EVENT rate limit is on, and the limits. */
+  readonly limited: boolean;
+  readonly eventRate: Rate;
+  readonly byteRate: Rate;
+  /** When a connection was last heard from (frame or pong). */
+  readonly lastSeen: (conn: string) => number;
+}
+
+export interface Service {
+  readonly conn: string;
+  state: ConnState;
+  readonly headerToken: string | undefined;
+  name: string | undefined;
+  identified: boolean;
+  /** Groups it is in (made on IDENTIFY). */
+  groups: Set<string> | undefined;
+  /** `"source":"<id>"}` as bytes, made the first time this service sends an EVENT or REPLY. */
+  sourceTail: Buffer | undefined;
+  /**
+   * Pending requests this service was asked and has not answered, by request id, oldest
+   * first. Its own map: several requesters may use the same id towards it.
+   */
+  asked: Map<string, Request[]> | undefined;
+  /** The sender's EVENT rate limit: count and bytes (made on its first EVENT). */
+  events: TokenBucket | undefined;
+  eventBytes: TokenBucket | undefined;
+}
+
+export interface Request {
+  /** `<requester>/<id>`: the requester's connection id is server-made and has no "/". */
+  readonly key: string;
+  readonly requester: string;
+  /** The request id, as the requester chose it (unique only per requester). */
+  readonly id: string;
+  /** The request's intent, for the NO_ROUTE answer when a DIRECT recipient leaves. */
+  readonly identifier: string | undefined;
+  readonly want: ExpectReply;
+  /** Receivers still expected to answer, or who answered. */
+  readonly recipients: Set<string>;
+  readonly replied: Set<string>;
+  /** Receivers that left before answering (made when the first one leaves). */
+  gone: Set<string> | undefined;
+  expected: number;
+  /** GROUP/GLOBAL collection (REPLY_END at the end), as opposed to one DIRECT answer. */
+  readonly collect: boolean;
+  readonly startedAt: number;
+  readonly deadline: number;
+  /** The event as the requester named its target (for NO_ROUTE). */
+  readonly target: 'GLOBAL' | 'GROUP' | 'DIRECT';
+}
+
+export type TimerKey = 'identify' | 'requests' | 'heartbeat';
+
+export interface BusWorld {
+  now: number;
+  readonly services: Map<string, Service>;
+  /** Identified services by id (= connection id), in the order they identified. */
+  readonly byId: Map<string, Service>;
+  readonly names: Map<string, Service>;
+  readonly groups: Map<string, Set<string>>;
+  /** Pending requests by key, oldest first (one timeout for all, so also by deadline). */
+  readonly pending: Map<string, Request>;
+  /** Connections that have not identified, by their identify deadline, oldest first. */
+  readonly identifying: Map<string, number>;
+  /** Identified services' next heartbeat, in tick order. */
+  readonly heartbeats: Map<string, { at: number }>;
+  /** When each shared timer is set to fire (null: not set). */
+  readonly armed: Record<TimerKey, number | null>;
+  /** EVENTs routed since the metrics last read them, by intent. */
+  readonly routed: Record<'GLOBAL' | 'GROUP' | 'DIRECT', number>;
+  /** The request the frame being handled created (a receiver cut while it is delivered was never asked). */
+  routing: Request | undefined;
+}
+
+export function initialWorld(): BusWorld {
+  return {
+    now: 0,
+    services: new Map(),
+    byId: new Map(),
+    names: new Map(),
+    groups: new Map(),
+    pending: new Map(),
+    identifying: new Map(),
+    heartbeats: new Map(),
+    armed: { identify: null, requests: null, heartbeat: null },
+    routed: { GLOBAL: 0, GROUP: 0, DIRECT: 0 },
+    routing: undefined,
+  };
+}
+
+export type WorldEvent =
+  | { readonly type: 'open'; readonly now: number; readonly conn: string; readonly headerToken: string | undefined }
+  /** Also the machine's frame event (no copy per frame): hence `headerToken`. */
+  | { readonly type: 'frame'; readonly now: number; readonly conn: string; readonly data: Buffer; readonly binary: boolean; readonly headerToken: string | undefined }
+  | { readonly type: 'closed'; readonly now: number; readonly conn: string }
+  /** The socket layer found it not reading (`during`: while a frame of another was being handled). */
+  | { readonly type: 'slow'; readonly now: number; readonly conn: string; readonly buffered: number; readonly during: boolean }
+  | { readonly type: 'kick'; readonly now: number; readonly conn: string }
+  | { readonly type: 'goodbye'; readonly now: number; readonly conn: string }
+  | { readonly type: 'shutdown'; readonly now: number }
+  | { readonly type: 'timer'; readonly now: number; readonly key: TimerKey };
+
+/** The bus's own effects; the dialect's glue runs them. */
+export type BusEffect =
+  /** DISCONNECT (sent past the backlog), then the close code of `reason`. */
+  | { readonly type: 'disconnect'; readonly conn: string; readonly reason: DisconnectReason; readonly detail?: string | undefined }
+  | { readonly type: 'identified'; readonly conn: string; readonly identity: string }
+  | { readonly type: 'why'; readonly conn: string; readonly why: GoneWhy }
+  | { readonly type: 'phase'; readonly conn: string; readonly from: string; readonly to: string }
+  | { readonly type: 'count'; readonly metric: 'noRoute' | 'rateLimited' | 'repliesDropped' }
+  | { readonly type: 'observe'; readonly outcome: 'complete' | 'timeout' | 'gone'; readonly seconds: number };
+
+/** Relayed frames are the sender's bytes with `source` spliced in (see `relayed`). */
+export type Eff = CoreEffect<TimerKey, string | Buffer> | BusEffect;
+
+const NO_ROUTE_COUNT: BusEffect = { type: 'count', metric: 'noRoute' };
+const RATE_LIMITED_COUNT: BusEffect = { type: 'count', metric: 'rateLimited' };
+const DROPPED_COUNT: BusEffect = { type: 'count', metric: 'repliesDropped' };
+const NONE: readonly Eff[] = [];
+
+export function timerId(key: TimerKey): string {
+  return key;
+}
+
+export function step(w: BusWorld, ev: WorldEvent, cfg: BusWorldConfig): Stepped<BusWorld, Eff> {
+  w.now = ev.now;
+  if (ev.type !== 'slow') w.routing = undefined;
+  const out: Eff[] = [];
+  switch (ev.type) {
+    case 'open': {
+      w.services.set(ev.conn, {
+        conn: ev.conn,
+        state: initialState,
+        headerToken: ev.headerToken,
+        name: undefined,
+        identified: false,
+        groups: undefined,
+        sourceTail: undefined,
+        asked: undefined,
+        events: undefined,
+        eventBytes: undefined,
+      });
+      const at = ev.now + Math.max(0, cfg.identifyTimeout);
+      w.identifying.set(ev.conn, at);
+      arm(w, out, 'identify', at);
+      break;
+    }
+    case 'frame': {
+      const svc = w.services.get(ev.conn);
+      if (svc) feed(w, svc, ev, cfg, out, ev.data);
+      break;
+    }
+    case 'closed': {
+      const svc = w.services.get(ev.conn);
+      if (!svc) break;
+      unregister(w, svc, out);
+      svc.state = CLOSED;
+      w.services.delete(ev.conn);
+      break;
+    }
+    case 'slow': {
+      const svc = w.services.get(ev.conn);
+      if (!svc) break;
+      out.push({ type: 'log', level: 'warn', msg: 'bus: slow consumer cut', data: { service: svc.conn, buffered: ev.buffered } });
+      // A receiver cut while the current frame's request was being delivered to it never got it.
+      const r = ev.during ? w.routing : undefined;
+      if (r && r.recipients.has(svc.conn)) notDelivered(r, svc);
+      disconnect(w, svc, DisconnectReason.SLOW_CONSUMER, `more than ${cfg.maxBufferedBytes} bytes unread`, out);
+      if (r && !r.collect && r.recipients.size === 0 && w.pending.get(r.key) === r) {
+        // The DIRECT recipient was cut while the request was being queued.
+        w.pending.delete(r.key);
+        w.routing = undefined;
+        noRoute(r.requester, r.id, r.target, r.identifier, out);
+      } else if (r && r.collect && r.expected === 0 && w.pending.get(r.key) === r) {
+        w.pending.delete(r.key);
+        w.routing = undefined;
+        out.push({ type: 'send', conn: r.requester, frame: encode.replyEnd(r.id, 0, 0, []) });
+      }
+      break;
+    }
+    case 'kick': {
+      const svc = w.services.get(ev.conn);
+      if (svc) disconnect(w, svc, DisconnectReason.KICKED, 'kicked by an operator', out);
+      break;
+    }
+    case 'goodbye': {
+      const svc = w.services.get(ev.conn);
+      if (svc) disconnect(w, svc, DisconnectReason.SHUTTING_DOWN, undefined, out);
+      break;
+    }
+    case 'shutdown':
+      for (const r of w.pending.values()) out.push({ type: 'close', conn: r.requester, code: 1001, reason: DisconnectReason.SHUTTING_DOWN });
+      w.pending.clear();
+      break;
+    case 'timer':
+      onTimer(w, ev.key, ev.now, cfg, out);
+      break;
+  }
+  return { state: w, effects: out.length === 0 ? NONE : out };
+}
+
+const CLOSED: ConnState = { phase: 'closed' };
+
+/** Sets a shared timer unless it is set already (a timer that fires early re-arms itself). */
+function arm(w: BusWorld, out: Eff[], key: TimerKey, at: number): void {
+  if (w.armed[key] !== null) return;
+  w.armed[key] = at;
+  out.push({ type: 'timer', key, at });
+}
+
+function onTimer(w: BusWorld, key: TimerKey, now: number, cfg: BusWorldConfig, out: Eff[]): void {
+  w.armed[key] = null;
+  switch (key) {
+    case 'identify':
+      for (const [conn, at] of w.identifying) {
+        if (at > now) break;
+        w.identifying.delete(conn);
+        const svc = w.services.get(conn);
+        if (svc) feed(w, svc, { type: 'identify-deadline' }, cfg, out, undefined);
+      }
+      {
+        const first = w.identifying.values().next();
+        if (!first.done) arm(w, out, 'identify', first.value);
+      }
+      return;
+    case 'requests':
+      for (const r of w.pending.values()) {
+        if (r.deadline > now) break;
+        w.pending.delete(r.key);
+        expire(w, r, out);
+      }
+      {
+        const first = w.pending.values().next();
+        if (!first.done) arm(w, out, 'requests', first.value.deadline);
+      }
+      return;
+    case 'heartbeat':
+      for (;;) {
+        const first = w.heartbeats.entries().next();
+        if (first.done) break;
+        const [conn, slot] = first.value;
+        if (slot.at > now) break;
+        w.heartbeats.delete(conn);
+        slot.at += cfg.heartbeatInterval;
+        if (slot.at <= now) slot.at = now + cfg.heartbeatInterval;
+        w.heartbeats.set(conn, slot);
+        const svc = w.services.get(conn);
+        if (svc) feed(w, svc, { type: 'heartbeat-tick', now, lastSeen: cfg.lastSeen(conn) }, cfg, out, undefined);
+      }
+      {
+        const first = w.heartbeats.values().next();
+        if (!first.done) arm(w, out, 'heartbeat', first.value.at);
+      }
+      return;
+  }
+}
+
+function feed(w: BusWorld, svc: Service, event: Parameters<typeof machineStep>[1], cfg: BusWorldConfig, out: Eff[], bytes: Buffer | undefined): void {
+  const before = svc.state;
+  const { state, effects } = machineStep(before, event, cfg.machine);
+  if (state.phase !== before.phase) out.push({ type: 'phase', conn: svc.conn, from: before.phase, to: state.phase });
+  svc.state = state;
+  for (const e of effects) {
+    switch (e.type) {
+      case 'send':
+        out.push({ type: 'send', conn: svc.conn, frame: e.frame });
+        break;
+      case 'disconnect':
+        disconnect(w, svc, e.reason, e.detail, out);
+        break;
+      case 'register':
+        register(w, svc, e.data, cfg, out);
+        break;
+      case 'route':
+        route(w, svc, e.msg, cfg, out, bytes);
+        break;
+      case 'reply':
+        reply(w, svc, e.msg, out, bytes);
+        break;
+      case 'goodbye':
+        unregister(w, svc, out);
+        out.push({ type: 'close', conn: svc.conn, code: 1000, reason: 'goodbye' });
+        break;
+    }
+  }
+}
+
+function disconnect(w: BusWorld, svc: Service, reason: DisconnectReason, detail: string | undefined, out: Eff[]): void {
+  svc.state = CLOSED;
+  unregister(w, svc, out);
+  out.push({ type: 'disconnect', conn: svc.conn, reason, detail });
+}
+
+function register(w: BusWorld, svc: Service, data: IdentifyData, cfg: BusWorldConfig, out: Eff[]): void {
+  w.identifying.delete(svc.conn);
+  if (data.name !== undefined) {
+    if (w.names.has(data.name) || w.byId.has(data.name)) {
+      out.push({ type: 'why', conn: svc.conn, why: 'name in use' });
+      disconnect(w, svc, DisconnectReason.NAME_TAKEN, `the name "${data.name}" is in use`, out);
+      return;
+    }
+    svc.name = data.name;
+    w.names.set(data.name, svc);
+  }
+  svc.identified = true;
+  w.byId.set(svc.conn, svc);
+  const groups = new Set<string>(data.groups ?? []);
+  if (data.group !== undefined) groups.add(data.group);
+  svc.groups = groups;
+  out.push({ type: 'identified', conn: svc.conn, identity: svc.name ?? svc.conn });
+  out.push({ type: 'enlist', conn: svc.conn, on: true });
+  for (const g of groups) {
+    let members = w.groups.get(g);
+    if (!members) w.groups.set(g, (members = new Set()));
+    members.add(svc.conn);
+    out.push({ type: 'join', group: g, conn: svc.conn });
+  }
+  out.push({ type: 'send', conn: svc.conn, frame: encode.identified(svc.conn, cfg.heartbeatInterval) });
+  w.heartbeats.delete(svc.conn);
+  const at = w.now + cfg.heartbeatInterval;
+  w.heartbeats.set(svc.conn, { at });
+  arm(w, out, 'heartbeat', at);
+}
+
+function resolve(w: BusWorld, identifier: string): Service | undefined {
+  return w.byId.get(identifier) ?? w.names.get(identifier);
+}
+
+/**
+ * The frame to relay: the sender's bytes with `"source":"<id>"` spliced in before the
+ * closing brace. Same result as `Buffer.from(withSource(raw, id))`, but one copy of
+ * the bytes instead of slicing, concatenating and re-encoding the text (that was
+ * about 3% of the server's CPU per hop in the bench's P1 profile). The socket layer
+ * has checked the text is UTF-8 and decode() that it is one JSON object, so the last
+ * "}" is the closing brace and only JSON whitespace can precede it.
+ */
+function relayed(svc: Service, raw: string, bytes: Buffer | undefined): Buffer {
+  if (!bytes) return Buffer.from(withSource(raw, svc.conn));
+  const tail = (svc.sourceTail ??= Buffer.from(`"source":${JSON.stringify(svc.conn)}}`));
+  let head = bytes.lastIndexOf(0x7d);
+  while (head > 0 && isJsonSpace(bytes[head - 1] as number)) head--;
+  const comma = bytes[head - 1] === 0x7b ? 0 : 1;
+  const buf = Buffer.allocUnsafe(head + comma + tail.length);
+  bytes.copy(buf, 0, 0, head);
+  if (comma) buf[head] = 0x2c;
+  tail.copy(buf, head + comma);
+  return buf;
+}
+
+function route(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 0 }>, cfg: BusWorldConfig, out: Eff[], bytes: Buffer | undefined): void {
+  const { intent } = msg;
+  if (cfg.limited) {
+    const size = bytes?.length ?? Buffer.byteLength(msg.raw);
+    const now = (): number => w.now;
+    const events = (svc.events ??= new TokenBucket(now, cfg.eventRate));
+    const eventBytes = (svc.eventBytes ??= new TokenBucket(now, cfg.byteRate));
+    const wait = Math.max(events.waitMs(1), eventBytes.waitMs(size));
+    if (wait > 0) {
+      out.push(RATE_LIMITED_COUNT);
+      out.push({
+        type: 'log',
+        level: 'warn',
+        msg: 'bus: service over its EVENT rate limit; EVENTs refused with RATE_LIMITED',
+        data: { service: svc.conn, name: svc.name, suppressed: 0 },
+        peer: svc.conn,
+      });
+      out.push({ type: 'send', conn: svc.conn, frame: encode.replyError(msg.id, ReplyError.RATE_LIMITED, { retry_after: wait }) });
+      return;
+    }
+    events.take(1);
+    eventBytes.take(size);
+  }
+  w.routed[intent.target]++;
+  const asks = msg.expectReply !== undefined && msg.id !== undefined;
+  // Who gets the frame, kept only when replies are expected (a Set filled per GLOBAL
+  // event to 1,000 services was a visible cost in the bench's P2 profile).
+  let recipients: Set<string> | undefined;
+  if (intent.target === 'DIRECT') {
+    const to = resolve(w, intent.identifier as string);
+    if (!to) return noRoute(svc.conn, msg.id, intent.target, intent.identifier, out);
+    out.push({ type: 'deliver', target: { to: 'conn', conn: to.conn }, frame: relayed(svc, msg.raw, bytes) });
+    if (asks) recipients = new Set([to.conn]);
+  } else {
+    const except = intent.self ? undefined : svc.conn;
+    if (intent.target === 'GROUP') {
+      const group = intent.identifier as string;
+      const members = w.groups.get(group);
+      const n = members ? members.size - (except !== undefined && members.has(except) ? 1 : 0) : 0;
+      if (!members || n === 0) return noRoute(svc.conn, msg.id, intent.target, intent.identifier, out);
+      out.push({ type: 'deliver', target: except === undefined ? { to: 'group', group } : { to: 'group', group, except }, frame: relayed(svc, msg.raw, bytes) });
+      if (asks) {
+        recipients = new Set(members);
+        if (except !== undefined) recipients.delete(except);
+      }
+    } else if (w.byId.size - (except !== undefined && w.byId.has(except) ? 1 : 0) > 0) {
+      out.push({ type: 'deliver', target: except === undefined ? { to: 'all' } : { to: 'all', except }, frame: relayed(svc, msg.raw, bytes) });
+      if (asks) {
+        recipients = new Set(w.byId.keys());
+        if (except !== undefined) recipients.delete(except);
+      }
+    } else if (asks) {
+      recipients = new Set();
+    }
+  }
+  if (!asks || msg.id === undefined || msg.expectReply === undefined || !recipients) return;
+  const collect = intent.target !== 'DIRECT';
+  const expected = !collect ? 1 : msg.expectReply === 'all' ? recipients.size : Math.min(msg.expectReply, recipients.size);
+  // Pending requests are keyed by requester and id: the id is the requester's to choose,
+  // so another service using the same id can neither replace nor answer this one. A
+  // requester reusing its own id while the first is pending replaces the first.
+  const key = `${svc.conn}/${msg.id}`;
+  const old = w.pending.get(key);
+  if (old) {
+    w.pending.delete(key);
+    unindex(w, old);
+  }
+  if (collect && expected === 0) {
+    out.push({ type: 'send', conn: svc.conn, frame: encode.replyEnd(msg.id, 0, 0, []) });
+    return;
+  }
+  const r: Request = {
+    key,
+    requester: svc.conn,
+    id: msg.id,
+    identifier: intent.identifier,
+    want: msg.expectReply,
+    recipients,
+    replied: new Set(),
+    gone: undefined,
+    expected,
+    collect,
+    startedAt: w.now,
+    deadline: w.now + Math.max(0, cfg.requestTimeout),
+    target: intent.target,
+  };
+  w.pending.set(key, r);
+  arm(w, out, 'requests', r.deadline);
+  for (const rid of recipients) {
+    const to = w.byId.get(rid);
+    if (!to) continue;
+    const asked = (to.asked ??= new Map());
+    const list = asked.get(msg.id);
+    if (list) list.push(r);
+    else asked.set(msg.id, [r]);
+  }
+  w.routing = r;
+}
+
+/** A receiver was cut while the request was being delivered: it was never asked. */
+function notDelivered(r: Request, svc: Service): void {
+  r.recipients.delete(svc.conn);
+  dropAsked(svc, r.id, r);
+  if (r.collect) r.expected = r.want === 'all' ? r.recipients.size : Math.min(r.want, r.recipients.size);
+}
+
+/** Forgets a finished request in every recipient's `asked` index. */
+function unindex(w: BusWorld, r: Request): void {
+  for (const rid of r.recipients) {
+    if (r.replied.has(rid) || r.gone?.has(rid)) continue;
+    const to = w.byId.get(rid);
+    if (to) dropAsked(to, r.id, r);
+  }
+}
+
+function noRoute(conn: string, id: string | undefined, target: string, identifier: string | undefined, out: Eff[]): void {
+  out.push(NO_ROUTE_COUNT);
+  out.push({ type: 'send', conn, frame: encode.replyError(id, ReplyError.NO_ROUTE, { target, identifier: identifier ?? null }) });
+}
+
+/**
+ * A REPLY answers a pending request that was delivered to its sender and that it has
+ * not answered yet. When several requesters asked it the same id, a REPLY whose intent
+ * is DIRECT to one of them (by id or name) answers that one; otherwise the oldest.
+ */
+function reply(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 5 }>, out: Eff[], bytes: Buffer | undefined): void {
+  const list = svc.asked?.get(msg.id);
+  if (!list) {
+    out.push(DROPPED_COUNT);
+    out.push({ type: 'log', level: 'debug', msg: 'bus: REPLY that answers no request this service was asked; dropped', data: { service: svc.conn, id: msg.id } });
+    return;
+  }
+  let r = list[0] as Request;
+  if (list.length > 1 && msg.to !== undefined) {
+    const named = resolve(w, msg.to);
+    if (named) r = list.find((e) => e.requester === named.conn) ?? r;
+  }
+  dropAsked(svc, msg.id, r);
+  r.replied.add(svc.conn);
+  out.push({ type: 'deliver', target: { to: 'conn', conn: r.requester }, frame: relayed(svc, msg.raw, bytes) });
+  if (r.replied.size >= r.expected) finish(w, r, 'complete', out);
+  else if (r.replied.size + (r.gone?.size ?? 0) >= r.recipients.size) finish(w, r, 'gone', out);
+}
+
+/** Ends a request before its deadline: every expected reply came, or nobody is left to answer. */
+function finish(w: BusWorld, r: Request, outcome: 'complete' | 'gone', out: Eff[]): void {
+  w.pending.delete(r.key);
+  if (w.routing === r) w.routing = undefined;
+  unindex(w, r);
+  out.push({ type: 'observe', outcome, seconds: (w.now - r.startedAt) / 1000 });
+  if (r.collect) out.push({ type: 'send', conn: r.requester, frame: encode.replyEnd(r.id, r.replied.size, r.expected, missing(r)) });
+  else if (outcome === 'gone') {
+    out.push({ type: 'send', conn: r.requester, frame: encode.replyError(r.id, ReplyError.NO_ROUTE, { target: 'DIRECT', identifier: r.identifier ?? null }) });
+  }
+}
+
+function missing(r: Request): string[] {
+  if (r.replied.size >= r.expected) return [];
+  return [...r.recipients].filter((id) => !r.replied.has(id));
+}
+
+function expire(w: BusWorld, r: Request, out: Eff[]): void {
+  unindex(w, r);
+  out.push({ type: 'observe', outcome: 'timeout', seconds: (w.now - r.startedAt) / 1000 });
+  if (r.collect) out.push({ type: 'send', conn: r.requester, frame: encode.replyEnd(r.id, r.replied.size, r.expected, missing(r)) });
+  else out.push({ type: 'send', conn: r.requester, frame: encode.replyError(r.id, ReplyError.TIMEOUT) });
+}
+
+/**
+ * A recipient left: a DIRECT request to it is answered NO_ROUTE at once; a collection
+ * ends at once (REPLY_END) when nobody who could still answer is left.
+ */
+function recipientGone(w: BusWorld, svc: Service, out: Eff[]): void {
+  if (!svc.asked) return;
+  for (const list of svc.asked.values()) {
+    for (const r of list) {
+      const gone = (r.gone ??= new Set());
+      gone.add(svc.conn);
+      if (!r.collect || r.replied.size + gone.size >= r.recipients.size) finish(w, r, 'gone', out);
+    }
+  }
+  svc.asked.clear();
+}
+
+function unregister(w: BusWorld, svc: Service, out: Eff[]): void {
+  w.identifying.delete(svc.conn);
+  w.heartbeats.delete(svc.conn);
+  if (!svc.identified) return;
+  svc.identified = false;
+  // Off the Broker: no more deliveries, and out of every group there too.
+  out.push({ type: 'enlist', conn: svc.conn, on: false });
+  for (const g of svc.groups ?? []) {
+    const members = w.groups.get(g);
+    if (members) {
+      members.delete(svc.conn);
+      if (members.size === 0) w.groups.delete(g);
+    }
+  }
+  for (const r of w.pending.values()) {
+    if (r.requester !== svc.conn) continue;
+    w.pending.delete(r.key);
+    if (w.routing === r) w.routing = undefined;
+    unindex(w, r);
+  }
+  recipientGone(w, svc, out);
+  w.byId.delete(svc.conn);
+  if (svc.name !== undefined && w.names.get(svc.name) === svc) w.names.delete(svc.name);
+}
+
+/** Removes one request from a service's `asked` index. */
+function dropAsked(svc: Service, id: string, r: Request): void {
+  const list = svc.asked?.get(id);
+  if (!list) return;
+  if (list.length === 1 && list[0] === r) {
+    svc.asked?.delete(id);
+    return;
+  }
+  const i = list.indexOf(r);
+  if (i >= 0) list.splice(i, 1);
+  if (list.length === 0) svc.asked?.delete(id);
+}
+
+/** JSON's insignificant whitespace: space, tab, line feed, carriage return. */
+function isJsonSpace(b: number): boolean {
+  return b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
+}
+
+export function worldSummary(w: BusWorld): { services: number; connections: number; groups: number; pendingRequests: number } {
+  return { services: w.byId.size, connections: w.services.size, groups: w.groups.size, pendingRequests: w.pending.size };
+}
