@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
 import { MusterError, isMusterError } from '../../src/core/errors.js';
-import { FifoPending, PendingRequests, type PendingEntry } from '../../src/core/pending.js';
+import { PendingRequests, type PendingEntry } from '../../src/core/pending.js';
 import { Scheduler } from '../../src/core/scheduler.js';
 
 function setup(): { clock: ManualClock; sched: Scheduler; errors: unknown[] } {
@@ -153,104 +153,6 @@ describe('PendingRequests', () => {
     const all = p.clear();
     expect(all.map((e) => e.data)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(p.size).toBe(0);
-    expect(sched.size).toBe(0);
-    clock.advance(1000);
-    expect(expired).toBe(0);
-  });
-});
-
-describe('FifoPending', () => {
-  it('expires each entry exactly at its deadline, with one scheduler timer for all', () => {
-    const { clock, sched, errors } = setup();
-    const expired: Array<[string, number]> = [];
-    const p = new FifoPending<string>(sched, 100, (e) => expired.push([e.key, clock.now()]));
-    const start = clock.now();
-    p.add('a', 'A');
-    clock.advance(30);
-    p.add('b', 'B');
-    clock.advance(30);
-    p.add('c', 'C');
-    expect(sched.size).toBe(1);
-    expect(p.get('b')).toMatchObject({ key: 'b', data: 'B', startedAt: start + 30 });
-    clock.advance(39);
-    expect(expired).toEqual([]);
-    clock.advance(1);
-    expect(expired).toEqual([['a', start + 100]]);
-    expect(p.has('a')).toBe(false);
-    clock.advance(1000);
-    expect(expired).toEqual([
-      ['a', start + 100],
-      ['b', start + 130],
-      ['c', start + 160],
-    ]);
-    expect(p.size).toBe(0);
-    expect(sched.size).toBe(0);
-    expect(clock.pending).toBe(0);
-    expect(errors).toEqual([]);
-  });
-
-  it('take() removes an entry; the timer moves on to the next one', () => {
-    const { clock, sched } = setup();
-    const expired: Array<[string, number]> = [];
-    const p = new FifoPending<string>(sched, 100, (e) => expired.push([e.key, clock.now()]));
-    const start = clock.now();
-    const a = p.add('a', 'A');
-    clock.advance(50);
-    p.add('b', 'B');
-    expect(p.take('a')).toBe(a);
-    expect(p.take('a')).toBeUndefined();
-    clock.advance(60); // past a's deadline
-    expect(expired).toEqual([]);
-    clock.advance(40);
-    expect(expired).toEqual([['b', start + 150]]);
-    expect(sched.size).toBe(0);
-  });
-
-  it('a key taken and added again gets a new deadline', () => {
-    const { clock, sched } = setup();
-    const expired: string[] = [];
-    const p = new FifoPending<string>(sched, 100, (e) => expired.push(e.data));
-    p.add('k', 'first');
-    p.add('other', 'other');
-    clock.advance(50);
-    p.take('k');
-    p.add('k', 'second');
-    clock.advance(50);
-    expect(expired).toEqual(['other']);
-    clock.advance(49);
-    expect(expired).toEqual(['other']);
-    clock.advance(1);
-    expect(expired).toEqual(['other', 'second']);
-  });
-
-  it('sees the entry removed in onExpire, and lets onExpire add entries', () => {
-    const { clock, sched } = setup();
-    const seen: boolean[] = [];
-    let n = 0;
-    const p: FifoPending<number> = new FifoPending<number>(sched, 10, (e) => {
-      seen.push(p.has(e.key));
-      n++;
-      if (e.data < 3) p.add(e.key, e.data + 1);
-    });
-    p.add('retry', 1);
-    clock.advance(100);
-    expect(n).toBe(3);
-    expect(seen).toEqual([false, false, false]);
-    expect(p.size).toBe(0);
-    expect(sched.size).toBe(0);
-  });
-
-  it('throws DUPLICATE_REQUEST for a pending key; takeWhere and clear never expire', () => {
-    const { clock, sched } = setup();
-    let expired = 0;
-    const p = new FifoPending<{ owner: string }>(sched, 100, () => expired++);
-    p.add('1', { owner: 'x' });
-    expect(() => p.add('1', { owner: 'y' })).toThrow(MusterError);
-    p.add('2', { owner: 'y' });
-    p.add('3', { owner: 'x' });
-    expect(p.takeWhere((e) => e.data.owner === 'x').map((e) => e.key)).toEqual(['1', '3']);
-    expect([...p.values()].map((e) => e.key)).toEqual(['2']);
-    expect(p.clear().map((e) => e.key)).toEqual(['2']);
     expect(sched.size).toBe(0);
     clock.advance(1000);
     expect(expired).toBe(0);
