@@ -6,7 +6,7 @@ import { fmt, median } from '../lib/stats.js';
 const SHARDS = 64;
 const CONTROLS = 4;
 /** Scaled down from 30 s + 15 s so that a failover takes well under a second. */
-const HEARTBEAT_MS = 250;
+const HEARTBEAT_MS = 1000; // the config minimum
 const GRACE_MS = 250;
 const FENCE_MARGIN_MS = 100;
 const RECONNECT_WINDOW_MS = 2000;
