@@ -31,7 +31,7 @@ function upgradeRequest(opts: { method?: string; path?: string; headers?: Record
 
 /** Sends raw bytes on a fresh TCP socket; resolves with what came back once the socket has closed. */
 function rawExchange(port: number, data: string, after: 'wait' | 'end' | 'reset' = 'wait'): Promise<string> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     const sock = net.connect(port, '127.0.0.1', () => {
       sock.write(data);
@@ -40,9 +40,9 @@ function rawExchange(port: number, data: string, after: 'wait' | 'end' | 'reset'
     });
     sock.on('data', (c: Buffer) => chunks.push(c));
     sock.on('error', () => undefined);
+    // A server that kept the broken upgrade open would never close it: the test's own
+    // timeout fails it, so no real-time guard is armed here.
     sock.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
-    const t = setTimeout(() => reject(new Error('the server kept a broken upgrade open')), 3000);
-    sock.on('close', () => clearTimeout(t));
   });
 }
 
@@ -157,14 +157,13 @@ describe('transport: broken upgrades give their slot back (no lockout)', () => {
 
 /** Reads the server's frames after a 101 until a close frame; returns its code. */
 function closeCodeAfter(port: number, request: string, frame: Buffer): Promise<number | undefined> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     let buf = Buffer.alloc(0);
     let upgraded = false;
     const sock = net.connect(port, '127.0.0.1', () => sock.write(request));
     sock.on('error', () => undefined);
-    const guard = setTimeout(() => reject(new Error('no close frame')), 3000);
+    // No close frame ever: the test's own timeout fails it (no real-time guard here).
     const done = (code: number | undefined): void => {
-      clearTimeout(guard);
       sock.destroy();
       resolve(code);
     };
