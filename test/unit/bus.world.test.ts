@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
+import { driveWorld } from '../support/world-driver.js';
 import { initialWorld, step, timerId, worldSummary, type BusWorld, type BusWorldConfig, type Eff, type TimerKey, type WorldEvent } from '../../src/dialects/bus/world.js';
 
 /**
@@ -22,34 +23,14 @@ function harness(over: Partial<BusWorldConfig> = {}) {
     lastSeen: (conn) => seen.get(conn) ?? 0,
     ...over,
   };
-  let w: BusWorld = initialWorld();
-  const timers = new Map<string, { key: TimerKey; at: number }>();
-  const feed = (ev: WorldEvent): Eff[] => {
-    const r = step(w, ev, cfg);
-    w = r.state;
-    for (const e of r.effects) {
-      if (e.type === 'timer') {
-        if (e.at === null) timers.delete(timerId(e.key));
-        else timers.set(timerId(e.key), { key: e.key, at: e.at });
-      }
-    }
-    return [...r.effects];
-  };
-  /** Moves the clock, feeding every timer that falls due, in order; returns what they did. */
-  const advance = (ms: number): Eff[] => {
-    const target = clock.now() + ms;
-    const fx: Eff[] = [];
-    for (;;) {
-      let due: [string, { key: TimerKey; at: number }] | undefined;
-      for (const t of timers) if (t[1].at <= target && (!due || t[1].at < due[1].at)) due = t;
-      if (!due) break;
-      timers.delete(due[0]);
-      clock.advance(Math.max(0, due[1].at - clock.now()));
-      fx.push(...feed({ type: 'timer', now: clock.now(), key: due[1].key }));
-    }
-    clock.advance(target - clock.now());
-    return fx;
-  };
+  const d = driveWorld<BusWorld, WorldEvent, Eff, TimerKey>({
+    clock,
+    initial: initialWorld(),
+    step: (state, ev) => step(state, ev, cfg),
+    timerId,
+    timerEvent: (key, now) => ({ type: 'timer', now, key }),
+  });
+  const { feed, advance } = d;
   const frame = (conn: string, msg: unknown): Eff[] => {
     seen.set(conn, clock.now());
     return feed({ type: 'frame', now: clock.now(), conn, data: Buffer.from(JSON.stringify(msg)), binary: false, headerToken: undefined });
@@ -58,7 +39,7 @@ function harness(over: Partial<BusWorldConfig> = {}) {
     feed({ type: 'open', now: clock.now(), conn, headerToken: undefined });
     return frame(conn, { op: 1, data: { token: 'tok', ...data } });
   };
-  return { clock, cfg, feed, frame, identify, advance, seen, world: () => w };
+  return { clock, cfg, feed, frame, identify, advance, seen, world: d.state };
 }
 
 /** Frames each connection gets, directly or through the Broker (`to: conn`), parsed. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
+import { driveWorld } from '../support/world-driver.js';
 import { initialWorld, step, timerId, worldSummary, type DiscodoWorld, type TimerKey, type WorldConfig, type WorldEffect, type WorldEvent } from '../../src/dialects/discodo/world.js';
 
 /**
@@ -17,40 +18,20 @@ function harness(over: Partial<WorldConfig> = {}) {
   const clock = new ManualClock(1_000_000);
   let ids = 0;
   const cfg: WorldConfig = { heartbeatInterval: 15_000, handshakeTimeout: 60_000, version: 'muster-test', vcTimeout: 300_000, compat: 'seed', newId: () => `vc-${++ids}`, ...over };
-  let w: DiscodoWorld = initialWorld();
-  const timers = new Map<string, { key: TimerKey; at: number }>();
-  const out: WorldEffect[] = [];
-  const feed = (ev: WorldEvent): WorldEffect[] => {
-    const r = step(w, ev, cfg);
-    w = r.state;
-    for (const e of r.effects) {
-      if (e.type === 'timer') {
-        if (e.at === null) timers.delete(timerId(e.key));
-        else timers.set(timerId(e.key), { key: e.key, at: e.at });
-      }
-    }
-    out.push(...r.effects);
-    return [...r.effects];
-  };
-  /** Moves the clock, feeding every timer that falls due, in order. */
-  const advance = (ms: number): void => {
-    const target = clock.now() + ms;
-    for (;;) {
-      let due: [string, { key: TimerKey; at: number }] | undefined;
-      for (const t of timers) if (t[1].at <= target && (!due || t[1].at < due[1].at)) due = t;
-      if (!due) break;
-      timers.delete(due[0]);
-      clock.advance(Math.max(0, due[1].at - clock.now()));
-      feed({ type: 'timer', now: clock.now(), key: due[1].key });
-    }
-    clock.advance(target - clock.now());
-  };
+  const d = driveWorld<DiscodoWorld, WorldEvent, WorldEffect, TimerKey>({
+    clock,
+    initial: initialWorld(),
+    step: (state, ev) => step(state, ev, cfg),
+    timerId,
+    timerEvent: (key, now) => ({ type: 'timer', now, key }),
+  });
+  const { feed, advance, timers, out } = d;
   const open = (conn: string, forbidden?: string): WorldEffect[] => feed({ type: 'open', now: clock.now(), conn, forbidden });
   const frame = (conn: string, text: string): WorldEffect[] => feed({ type: 'frame', now: clock.now(), conn, data: Buffer.from(text), binary: false });
   const close = (conn: string): WorldEffect[] => feed({ type: 'closed', now: clock.now(), conn });
   const sent = (fx: WorldEffect[], conn: string): string[] =>
     fx.flatMap((e) => (e.type === 'send' && e.conn === conn ? [(JSON.parse(e.frame) as { op: string }).op] : []));
-  return { clock, feed, advance, open, frame, close, sent, timers, out, world: () => w };
+  return { clock, feed, advance, open, frame, close, sent, timers, out, world: d.state };
 }
 
 describe('discodo world', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
+import { driveWorld } from '../support/world-driver.js';
 import { initialWorld, step, timerId, worldSummary, type GamelistWorld, type TimerKey, type WorldConfig, type WorldEffect, type WorldEvent } from '../../src/dialects/gamelist/world.js';
 
 /**
@@ -27,36 +28,14 @@ function harness(over: Partial<WorldConfig> = {}) {
     newConv: () => ++convs,
     ...over,
   };
-  let w: GamelistWorld = initialWorld();
-  const timers = new Map<string, { key: TimerKey; at: number }>();
-  const out: WorldEffect[] = [];
-  const feed = (ev: WorldEvent): WorldEffect[] => {
-    const r = step(w, ev, cfg);
-    w = r.state;
-    for (const e of r.effects) {
-      if (e.type === 'timer') {
-        if (e.at === null) timers.delete(timerId(e.key));
-        else timers.set(timerId(e.key), { key: e.key, at: e.at });
-      }
-    }
-    out.push(...r.effects);
-    return [...r.effects];
-  };
-  /** Moves the clock, feeding every timer that falls due, in order; returns what they did. */
-  const advance = (ms: number): WorldEffect[] => {
-    const target = clock.now() + ms;
-    const fx: WorldEffect[] = [];
-    for (;;) {
-      let due: [string, { key: TimerKey; at: number }] | undefined;
-      for (const t of timers) if (t[1].at <= target && (!due || t[1].at < due[1].at)) due = t;
-      if (!due) break;
-      timers.delete(due[0]);
-      clock.advance(Math.max(0, due[1].at - clock.now()));
-      fx.push(...feed({ type: 'timer', now: clock.now(), key: due[1].key }));
-    }
-    clock.advance(target - clock.now());
-    return fx;
-  };
+  const d = driveWorld<GamelistWorld, WorldEvent, WorldEffect, TimerKey>({
+    clock,
+    initial: initialWorld(),
+    step: (state, ev) => step(state, ev, cfg),
+    timerId,
+    timerEvent: (key, now) => ({ type: 'timer', now, key }),
+  });
+  const { feed, advance, timers, out } = d;
   const open = (conn: string, address = '10.0.0.1'): WorldEffect[] => feed({ type: 'open', now: clock.now(), conn, address });
   const frame = (conn: string, text: string): WorldEffect[] => feed({ type: 'frame', now: clock.now(), conn, data: Buffer.from(text), binary: false });
   const closed = (conn: string): WorldEffect[] => feed({ type: 'closed', now: clock.now(), conn });
@@ -71,7 +50,7 @@ function harness(over: Partial<WorldConfig> = {}) {
     const r = sent(frame(conn, reg('tok', 1, over)), conn)[0] as { server_id: string };
     return r.server_id;
   };
-  return { clock, cfg, feed, advance, open, frame, closed, join, sent, closes, replies, listed, timers, out, world: () => w };
+  return { clock, cfg, feed, advance, open, frame, closed, join, sent, closes, replies, listed, timers, out, world: d.state };
 }
 
 describe('gamelist world: registrations', () => {
