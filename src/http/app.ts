@@ -6,6 +6,7 @@ import type { Scheduler } from '../core/scheduler.js';
 import type { Store } from '../store/types.js';
 import type { Transport } from '../transport/upgrade.js';
 import { AdminAuthGuard } from './admin-guard.js';
+import { IpRateLimiter } from './ip-limit.js';
 import { bodyChecker } from './body.js';
 import { dashboardRoutes, mountDashboard } from './dashboard.js';
 import { buildOpenApi } from './openapi.js';
@@ -235,37 +236,3 @@ function toHttpRequest(req: FastifyRequest): HttpRequest {
   };
 }
 
-/**
- * A fixed one-minute window per (bucket, IP). Cheap and predictable; good enough to
- * stop a scraper hammering the public list. Old windows are swept as they are met.
- */
-export class IpRateLimiter {
-  readonly #windows = new Map<string, { start: number; count: number }>();
-  readonly #now: () => number;
-  #lastSweep = 0;
-
-  constructor(now: () => number) {
-    this.#now = now;
-  }
-
-  /** Counts one request; returns 0 if allowed, else the ms until the window resets. */
-  take(bucket: string, ip: string, perMinute: number): number {
-    const now = this.#now();
-    if (now - this.#lastSweep >= 60_000) {
-      this.#lastSweep = now;
-      for (const [k, w] of this.#windows) if (now - w.start >= 60_000) this.#windows.delete(k);
-    }
-    const key = `${bucket}\u0000${ip}`;
-    let w = this.#windows.get(key);
-    if (!w || now - w.start >= 60_000) {
-      w = { start: now, count: 0 };
-      this.#windows.set(key, w);
-    }
-    w.count++;
-    return w.count <= perMinute ? 0 : w.start + 60_000 - now;
-  }
-
-  get size(): number {
-    return this.#windows.size;
-  }
-}
