@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   decodeControlFrame,
+  FATAL_DISCORD_CODES,
   decodeEnvelope,
   decodeMasterFrame,
   encodeControl,
@@ -249,5 +250,11 @@ describe('sharding ranges', () => {
     expect(countIds([[0, 3], [2, 5], [10, 10]])).toBe(7);
     expect(formatRanges([[0, 7], [9, 9]])).toBe('0-7,9');
     expect(formatRanges([])).toBe('none');
+  });
+});
+
+describe('FATAL codes', () => {
+  it('are the Discord close codes the contract names as not to be retried: 4004 and 4010-4014', () => {
+    expect([...FATAL_DISCORD_CODES]).toEqual([4004, 4010, 4011, 4012, 4013, 4014]);
   });
 });
