@@ -110,6 +110,26 @@ describe('clusterio world: sessions', () => {
     expect(framesTo(h.frame('s2', 0, 'resume', { session_token: 'token-1', last_seq: 2 }), 's2').map((f) => f.type)).toEqual(['invalidate']);
   });
 
+  it('each detach starts a fresh window; a fresh register of the slave id ends a detached session and its window', () => {
+    const h = harness(slow);
+    h.loaded();
+    session(h, 's', 7);
+    h.d.feed({ type: 'closed', now: h.clock.now(), conn: 's' });
+    h.clock.advance(30_000);
+    h.open('s2');
+    h.frame('s2', 0, 'resume', { session_token: 'token-1', last_seq: 0 });
+    expect(h.d.timers.has('session:token-1')).toBe(false);
+    h.d.feed({ type: 'closed', now: h.clock.now(), conn: 's2' });
+    expect(h.d.timers.get('session:token-1')?.at).toBe(h.clock.now() + 60_000);
+    h.d.advance(59_999);
+    expect(worldSummary(h.world())).toMatchObject({ slaves: 1, sessions: 1 });
+    const fresh = session(h, 's3', 7);
+    expect(fresh).toContainEqual({ type: 'timer', key: { kind: 'session', token: 'token-1' }, at: null });
+    expect(h.d.timers.has('session:token-1')).toBe(false);
+    expect([...h.world().sessions.keys()]).toEqual(['token-2']);
+    expect(h.world().slaves.get('7')?.link?.conn).toBe('s3');
+  });
+
   it('a resume past what was sent, or before what was acknowledged, ends the session (invalidate)', () => {
     const h = harness();
     h.loaded();
