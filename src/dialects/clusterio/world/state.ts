@@ -3,8 +3,9 @@
  * (world/step.ts) and its jobs in one module each: links.ts (a socket's link machine,
  * link-level frames, frames before the registry loads), peers.ts (registration, seq
  * numbering, the resumable session's replay buffer, resume, retiring a peer),
- * registry.ts (the instance registry and its writes), forwarding.ts (the master's
- * requests to peers, relayed answers, timeouts, plugin events, instance output).
+ * registry.ts (the registry's writes and what waits on them), messages.ts (lists and
+ * the instance requests), forwarding.ts (the master's requests to peers, relayed
+ * answers, timeouts, plugin events, instance output).
  *
  * The state is owned by the runtime and updated in place; a step does no I/O and reads
  * no clock (time comes with each event, session tokens from the config).
