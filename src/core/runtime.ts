@@ -31,8 +31,15 @@ export type CoreEffect<K, F extends string | Buffer = string> =
   | { readonly type: 'close'; readonly conn: string; readonly code: number; readonly reason: string }
   /** Sets the timer `key` to fire at `at` (epoch ms), replacing one set before; `null` cancels it. */
   | { readonly type: 'timer'; readonly key: K; readonly at: number | null }
-  /** Writes `value` under `key` in the dialect's store namespace; later frames wait for it. */
-  | { readonly type: 'persist'; readonly key: string; readonly value: JsonValue }
+  /**
+   * Writes `value` under `key` in the dialect's store namespace (or `namespace`); later
+   * frames wait for it. With `settled`, they do not: the world is fed
+   * `settledEvent(settled, ok)` once the write has settled and sends what depends on it
+   * itself (frames about other things go out meanwhile).
+   */
+  | { readonly type: 'persist'; readonly key: string; readonly value: JsonValue; readonly namespace?: string; readonly settled?: string }
+  /** Deletes `key` from the dialect's store namespace (or `namespace`); as `persist` otherwise. */
+  | { readonly type: 'unpersist'; readonly key: string; readonly namespace?: string; readonly settled?: string }
   /** A log line; with `peer`, limited per peer. */
   | { readonly type: 'log'; readonly level: LogLevel; readonly msg: string; readonly data?: Record<string, unknown>; readonly peer?: string }
   /** A frame for connections the world names by target, through the Broker. */
@@ -54,7 +61,11 @@ export type CoreEffect<K, F extends string | Buffer = string> =
 
 export type CoreEffectType = CoreEffect<unknown>['type'];
 
-const CORE_TYPES: ReadonlySet<string> = new Set<CoreEffectType>(['send', 'close', 'timer', 'persist', 'log', 'deliver', 'reply', 'join', 'leave', 'enlist']);
+function isWrite(e: { readonly type: string }): boolean {
+  return e.type === 'persist' || e.type === 'unpersist';
+}
+
+const CORE_TYPES: ReadonlySet<string> = new Set<CoreEffectType>(['send', 'close', 'timer', 'persist', 'unpersist', 'log', 'deliver', 'reply', 'join', 'leave', 'enlist']);
 
 export function isCoreEffect<K, X extends { readonly type: string }, F extends string | Buffer = string>(e: CoreEffect<K, F> | X): e is CoreEffect<K, F> {
   return CORE_TYPES.has(e.type);
@@ -90,6 +101,8 @@ export interface World<S, Ev, K, X extends { readonly type: string } = never, F 
   timerId(key: K): string;
   /** Carries out one of the dialect's own effects. */
   effect?(e: X): void;
+  /** The event a write with `settled` feeds once it has settled (`ok`: it is durable). */
+  settledEvent?(id: string, ok: boolean, now: number): Ev;
 }
 
 export interface RuntimeOptions<S, Ev, K, X extends { readonly type: string }, F extends string | Buffer = string> {
@@ -137,8 +150,10 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
   #started: boolean;
   #stopped = false;
   readonly #backlog: Array<() => Ev> = [];
-  /** Store writes not yet settled; each resolves to whether it was saved. */
+  /** Store writes not yet settled that frames wait for; each resolves to whether it was saved. */
   readonly #unsaved = new Set<Promise<boolean>>();
+  /** Store writes not yet settled whose outcome the world is told (`settled`). */
+  readonly #told = new Set<Promise<void>>();
   /** Frames and closes held until the writes made before them are durable, in order. */
   #outbox: Promise<void> = Promise.resolve();
   #held = 0;
@@ -214,8 +229,8 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
     this.#state = state;
     this.#o.observe?.(before, state, ev, effects, peeked);
     // Writes first: what the frames below announce is in the store before they go out.
-    for (const e of effects) if (e.type === 'persist') this.#run(e);
-    for (const e of effects) if (e.type !== 'persist') this.#run(e);
+    for (const e of effects) if (isWrite(e)) this.#run(e);
+    for (const e of effects) if (!isWrite(e)) this.#run(e);
     return effects;
   }
 
@@ -257,7 +272,7 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
 
   /** Resolves once every write issued so far has settled and every held frame is out. */
   async settled(): Promise<void> {
-    await Promise.all([...this.#unsaved]);
+    await Promise.all([...this.#unsaved, ...this.#told]);
     await this.#outbox;
   }
 
@@ -288,7 +303,8 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
         this.#timer(e.key, e.at);
         return;
       case 'persist':
-        this.#persist(e.key, e.value);
+      case 'unpersist':
+        this.#persist(e);
         return;
       case 'log': {
         // Lines a peer can cause at will are capped per peer.
@@ -353,21 +369,36 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
 
   /**
    * Writes at once (the store applies writes in call order); frames and closes from now
-   * on wait until it is durable.
+   * on wait until it is durable, unless the world asked to be told (`settled`).
    */
-  #persist(key: string, value: JsonValue): void {
+  #persist(e: Extract<CoreEffect<K, F>, { type: 'persist' | 'unpersist' }>): void {
     if (this.#stopped) return;
     const s = this.#o.store;
-    if (!s) throw new Error(`${this.#o.name}: a persist effect, but the runtime has no store`);
-    const write = s.store.set(s.namespace, key, value).then(
+    if (!s) throw new Error(`${this.#o.name}: a ${e.type} effect, but the runtime has no store`);
+    const ns = e.namespace ?? s.namespace;
+    const op = e.type === 'persist' ? s.store.set(ns, e.key, e.value) : s.store.delete(ns, e.key);
+    const write = op.then(
       () => true,
       (err: unknown) => {
-        this.#o.logger.error({ err, key }, `${this.#o.name}: could not persist`);
+        this.#o.logger.error({ err, key: e.key }, `${this.#o.name}: could not persist`);
         return false;
       },
     );
-    this.#unsaved.add(write);
-    void write.then(() => this.#unsaved.delete(write));
+    const id = e.settled;
+    if (id === undefined) {
+      this.#unsaved.add(write);
+      void write.then(() => this.#unsaved.delete(write));
+      return;
+    }
+    const told = write.then((ok) => {
+      this.#told.delete(told);
+      if (this.#stopped) return;
+      const settledEvent = this.#o.world.settledEvent;
+      if (!settledEvent) throw new Error(`${this.#o.name}: a write with \`settled\`, but the world has no settledEvent`);
+      this.feed(settledEvent.call(this.#o.world, id, ok, this.#o.scheduler.now()));
+    });
+    this.#told.add(told);
+    void told.catch((err: unknown) => this.#o.logger.error({ err }, `${this.#o.name}: failed on a settled write`));
   }
 
   /** Sends, closes or delivers now, or, while writes are unsettled, after them and in order. */

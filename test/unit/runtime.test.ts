@@ -16,7 +16,8 @@ type Key = { readonly kind: 'ping'; readonly conn: string } | { readonly kind: '
 type Ev =
   | { readonly type: 'frame'; readonly conn: string; readonly text: string }
   | { readonly type: 'timer'; readonly key: Key; readonly now: number }
-  | { readonly type: 'admin'; readonly what: string };
+  | { readonly type: 'admin'; readonly what: string }
+  | { readonly type: 'settled'; readonly id: string; readonly ok: boolean };
 type Own = { readonly type: 'counted'; readonly n: number };
 type Fx = CoreEffect<Key> | Own;
 interface St {
@@ -33,6 +34,8 @@ function world(counted: number[]): World<St, Ev, Key, Own> {
         for (const word of ev.text.split(' ')) {
           if (word === 'echo') fx.push({ type: 'send', conn: ev.conn, frame: `echo:${ev.conn}` });
           if (word === 'save') fx.push({ type: 'persist', key: 'k', value: ev.conn });
+          if (word === 'told') fx.push({ type: 'persist', namespace: 'other', key: 'k', value: ev.conn, settled: 't' });
+          if (word === 'forget') fx.push({ type: 'unpersist', namespace: 'other', key: 'k', settled: 'f' });
           if (word === 'bye') fx.push({ type: 'close', conn: ev.conn, code: 4000, reason: 'bye' });
           if (word === 'arm') fx.push({ type: 'timer', key: { kind: 'ping', conn: ev.conn }, at: 1_000 + 1_700_000_000_000 });
           if (word === 'disarm') fx.push({ type: 'timer', key: { kind: 'ping', conn: ev.conn }, at: null });
@@ -50,6 +53,7 @@ function world(counted: number[]): World<St, Ev, Key, Own> {
         // Saves come last in the list: the runtime still issues them first.
         fx.sort((a, b) => (a.type === 'persist' ? 1 : 0) - (b.type === 'persist' ? 1 : 0));
       }
+      if (ev.type === 'settled') fx.push({ type: 'send', conn: 'a', frame: `settled:${ev.id}:${ev.ok}` });
       if (ev.type === 'admin') {
         fx.push({ type: 'persist', key: 'admin', value: ev.what });
         fx.push({ type: 'reply', status: 200, body: { ok: ev.what } });
@@ -61,6 +65,7 @@ function world(counted: number[]): World<St, Ev, Key, Own> {
     effect(e) {
       counted.push(e.n);
     },
+    settledEvent: (id, ok) => ({ type: 'settled', id, ok }),
   };
 }
 
@@ -152,6 +157,28 @@ describe('DialectRuntime', () => {
     await rt.settled();
     expect(a.sent).toEqual(['echo:a']);
     expect(lines.some((l) => l.msg === 'test: could not persist')).toBe(true);
+  });
+
+  it('tells the world when a write with `settled` has settled, holding no frame behind it; writes and deletes in another namespace', async () => {
+    const store = new GatedStore();
+    const { rt, a } = setup(store);
+    rt.feed(frame('a', 'told echo'));
+    rt.feed(frame('a', 'echo'));
+    // Nothing waits on it: the world sends what depends on the write itself.
+    expect(a.sent).toEqual(['echo:a', 'echo:a']);
+    store.gates[0]?.open();
+    await rt.settled();
+    expect(a.sent).toEqual(['echo:a', 'echo:a', 'settled:t:true']);
+    expect(await store.get('other', 'k')).toBe('a');
+    expect(await store.get('test', 'k')).toBeUndefined();
+    rt.feed(frame('a', 'forget'));
+    await rt.settled();
+    expect(a.sent.at(-1)).toBe('settled:f:true');
+    expect(await store.get('other', 'k')).toBeUndefined();
+    rt.feed(frame('a', 'told'));
+    store.gates[1]?.fail();
+    await rt.settled();
+    expect(a.sent.at(-1)).toBe('settled:t:false');
   });
 
   it('fires typed timers, replaces a key set twice, and cancels', () => {

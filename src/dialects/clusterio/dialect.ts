@@ -1,31 +1,42 @@
 /**
- * The Clusterio dialect: the thin shell the core talks to. Its jobs live in their own
- * modules over one shared `Hub` (types.ts): the socket and link machine (links.ts),
- * registration and token checks (handshake.ts), sessions (sessions.ts), the instance
- * registry and its persistence (instances.ts, registry.ts), forwarding and relayed
- * answers (forwarding.ts), plugin events (plugins.ts), metrics from slaves (metrics.ts)
- * and the admin routes (routes.ts).
+ * The Clusterio dialect's glue on the core runtime. The pure world (world/) holds every
+ * link, peer, session, the registry and the forwarding table; this shell feeds it what
+ * happens on the sockets and what the async parts find out: token checks (`verify` →
+ * `authenticated`), the registry read from the store at start-up (`registryLoaded`),
+ * writes settled (the runtime's `settled`), and the slaves' metrics at scrape time (a
+ * `scrape` call). Frames for other sockets go through the Broker (`deliver`).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
-import { PendingRequests } from '../../core/pending.js';
-import { LogLimiter } from '../../core/ratelimit.js';
-import { SessionManager } from '../../core/session.js';
-import type { LJson } from '../../protocols/clusterio/codec.js';
-import { getField } from '../../protocols/clusterio/config.js';
-import { ClusterioClose, clusterioCloseCodes, CloseReason, PROTOCOL_VERSION } from '../../protocols/clusterio/messages.js';
-import { timedOut } from './forwarding.js';
-import { armHandshake, deferUntilLoaded, feedFrame, onLinkClose, onLoaded, run, sendLink } from './links.js';
-import { initialState } from './machine.js';
-import { createMetrics, scrapeSlaves } from './metrics.js';
-import { ClusterioRegistry } from './registry.js';
+import { assertNever, DialectRuntime } from '../../core/runtime.js';
+import { ClusterioClose, clusterioCloseCodes, CloseReason } from '../../protocols/clusterio/messages.js';
+import { createMetrics, publishSlaveMetrics, type DialectMetrics, type SlaveFamily } from './metrics.js';
 import { clusterioRoutes } from './routes.js';
-import { retire } from './sessions.js';
+import { loadRegistry } from './store.js';
 import { TokenVerifier } from './token.js';
-import { DEFAULT_METRICS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, type ClusterioDialectConfig, type Hub, type Link, type Outstanding, type Peer } from './types.js';
+import { DEFAULT_METRICS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, type ClusterioDialectConfig } from './types.js';
+import { INSTANCES_NS } from './world/registry.js';
+import { initialWorld, timerId, worldSummary, type ClusterioEffect, type ClusterioWorld, type SlaveMetrics, type TimerKey, type WorldConfig, type WorldEvent } from './world/state.js';
+import { step } from './world/step.js';
 
 export { DEFAULT_METRICS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, type ClusterioDialectConfig } from './types.js';
+
+/** One socket's handler: it only hands what happens on the socket to the runtime. */
+class Socket implements ConnectionHandler {
+  constructor(
+    readonly dialect: ClusterioDialect,
+    readonly conn: Connection,
+  ) {}
+
+  onMessage(data: Buffer, isBinary: boolean): void {
+    this.dialect._frame(this.conn, isBinary ? undefined : data.toString('utf8'), data.length);
+  }
+
+  onClose(): void {
+    this.dialect._release(this.conn);
+  }
+}
 
 export class ClusterioDialect implements Dialect {
   readonly name = 'clusterio';
@@ -34,8 +45,17 @@ export class ClusterioDialect implements Dialect {
   readonly maxBufferedBytes: number;
   readonly preAuthMaxBytes: number;
 
-  readonly #hub: Hub;
+  readonly #ctx: DialectContext;
+  readonly #rt: DialectRuntime<ClusterioWorld, WorldEvent, TimerKey, ClusterioEffect>;
+  readonly #conns = new Map<string, Connection>();
+  readonly #m: DialectMetrics;
+  /** The slaves' metric families published at the last scrape. */
+  readonly #families = new Map<string, SlaveFamily>();
   readonly #loading: Promise<void>;
+  #authSecret: string;
+  /** authSecret's key, imported once per secret. */
+  #tokens: TokenVerifier;
+  #scrapes = 0;
 
   constructor(cfg: ClusterioDialectConfig, ctx: DialectContext) {
     const full: Required<ClusterioDialectConfig> = {
@@ -47,136 +67,168 @@ export class ClusterioDialect implements Dialect {
       preAuthMaxBytes: DEFAULT_PRE_AUTH_MAX_BYTES,
       ...cfg,
     };
+    this.#ctx = ctx;
     this.path = cfg.path;
     this.maxBufferedBytes = full.maxBufferedBytes;
     this.preAuthMaxBytes = full.preAuthMaxBytes;
-    const registry = new ClusterioRegistry(ctx.store, ctx.logger);
-    const slaves = new Map<string, Peer>();
-    const controls = new Set<Peer>();
-    const hub: Hub = {
-      cfg: full,
-      tokens: new TokenVerifier(full.authSecret),
-      ctx,
-      registry,
-      links: new Map(),
-      slaves,
-      controls,
-      sessions: new SessionManager<Peer, Link>({
-        scheduler: ctx.scheduler,
-        resumeWindowMs: cfg.sessionTimeout,
-        maxBufferedBytes: full.sessionBufferBytes,
-        onExpire: (s) => retire(hub, s.state, 'session expired'),
-      }),
-      pending: new PendingRequests<Outstanding>(ctx.scheduler, (e) => timedOut(e)),
-      loaded: false,
-      families: new Map(),
-      peerLog: new LogLimiter<string>(() => ctx.scheduler.now(), { perSecond: 1, burst: 5 }),
-      m: createMetrics(ctx.registry, slaves, controls, registry),
+    this.#authSecret = full.authSecret;
+    this.#tokens = new TokenVerifier(full.authSecret);
+    const world: WorldConfig = {
+      machine: { heartbeatInterval: full.heartbeatInterval, preAuthMaxBytes: full.preAuthMaxBytes },
+      heartbeatInterval: full.heartbeatInterval,
+      handshakeTimeout: full.handshakeTimeout,
+      sessionTimeout: full.sessionTimeout,
+      requestTimeout: full.requestTimeout,
+      metricsTimeout: full.metricsTimeout,
+      preAuthMaxBytes: full.preAuthMaxBytes,
+      sessionBufferBytes: full.sessionBufferBytes,
+      newSessionId: () => crypto.randomUUID(),
     };
-    this.#hub = hub;
-    this.#loading = registry.load().then(
-      () => onLoaded(hub),
+    this.#rt = new DialectRuntime({
+      name: 'clusterio',
+      world: {
+        step: (state, ev) => step(state, ev, world),
+        timerEvent: (key, now) => ({ type: 'timer', now, key, lastSeen: key.kind === 'beat' ? (this.#conns.get(key.conn)?.lastSeen ?? 0) : 0 }),
+        timerId,
+        effect: (e) => this.#effect(e),
+        settledEvent: (id, ok, now) => ({ type: 'settled', now, id, ok }),
+      },
+      initial: initialWorld(),
+      scheduler: ctx.scheduler,
+      logger: ctx.logger,
+      store: { store: ctx.store, namespace: INSTANCES_NS },
+      broker: { broker: ctx.broker, scope: 'clusterio' },
+    });
+    this.#m = createMetrics(ctx.registry, () => this.#rt.state);
+    this.#loading = loadRegistry(ctx.store, ctx.logger).then(
+      (r) => void this.#rt.feed({ type: 'registryLoaded', now: ctx.scheduler.now(), slaves: r.slaves, instances: r.instances }),
       (err: unknown) => {
         ctx.logger.error({ err }, 'clusterio: could not read slaves and instances from the store; starting empty');
-        onLoaded(hub);
+        this.#rt.feed({ type: 'registryLoaded', now: ctx.scheduler.now(), slaves: [], instances: [] });
       },
     );
   }
 
   /** Live counts, for leak checks and `muster status`. */
   summary(): Record<string, number> {
-    return {
-      connections: this.#hub.links.size,
-      slaves: this.#hub.slaves.size,
-      controls: this.#hub.controls.size,
-      sessions: this.#hub.sessions.size,
-      pendingRequests: this.#hub.pending.size,
-      knownSlaves: this.#hub.registry.slaves.size,
-      instances: this.#hub.registry.instances.size,
-    };
-  }
-
-  /** Resolves once the registry is loaded and every write so far is in the store. */
-  async flushed(): Promise<void> {
-    await this.#loading;
-    await this.#hub.registry.flush();
+    return worldSummary(this.#rt.state);
   }
 
   reloadSecrets(secrets: Record<string, unknown>): void {
-    if (typeof secrets.authSecret !== 'string' || secrets.authSecret === this.#hub.cfg.authSecret) return;
-    this.#hub.cfg = { ...this.#hub.cfg, authSecret: secrets.authSecret };
-    this.#hub.tokens = new TokenVerifier(secrets.authSecret);
+    if (typeof secrets.authSecret !== 'string' || secrets.authSecret === this.#authSecret) return;
+    this.#authSecret = secrets.authSecret;
+    this.#tokens = new TokenVerifier(secrets.authSecret);
   }
 
   accept(conn: Connection, _req: IncomingMessage): ConnectionHandler {
-    const link: Link = {
-      conn,
-      state: initialState,
-      seedSeq: 1,
-      peer: undefined,
-      deferred: [],
-      deferredBytes: 0,
-      handshakeTimer: undefined,
-      heartbeat: undefined,
-      endSession: false,
-    };
-    this.#hub.links.set(conn, link);
-    conn.onSlowConsumer = () => {
-      this.#hub.ctx.logger.warn({ conn: conn.id, buffered: conn.bufferedAmount }, 'clusterio: slow consumer cut');
-      run(this.#hub, link, { type: 'close', code: ClusterioClose.SLOW_CONSUMER, reason: CloseReason.SLOW_CONSUMER });
-    };
-    sendLink(link, 'hello', JSON.stringify({ version: PROTOCOL_VERSION }));
-    armHandshake(this.#hub, link);
-    return {
-      onMessage: (data, isBinary) => {
-        const text = isBinary ? undefined : data.toString('utf8');
-        if (!this.#hub.loaded) {
-          deferUntilLoaded(this.#hub, link, text, data.length);
-          return;
-        }
-        if (link.deferred.length > 0) {
-          link.deferred.push(text);
-          return;
-        }
-        feedFrame(this.#hub, link, text);
-      },
-      onClose: (code) => onLinkClose(this.#hub, link, code),
-    };
+    this.#conns.set(conn.id, conn);
+    this.#rt.attach(conn);
+    conn.onSlowConsumer = this.#onSlowConsumer;
+    this.#rt.feed({ type: 'open', now: this.#ctx.scheduler.now(), conn: conn.id });
+    return new Socket(this, conn);
+  }
+
+  /** One function for every connection (not a closure per socket). */
+  readonly #onSlowConsumer = (conn: Connection): void => {
+    this.#ctx.logger.warn({ conn: conn.id, buffered: conn.bufferedAmount }, 'clusterio: slow consumer cut');
+    this.#rt.feed({ type: 'slow', now: this.#ctx.scheduler.now(), conn: conn.id });
+  };
+
+  /** @internal A frame from a socket (Socket.onMessage); `text` is undefined for a binary frame. */
+  _frame(conn: Connection, text: string | undefined, bytes: number): void {
+    this.#rt.feed({ type: 'frame', now: this.#ctx.scheduler.now(), conn: conn.id, text, bytes });
+  }
+
+  /** @internal A socket closed (Socket.onClose). */
+  _release(conn: Connection): void {
+    this.#rt.detach(conn.id);
+    this.#rt.feed({ type: 'closed', now: this.#ctx.scheduler.now(), conn: conn.id });
+    this.#conns.delete(conn.id);
   }
 
   kick(conn: Connection): void {
-    const link = this.#hub.links.get(conn);
-    if (link) run(this.#hub, link, { type: 'close', code: ClusterioClose.POLICY_VIOLATION, reason: CloseReason.KICKED });
+    if (this.#rt.state.links.has(conn.id)) this.#rt.feed({ type: 'kick', now: this.#ctx.scheduler.now(), conn: conn.id });
     else conn.close(ClusterioClose.POLICY_VIOLATION, CloseReason.KICKED);
   }
 
   goodbye(conn: Connection): void {
-    const link = this.#hub.links.get(conn);
-    if (link) run(this.#hub, link, { type: 'close', code: ClusterioClose.GOING_AWAY, reason: CloseReason.SHUTDOWN });
+    if (this.#rt.state.links.has(conn.id)) this.#rt.feed({ type: 'goodbye', now: this.#ctx.scheduler.now(), conn: conn.id });
     else conn.close(ClusterioClose.GOING_AWAY, CloseReason.SHUTDOWN);
   }
 
   async stop(): Promise<void> {
-    for (const e of this.#hub.pending.clear()) e.data.fail('the server is shutting down');
-    for (const s of [...this.#hub.sessions.values()]) retire(this.#hub, s.state, 'server shutting down');
-    this.#hub.sessions.clear();
-    for (const name of this.#hub.families.keys()) this.#hub.ctx.registry.removeSingleMetric(name);
-    this.#hub.families.clear();
-    await this.flushed();
+    await this.#loading;
+    this.#rt.feed({ type: 'shutdown', now: this.#ctx.scheduler.now() });
+    for (const name of this.#families.keys()) this.#ctx.registry.removeSingleMetric(name);
+    this.#families.clear();
+    await this.#rt.stop();
   }
 
   /** Asks every connected slave for its metrics and publishes them with a slave_id label. */
-  beforeScrape(): Promise<void> {
-    return scrapeSlaves(this.#hub);
+  async beforeScrape(): Promise<void> {
+    const call = `scrape:${++this.#scrapes}`;
+    const answer = await this.#rt.call(call, { type: 'scrape', now: this.#ctx.scheduler.now(), call });
+    if (answer.status !== 200) return;
+    publishSlaveMetrics(this.#ctx.registry, this.#families, answer.body as SlaveMetrics[]);
   }
 
   routes(): HttpRoute[] {
-    return clusterioRoutes(this.#hub);
+    return clusterioRoutes({ world: () => this.#rt.state, remoteAddress: (id) => this.#conns.get(id)?.remoteAddress });
   }
 
-  /** For tests: a field of an instance's stored config. */
-  instanceField(id: string, path: string): LJson | undefined {
-    const rec = this.#hub.registry.instances.get(id);
-    return rec ? getField(rec.config, path) : undefined;
+  #effect(e: ClusterioEffect): void {
+    switch (e.type) {
+      case 'shut': {
+        const conn = this.#conns.get(e.conn);
+        if (!conn || conn.closing) return;
+        conn.sendFinal(e.frame);
+        conn.close(e.code, e.reason);
+        return;
+      }
+      case 'ping':
+        this.#conns.get(e.conn)?.ping();
+        return;
+      case 'verify': {
+        const { conn, attempt } = e;
+        const expect = e.role === 'slave' ? ({ aud: 'slave', id: e.id } as const) : ({ aud: 'control' } as const);
+        this.#tokens
+          .verify(e.token, expect, this.#ctx.scheduler.now())
+          .then((ok) => {
+            // A socket that is going (whoever closed it) registers nothing.
+            if (this.#conns.get(conn)?.closing !== false) return;
+            this.#rt.feed({ type: 'authenticated', now: this.#ctx.scheduler.now(), conn, attempt, ok });
+          })
+          .catch((err: unknown) => this.#ctx.logger.error({ err, conn }, 'clusterio: registration failed'));
+        return;
+      }
+      case 'authenticated':
+        this.#conns.get(e.conn)?.markAuthenticated();
+        return;
+      case 'refused':
+        this.#conns.get(e.conn)?.authFailed(e.detail);
+        return;
+      case 'identity': {
+        const conn = this.#conns.get(e.conn);
+        if (conn) conn.identity = e.identity;
+        return;
+      }
+      case 'why':
+        this.#conns.get(e.conn)?.markWhy(e.why);
+        return;
+      case 'phase':
+        this.#conns.get(e.conn)?.stateChanged(e.from, e.to);
+        return;
+      case 'count':
+        this.#m[e.metric].inc();
+        return;
+      case 'forwarded':
+        this.#m.forwarded.inc({ type: e.requestType });
+        return;
+      case 'plugin':
+        this.#m.pluginEvents.inc({ type: e.label, action: e.action });
+        return;
+      default:
+        assertNever(e, 'clusterio effect');
+    }
   }
 }

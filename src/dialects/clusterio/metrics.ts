@@ -1,21 +1,35 @@
 /**
  * Metrics: the dialect's own (peers online, instances by status, resumes, plugin
- * events, forwarded requests), and the slaves' statistics, asked for at each scrape and
- * published with a slave_id label.
+ * events, forwarded requests), and the slaves' statistics, asked for at each scrape (the
+ * world's `scrape`) and published with a slave_id label.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { requestPeer } from './forwarding.js';
-import type { ClusterioRegistry } from './registry.js';
-import type { DialectMetrics, Hub, Peer, SlaveFamily } from './types.js';
+import type { ClusterioWorld, SlaveMetrics } from './world/state.js';
 
-export function createMetrics(registry: Registry, slaves: Map<string, Peer>, controls: Set<Peer>, reg: ClusterioRegistry): DialectMetrics {
+export interface DialectMetrics {
+  resumes: Counter;
+  invalidations: Counter;
+  pluginEvents: Counter<'type' | 'action'>;
+  forwarded: Counter<'type'>;
+}
+
+export interface SlaveFamily {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: 'sum';
+  values: Array<{ labels: Record<string, string>; value: number }>;
+  get(): Promise<{ name: string; help: string; type: string; aggregator: 'sum'; values: SlaveFamily['values'] }>;
+}
+
+export function createMetrics(registry: Registry, world: () => ClusterioWorld): DialectMetrics {
   const registers = [registry];
   new Gauge({
     name: 'muster_clusterio_slaves_connected',
     help: 'Clusterio slaves online (connected, or a session within its resume window)',
     registers,
     collect() {
-      this.set(slaves.size);
+      this.set(world().slaves.size);
     },
   });
   new Gauge({
@@ -23,7 +37,7 @@ export function createMetrics(registry: Registry, slaves: Map<string, Peer>, con
     help: 'Clusterio controls online',
     registers,
     collect() {
-      this.set(controls.size);
+      this.set(world().controls.size);
     },
   });
   new Gauge({
@@ -34,7 +48,7 @@ export function createMetrics(registry: Registry, slaves: Map<string, Peer>, con
     collect() {
       this.reset();
       const by = new Map<string, number>();
-      for (const rec of reg.instances.values()) by.set(rec.status ?? 'unknown', (by.get(rec.status ?? 'unknown') ?? 0) + 1);
+      for (const rec of world().registry.instances.values()) by.set(rec.status ?? 'unknown', (by.get(rec.status ?? 'unknown') ?? 0) + 1);
       for (const [status, n] of by) this.set({ status }, n);
     },
   });
@@ -53,43 +67,23 @@ export function createMetrics(registry: Registry, slaves: Map<string, Peer>, con
       labelNames: ['type'],
       registers,
     }),
-    pluginTypes: new Set(),
   };
 }
 
-/** Asks every connected slave for its metrics and publishes them with a slave_id label. */
-export async function scrapeSlaves(hub: Hub): Promise<void> {
-  const slaves = [...hub.slaves.values()].filter((p) => p.link !== undefined && !p.link.conn.closing);
-  const answers = await Promise.all(
-    slaves.map(
-      (slave) =>
-        new Promise<{ slave: Peer; results: unknown[] } | undefined>((resolve) => {
-          requestPeer(
-            hub,
-            slave,
-            'statistics_exporter:get_metrics_request',
-            '{}',
-            hub.cfg.metricsTimeout,
-            (answer) => resolve(Array.isArray(answer.data.results) ? { slave, results: answer.data.results } : undefined),
-            () => resolve(undefined),
-          );
-        }),
-    ),
-  );
+/** Publishes the slaves' answers to a scrape with a slave_id label; families no slave reported go. */
+export function publishSlaveMetrics(registry: Registry, families: Map<string, SlaveFamily>, answers: readonly SlaveMetrics[]): void {
   const merged = new Map<string, { help: string; type: string; values: SlaveFamily['values'] }>();
   for (const a of answers) {
-    if (!a) continue;
-    for (const r of a.results) mergeResult(merged, r, a.slave.slaveId);
+    for (const r of a.results) mergeResult(merged, r, a.slaveId);
   }
-  const registry = hub.ctx.registry;
-  for (const name of [...hub.families.keys()]) {
+  for (const name of [...families.keys()]) {
     if (!merged.has(name)) {
       registry.removeSingleMetric(name);
-      hub.families.delete(name);
+      families.delete(name);
     }
   }
   for (const [name, m] of merged) {
-    let fam = hub.families.get(name);
+    let fam = families.get(name);
     if (!fam) {
       if (registry.getSingleMetric(name)) continue; // never shadow Muster's own metrics
       const f: SlaveFamily = {
@@ -101,7 +95,7 @@ export async function scrapeSlaves(hub: Hub): Promise<void> {
         get: async () => ({ name: f.name, help: f.help, type: f.type, aggregator: 'sum', values: f.values }),
       };
       fam = f;
-      hub.families.set(name, f);
+      families.set(name, f);
       registry.registerMetric(f as unknown as Parameters<Registry['registerMetric']>[0]);
     }
     fam.help = m.help;

@@ -5,9 +5,16 @@
 import type { HttpRoute } from '../../core/dialect.js';
 import { idForHttp, isLosslessNumber, type LJson } from '../../protocols/clusterio/codec.js';
 import { assignedSlave, instanceName } from '../../protocols/clusterio/config.js';
-import type { Hub } from './types.js';
+import { sortedInstances, sortedSlaves } from './world/messages.js';
+import type { ClusterioWorld } from './world/state.js';
 
-export function clusterioRoutes(hub: Hub): HttpRoute[] {
+/** What the routes read: the world, and a socket's remote address. */
+export interface RouteView {
+  world(): ClusterioWorld;
+  remoteAddress(conn: string): string | undefined;
+}
+
+export function clusterioRoutes(view: RouteView): HttpRoute[] {
   return [
     {
       method: 'GET',
@@ -32,14 +39,15 @@ export function clusterioRoutes(hub: Hub): HttpRoute[] {
         },
       },
       handler: () => {
+        const w = view.world();
         const hosted = new Map<string, number>();
-        for (const rec of hub.registry.instances.values()) {
+        for (const rec of w.registry.instances.values()) {
           const s = assignedSlave(rec.config);
           if (s !== null) hosted.set(s, (hosted.get(s) ?? 0) + 1);
         }
         return {
-          body: hub.registry.sortedSlaves().map((s) => {
-            const p = hub.slaves.get(s.id);
+          body: sortedSlaves(w).map((s) => {
+            const p = w.slaves.get(s.id);
             return {
               id: idForHttp(s.id),
               name: s.name,
@@ -48,7 +56,7 @@ export function clusterioRoutes(hub: Hub): HttpRoute[] {
               connected: p !== undefined,
               mode: p?.mode ?? null,
               attached: p?.link !== undefined,
-              remoteAddress: p?.link?.conn.remoteAddress ?? null,
+              remoteAddress: (p?.link && view.remoteAddress(p.link.conn)) ?? null,
               instances: hosted.get(s.id) ?? 0,
             };
           }),
@@ -75,13 +83,13 @@ export function clusterioRoutes(hub: Hub): HttpRoute[] {
         },
       },
       handler: () => ({
-        body: hub.registry.sortedInstances().map(([id, rec]) => {
+        body: sortedInstances(view.world()).map(([id, rec]) => {
           const slave = assignedSlave(rec.config);
           return {
             id: idForHttp(id),
             name: instanceName(rec.config),
             assigned_slave: slave === null ? null : idForHttp(slave),
-            slave_connected: slave !== null && hub.slaves.has(slave),
+            slave_connected: slave !== null && view.world().slaves.has(slave),
             status: rec.status ?? 'unknown',
             serialized_config: toHttpJson(rec.config as unknown as LJson),
           };

@@ -1,21 +1,8 @@
 /**
- * The Clusterio dialect's shared state (`Hub`) and records: one socket (`Link`), one
- * registered slave or control (`Peer`), one request the master waits on. The jobs of the
- * dialect (links.ts, handshake.ts, sessions.ts, forwarding.ts, instances.ts,
- * plugins.ts, metrics.ts, routes.ts) are functions over one Hub.
+ * The Clusterio dialect's configuration and limits. The world (world/) and the glue on
+ * the runtime (dialect.ts) read them.
  */
-import type { Counter } from 'prom-client';
-import type { Connection } from '../../core/connection.js';
-import type { DialectContext } from '../../core/dialect.js';
-import type { PendingRequests } from '../../core/pending.js';
-import type { LogLimiter } from '../../core/ratelimit.js';
-import type { Timer } from '../../core/scheduler.js';
-import type { Session, SessionManager } from '../../core/session.js';
-import type { Envelope } from '../../protocols/clusterio/codec.js';
-import { ClusterioClose, type Role } from '../../protocols/clusterio/messages.js';
-import type { LinkState, Mode } from './machine.js';
-import type { ClusterioRegistry } from './registry.js';
-import type { TokenVerifier } from './token.js';
+import { ClusterioClose } from '../../protocols/clusterio/messages.js';
 
 export interface ClusterioDialectConfig {
   path: string;
@@ -51,88 +38,3 @@ export const ENDING_CODES = new Set<number>([
   ClusterioClose.INVALID_MESSAGE,
   ClusterioClose.AUTHENTICATION_FAILED,
 ]);
-
-
-/** One socket. */
-export interface Link {
-  readonly conn: Connection;
-  state: LinkState;
-  /** Next seq in the seed numbering (hello is 1). */
-  seedSeq: number;
-  peer: Peer | undefined;
-  deferred: Array<string | undefined>;
-  /** Bytes of the frames that waited for the registry to load (see deferUntilLoaded). */
-  deferredBytes: number;
-  handshakeTimer: Timer | undefined;
-  heartbeat: Timer | undefined;
-  /** Set when the server's own close should end the session rather than detach it. */
-  endSession: boolean;
-}
-
-/** A registered slave or control. In session mode it outlives its sockets. */
-export interface Peer {
-  readonly key: string;
-  readonly role: Role;
-  /** Slaves: canonical decimal id. */
-  readonly slaveId: string;
-  readonly name: string;
-  readonly agent: string;
-  readonly version: string;
-  readonly mode: Mode;
-  link: Link | undefined;
-  session: Session<Peer, Link> | undefined;
-  lastReceived: number;
-  /** Controls: instance ids whose output they want. */
-  subscriptions: Set<string>;
-  /** Seqs of the master's requests that timed out: a late answer is ignored, not an error. */
-  readonly expired: Set<number>;
-  alive: boolean;
-  readonly registeredAt: number;
-}
-
-/** A request the master sent a peer and still waits on. */
-export interface Outstanding {
-  readonly peer: Peer;
-  readonly seq: number;
-  readonly requestType: string;
-  readonly answer: (env: Envelope) => void;
-  readonly fail: (reason: string) => void;
-}
-
-export interface DialectMetrics {
-  resumes: Counter;
-  invalidations: Counter;
-  pluginEvents: Counter<'type' | 'action'>;
-  forwarded: Counter<'type'>;
-  pluginTypes: Set<string>;
-}
-
-export interface SlaveFamily {
-  name: string;
-  help: string;
-  type: string;
-  aggregator: 'sum';
-  values: Array<{ labels: Record<string, string>; value: number }>;
-  get(): Promise<{ name: string; help: string; type: string; aggregator: 'sum'; values: SlaveFamily['values'] }>;
-}
-
-/** Everything the dialect's jobs share: configuration, context, the registry, the online peers. */
-export interface Hub {
-  cfg: Required<ClusterioDialectConfig>;
-  /** authSecret's key, imported once per secret. */
-  tokens: TokenVerifier;
-  readonly ctx: DialectContext;
-  readonly registry: ClusterioRegistry;
-  readonly links: Map<Connection, Link>;
-  /** Online slaves by id (attached, or a session within its resume window). */
-  readonly slaves: Map<string, Peer>;
-  readonly controls: Set<Peer>;
-  readonly sessions: SessionManager<Peer, Link>;
-  readonly pending: PendingRequests<Outstanding>;
-  /** The registry has been read from the store; until then frames wait in `Link.deferred`. */
-  loaded: boolean;
-  readonly families: Map<string, SlaveFamily>;
-  /** Warn lines a slave can cause at will (one per reported instance): 5 at once, then 1/s per slave. */
-  readonly peerLog: LogLimiter<string>;
-  readonly m: DialectMetrics;
-}

@@ -1,0 +1,283 @@
+/**
+ * The Clusterio world's state, events, effects and timer keys. The step lives beside it
+ * (world/step.ts) and its jobs in one module each: links.ts (a socket's link machine,
+ * link-level frames, frames before the registry loads), peers.ts (registration, seq
+ * numbering, the resumable session's replay buffer, resume, retiring a peer),
+ * registry.ts (the registry's writes and what waits on them), messages.ts (lists and
+ * the instance requests), forwarding.ts (the master's requests to peers, relayed
+ * answers, timeouts, plugin events, instance output).
+ *
+ * The state is owned by the runtime and updated in place; a step does no I/O and reads
+ * no clock (time comes with each event, session tokens from the config).
+ */
+import type { CoreEffect } from '../../../core/runtime.js';
+import type { Envelope } from '../../../protocols/clusterio/codec.js';
+import type { InstanceConfig } from '../../../protocols/clusterio/config.js';
+import type { Role } from '../../../protocols/clusterio/messages.js';
+import type { GoneWhy } from '../../../core/peer-log.js';
+import type { LinkState, MachineConfig, Mode, RegisterMessage } from '../machine.js';
+
+export interface WorldConfig {
+  readonly machine: MachineConfig;
+  readonly heartbeatInterval: number;
+  readonly handshakeTimeout: number;
+  readonly sessionTimeout: number;
+  readonly requestTimeout: number;
+  readonly metricsTimeout: number;
+  readonly preAuthMaxBytes: number;
+  /** Unacknowledged bytes a session keeps for replay. */
+  readonly sessionBufferBytes: number;
+  /** A new session token (unguessable). */
+  readonly newSessionId: () => string;
+}
+
+/** One socket. */
+export interface LinkRec {
+  readonly conn: string;
+  state: LinkState;
+  /** Next seq in the seed numbering (hello is 1). */
+  seedSeq: number;
+  /** The peer this socket carries, once registered or resumed. */
+  peer: PeerRec | undefined;
+  /** Frames that wait: for the registry to load, or for a token check. */
+  deferred: Array<string | undefined>;
+  /** Bytes of the frames that waited for the registry to load. */
+  deferredBytes: number;
+  /** Set when the server's own close should end the session rather than detach it. */
+  endSession: boolean;
+  /** The world has closed the socket (or the client hung up): nothing more is sent. */
+  closing: boolean;
+  /** The registration whose token is being checked (or whose slave record is being written). */
+  registering: { readonly msg: RegisterMessage; readonly session: boolean } | undefined;
+  /** Bumped with each registration the link starts: a late answer to an older one is ignored. */
+  attempt: number;
+}
+
+/** The master's numbering and replay buffer of one opt-in session. */
+export interface SessionRec {
+  /** The session token. */
+  readonly id: string;
+  /** Seq of the last frame queued for the peer. */
+  seq: number;
+  /** Highest seq the peer has acknowledged. */
+  acked: number;
+  /** Frames after `acked`, kept for a resume, oldest first. */
+  readonly buffer: Array<{ readonly seq: number; readonly frame: string }>;
+  bytes: number;
+  /** When the socket went (null while attached). */
+  detachedAt: number | null;
+}
+
+/** A registered slave or control. In session mode it outlives its sockets. */
+export interface PeerRec {
+  readonly key: string;
+  readonly role: Role;
+  /** Slaves: canonical decimal id. */
+  readonly slaveId: string;
+  readonly name: string;
+  readonly agent: string;
+  readonly version: string;
+  readonly mode: Mode;
+  /** The socket it is on; undefined while a session waits for a resume. */
+  link: LinkRec | undefined;
+  readonly session: SessionRec | undefined;
+  lastReceived: number;
+  /** Controls: instance ids whose output they want. */
+  subscriptions: Set<string>;
+  /** Seqs of the master's requests that timed out: a late answer is ignored, not an error. */
+  readonly expired: Set<number>;
+  alive: boolean;
+  readonly registeredAt: number;
+}
+
+export interface SlaveRecord {
+  /** Canonical decimal id. */
+  readonly id: string;
+  readonly name: string;
+  readonly agent: string;
+  readonly version: string;
+}
+
+export interface InstanceRecord {
+  config: InstanceConfig;
+  /** Last status the slave reported, if any. */
+  status: string | null;
+}
+
+/** What the master knows of its cluster and keeps across restarts. */
+export interface Registry {
+  readonly slaves: Map<string, SlaveRecord>;
+  readonly instances: Map<string, InstanceRecord>;
+}
+
+/** One scrape: the slaves asked for their metrics, the answers so far. */
+export interface Gather {
+  readonly call: string;
+  left: number;
+  /** By the slave's place in the scrape (undefined: no answer, or not a list). */
+  readonly results: Array<SlaveMetrics | undefined>;
+}
+
+/** One slave's answer to a metrics scrape. */
+export interface SlaveMetrics {
+  readonly slaveId: string;
+  readonly results: unknown[];
+}
+
+/** What happens with the answer (or failure) of a request the master sent a peer. */
+export type Origin =
+  /** A control's request forwarded to a slave: relay the answer under the control's seq. */
+  | { readonly kind: 'relay'; readonly control: PeerRec; readonly req: Envelope; readonly instance?: { readonly id: string; readonly rec: InstanceRecord } }
+  /** A config pushed to a slave after update_instances: only failures are logged. */
+  | { readonly kind: 'log'; readonly slave: PeerRec }
+  /** A /metrics scrape. */
+  | { readonly kind: 'gather'; readonly gather: Gather; readonly index: number; readonly slave: string };
+
+/** A request the master sent a peer and still waits on (the forwarding table). */
+export interface Outstanding {
+  readonly key: string;
+  readonly peer: PeerRec;
+  readonly seq: number;
+  readonly requestType: string;
+  readonly origin: Origin;
+}
+
+/** What a write (or writes) the world waits on does once durable. */
+export type Then =
+  /** A slave's registration: `ready` once it is on record. */
+  | { readonly kind: 'register'; readonly conn: string; readonly attempt: number; readonly msg: RegisterMessage; readonly session: boolean }
+  /** create_instance: answer. */
+  | { readonly kind: 'created'; readonly peer: PeerRec; readonly req: Envelope }
+  /** set_instance_config_field: answer, or push the config to the hosting slave and relay its answer. */
+  | { readonly kind: 'configured'; readonly peer: PeerRec; readonly req: Envelope; readonly instance: InstanceRecord }
+  /** assign_instance_command: push the config to the slave, relay its answer. */
+  | { readonly kind: 'assigned'; readonly peer: PeerRec; readonly req: Envelope; readonly instance: InstanceRecord; readonly slave: PeerRec }
+  /** A relayed delete_instance: relay the slave's answer. */
+  | { readonly kind: 'deleted'; readonly peer: PeerRec; readonly req: Envelope; readonly answer: Envelope };
+
+export interface PendingWrite {
+  /** Writes not yet settled. */
+  left: number;
+  failed: boolean;
+  readonly then: Then;
+}
+
+export interface ClusterioWorld {
+  /** The registry has been read from the store; until then frames wait. */
+  loaded: boolean;
+  readonly links: Map<string, LinkRec>;
+  /** Online slaves by id (attached, or a session within its resume window). */
+  readonly slaves: Map<string, PeerRec>;
+  readonly controls: Set<PeerRec>;
+  /** Live sessions by token. */
+  readonly sessions: Map<string, PeerRec>;
+  /** The forwarding table: requests the master waits on, by `${peer.key}#${seq}`. */
+  readonly pending: Map<string, Outstanding>;
+  /** Writes whose outcome an answer waits on, by write id. */
+  readonly writes: Map<string, PendingWrite>;
+  nextWrite: number;
+  readonly registry: Registry;
+  /** Plugin types seen, as metric labels (capped). */
+  readonly pluginTypes: Set<string>;
+}
+
+export function initialWorld(): ClusterioWorld {
+  return {
+    loaded: false,
+    links: new Map(),
+    slaves: new Map(),
+    controls: new Set(),
+    sessions: new Map(),
+    pending: new Map(),
+    writes: new Map(),
+    nextWrite: 1,
+    registry: { slaves: new Map(), instances: new Map() },
+    pluginTypes: new Set(),
+  };
+}
+
+export type TimerKey =
+  /** Register or resume by then. */
+  | { readonly kind: 'handshake'; readonly conn: string }
+  /** The next ping / heartbeat of a ready link. */
+  | { readonly kind: 'beat'; readonly conn: string }
+  /** A detached session's resume window. */
+  | { readonly kind: 'session'; readonly token: string }
+  /** A request's deadline. */
+  | { readonly kind: 'request'; readonly key: string };
+
+export function timerId(key: TimerKey): string {
+  switch (key.kind) {
+    case 'handshake':
+    case 'beat':
+      return `${key.kind}:${key.conn}`;
+    case 'session':
+      return `session:${key.token}`;
+    case 'request':
+      return `request:${key.key}`;
+  }
+}
+
+export type WorldEvent =
+  | { readonly type: 'open'; readonly now: number; readonly conn: string }
+  /** A frame; `text` is undefined for a binary frame. */
+  | { readonly type: 'frame'; readonly now: number; readonly conn: string; readonly text: string | undefined; readonly bytes: number }
+  /** The socket has gone, whoever closed it. */
+  | { readonly type: 'closed'; readonly now: number; readonly conn: string }
+  | { readonly type: 'slow'; readonly now: number; readonly conn: string }
+  | { readonly type: 'kick'; readonly now: number; readonly conn: string }
+  | { readonly type: 'goodbye'; readonly now: number; readonly conn: string }
+  /** The token of the link's registration `attempt` was checked. */
+  | { readonly type: 'authenticated'; readonly now: number; readonly conn: string; readonly attempt: number; readonly ok: boolean }
+  /** What the store held at start-up. */
+  | { readonly type: 'registryLoaded'; readonly now: number; readonly slaves: readonly SlaveRecord[]; readonly instances: readonly InstanceRecord[] }
+  /** A write with `settled: id` is durable (`ok`) or failed. */
+  | { readonly type: 'settled'; readonly now: number; readonly id: string; readonly ok: boolean }
+  /** A /metrics scrape: ask every attached slave, answer the call with what came back. */
+  | { readonly type: 'scrape'; readonly now: number; readonly call: string }
+  | { readonly type: 'shutdown'; readonly now: number }
+  /** A due timer; `lastSeen` is when the beat's socket last showed life (frames or pongs). */
+  | { readonly type: 'timer'; readonly now: number; readonly key: TimerKey; readonly lastSeen: number };
+
+export type Counted = 'resumes' | 'invalidations';
+
+/** The dialect's own effects, carried out by dialect.ts. */
+export type ClusterioEffect =
+  /** Send `frame` (a `close {reason}`) behind any backlog, then close the socket. */
+  | { readonly type: 'shut'; readonly conn: string; readonly frame: string; readonly code: number; readonly reason: string }
+  | { readonly type: 'ping'; readonly conn: string }
+  /** Check a registration's token; feed `authenticated` with the outcome. */
+  | { readonly type: 'verify'; readonly conn: string; readonly attempt: number; readonly role: Role; readonly token: string; readonly id: string }
+  /** The socket's peer is in: the socket layer may take bigger frames. */
+  | { readonly type: 'authenticated'; readonly conn: string }
+  | { readonly type: 'refused'; readonly conn: string; readonly detail: string }
+  | { readonly type: 'identity'; readonly conn: string; readonly identity: string }
+  | { readonly type: 'why'; readonly conn: string; readonly why: GoneWhy }
+  | { readonly type: 'phase'; readonly conn: string; readonly from: string; readonly to: string }
+  | { readonly type: 'count'; readonly metric: Counted }
+  | { readonly type: 'forwarded'; readonly requestType: string }
+  | { readonly type: 'plugin'; readonly label: string; readonly action: 'broadcast' | 'dropped' };
+
+export type Eff = CoreEffect<TimerKey> | ClusterioEffect;
+
+/** One step's context: the world, its config, the effects so far, the time and the socket being served. */
+export interface Tx {
+  readonly w: ClusterioWorld;
+  readonly cfg: WorldConfig;
+  readonly out: Eff[];
+  readonly now: number;
+  /** The socket whose event this is: frames to it are `send`s, to any other `deliver`s. */
+  readonly here: string | undefined;
+}
+
+export function worldSummary(w: ClusterioWorld): Record<string, number> {
+  return {
+    connections: w.links.size,
+    slaves: w.slaves.size,
+    controls: w.controls.size,
+    sessions: w.sessions.size,
+    pendingRequests: w.pending.size,
+    knownSlaves: w.registry.slaves.size,
+    instances: w.registry.instances.size,
+  };
+}
