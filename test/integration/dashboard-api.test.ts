@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, BUS_TOKEN, RawPeer, roundTrip, startTestServer, until, type TestServer } from '../support/server.js';
+import { ADMIN_TOKEN, BUS_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
+import { roundTrip } from '../support/harness/bus.js';
 import { control, KEY, startSharding, sync, type ShardingServer } from './sharding-helpers.js';
 
 /**
