@@ -6,7 +6,7 @@ import { ManualClock } from '../../src/core/clock.js';
 import { fenceTiming, IdentifySlotError, MusterIdentifyThrottler, ShardingControl, shardIdsOf, type ShardingControlOptions } from '../../src/client/index.js';
 import type { Range } from '../../src/protocols/sharding/ranges.js';
 import { serverRoundTrip, until } from '../support/server.js';
-import { admin, KEY, leakCheck, owners, shards, startSharding, type ShardingServer } from './sharding-helpers.js';
+import { admin, KEY, leakCheck, owners, shards, startSharding, type ShardingServer } from '../support/harness/sharding.js';
 
 let srv: ShardingServer | undefined;
 /** One turn of the event loop (pending I/O callbacks and promise chains run), not a timed wait. */
