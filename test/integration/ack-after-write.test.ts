@@ -6,7 +6,7 @@ import { startMuster, type Muster } from '../../src/server.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { JsonValue, SetOptions, Store } from '../../src/store/types.js';
 import { ADMIN_TOKEN, RawPeer, until } from '../support/server.js';
-import { controlToken, instanceConfig, SECRET } from './clusterio-helpers.js';
+import { controlToken, instanceConfig, SECRET } from '../support/harness/clusterio.js';
 import { BOT_TOKEN, KEY } from '../support/harness/sharding.js';
 
 /**

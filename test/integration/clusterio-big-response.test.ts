@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { until, type TestServer } from '../support/server.js';
-import { dialectOf, instanceConfig, Seed2020, startClusterio } from './clusterio-helpers.js';
+import { dialectOf, instanceConfig, Seed2020, startClusterio } from '../support/harness/clusterio.js';
 
 /**
  * One response larger than maxBufferedBytes (4 MiB) is not a slow consumer: a

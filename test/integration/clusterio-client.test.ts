@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClusterioLink, ClusterioLinkError, type LinkTimers } from '../../src/client/clusterio.js';
 import { serverRoundTrip, until, type TestServer } from '../support/server.js';
-import { controlToken, dialectOf, instanceConfig, Seed2020, slaveToken, startClusterio } from './clusterio-helpers.js';
+import { controlToken, dialectOf, instanceConfig, Seed2020, slaveToken, startClusterio } from '../support/harness/clusterio.js';
 
 let srv: TestServer;
 const links: ClusterioLink[] = [];

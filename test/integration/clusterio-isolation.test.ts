@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { until, type TestServer } from '../support/server.js';
-import { instanceConfig, Seed2020, startClusterio } from './clusterio-helpers.js';
+import { instanceConfig, Seed2020, startClusterio } from '../support/harness/clusterio.js';
 
 /**
  * Forwarded requests are keyed by the slave they went to and the master's own seq, never

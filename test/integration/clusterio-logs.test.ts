@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { until, type TestServer } from '../support/server.js';
-import { Seed2020, startClusterio } from './clusterio-helpers.js';
+import { Seed2020, startClusterio } from '../support/harness/clusterio.js';
 
 /** Warn lines a slave can cause at will are capped per slave. */
 

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RawPeer, settle, until, type TestServer } from '../support/server.js';
-import { controlToken, dialectOf, expectClose, instanceConfig, rawOpen, Seed2020, slaveToken, startClusterio, type Frame } from './clusterio-helpers.js';
+import { controlToken, dialectOf, expectClose, instanceConfig, rawOpen, Seed2020, slaveToken, startClusterio, type Frame } from '../support/harness/clusterio.js';
 
 /** Sessions, the opt-in extension, driven with raw frames. */
 

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { mintToken } from '../../src/dialects/clusterio/token.js';
 import type { TestServer } from '../support/server.js';
-import { expectClose, rawOpen, SECRET, startClusterio, type Frame } from './clusterio-helpers.js';
+import { expectClose, rawOpen, SECRET, startClusterio, type Frame } from '../support/harness/clusterio.js';
 
 /**
  * The HMAC key of authSecret is imported once per secret: token checks (good tokens and
