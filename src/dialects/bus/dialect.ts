@@ -4,6 +4,7 @@ import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
 import { assertNever, DialectRuntime } from '../../core/runtime.js';
 import { BatchedHistogram } from '../../core/batched-histogram.js';
+import { CloseCode } from '../../core/errors.js';
 import { busCloseCodes, closeCodeFor, DisconnectReason, encode } from '../../protocols/bus/messages.js';
 import { initialWorld, step, timerId, worldSummary, type BusEffect, type BusWorld, type BusWorldConfig, type TimerKey, type WorldEvent } from './world.js';
 
@@ -224,7 +225,7 @@ export class BusDialect implements Dialect {
 
   goodbye(conn: Connection): void {
     if (this.#rt.state.services.has(conn.id)) this.#rt.feed({ type: 'goodbye', now: this.#ctx.scheduler.now(), conn: conn.id });
-    else conn.close(1001, DisconnectReason.SHUTTING_DOWN);
+    else conn.close(CloseCode.GOING_AWAY, DisconnectReason.SHUTTING_DOWN);
   }
 
   routes(): HttpRoute[] {

@@ -27,6 +27,7 @@ import {
   type TimerKey,
 } from './machine.js';
 import { budgetRemaining } from './identify-queue.js';
+import { httpError } from '../../core/errors.js';
 
 /**
  * The sharding dialect's glue on the core runtime (core/runtime.ts): the runtime feeds
@@ -320,7 +321,7 @@ export class ShardingDialect implements Dialect {
         handler: async (req) => {
           await this.#ready;
           const rec = this.#rt.state.controls.get(req.params.name ?? '');
-          if (!rec) return { status: 404, body: { error: 'NOT_FOUND', message: `no CONTROL named "${req.params.name ?? ''}"` } };
+          if (!rec) return httpError('NOT_FOUND', `no CONTROL named "${req.params.name ?? ''}"`);
           const view = JSON.stringify({ ...controlView(this.#rt.state, rec), infoAt: rec.infoAt, connected: rec.conn !== null });
           // INFO is spliced in as it came, so numbers beyond 2^53 keep their digits.
           const body = `${view.slice(0, -1)},"info":${rec.info ?? 'null'}}`;
