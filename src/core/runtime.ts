@@ -78,6 +78,18 @@ export interface Stepped<S, F> {
   readonly effects: readonly F[];
 }
 
+/** The event a due timer feeds a world, in every dialect: when it fired and which timer. */
+export interface TimerEvent<K> {
+  readonly type: 'timer';
+  readonly now: number;
+  readonly key: K;
+}
+
+/** `World.timerEvent` for a world whose events include `TimerEvent<K>`. */
+export function timerEvent<K>(key: K, now: number): TimerEvent<K> {
+  return { type: 'timer', now, key };
+}
+
 /**
  * A dialect's world, as the runtime sees it. `X` is the dialect's own effects (metrics,
  * a media backend): `effect` handles them, and should switch over them exhaustively.

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
-import { assertNever, DialectRuntime } from '../../core/runtime.js';
+import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { BatchedHistogram } from '../../core/batched-histogram.js';
 import { CloseCode } from '../../core/errors.js';
 import { busCloseCodes, closeCodeFor, DisconnectReason, encode } from '../../protocols/bus/messages.js';
@@ -104,7 +104,7 @@ export class BusDialect implements Dialect {
       name: 'bus',
       world: {
         step: (state, ev) => step(state, ev, world),
-        timerEvent: (key, now) => ({ type: 'timer', now, key }),
+        timerEvent,
         timerId,
         effect: (e) => this.#effect(e),
       },

@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import { SHARDING_LIMITS } from '../../config/dialects/sharding.js';
 import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpReply, HttpRoute, UpgradeVerdict } from '../../core/dialect.js';
-import { assertNever, DialectRuntime, type World } from '../../core/runtime.js';
+import { assertNever, DialectRuntime, timerEvent, type World } from '../../core/runtime.js';
 import { CloseCodes, decodeControlFrame, Op, shardingCloseCodes } from '../../protocols/sharding/messages.js';
 import { CommandBody, commandBadBody, commandRefine, REBALANCE_BAD_BODY, RebalanceBody, rebalanceRefine } from '../../protocols/sharding/admin.js';
 import {
@@ -79,7 +79,7 @@ export class ShardingDialect implements Dialect {
     this.path = cfg.path;
     const world: World<FleetState, FleetEvent, TimerKey, ShardingEffect> = {
       step: (state, ev) => step(state, ev, this.#cfg),
-      timerEvent: (key, now) => ({ type: 'timer', now, key }),
+      timerEvent,
       timerId,
       effect: (e) => this.#effect(e),
     };
