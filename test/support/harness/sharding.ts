@@ -12,7 +12,7 @@ import type { ShardingDialect } from '../../../src/dialects/sharding/dialect.js'
 import { startMuster, type Muster } from '../../../src/server.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/types.js';
-import { ADMIN_TOKEN, RawPeer, until } from '../server.js';
+import { ADMIN_TOKEN, RawPeer } from '../server.js';
 import { Harness, type Overrides } from './harness.js';
 
 export const KEY = 'sharding-key-for-tests';
@@ -195,13 +195,6 @@ export async function owners(srv: ShardingServer): Promise<Array<[string | null,
     else out.push([s.owner, s.id, s.id]);
   }
   return out;
-}
-
-/** Closes peers, waits for the sockets to go, lets every window pass, and checks nothing is left. */
-export async function leakCheck(srv: ShardingServer, peers: RawPeer[]): Promise<void> {
-  for (const p of peers.splice(0)) p.close();
-  await until(() => srv.muster.transport.size === 0);
-  expectNoLeaks(srv);
 }
 
 /** With every socket gone: lets every window pass and checks nothing is left. */
