@@ -38,6 +38,7 @@ export interface ConfigErrorOptions {
 /** A configuration problem. `key` is a dotted path (or the config file for read and syntax errors). */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+  /** The catalogue's CONFIG_INVALID code, written out: config/ imports nothing outside it (test/unit/errors.test.ts ties the two). */
   readonly code = 'MUSTER_CONFIG_INVALID';
   readonly key: string;
   readonly value: unknown;

@@ -2,7 +2,9 @@
  * The one catalogue of Muster's errors and of the WebSocket close codes that the core
  * itself uses. Dialects declare their own close codes as a `CloseCodeTable`; the
  * docs list them all. Every error has a stable `code`, a `name`, and says whether the
- * caller may retry.
+ * caller may retry. An error that HTTP answers with has its `status`: the body is
+ * `{error: <name>, message}` (`httpError`). Every entry is used somewhere in `src/`
+ * (test/unit/errors.test.ts checks it).
  */
 import type { GoneWhy } from './peer-log.js';
 
@@ -10,21 +12,37 @@ export interface ErrorSpec {
   readonly code: string;
   readonly message: string;
   readonly retryable: boolean;
+  /** The HTTP status this error is answered with, when HTTP answers with it. */
+  readonly status?: number;
 }
 
 export const Errors = {
-  REQUEST_TIMEOUT: { code: 'MUSTER_REQUEST_TIMEOUT', message: 'The peer did not answer in time', retryable: true },
-  SESSION_LOST: { code: 'MUSTER_SESSION_LOST', message: 'The session ended before the request was answered', retryable: true },
-  CONNECTION_CLOSED: { code: 'MUSTER_CONNECTION_CLOSED', message: 'The connection is closed', retryable: true },
-  SLOW_CONSUMER: { code: 'MUSTER_SLOW_CONSUMER', message: 'The receiver is not reading fast enough', retryable: true },
   DUPLICATE_REQUEST: { code: 'MUSTER_DUPLICATE_REQUEST', message: 'A request with this id is already pending', retryable: false },
   CONFIG_INVALID: { code: 'MUSTER_CONFIG_INVALID', message: 'The configuration is invalid', retryable: false },
-  STORE_UNAVAILABLE: { code: 'MUSTER_STORE_UNAVAILABLE', message: 'The store cannot be reached', retryable: true },
-  NOT_FOUND: { code: 'MUSTER_NOT_FOUND', message: 'No such resource', retryable: false },
-  UNAUTHORIZED: { code: 'MUSTER_UNAUTHORIZED', message: 'Missing or wrong credentials', retryable: false },
+  STORE_UNAVAILABLE: { code: 'MUSTER_STORE_UNAVAILABLE', message: 'The store cannot be reached', retryable: true, status: 500 },
+  BAD_REQUEST: { code: 'MUSTER_BAD_REQUEST', message: 'The request is malformed', retryable: false, status: 400 },
+  UNAUTHORIZED: { code: 'MUSTER_UNAUTHORIZED', message: 'Missing or wrong credentials', retryable: false, status: 401 },
+  NOT_FOUND: { code: 'MUSTER_NOT_FOUND', message: 'No such resource', retryable: false, status: 404 },
+  RATE_LIMITED: { code: 'MUSTER_RATE_LIMITED', message: 'Too many requests from this address', retryable: true, status: 429 },
+  INTERNAL: { code: 'MUSTER_INTERNAL', message: 'An unexpected server error', retryable: true, status: 500 },
+  UNAVAILABLE: { code: 'MUSTER_UNAVAILABLE', message: 'The server cannot take this now', retryable: true, status: 503 },
+  SHUTTING_DOWN: { code: 'MUSTER_SHUTTING_DOWN', message: 'The server is shutting down', retryable: true, status: 503 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof Errors;
+
+/** The errors HTTP answers with. */
+export type HttpErrorName = { [K in ErrorName]: (typeof Errors)[K] extends { readonly status: number } ? K : never }[ErrorName];
+
+export interface HttpErrorAnswer {
+  readonly status: number;
+  readonly body: { readonly error: HttpErrorName; readonly message: string };
+}
+
+/** An HTTP error answer: the entry's status and `{error: <name>, message}`. */
+export function httpError(name: HttpErrorName, message: string): HttpErrorAnswer {
+  return { status: Errors[name].status, body: { error: name, message } };
+}
 
 export class MusterError extends Error {
   readonly code: string;

@@ -3,6 +3,7 @@ import type { Broker, DeliveryTarget } from '../cluster/broker.js';
 import type { JsonValue, Store } from '../store/types.js';
 import { LogLimiter, type Rate } from './ratelimit.js';
 import type { Scheduler, Timer } from './scheduler.js';
+import { httpError } from './errors.js';
 
 /**
  * The one dialect runtime. A dialect's world is a pure step, (state, event) → (state,
@@ -88,6 +89,18 @@ export interface Stepped<S, F> {
   readonly effects: readonly F[];
 }
 
+/** The event a due timer feeds a world, in every dialect: when it fired and which timer. */
+export interface TimerEvent<K> {
+  readonly type: 'timer';
+  readonly now: number;
+  readonly key: K;
+}
+
+/** `World.timerEvent` for a world whose events include `TimerEvent<K>`. */
+export function timerEvent<K>(key: K, now: number): TimerEvent<K> {
+  return { type: 'timer', now, key };
+}
+
 /**
  * A dialect's world, as the runtime sees it. `X` is the dialect's own effects (metrics,
  * a media backend): `effect` handles them, and should switch over them exhaustively.
@@ -137,7 +150,7 @@ export interface AdminAnswer {
   readonly body: unknown;
 }
 
-const SHUTTING_DOWN: AdminAnswer = { status: 503, body: { error: 'SHUTTING_DOWN', message: 'the server is shutting down' } };
+const SHUTTING_DOWN: AdminAnswer = httpError('SHUTTING_DOWN', 'the server is shutting down');
 
 export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = never, F extends string | Buffer = string> {
   readonly #o: RuntimeOptions<S, Ev, K, X, F>;
@@ -246,9 +259,9 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
     for (const e of effects) if (isCoreEffect<K, X, F>(e) && e.type === 'reply' && e.call === undefined) reply = { status: e.status, body: e.body };
     const saved = (await Promise.all([...this.#unsaved])).every(Boolean);
     if (!saved && reply && reply.status < 300) {
-      return { status: 500, body: { error: 'STORE_UNAVAILABLE', message: 'the change is in effect but could not be saved' } };
+      return httpError('STORE_UNAVAILABLE', 'the change is in effect but could not be saved');
     }
-    return reply ?? { status: 500, body: { error: 'INTERNAL', message: 'no reply' } };
+    return reply ?? httpError('INTERNAL', 'no reply');
   }
 
   /**
@@ -258,7 +271,7 @@ export class DialectRuntime<S, Ev, K, X extends { readonly type: string } = neve
    */
   call(id: string, ev: Ev): Promise<AdminAnswer> {
     if (this.#stopped || this.#calls.has(id)) {
-      return Promise.resolve(this.#stopped ? SHUTTING_DOWN : { status: 500, body: { error: 'INTERNAL', message: 'duplicate call id' } });
+      return Promise.resolve(this.#stopped ? SHUTTING_DOWN : httpError('INTERNAL', 'duplicate call id'));
     }
     const answer = new Promise<AdminAnswer>((resolve) => this.#calls.set(id, resolve));
     this.feed(ev);

@@ -10,6 +10,7 @@ import { IpRateLimiter } from './ip-limit.js';
 import { bodyChecker } from './body.js';
 import { dashboardRoutes, mountDashboard } from './dashboard.js';
 import { buildOpenApi } from './openapi.js';
+import { Errors, httpError } from '../core/errors.js';
 
 /**
  * The HTTP side of the one listener: health, readiness, metrics, and the admin API
@@ -83,7 +84,7 @@ export function coreRoutes(opts: HttpAppOptions): HttpRoute[] {
         const id = req.params.id ?? '';
         return opts.transport()?.kick(id)
           ? { status: 200, body: { kicked: id } }
-          : { status: 404, body: { error: 'NOT_FOUND', message: `no connection ${id}` } };
+          : httpError('NOT_FOUND', `no connection ${id}`);
       },
     },
     {
@@ -155,9 +156,9 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     const retryAfter = guard.retryAfter(req.ip);
     if (retryAfter > 0) {
       await reply
-        .code(429)
+        .code(Errors.RATE_LIMITED.status)
         .header('retry-after', String(Math.ceil(retryAfter / 1000)))
-        .send({ error: 'RATE_LIMITED', message: 'Too many failed admin tokens from this address; try again later' });
+        .send(httpError('RATE_LIMITED', 'Too many failed admin tokens from this address; try again later').body);
       return;
     }
     const h = req.headers.authorization;
@@ -166,9 +167,9 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     if (token === undefined || expected === '' || !opts.secretEquals(token, expected)) {
       guard.failed({ ip: req.ip, method: req.method, route: req.routeOptions.url ?? 'unmatched', reason: token === undefined ? 'missing' : 'wrong' });
       await reply
-        .code(401)
+        .code(Errors.UNAUTHORIZED.status)
         .header('www-authenticate', 'Bearer realm="muster"')
-        .send({ error: 'UNAUTHORIZED', message: 'Send Authorization: Bearer <admin token>' });
+        .send(httpError('UNAUTHORIZED', 'Send Authorization: Bearer <admin token>').body);
     }
   };
 
@@ -182,9 +183,9 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
           const retryAfter = limiter.take(rl.bucket, req.ip, rl.perMinute());
           if (retryAfter > 0) {
             await reply
-              .code(429)
+              .code(Errors.RATE_LIMITED.status)
               .header('retry-after', String(Math.ceil(retryAfter / 1000)))
-              .send({ error: 'RATE_LIMITED', message: 'Too many requests from this address; slow down' });
+              .send(httpError('RATE_LIMITED', 'Too many requests from this address; slow down').body);
           }
         }
       : undefined;
@@ -203,7 +204,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   }
   // Anything else under the admin prefix still needs the token first (no route discovery).
   app.all(`${ADMIN_PREFIX}/*`, { preHandler: adminAuth }, async (req, reply) =>
-    reply.code(404).send({ error: 'NOT_FOUND', message: `no route ${req.method} ${req.url}` }),
+    reply.code(Errors.NOT_FOUND.status).send(httpError('NOT_FOUND', `no route ${req.method} ${req.url}`).body),
   );
   return app;
 }

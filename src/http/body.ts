@@ -1,5 +1,6 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { HttpBody, HttpReply } from '../core/dialect.js';
+import { httpError } from '../core/errors.js';
 
 /**
  * The HTTP edge's check of a route's request body (HttpRoute.body): the schema is
@@ -11,7 +12,7 @@ export function bodyChecker(spec: HttpBody): (body: unknown) => HttpReply | unde
   return (body) => {
     if (body === undefined && spec.optional) return undefined;
     if (check.Check(body) && (spec.refine === undefined || spec.refine(body))) return undefined;
-    return { status: 400, body: { error: 'BAD_REQUEST', message: spec.message ? spec.message(body) : describe(check, body) } };
+    return httpError('BAD_REQUEST', spec.message ? spec.message(body) : describe(check, body));
   };
 }
 

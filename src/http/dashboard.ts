@@ -5,6 +5,7 @@ import type { Dialect, HttpRoute } from '../core/dialect.js';
 import type { Scheduler } from '../core/scheduler.js';
 import type { Transport } from '../transport/upgrade.js';
 import { EventHub, EVENTS_URL } from './events.js';
+import { Errors, httpError } from '../core/errors.js';
 
 /**
  * The dashboard: a static page (built into dist/dashboard by `npm run build`) served at
@@ -60,7 +61,7 @@ export function dashboardRoutes(opts: DashboardOptions): HttpRoute[] {
         const dialect = req.query.dialect;
         if (dialect !== undefined && !opts.dialects.some((d) => d.name === dialect)) {
           const names = opts.dialects.map((d) => d.name).join(', ');
-          return { status: 400, body: { error: 'BAD_REQUEST', message: `"dialect" must be one of: ${names}` } };
+          return httpError('BAD_REQUEST', `"dialect" must be one of: ${names}`);
         }
         const t = opts.transport();
         const peers = (t?.connections() ?? [])
@@ -159,7 +160,7 @@ export function mountDashboard(
   for (const url of ['/dashboard/app.js', '/dashboard/app.css']) {
     app.get(url, async (_req, reply) => {
       const a = assets?.get(url);
-      if (!a) return reply.code(404).send({ error: 'NOT_FOUND', message: 'the dashboard is not built (npm run build)' });
+      if (!a) return reply.code(Errors.NOT_FOUND.status).send(httpError('NOT_FOUND', 'the dashboard is not built (npm run build)').body);
       return reply.headers(SECURITY_HEADERS).type(a.type).send(a.body);
     });
   }

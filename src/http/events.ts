@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import type { HttpRoute } from '../core/dialect.js';
 import type { Scheduler, Timer } from '../core/scheduler.js';
+import { Errors, httpError } from '../core/errors.js';
 
 /**
  * The admin API's live feed, `GET /api/v1/events` (Server-Sent Events). A topic is one
@@ -147,7 +148,7 @@ export class EventHub {
 
   #subscribe(req: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
     const q = (req.query ?? {}) as Record<string, unknown>;
-    const bad = (message: string): FastifyReply => reply.code(400).send({ error: 'BAD_REQUEST', message });
+    const bad = (message: string): FastifyReply => reply.code(Errors.BAD_REQUEST.status).send(httpError('BAD_REQUEST', message).body);
     let topics = this.topics;
     if (q.topics !== undefined) {
       if (typeof q.topics !== 'string') return bad('"topics" must be given once');
@@ -165,7 +166,7 @@ export class EventHub {
       }
     }
     if (this.#subs.size >= EVENTS_MAX_SUBSCRIBERS) {
-      return reply.code(503).send({ error: 'UNAVAILABLE', message: 'too many open event streams' });
+      return reply.code(Errors.UNAVAILABLE.status).send(httpError('UNAVAILABLE', 'too many open event streams').body);
     }
     const h = req.headers.authorization ?? '';
     const now = this.#opts.scheduler.now();
@@ -238,7 +239,8 @@ export class EventHub {
           const json = /[\r\n]/.test(raw) ? raw.replace(/[\r\n]+/g, ' ') : raw;
           bodies.set(t, { status: out.status ?? 200, json });
         } catch (err) {
-          bodies.set(t, { status: 500, json: JSON.stringify({ error: 'INTERNAL', message: (err as Error).message }) });
+          const e = httpError('INTERNAL', (err as Error).message);
+          bodies.set(t, { status: e.status, json: JSON.stringify(e.body) });
         }
       }
       const at = new Date(this.#opts.scheduler.now()).toISOString();

@@ -9,7 +9,7 @@ import { BusClient, ClusterioLink, DiscodoClient, GameServerClient, ShardingCont
 import { mintToken } from '../../src/dialects/clusterio/token.js';
 import { loadConfig } from '../../src/config/load.js';
 import { startMuster, type Muster } from '../../src/server.js';
-import { instanceConfig } from '../integration/clusterio-helpers.js';
+import { instanceConfig } from '../support/harness/clusterio.js';
 
 /**
  * The dashboard in a real browser (Debian's chromium driven by playwright-core) against

@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { SignJWT, jwtVerify } from 'jose';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CLI, ensureBuilt } from '../support/cli.js';
-import { ADMIN_TOKEN, RawPeer, startTestServer, terminate, until, type TestServer } from '../support/server.js';
+import { ClusterioHarness } from '../support/harness/clusterio.js';
+import { ADMIN_TOKEN, RawPeer, terminate, until, type TestServer } from '../support/server.js';
 
 const SECRET = 'secret';
 const HB = 15_000;
@@ -30,22 +31,13 @@ interface Frame {
   raw: string;
 }
 
-let srv: TestServer | undefined;
-let baselineWakes = 0;
-const peers: RawPeer[] = [];
+const h = new ClusterioHarness(SECRET);
+const peers = h.peers;
 const links: Link2020[] = [];
 const tmpDirs: string[] = [];
 
-async function boot(extra: Json = {}, top: Json = {}): Promise<TestServer> {
-  srv = await startTestServer({ ...top, dialects: { clusterio: { enabled: true, authSecret: SECRET, ...extra } } });
-  baselineWakes = srv.muster.scheduler.size;
-  return srv;
-}
-
-function s(): TestServer {
-  if (!srv) throw new Error('no server');
-  return srv;
-}
+const boot = (extra: Json = {}, top: Json = {}): Promise<TestServer> => h.start(extra, top);
+const s = (): TestServer => h.srv;
 
 function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), 'muster-clusterio-conf-'));
@@ -60,21 +52,15 @@ afterAll(() => {
 afterEach(async () => {
   const violations = links.flatMap((l) => l.violations);
   links.length = 0;
-  if (srv) {
-    const server = srv;
-    for (const p of peers.splice(0)) p.close();
-    await until(() => server.muster.transport.size === 0, 5000);
+  await h.teardown((server) => {
     // Past every window, nothing live is left behind.
     server.clock.advance(SESSION_TIMEOUT * 3);
     const summary = server.muster.dialect('clusterio')?.summary?.() ?? {};
     for (const [k, v] of Object.entries(summary)) {
       if (typeof v === 'number' && LIVE_COUNT.test(k)) expect({ [k]: v }).toEqual({ [k]: 0 });
     }
-    expect(server.muster.scheduler.size).toBeLessThanOrEqual(baselineWakes);
-    await server.stop();
-    srv = undefined;
-  }
-  peers.length = 0;
+    h.expectNoWakesLeft();
+  }, 5000);
   // A 2020 client would have closed the link on any of these.
   expect(violations).toEqual([]);
 });
@@ -301,8 +287,7 @@ class Link2020 {
 }
 
 async function connect(opts: { autoPong?: boolean; onCreate?: (p: RawPeer) => void } = {}): Promise<RawPeer> {
-  const p = new RawPeer(`${s().wsBase}/api/socket`, opts.autoPong === false ? { autoPong: false } : {});
-  peers.push(p);
+  const p = h.track(new RawPeer(h.url, opts.autoPong === false ? { autoPong: false } : {}));
   opts.onCreate?.(p);
   await new Promise<void>((res, rej) => {
     p.ws.once('open', () => res());
@@ -1119,8 +1104,7 @@ describe('clusterio: persistence', () => {
     }
     for (const p of peers.splice(0)) p.close();
     await until(() => s().muster.transport.size === 0);
-    await s().stop();
-    srv = undefined;
+    await h.release().stop();
 
     await boot({}, { store: { kind: 'sqlite' }, dataDir });
     const ctl = await control();
@@ -1176,8 +1160,7 @@ describe('clusterio: liveness and shutdown (seed mode)', () => {
     const sl = await slave(4242, { instances: [] });
     const ctl = await control();
     await syncSlave(sl);
-    const stopping = s().stop();
-    srv = undefined;
+    const stopping = h.release().stop();
     await expectClose(ctl.peer, /./, 1001);
     await expectClose(sl.peer, /./, 1001);
     await stopping;

@@ -5,7 +5,8 @@
  */
 import { parse as losslessParse } from 'lossless-json';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
+import { DiscodoHarness, takeRoundTrip } from '../support/harness/discodo.js';
+import { ADMIN_TOKEN, RawPeer, until, type TestServer } from '../support/server.js';
 
 const PW = 'pw';
 const VC_TIMEOUT = 300_000;
@@ -19,24 +20,12 @@ const GUILD2 = '333333333333333333';
 const CHAN = '222222222222222222';
 const CHAN2 = '444444444444444444';
 
-let srv: TestServer | undefined;
-let url = '';
-let baselineWakes = 0;
-const peers: RawPeer[] = [];
+const h = new DiscodoHarness(PW);
 
 type Extra = Record<string, unknown>;
 
-async function boot(extra: Extra = {}): Promise<TestServer> {
-  srv = await startTestServer({ dialects: { discodo: { enabled: true, password: PW, ...extra } } });
-  url = `${srv.wsBase}/ws`;
-  baselineWakes = srv.muster.scheduler.size;
-  return srv;
-}
-
-function server(): TestServer {
-  if (!srv) throw new Error('no server');
-  return srv;
-}
+const boot = (extra: Extra = {}): Promise<TestServer> => h.start(extra);
+const server = (): TestServer => h.srv;
 
 function summary(): Record<string, unknown> {
   const d = server().muster.dialect('discodo');
@@ -44,20 +33,17 @@ function summary(): Record<string, unknown> {
   return d.summary?.() ?? {};
 }
 
-afterEach(async () => {
-  if (!srv) return;
-  for (const p of peers.splice(0)) p.close();
-  await until(() => server().muster.transport.size === 0);
-  // Every detached session is released once the window passes.
-  server().clock.advance(VC_TIMEOUT + 1);
-  const s = summary();
-  for (const [k, v] of Object.entries(s)) {
-    if (typeof v === 'number') expect({ [k]: v }).toEqual({ [k]: 0 });
-  }
-  expect(server().muster.scheduler.size).toBeLessThanOrEqual(baselineWakes);
-  await srv.stop();
-  srv = undefined;
-});
+afterEach(() =>
+  h.teardown(() => {
+    // Every detached session is released once the window passes.
+    server().clock.advance(VC_TIMEOUT + 1);
+    const s = summary();
+    for (const [k, v] of Object.entries(s)) {
+      if (typeof v === 'number') expect({ [k]: v }).toEqual({ [k]: 0 });
+    }
+    h.expectNoWakesLeft();
+  }),
+);
 
 /** Parses a frame keeping every integer beyond 2^53 exact, as a bigint. */
 function exact(raw: string): { op: string; d: Record<string, unknown> } {
@@ -74,34 +60,11 @@ function frame(op: string, dRaw: string): string {
   return `{"op":${JSON.stringify(op)},"d":${dRaw}}`;
 }
 
-async function connect(auth: string | null = PW): Promise<RawPeer> {
-  const headers: Record<string, string> = auth === null ? {} : { authorization: auth };
-  const p = await RawPeer.open(url, { headers });
-  peers.push(p);
-  return p;
-}
-
+const connect = (auth: string | null = PW): Promise<RawPeer> => h.connect(auth);
 /** Opens, reads HELLO. */
-async function open(): Promise<RawPeer> {
-  const p = await connect();
-  const hello = await p.next<{ op: string }>();
-  expect(hello.op).toBe('HELLO');
-  return p;
-}
-
-let rtSeq = 0;
+const open = (): Promise<RawPeer> => h.hello();
 /** A HEARTBEAT round trip: returns the raw frames that arrived before its ACK. */
-async function roundTrip(p: RawPeer): Promise<string[]> {
-  const tag = `rt-${++rtSeq}`;
-  p.send({ op: 'HEARTBEAT', d: tag });
-  const before: string[] = [];
-  for (;;) {
-    const raw = await p.nextRaw();
-    const f = JSON.parse(raw) as { op: string; d: unknown };
-    if (f.op === 'HEARTBEAT_ACK' && f.d === tag) return before;
-    before.push(raw);
-  }
-}
+const roundTrip = takeRoundTrip;
 
 /** Sends IDENTIFY (ids as raw JSON text) and expects IDENTIFIED {}. */
 async function identify(p: RawPeer, userRaw: string, shardRaw = 'null'): Promise<void> {
@@ -227,8 +190,8 @@ describe('discodo conformance: connection', () => {
 
   it('does not identify a forbidden socket whose IDENTIFY was sent on open (Discodo 3 client)', async () => {
     await boot();
-    const p = new RawPeer(url, { headers: { authorization: 'nope' } });
-    peers.push(p);
+    const p = new RawPeer(h.url, { headers: { authorization: 'nope' } });
+    h.track(p);
     p.ws.on('open', () => p.send({ op: 'IDENTIFY', d: { user_id: 1234, shard_id: null } }));
     await p.waitClose();
     const ops = p.frames.map((r) => (JSON.parse(r) as { op: string }).op);
@@ -331,8 +294,8 @@ describe('discodo conformance: IDENTIFY', () => {
 
   it('accepts IDENTIFY sent right on open, before HELLO is read (Discodo 3 client)', async () => {
     await boot();
-    const p = new RawPeer(url, { headers: { authorization: PW } });
-    peers.push(p);
+    const p = new RawPeer(h.url, { headers: { authorization: PW } });
+    h.track(p);
     p.ws.on('open', () => p.send('{"op":"IDENTIFY","d":{"user_id":1234,"shard_id":null}}'));
     const first = await p.next<{ op: string }>();
     expect(first.op).toBe('HELLO');
@@ -939,7 +902,7 @@ describe('discodo conformance: resume (seed form)', () => {
     for (const [k, v] of Object.entries(summary())) {
       if (typeof v === 'number') expect({ [k]: v }).toEqual({ [k]: 0 });
     }
-    expect(server().muster.scheduler.size).toBeLessThanOrEqual(baselineWakes);
+    h.expectNoWakesLeft();
   });
 
   it('a socket closed before IDENTIFY leaves nothing behind', async () => {
@@ -1022,8 +985,8 @@ describe('discodo conformance: resume (compat discodo-3)', () => {
     await identify(a, '1234', '0');
     const { id } = await createVc(a, '"1234"', `"${GUILD}"`, `"${CHAN}"`);
     await closeAndSettle(a);
-    const p = new RawPeer(url, { headers: { authorization: PW } });
-    peers.push(p);
+    const p = new RawPeer(h.url, { headers: { authorization: PW } });
+    h.track(p);
     p.ws.on('open', () => p.send('{"op":"IDENTIFY","d":{"user_id":1234,"shard_id":0}}'));
     expect(exact(await p.nextRaw()).op).toBe('HELLO');
     expect(exact(await p.nextRaw())).toEqual({ op: 'IDENTIFIED', d: {} });
@@ -1037,8 +1000,8 @@ describe('discodo conformance: resume (compat discodo-3)', () => {
 
   it('runs the trace: HELLO, IDENTIFY on open, IDENTIFIED, GET_STATUS, HEARTBEATs every 5 s', async () => {
     await boot({ compat: 'discodo-3' });
-    const p = new RawPeer(url, { headers: { authorization: PW } });
-    peers.push(p);
+    const p = new RawPeer(h.url, { headers: { authorization: PW } });
+    h.track(p);
     p.ws.on('open', () => p.send('{"op":"IDENTIFY","d":{"user_id":1234,"shard_id":null}}'));
     const hello = exact(await p.nextRaw());
     expect(hello.op).toBe('HELLO');

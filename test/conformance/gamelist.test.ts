@@ -6,13 +6,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { GamelistDialect } from '../../src/dialects/gamelist/dialect.js';
-import { ADMIN_TOKEN, RawPeer, settle, startTestServer, until, type TestServer } from '../support/server.js';
+import { GamelistHarness, regFrame as reg, type RegResponse } from '../support/harness/gamelist.js';
+import type { PeerOptions } from '../support/harness/harness.js';
+import { ADMIN_TOKEN, RawPeer, settle, until, type TestServer } from '../support/server.js';
 
 const TOKEN = 'reg-secret-tok';
 const PASSWORD = 'hunter2-secret';
 
-let srv: TestServer | undefined;
-let peers: RawPeer[] = [];
+const h = new GamelistHarness([TOKEN]);
 
 interface Info {
   name: string;
@@ -38,21 +39,9 @@ const baseInfo = (over: Partial<Info> = {}): Info => ({
   ...over,
 });
 
-async function start(gamelist: Record<string, unknown> = {}, top: Record<string, unknown> = {}): Promise<TestServer> {
-  srv = await startTestServer({ ...top, dialects: { gamelist: { enabled: true, regTokens: [TOKEN], ...gamelist } } });
-  return srv;
-}
-
-function s(): TestServer {
-  if (!srv) throw new Error('no server');
-  return srv;
-}
-
-async function open(opts: ConstructorParameters<typeof RawPeer>[1] = {}): Promise<RawPeer> {
-  const p = await RawPeer.open(`${s().wsBase}/v2/server/ws`, opts);
-  peers.push(p);
-  return p;
-}
+const start = (gamelist: Record<string, unknown> = {}, top: Record<string, unknown> = {}): Promise<TestServer> => h.start(gamelist, top);
+const s = (): TestServer => h.srv;
+const open = (opts: PeerOptions = {}): Promise<RawPeer> => h.open(opts);
 
 let nextId = 1000;
 
@@ -64,15 +53,7 @@ function rawId(raw: string): string {
 }
 
 function regFrame(info: Info | Record<string, unknown>, opts: { id?: string; token?: string } = {}): string {
-  const id = opts.id ?? String(nextId++);
-  return `{"metadata":{"type":1,"id":${id}},"info":${JSON.stringify(info)},"regToken":${JSON.stringify(opts.token ?? TOKEN)}}`;
-}
-
-interface RegResponse {
-  metadata: { type: number; id: number };
-  success: boolean;
-  error?: { type: number; msg: string };
-  server_id?: string | number;
+  return reg(info, opts.token ?? TOKEN, opts.id ?? String(nextId++));
 }
 
 async function sendReg(peer: RawPeer, info: Info, opts: { id?: string; token?: string } = {}): Promise<RegResponse> {
@@ -149,21 +130,16 @@ function pingCounter(peer: RawPeer): { count: number } {
   return c;
 }
 
-afterEach(async () => {
-  if (!srv) return;
-  const server = srv;
-  for (const p of peers) p.close();
-  peers = [];
-  await until(() => server.muster.transport.size === 0, 10_000);
-  // Past every TTL, nothing the dialect counts is left behind.
-  server.clock.advance(120_000);
-  const summary = server.muster.dialect('gamelist')?.summary?.() ?? {};
-  for (const [k, v] of Object.entries(summary)) {
-    if (typeof v === 'number') expect({ [k]: v }).toEqual({ [k]: 0 });
-  }
-  await server.stop();
-  srv = undefined;
-});
+afterEach(() =>
+  h.teardown((server) => {
+    // Past every TTL, nothing the dialect counts is left behind.
+    server.clock.advance(120_000);
+    const summary = server.muster.dialect('gamelist')?.summary?.() ?? {};
+    for (const [k, v] of Object.entries(summary)) {
+      if (typeof v === 'number') expect({ [k]: v }).toEqual({ [k]: 0 });
+    }
+  }, 10_000),
+);
 
 // ---------------------------------------------------------------------------------
 
@@ -1029,8 +1005,7 @@ describe('gamelist: operations', () => {
     const r = await pending.catch(() => undefined);
     if (r) expect(r.status).toBeGreaterThanOrEqual(500);
     await stopping;
-    peers = [];
-    srv = undefined;
+    h.release();
   });
 
   it('reloads regTokens (SIGHUP) without dropping connections', async () => {

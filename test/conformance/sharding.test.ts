@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
+import { ShardingHarness, type ShardingServer } from '../support/harness/sharding.js';
+import { ADMIN_TOKEN, RawPeer, until } from '../support/server.js';
 
 const KEY = 'key';
 const BOT = 'bot';
@@ -37,53 +38,22 @@ const OP = {
   IDENTIFIED: 15,
 } as const;
 
-let srv: TestServer | undefined;
-let peers: RawPeer[] = [];
+const h = new ShardingHarness({ authorization: KEY, botToken: BOT, shardCount: 16, startupDelay: 1000, expectedControls: 2, identifyMargin: 0 });
 const dirs: string[] = [];
 
-function s(): TestServer {
-  if (!srv) throw new Error('no server');
-  return srv;
-}
-
-async function start(sharding: D = {}, top: D = {}): Promise<TestServer> {
-  srv = await startTestServer({
-    ...top,
-    dialects: {
-      sharding: {
-        enabled: true,
-        authorization: KEY,
-        botToken: BOT,
-        shardCount: 16,
-        startupDelay: 1000,
-        expectedControls: 2,
-        identifyMargin: 0,
-        ...sharding,
-      },
-    },
-  });
-  return srv;
-}
+const s = (): ShardingServer => h.srv;
+const start = (sharding: D = {}, top: D = {}): Promise<ShardingServer> => h.start(sharding, { top });
 
 afterEach(async () => {
-  for (const p of peers.splice(0)) p.close();
-  peers = [];
-  if (srv) {
-    await until(() => s().muster.transport.size === 0);
+  await h.teardown(async () => {
     // Nothing leaks: no connection and no live CONTROL left once every socket is gone.
     const summary = (): D | undefined => s().muster.dialect('sharding')?.summary?.();
     await until(() => summary()?.connections === 0 && summary()?.liveControls === 0);
-    await s().stop();
-    srv = undefined;
-  }
+  });
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function open(headers: Record<string, string> = { authorization: KEY }): Promise<RawPeer> {
-  const p = await RawPeer.open(`${s().wsBase}/sharding`, { headers });
-  peers.push(p);
-  return p;
-}
+const open = (headers: Record<string, string> = { authorization: KEY }): Promise<RawPeer> => h.open({ headers });
 
 async function expectOp(peer: RawPeer, o: number): Promise<D> {
   const f = await peer.next<Frame>();
@@ -176,8 +146,8 @@ async function fleetOfTwo(extraA: D = {}, extraB: D = {}): Promise<{ a: Control;
 describe('sharding: connection', () => {
   it('refuses the upgrade with HTTP 401 on a missing or wrong Authorization key, opening no socket', async () => {
     await start();
-    await expect(RawPeer.open(`${s().wsBase}/sharding`)).rejects.toThrow(/401/);
-    await expect(RawPeer.open(`${s().wsBase}/sharding`, { headers: { authorization: 'nope' } })).rejects.toThrow(/401/);
+    await expect(RawPeer.open(h.url)).rejects.toThrow(/401/);
+    await expect(RawPeer.open(h.url, { headers: { authorization: 'nope' } })).rejects.toThrow(/401/);
     expect(s().muster.transport.size).toBe(0);
   });
 
@@ -723,8 +693,7 @@ describe('sharding: persistence and shutdown', () => {
     await s().stop();
     expect((await a.peer.waitClose()).code).toBe(1001);
     expect((await b.peer.waitClose()).code).toBe(1001);
-    peers = [];
-    srv = undefined;
+    h.release();
 
     await start({ expectedControls: 2 }, top);
     const a2 = await control('a', { shards: ra });
@@ -749,8 +718,7 @@ describe('sharding: persistence and shutdown', () => {
     const top = { dataDir, store: { kind: 'sqlite' } };
     await start({ expectedControls: 1 }, top);
     await post('/api/v1/sharding/halt');
-    await s().stop();
-    srv = undefined;
+    await h.release().stop();
     await start({ expectedControls: 1 }, top);
     expect(((await get('/api/v1/sharding')).body as D).halted).toBe(true);
     const a = await open();
@@ -770,8 +738,7 @@ describe('sharding: persistence and shutdown', () => {
     await s().stop();
     expect((await a.peer.waitClose()).code).toBe(1001);
     expect((await pending.waitClose()).code).toBe(1001);
-    peers = [];
-    srv = undefined;
+    h.release();
   });
 });
 
@@ -894,8 +861,7 @@ describe('sharding: reconciliation after a restart', () => {
     await s().stop();
     await a.peer.waitClose();
     await b.peer.waitClose();
-    peers = [];
-    srv = undefined;
+    h.release();
     await start({}, top);
     const a2 = await control('a', { shards: ra });
     const peer = await open();

@@ -6,8 +6,8 @@ import { startMuster, type Muster } from '../../src/server.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { JsonValue, SetOptions, Store } from '../../src/store/types.js';
 import { ADMIN_TOKEN, RawPeer, until } from '../support/server.js';
-import { controlToken, instanceConfig, SECRET } from './clusterio-helpers.js';
-import { BOT_TOKEN, KEY } from './sharding-helpers.js';
+import { controlToken, instanceConfig, SECRET } from '../support/harness/clusterio.js';
+import { BOT_TOKEN, KEY } from '../support/harness/sharding.js';
 
 /**
  * Nothing that tells a peer or an operator "done" goes out before the store has the

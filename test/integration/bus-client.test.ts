@@ -1,13 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BusClient, BusRequestError, type BusDelivery } from '../../src/client/index.js';
 import type { BusDialect } from '../../src/dialects/bus/dialect.js';
-import { ADMIN_TOKEN, BUS_TOKEN, serverRoundTrip, startTestServer, until, type TestServer } from '../support/server.js';
+import { BusHarness } from '../support/harness/bus.js';
+import { ADMIN_TOKEN, BUS_TOKEN, serverRoundTrip, until } from '../support/server.js';
 
-let srv: TestServer;
+const h = new BusHarness();
 const clients: BusClient[] = [];
 
 function client(opts: Partial<ConstructorParameters<typeof BusClient>[0]> = {}): BusClient {
-  const c = new BusClient({ url: `${srv.wsBase}/bus`, token: BUS_TOKEN, reconnect: { minMs: 5, maxMs: 20 }, ...opts });
+  const c = new BusClient({ url: h.url, token: BUS_TOKEN, reconnect: { minMs: 5, maxMs: 20 }, ...opts });
   clients.push(c);
   return c;
 }
@@ -17,13 +18,13 @@ function nextEvent(c: BusClient): Promise<BusDelivery> {
 }
 
 beforeEach(async () => {
-  srv = await startTestServer();
+  await h.start();
 });
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.close()));
-  await until(() => srv.muster.transport.size === 0);
-  expect(srv.muster.dialect<BusDialect>('bus')?.summary()).toEqual({ services: 0, connections: 0, groups: 0, pendingRequests: 0 });
-  await srv.stop();
+  await h.teardown((srv) => {
+    expect(srv.muster.dialect<BusDialect>('bus')?.summary()).toEqual({ services: 0, connections: 0, groups: 0, pendingRequests: 0 });
+  });
 });
 
 describe('BusClient', () => {
@@ -63,8 +64,8 @@ describe('BusClient', () => {
     await expect(a.request('echo', 'ECHO', 42)).resolves.toEqual({ echoed: 42 });
     await expect(a.request('ghost', 'ECHO')).rejects.toMatchObject({ name: 'BusRequestError', code: 'NO_ROUTE' });
     const pending = a.request(b.id as string, 'IGNORED');
-    await until(() => srv.muster.dialect<BusDialect>('bus')?.summary().pendingRequests === 1);
-    srv.clock.advance(10_000);
+    await until(() => h.srv.muster.dialect<BusDialect>('bus')?.summary().pendingRequests === 1);
+    h.srv.clock.advance(10_000);
     const err = await pending.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BusRequestError);
     expect((err as BusRequestError).code).toBe('TIMEOUT');
@@ -78,10 +79,10 @@ describe('BusClient', () => {
     members[0]?.on('event', (m: BusDelivery) => members[0]?.reply(m, 'zero'));
     members[1]?.on('event', (m: BusDelivery) => members[1]?.reply(m, 'one'));
     const result = a.collect({ target: 'GROUP', identifier: 'g' }, 'STATS', null, { expect: 'all' });
-    await until(() => srv.muster.dialect<BusDialect>('bus')?.summary().pendingRequests === 1);
+    await until(() => h.srv.muster.dialect<BusDialect>('bus')?.summary().pendingRequests === 1);
     // Each member answers the server's ping after the event it got, so its reply (if any) has been handled.
-    await serverRoundTrip(srv.muster);
-    srv.clock.advance(10_000);
+    await serverRoundTrip(h.srv.muster);
+    h.srv.clock.advance(10_000);
     const r = await result;
     expect(r.received).toBe(2);
     expect(r.expected).toBe(3);
@@ -93,8 +94,8 @@ describe('BusClient', () => {
     const a = client();
     await a.connect();
     for (let i = 0; i < 4; i++) {
-      srv.clock.advance(30_000);
-      await serverRoundTrip(srv.muster);
+      h.srv.clock.advance(30_000);
+      await serverRoundTrip(h.srv.muster);
     }
     expect(a.connected).toBe(true);
   });
@@ -107,9 +108,9 @@ describe('BusClient', () => {
     const firstId = a.id;
     const pending = b.request('phoenix', 'NEVER_ANSWERED');
     const failed = expect(pending).rejects.toMatchObject({ code: 'NO_ROUTE' });
-    await until(() => srv.muster.dialect<BusDialect>('bus')?.summary().pendingRequests === 1);
+    await until(() => h.srv.muster.dialect<BusDialect>('bus')?.summary().pendingRequests === 1);
     const reconnected = new Promise<void>((resolve) => a.once('identified', () => resolve()));
-    await srv.muster.http.inject({ method: 'DELETE', url: `/api/v1/connections/${firstId}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    await h.srv.muster.http.inject({ method: 'DELETE', url: `/api/v1/connections/${firstId}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     await reconnected;
     expect(a.id).not.toBe(firstId);
     // The recipient left, so the request is answered at once, with no clock movement.

@@ -1,33 +1,18 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BusDialect } from '../../src/dialects/bus/dialect.js';
-import { BUS_TOKEN, RawPeer, roundTrip, startTestServer, until, type TestServer } from '../support/server.js';
+import { BUS_TOKEN, BusHarness, roundTrip, type Identified } from '../support/harness/bus.js';
+import type { PeerOptions } from '../support/harness/harness.js';
+import { RawPeer, until } from '../support/server.js';
 
-let srv: TestServer;
-let url: string;
-const peers: RawPeer[] = [];
+const h = new BusHarness();
 
 function bus(): BusDialect {
-  return srv.muster.dialect<BusDialect>('bus') as BusDialect;
+  return h.srv.muster.dialect<BusDialect>('bus') as BusDialect;
 }
 
-async function open(opts: ConstructorParameters<typeof RawPeer>[1] = {}): Promise<RawPeer> {
-  const p = await RawPeer.open(url, opts);
-  peers.push(p);
-  return p;
-}
+const open = (opts: PeerOptions = {}): Promise<RawPeer> => h.open(opts);
 
-interface Identified {
-  peer: RawPeer;
-  id: string;
-}
-
-async function identify(data: Record<string, unknown> = {}): Promise<Identified> {
-  const peer = await open();
-  peer.send({ op: 1, data: { token: BUS_TOKEN, ...data } });
-  const f = await peer.next<{ op: number; data: { id: string; heartbeat_interval: number } }>();
-  expect(f.op).toBe(1);
-  return { peer, id: f.data.id };
-}
+const identify = (data: Record<string, unknown> = {}): Promise<Identified> => h.identify(data);
 
 async function expectDisconnect(peer: RawPeer, reason: string, code: number): Promise<Record<string, unknown>> {
   const f = await peer.next<{ op: number; data: Record<string, unknown> }>();
@@ -39,27 +24,24 @@ async function expectDisconnect(peer: RawPeer, reason: string, code: number): Pr
 }
 
 async function start(bus: Record<string, unknown> = {}): Promise<void> {
-  srv = await startTestServer({ dialects: { bus: { maxBufferedBytes: 256 * 1024, ...bus } } });
-  url = `${srv.wsBase}/bus`;
+  await h.start({ maxBufferedBytes: 256 * 1024, ...bus });
 }
 
 /** Restarts the server with other bus settings (before any peer is opened). */
 async function restart(bus: Record<string, unknown>): Promise<void> {
-  await srv.stop();
-  await start(bus);
+  await h.restart({ maxBufferedBytes: 256 * 1024, ...bus });
 }
 
 beforeEach(async () => {
   await start();
 });
 
-afterEach(async () => {
-  for (const p of peers.splice(0)) p.close();
+afterEach(() =>
   // Nothing leaks: every connection, service, group and pending request is released.
-  await until(() => srv.muster.transport.size === 0);
-  expect(bus().summary()).toEqual({ services: 0, connections: 0, groups: 0, pendingRequests: 0 });
-  await srv.stop();
-});
+  h.teardown(() => {
+    expect(bus().summary()).toEqual({ services: 0, connections: 0, groups: 0, pendingRequests: 0 });
+  }),
+);
 
 describe('bus: handshake', () => {
   it('answers IDENTIFY with a service uuid and heartbeat_interval in ms', async () => {
@@ -117,9 +99,9 @@ describe('bus: handshake', () => {
   it('closes with IDENTIFY_TIMEOUT and 4003 when no IDENTIFY comes within identifyTimeout', async () => {
     const peer = await open();
     await roundTrip(peer);
-    srv.clock.advance(9999);
+    h.srv.clock.advance(9999);
     expect(await peer.quiet()).toBe(true);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     await expectDisconnect(peer, 'IDENTIFY_TIMEOUT', 4003);
   });
 
@@ -267,14 +249,14 @@ describe('bus: routing', () => {
   it('groups are created and removed implicitly (admin view)', async () => {
     const auth = { authorization: 'Bearer admin-secret-for-tests' };
     const m = await identify({ groups: ['g1', 'g2'] });
-    let res = await srv.muster.http.inject({ url: '/api/v1/bus/groups', headers: auth });
+    let res = await h.srv.muster.http.inject({ url: '/api/v1/bus/groups', headers: auth });
     expect(res.json()).toEqual([
       { name: 'g1', members: [m.id] },
       { name: 'g2', members: [m.id] },
     ]);
     m.peer.close();
     await until(() => bus().summary().groups === 0);
-    res = await srv.muster.http.inject({ url: '/api/v1/bus/groups', headers: auth });
+    res = await h.srv.muster.http.inject({ url: '/api/v1/bus/groups', headers: auth });
     expect(res.json()).toEqual([]);
   });
 
@@ -341,7 +323,7 @@ describe('bus: replies', () => {
     // A second reply is not expected any more: ignored.
     b.peer.send({ op: 5, id: 'req-1', data: 2 });
     await roundTrip(b.peer);
-    srv.clock.advance(20_000);
+    h.srv.clock.advance(20_000);
     expect(await a.peer.quiet()).toBe(true);
     expect(await c.peer.quiet()).toBe(true);
   });
@@ -351,9 +333,9 @@ describe('bus: replies', () => {
     const b = await identify();
     a.peer.send({ op: 0, id: 'slow', event: 'ASK', expect_reply: true, intent: { target: 'DIRECT', identifier: b.id } });
     await b.peer.next();
-    srv.clock.advance(9_999);
+    h.srv.clock.advance(9_999);
     expect(await a.peer.quiet()).toBe(true);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     expect(await a.peer.next()).toEqual({ op: 5, id: 'slow', data: { error: 'TIMEOUT' } });
     // A late reply goes nowhere.
     b.peer.send({ op: 5, id: 'slow', data: {} });
@@ -385,7 +367,7 @@ describe('bus: replies', () => {
     await silent.peer.next();
     b.peer.send({ op: 5, id: 'c2', data: 'ok' });
     expect(await a.peer.next()).toMatchObject({ id: 'c2', source: b.id });
-    srv.clock.advance(10_000);
+    h.srv.clock.advance(10_000);
     expect(await a.peer.next()).toEqual({ op: 5, id: 'c2', event: 'REPLY_END', data: { received: 1, expected: 2, missing: [silent.id] } });
   });
 
@@ -416,7 +398,7 @@ describe('bus: replies', () => {
 });
 
 async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${srv.httpBase}/metrics`)).text();
+  const text = await (await fetch(`${h.srv.httpBase}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return line === undefined ? 0 : Number(line.split(' ')[1]);
 }
@@ -438,7 +420,7 @@ describe('bus: request isolation (two requesters, one id)', () => {
     c.peer.send({ op: 5, id: '1', data: 'for-a', intent: { target: 'DIRECT', identifier: a.id } });
     expect(await b.peer.next()).toMatchObject({ op: 5, id: '1', data: 'for-b', source: c.id });
     expect(await a.peer.next()).toMatchObject({ op: 5, id: '1', data: 'for-a', source: c.id });
-    srv.clock.advance(20_000);
+    h.srv.clock.advance(20_000);
     expect(await a.peer.quiet()).toBe(true);
     expect(await b.peer.quiet()).toBe(true);
   });
@@ -466,7 +448,7 @@ describe('bus: request isolation (two requesters, one id)', () => {
     await c.peer.next();
     b.peer.send(ask('1', c.id));
     await c.peer.next();
-    srv.clock.advance(10_000);
+    h.srv.clock.advance(10_000);
     expect(await a.peer.next()).toEqual({ op: 5, id: '1', data: { error: 'TIMEOUT' } });
     expect(await b.peer.next()).toEqual({ op: 5, id: '1', data: { error: 'TIMEOUT' } });
   });
@@ -567,7 +549,7 @@ describe('bus: sender rate limit', () => {
     healthy.peer.send({ op: 0, event: 'MINE', intent: { target: 'GLOBAL' } });
     expect(await flooder.peer.next()).toMatchObject({ event: 'MINE', source: healthy.id });
     // Time refills the bucket at the rate.
-    srv.clock.advance(1000);
+    h.srv.clock.advance(1000);
     for (let i = 0; i < 11; i++) flooder.peer.send({ op: 0, event: 'MORE', data: i, intent: { target: 'GLOBAL' } });
     await roundTrip(flooder.peer);
     expect(flooder.peer.frames.splice(0).map((f) => JSON.parse(f) as Record<string, unknown>)).toEqual([{ op: 5, data: { error: 'RATE_LIMITED', retry_after: 100 } }]);
@@ -620,7 +602,7 @@ describe('bus: sender rate limit', () => {
 describe('bus: liveness', () => {
   it('sends PING every heartbeat_interval and answers PONG to a PING', async () => {
     const { peer } = await identify();
-    srv.clock.advance(30_000);
+    h.srv.clock.advance(30_000);
     expect(await peer.next()).toEqual({ op: 3 });
     peer.send({ op: 4 });
     peer.send({ op: 3 });
@@ -630,7 +612,7 @@ describe('bus: liveness', () => {
   it('keeps a service that answers PINGs', async () => {
     const { peer } = await identify();
     for (let i = 0; i < 5; i++) {
-      srv.clock.advance(30_000);
+      h.srv.clock.advance(30_000);
       expect(await peer.next()).toEqual({ op: 3 });
       peer.send({ op: 4 });
       await roundTrip(peer);
@@ -640,9 +622,9 @@ describe('bus: liveness', () => {
 
   it('closes a silent service after two intervals with PING_TIMEOUT and 4001', async () => {
     const { peer } = await identify({ group: 'g' });
-    srv.clock.advance(30_000);
+    h.srv.clock.advance(30_000);
     expect(await peer.next()).toEqual({ op: 3 });
-    srv.clock.advance(30_000);
+    h.srv.clock.advance(30_000);
     await expectDisconnect(peer, 'PING_TIMEOUT', 4001);
   });
 });
@@ -674,7 +656,7 @@ describe('bus: slow consumers', () => {
     expect(fastGot).toEqual([...Array(n).keys()]);
     await until(() => bus().summary().services === 2);
     // The server holds at most about the limit for it, not the 6 MB.
-    const conn = srv.muster.transport.connections().find((c) => c.id === slow.id);
+    const conn = h.srv.muster.transport.connections().find((c) => c.id === slow.id);
     expect(conn?.slow).toBe(true);
     expect(conn?.bufferedAmount ?? 0).toBeLessThan(2 * 256 * 1024 + 64 * 1024);
     // Once it reads again it finds the backlog, then the goodbye.
@@ -696,20 +678,20 @@ describe('bus: slow consumers', () => {
       if (i % 10 === 9) await roundTrip(sender.peer);
     }
     await until(() => bus().summary().services === 1);
-    expect(srv.muster.transport.size).toBe(2);
-    srv.clock.advance(4_999);
+    expect(h.srv.muster.transport.size).toBe(2);
+    h.srv.clock.advance(4_999);
     await roundTrip(sender.peer);
     sender.peer.frames.length = 0; // NO_ROUTE answers once the group emptied
-    expect(srv.muster.transport.size).toBe(2);
-    srv.clock.advance(1);
-    await until(() => srv.muster.transport.size === 1);
+    expect(h.srv.muster.transport.size).toBe(2);
+    h.srv.clock.advance(1);
+    await until(() => h.srv.muster.transport.size === 1);
   });
 });
 
 describe('bus: operators', () => {
   it('kicks a service through the admin API with DISCONNECT KICKED and 1008', async () => {
     const { peer, id } = await identify();
-    const res = await srv.muster.http.inject({
+    const res = await h.srv.muster.http.inject({
       method: 'DELETE',
       url: `/api/v1/connections/${id}`,
       headers: { authorization: 'Bearer admin-secret-for-tests' },
@@ -720,7 +702,7 @@ describe('bus: operators', () => {
 
   it('lists services with their names and groups', async () => {
     const a = await identify({ name: 'web', groups: ['dash'] });
-    const res = await srv.muster.http.inject({ url: '/api/v1/bus/services', headers: { authorization: 'Bearer admin-secret-for-tests' } });
+    const res = await h.srv.muster.http.inject({ url: '/api/v1/bus/services', headers: { authorization: 'Bearer admin-secret-for-tests' } });
     expect(res.json()).toEqual([
       expect.objectContaining({ id: a.id, name: 'web', groups: ['dash'], remoteAddress: '127.0.0.1' }),
     ]);
@@ -728,7 +710,7 @@ describe('bus: operators', () => {
 
   it('reloads the token without dropping identified services', async () => {
     const a = await identify();
-    srv.muster.reloadSecrets({ ...srv.muster.config, dialects: { ...srv.muster.config.dialects, bus: { ...srv.muster.config.dialects.bus, token: 'rotated' } } });
+    h.srv.muster.reloadSecrets({ ...h.srv.muster.config, dialects: { ...h.srv.muster.config.dialects, bus: { ...h.srv.muster.config.dialects.bus, token: 'rotated' } } });
     const b = await open();
     b.send({ op: 1, data: { token: 'rotated' } });
     expect((await b.next<{ op: number }>()).op).toBe(1);
@@ -740,7 +722,7 @@ describe('bus: operators', () => {
 
   it('says goodbye with SHUTTING_DOWN and 1001 at shutdown', async () => {
     const { peer } = await identify();
-    const stopping = srv.muster.stop();
+    const stopping = h.srv.muster.stop();
     await expectDisconnect(peer, 'SHUTTING_DOWN', 1001);
     await stopping;
   });

@@ -1,34 +1,32 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { until, type TestServer } from '../support/server.js';
-import { dialectOf, instanceConfig, Seed2020, startClusterio } from './clusterio-helpers.js';
+import { dialectOf, instanceConfig, Seed2020, ClusterioHarness } from '../support/harness/clusterio.js';
 
 /**
  * One response larger than maxBufferedBytes (4 MiB) is not a slow consumer: a
  * list_instances answer that big used to cut the control that asked for it, always.
  */
 
-let srv: TestServer;
+const h = new ClusterioHarness();
 const seeds: Seed2020[] = [];
 
 beforeEach(async () => {
-  srv = await startClusterio();
+  await h.start();
 });
 
 afterEach(async () => {
   for (const s of seeds.splice(0)) s.close();
-  await until(() => srv.muster.transport.size === 0);
-  await srv.stop();
+  await h.teardown();
 });
 
 describe('clusterio: a response larger than maxBufferedBytes', () => {
   it('delivers a 4.5 MB list_instances response to a control that reads, and keeps it connected', async () => {
-    const c = await Seed2020.connect(srv, 'control');
+    const c = await Seed2020.connect(h.srv, 'control');
     seeds.push(c);
     // 150 instances with 30 KB names: about 4.5 MB of list, over the 4 MiB allowance.
     const pad = 'n'.repeat(30_000);
     for (let i = 0; i < 150; i++) c.send('create_instance_request', { serialized_config: instanceConfig(1000 + i, `${pad}${i}`) });
     for (let i = 0; i < 150; i++) expect((await c.next(10_000)).data.error).toBeUndefined();
-    expect(dialectOf(srv).summary().instances).toBe(150);
+    expect(dialectOf(h.srv).summary().instances).toBe(150);
     const seq = c.send('list_instances_request', {});
     const raw = await c.peer.nextRaw(10_000);
     expect(raw.length).toBeGreaterThan(4 * 1024 * 1024);

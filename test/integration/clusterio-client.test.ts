@@ -1,9 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClusterioLink, ClusterioLinkError, type LinkTimers } from '../../src/client/clusterio.js';
-import { serverRoundTrip, until, type TestServer } from '../support/server.js';
-import { controlToken, dialectOf, instanceConfig, Seed2020, slaveToken, startClusterio } from './clusterio-helpers.js';
+import { serverRoundTrip, until } from '../support/server.js';
+import { controlToken, dialectOf, instanceConfig, Seed2020, slaveToken, ClusterioHarness } from '../support/harness/clusterio.js';
 
-let srv: TestServer;
+const h = new ClusterioHarness();
 const links: ClusterioLink[] = [];
 const seeds: Seed2020[] = [];
 
@@ -35,7 +35,7 @@ class ManualTimers implements LinkTimers {
 
 async function link(role: 'slave' | 'control', extra: Partial<ConstructorParameters<typeof ClusterioLink>[0]> = {}): Promise<ClusterioLink> {
   const l = new ClusterioLink({
-    url: `${srv.wsBase}/api/socket`,
+    url: h.url,
     role,
     token: role === 'slave' ? await slaveToken(4242) : await controlToken(),
     ...(role === 'slave' ? { id: 4242, name: 'link-slave' } : {}),
@@ -49,20 +49,20 @@ async function link(role: 'slave' | 'control', extra: Partial<ConstructorParamet
 
 /** The server-side connection of a registered peer, to cut it. */
 function connOf(identity: RegExp): { terminate(): void } {
-  const c = srv.muster.transport.connections().find((x) => identity.test(x.identity ?? ''));
+  const c = h.srv.muster.transport.connections().find((x) => identity.test(x.identity ?? ''));
   if (!c) throw new Error(`no connection ${identity}`);
   return c;
 }
 
 async function advance(ms: number): Promise<void> {
   for (let left = ms; left > 0; left -= 10_000) {
-    srv.clock.advance(Math.min(10_000, left));
-    await serverRoundTrip(srv.muster);
+    h.srv.clock.advance(Math.min(10_000, left));
+    await serverRoundTrip(h.srv.muster);
   }
 }
 
 beforeEach(async () => {
-  srv = await startClusterio();
+  await h.start();
 });
 
 afterEach(async () => {
@@ -71,13 +71,13 @@ afterEach(async () => {
     expect(s.violations).toEqual([]);
     s.close();
   }
-  await until(() => srv.muster.transport.size === 0);
-  // A link closed while its socket was down leaves a detached session: it expires.
-  srv.clock.advance(60_000);
-  await until(() => dialectOf(srv).summary().sessions === 0);
-  const sum = dialectOf(srv).summary();
-  expect([sum.connections, sum.slaves, sum.controls, sum.sessions, sum.pendingRequests]).toEqual([0, 0, 0, 0, 0]);
-  await srv.stop();
+  await h.teardown(async (srv) => {
+    // A link closed while its socket was down leaves a detached session: it expires.
+    srv.clock.advance(60_000);
+    await until(() => dialectOf(srv).summary().sessions === 0);
+    const sum = dialectOf(srv).summary();
+    expect([sum.connections, sum.slaves, sum.controls, sum.sessions, sum.pendingRequests]).toEqual([0, 0, 0, 0, 0]);
+  });
 });
 
 describe('ClusterioLink', () => {
@@ -136,17 +136,17 @@ describe('ClusterioLink', () => {
     const resumed = new Promise((r) => slave.once('resume', r)).then(() => (back = true));
     connOf(/^slave 4242/).terminate();
     // Down (or already back, on a fast reconnect): the request below is made after the drop.
-    await until(() => back || slave.state === 'resuming' || dialectOf(srv).summary().connections === 1, 10_000);
+    await until(() => back || slave.state === 'resuming' || dialectOf(h.srv).summary().connections === 1, 10_000);
     const answer = control.request('start_instance_request', { instance_id: 9 });
     await resumed;
     await answer;
     expect(starts).toBe(1);
-    const m = await (await fetch(`${srv.httpBase}/metrics`)).text().catch(() => '');
+    const m = await (await fetch(`${h.srv.httpBase}/metrics`)).text().catch(() => '');
     expect(m).toMatch(/muster_clusterio_resumes_total [1-9]/);
   });
 
   it('rejects pending requests with SESSION_INVALIDATED when the session expired, then registers anew', async () => {
-    const slave = await Seed2020.connect(srv, 'slave', { id: 4242 });
+    const slave = await Seed2020.connect(h.srv, 'slave', { id: 4242 });
     seeds.push(slave);
     const timers = new ManualTimers();
     const control = await link('control', { timers, reconnect: { minMs: 1, maxMs: 2 } });
@@ -157,9 +157,9 @@ describe('ClusterioLink', () => {
     for (const e of ['drop', 'invalidate', 'ready']) control.on(e, () => events.push(e));
     connOf(/^control/).terminate();
     await until(() => control.state === 'resuming');
-    await until(() => dialectOf(srv).summary().connections === 1);
+    await until(() => dialectOf(h.srv).summary().connections === 1);
     await advance(60_000);
-    expect(dialectOf(srv).summary().sessions).toBe(0);
+    expect(dialectOf(h.srv).summary().sessions).toBe(0);
     expect(timers.fireBelow(1000)).toBe(1);
     const err = await pending.catch((e: unknown) => e);
     expect(err).toMatchObject({ name: 'ClusterioLinkError', code: 'SESSION_INVALIDATED', retryable: true });
@@ -169,7 +169,7 @@ describe('ClusterioLink', () => {
   });
 
   it('a refused token rejects connect() and does not reconnect', async () => {
-    const l = new ClusterioLink({ url: `${srv.wsBase}/api/socket`, role: 'control', token: 'bad', reconnect: { minMs: 1, maxMs: 2 } });
+    const l = new ClusterioLink({ url: h.url, role: 'control', token: 'bad', reconnect: { minMs: 1, maxMs: 2 } });
     links.push(l);
     const closed = new Promise<[number, string]>((r) => l.once('close', (code: number, reason: string) => r([code, reason])));
     await expect(l.connect()).rejects.toMatchObject({ code: 'CLOSED' });
@@ -182,15 +182,15 @@ describe('ClusterioLink', () => {
     const control = await link('control', { timers });
     await control.request('list_slaves_request', {});
     expect(control.unacknowledged).toBe(1);
-    srv.clock.advance(15_000); // the server's heartbeat acknowledges the request
+    h.srv.clock.advance(15_000); // the server's heartbeat acknowledges the request
     await until(() => control.unacknowledged === 0);
     expect(timers.fireBelow(20_000)).toBe(1); // the link's own heartbeat
-    await serverRoundTrip(srv.muster); // the heartbeat the link just sent has been handled
-    srv.clock.advance(15_000);
-    await serverRoundTrip(srv.muster);
+    await serverRoundTrip(h.srv.muster); // the heartbeat the link just sent has been handled
+    h.srv.clock.advance(15_000);
+    await serverRoundTrip(h.srv.muster);
     expect(control.state).toBe('connected');
     // Without the link's heartbeat, the server would have closed it at 30 s.
-    srv.clock.advance(15_000);
+    h.srv.clock.advance(15_000);
     await until(() => control.state === 'resuming' || control.state === 'connecting');
   });
 

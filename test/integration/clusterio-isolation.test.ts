@@ -1,6 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { until, type TestServer } from '../support/server.js';
-import { instanceConfig, Seed2020, startClusterio } from './clusterio-helpers.js';
+import { instanceConfig, Seed2020, ClusterioHarness } from '../support/harness/clusterio.js';
 
 /**
  * Forwarded requests are keyed by the slave they went to and the master's own seq, never
@@ -8,21 +7,20 @@ import { instanceConfig, Seed2020, startClusterio } from './clusterio-helpers.js
  * answering another slave's request, cannot cross answers.
  */
 
-let srv: TestServer;
+const h = new ClusterioHarness();
 const seeds: Seed2020[] = [];
 
 beforeEach(async () => {
-  srv = await startClusterio();
+  await h.start();
 });
 
 afterEach(async () => {
   for (const s of seeds.splice(0)) s.close();
-  await until(() => srv.muster.transport.size === 0);
-  await srv.stop();
+  await h.teardown();
 });
 
 async function connect(role: 'slave' | 'control', id?: number): Promise<Seed2020> {
-  const s = await Seed2020.connect(srv, role, id === undefined ? {} : { id, name: `slave-${id}` });
+  const s = await Seed2020.connect(h.srv, role, id === undefined ? {} : { id, name: `slave-${id}` });
   seeds.push(s);
   return s;
 }

@@ -1,29 +1,28 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { until, type TestServer } from '../support/server.js';
-import { Seed2020, startClusterio } from './clusterio-helpers.js';
+import { until } from '../support/server.js';
+import { Seed2020, ClusterioHarness } from '../support/harness/clusterio.js';
 
 /** Warn lines a slave can cause at will are capped per slave. */
 
-let srv: TestServer;
+const h = new ClusterioHarness();
 const seeds: Seed2020[] = [];
 
 beforeEach(async () => {
-  srv = await startClusterio();
+  await h.start();
 });
 
 afterEach(async () => {
   for (const s of seeds.splice(0)) s.close();
-  await until(() => srv.muster.transport.size === 0);
-  await srv.stop();
+  await h.teardown();
   vi.restoreAllMocks();
 });
 
 describe('clusterio: per-slave log limit', () => {
   it('writes at most a burst of warn lines for 300 unusable reported instances, then counts the rest', async () => {
-    const warn = vi.spyOn(srv.muster.logger, 'warn');
-    const s = await Seed2020.connect(srv, 'slave', { id: 4242, name: 'noisy' });
+    const warn = vi.spyOn(h.srv.muster.logger, 'warn');
+    const s = await Seed2020.connect(h.srv, 'slave', { id: 4242, name: 'noisy' });
     seeds.push(s);
-    const c = await Seed2020.connect(srv, 'control');
+    const c = await Seed2020.connect(h.srv, 'control');
     seeds.push(c);
     const bad = Array.from({ length: 300 }, () => ({ serialized_config: { groups: [] } }));
     s.send('update_instances_event', { instances: bad });
@@ -32,7 +31,7 @@ describe('clusterio: per-slave log limit', () => {
     await c.request('list_slaves_request');
     const lines = () => warn.mock.calls.filter((call) => call[1] === 'clusterio: ignored a reported instance');
     expect(lines()).toHaveLength(5);
-    srv.clock.advance(1000);
+    h.srv.clock.advance(1000);
     s.send('update_instances_event', { instances: bad.slice(0, 1) });
     await c.request('list_slaves_request');
     await until(() => lines().length === 6);

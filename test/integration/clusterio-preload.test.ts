@@ -8,7 +8,7 @@ import { startMuster, type Muster } from '../../src/server.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { JsonValue } from '../../src/store/types.js';
 import { ADMIN_TOKEN, RawPeer, until } from '../support/server.js';
-import { controlToken, expectClose, SECRET, type Frame } from './clusterio-helpers.js';
+import { controlToken, expectClose, SECRET, type Frame } from '../support/harness/clusterio.js';
 
 /**
  * Before the registry has loaded from the store (start-up only), a socket's frames wait;

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClusterioLink, ClusterioLinkError, type LinkTimers } from '../../src/client/clusterio.js';
-import { serverRoundTrip, until, type TestServer } from '../support/server.js';
-import { controlToken, dialectOf, instanceConfig, Seed2020, slaveToken, startClusterio } from './clusterio-helpers.js';
+import { serverRoundTrip, until } from '../support/server.js';
+import { controlToken, dialectOf, instanceConfig, Seed2020, slaveToken, ClusterioHarness } from '../support/harness/clusterio.js';
 
 /**
  * Property tests of sessions, over real sockets: random traffic in both directions
@@ -28,28 +28,28 @@ function prng(seed: number): () => number {
   };
 }
 
-let srv: TestServer;
+const h = new ClusterioHarness();
 const links: ClusterioLink[] = [];
 const seeds: Seed2020[] = [];
 
 beforeEach(async () => {
   // Every cut is a new handshake: lift the per-IP handshake budget for these runs.
-  srv = await startClusterio({ limits: { handshakesPerIpPerMinute: 1_000_000 } });
+  await h.start({}, { limits: { handshakesPerIpPerMinute: 1_000_000 } });
 });
 
 afterEach(async () => {
   for (const l of links.splice(0)) await l.close();
   for (const s of seeds.splice(0)) s.close();
-  await until(() => srv.muster.transport.size === 0, 10_000);
-  srv.clock.advance(60_000);
-  const sum = dialectOf(srv).summary();
-  expect([sum.connections, sum.slaves, sum.controls, sum.sessions, sum.pendingRequests]).toEqual([0, 0, 0, 0, 0]);
-  await srv.stop();
+  await h.teardown((srv) => {
+    srv.clock.advance(60_000);
+    const sum = dialectOf(srv).summary();
+    expect([sum.connections, sum.slaves, sum.controls, sum.sessions, sum.pendingRequests]).toEqual([0, 0, 0, 0, 0]);
+  }, 10_000);
 });
 
 async function makeLink(role: 'slave' | 'control', extra: Partial<ConstructorParameters<typeof ClusterioLink>[0]> = {}): Promise<ClusterioLink> {
   const l = new ClusterioLink({
-    url: `${srv.wsBase}/api/socket`,
+    url: h.url,
     role,
     token: role === 'slave' ? await slaveToken(4242) : await controlToken(),
     ...(role === 'slave' ? { id: 4242, name: 'prop-slave' } : {}),
@@ -109,7 +109,7 @@ describe('clusterio sessions: property tests', () => {
           if (ws && ws.readyState === ws.OPEN) {
             cuts++;
             if (serverSide) {
-              const conn = srv.muster.transport.connections().find((c) => c.socket.readyState === c.socket.OPEN && c.identity?.startsWith(target === slave ? 'slave' : 'control'));
+              const conn = h.srv.muster.transport.connections().find((c) => c.socket.readyState === c.socket.OPEN && c.identity?.startsWith(target === slave ? 'slave' : 'control'));
               if (conn) conn.terminate();
               else ws.terminate();
             } else {
@@ -125,7 +125,7 @@ describe('clusterio sessions: property tests', () => {
         }
       }
       await until(() => outputs.length >= sentUp && answers.size + failures.length >= sentDown, 15_000);
-      await serverRoundTrip(srv.muster); // anything still on its way to a client has arrived
+      await serverRoundTrip(h.srv.muster); // anything still on its way to a client has arrived
       expect(failures).toEqual([]);
       expect(outputs).toEqual(Array.from({ length: sentUp }, (_, i) => i + 1));
       expect(commands).toEqual(Array.from({ length: sentDown }, (_, i) => i + 1));
@@ -136,7 +136,7 @@ describe('clusterio sessions: property tests', () => {
 
   it('rejects every pending request with a typed error when the session is invalidated (random trials)', async () => {
     const rand = prng(99);
-    const slave = await Seed2020.connect(srv, 'slave', { id: 4242 });
+    const slave = await Seed2020.connect(h.srv, 'slave', { id: 4242 });
     seeds.push(slave);
     const timers: LinkTimers & { fire(): void } = (() => {
       const due = new Map<number, { fn: () => void; ms: number }>();
@@ -171,14 +171,14 @@ describe('clusterio sessions: property tests', () => {
           ),
       );
       for (let i = 0; i < k; i++) await slave.next(); // the slave got them, and never answers
-      const conn = srv.muster.transport.connections().find((c) => c.identity?.startsWith('control'));
+      const conn = h.srv.muster.transport.connections().find((c) => c.identity?.startsWith('control'));
       conn?.terminate();
       await until(() => control.state === 'resuming');
-      await until(() => dialectOf(srv).summary().connections === 1);
+      await until(() => dialectOf(h.srv).summary().connections === 1);
       // The session expires while the link is away (in steps, so the seed slave answers its pings).
       for (let t = 0; t < 6; t++) {
-        srv.clock.advance(10_000);
-        await serverRoundTrip(srv.muster);
+        h.srv.clock.advance(10_000);
+        await serverRoundTrip(h.srv.muster);
       }
       timers.fire();
       await Promise.all(all);

@@ -1,20 +1,16 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RawPeer, settle, until, type TestServer } from '../support/server.js';
-import { controlToken, dialectOf, expectClose, instanceConfig, rawOpen, Seed2020, slaveToken, startClusterio, type Frame } from './clusterio-helpers.js';
+import { RawPeer, settle, until } from '../support/server.js';
+import { controlToken, dialectOf, expectClose, instanceConfig, Seed2020, slaveToken, ClusterioHarness, type Frame } from '../support/harness/clusterio.js';
 
 /** Sessions, the opt-in extension, driven with raw frames. */
 
-let srv: TestServer;
-const peers: RawPeer[] = [];
+const h = new ClusterioHarness();
+const peers = h.peers;
 const seeds: Seed2020[] = [];
 
 const next = async (p: RawPeer): Promise<Frame> => JSON.parse(await p.nextRaw()) as Frame;
 
-async function open(): Promise<RawPeer> {
-  const p = await rawOpen(srv);
-  peers.push(p);
-  return p;
-}
+const open = (): Promise<RawPeer> => h.hello();
 
 interface SessionPeer {
   peer: RawPeer;
@@ -38,7 +34,7 @@ async function sessionControl(): Promise<SessionPeer> {
 }
 
 async function seedControl(): Promise<Seed2020> {
-  const c = await Seed2020.connect(srv, 'control');
+  const c = await Seed2020.connect(h.srv, 'control');
   seeds.push(c);
   return c;
 }
@@ -52,14 +48,14 @@ async function resume(token: string, lastSeq: number): Promise<{ peer: RawPeer; 
 /** Moves the clock in steps, letting pongs and heartbeats through between them. */
 async function advance(ms: number, beat?: RawPeer[]): Promise<void> {
   for (let left = ms; left > 0; left -= 10_000) {
-    srv.clock.advance(Math.min(10_000, left));
+    h.srv.clock.advance(Math.min(10_000, left));
     for (const p of beat ?? []) if (!p.isClosed) p.send({ seq: 0, type: 'heartbeat', data: { last_seq: 0 } });
     await settle([...peers, ...seeds.map((s) => s.peer)]);
   }
 }
 
 beforeEach(async () => {
-  srv = await startClusterio();
+  await h.start();
 });
 
 afterEach(async () => {
@@ -71,10 +67,10 @@ afterEach(async () => {
     if (!p.isClosed) p.send({ seq: 0, type: 'close', data: { reason: 'test over' } });
     p.close();
   }
-  await until(() => srv.muster.transport.size === 0);
-  const sum = dialectOf(srv).summary();
-  expect([sum.connections, sum.slaves, sum.controls, sum.sessions, sum.pendingRequests]).toEqual([0, 0, 0, 0, 0]);
-  await srv.stop();
+  await h.teardown((srv) => {
+    const sum = dialectOf(srv).summary();
+    expect([sum.connections, sum.slaves, sum.controls, sum.sessions, sum.pendingRequests]).toEqual([0, 0, 0, 0, 0]);
+  });
 });
 
 describe('clusterio sessions: registration and numbering', () => {
@@ -119,7 +115,7 @@ describe('clusterio sessions: heartbeats', () => {
     const { peer } = await sessionControl();
     peer.send({ seq: 1, type: 'list_slaves_request', data: {} });
     await next(peer);
-    srv.clock.advance(15_000);
+    h.srv.clock.advance(15_000);
     expect(await next(peer)).toEqual({ seq: 0, type: 'heartbeat', data: { last_seq: 1 } });
   });
 
@@ -128,14 +124,14 @@ describe('clusterio sessions: heartbeats', () => {
     await advance(29_999);
     expect((await next(peer)).type).toBe('heartbeat');
     expect(peer.isClosed).toBe(false);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     const f = await expectClose(peer, 'Heartbeat timeout', 3008);
     expect(f.seq).toBe(0);
     // The session outlives the socket until sessionTimeout.
-    await until(() => dialectOf(srv).summary().connections === 0);
-    expect(dialectOf(srv).summary().sessions).toBe(1);
-    srv.clock.advance(60_000);
-    await until(() => dialectOf(srv).summary().sessions === 0);
+    await until(() => dialectOf(h.srv).summary().connections === 0);
+    expect(dialectOf(h.srv).summary().sessions).toBe(1);
+    h.srv.clock.advance(60_000);
+    await until(() => dialectOf(h.srv).summary().sessions === 0);
   });
 
   it('a peer that heartbeats stays', async () => {
@@ -164,10 +160,10 @@ describe('clusterio sessions: resume', () => {
     const a1 = await next(s.peer);
     expect(a1).toMatchObject({ seq: 1, type: 'assign_instance_request' });
     s.peer.ws.terminate();
-    await until(() => dialectOf(srv).summary().connections === 1);
+    await until(() => dialectOf(h.srv).summary().connections === 1);
     // While the socket is down, requests to the slave are buffered.
     const seq2 = c.send('start_instance_request', { instance_id: 777 });
-    await until(() => dialectOf(srv).summary().pendingRequests === 2);
+    await until(() => dialectOf(h.srv).summary().pendingRequests === 2);
     await advance(59_000);
     const { peer, first } = await resume(s.token, 0);
     expect(first).toEqual({ seq: 0, type: 'continue', data: { last_seq: 1 } });
@@ -184,7 +180,7 @@ describe('clusterio sessions: resume', () => {
     for (let i = 1; i <= 3; i++) s.peer.send({ seq: i, type: 'list_slaves_request', data: {} });
     for (let i = 1; i <= 3; i++) expect((await next(s.peer)).seq).toBe(i);
     s.peer.ws.terminate();
-    await until(() => dialectOf(srv).summary().connections === 0);
+    await until(() => dialectOf(h.srv).summary().connections === 0);
     const { peer, first } = await resume(s.token, 2);
     expect(first).toEqual({ seq: 0, type: 'continue', data: { last_seq: 3 } });
     expect(await next(peer)).toEqual({ seq: 3, type: 'list_slaves_response', data: { seq: 3, list: [] } });
@@ -197,15 +193,15 @@ describe('clusterio sessions: resume', () => {
   it('after sessionTimeout a resume gets invalidate, and the client registers anew on the same socket', async () => {
     const s = await sessionControl();
     s.peer.ws.terminate();
-    await until(() => dialectOf(srv).summary().connections === 0);
-    srv.clock.advance(60_000);
+    await until(() => dialectOf(h.srv).summary().connections === 0);
+    h.srv.clock.advance(60_000);
     const { peer, first } = await resume(s.token, 0);
     expect(first).toEqual({ seq: 0, type: 'invalidate', data: {} });
     peer.send({ seq: 0, type: 'register_control', data: { token: await controlToken(), agent: 'a', version: 'v', features: ['session'] } });
     const ready = await next(peer);
     expect(ready.type).toBe('ready');
     expect(ready.data.session_token).not.toBe(s.token);
-    const metrics = await (await fetch(`${srv.httpBase}/metrics`)).text();
+    const metrics = await (await fetch(`${h.srv.httpBase}/metrics`)).text();
     expect(metrics).toContain('muster_clusterio_invalidations_total 1');
   });
 
@@ -220,12 +216,12 @@ describe('clusterio sessions: resume', () => {
     await next(s.peer);
     s.peer.send({ seq: 0, type: 'heartbeat', data: { last_seq: 1 } });
     s.peer.ws.terminate();
-    await until(() => dialectOf(srv).summary().connections === 0);
+    await until(() => dialectOf(h.srv).summary().connections === 0);
     const { first } = await resume(s.token, 0);
     expect(first.type).toBe('invalidate');
     const s2 = await sessionControl();
     s2.peer.ws.terminate();
-    await until(() => dialectOf(srv).summary().connections === 1);
+    await until(() => dialectOf(h.srv).summary().connections === 1);
     expect((await resume(s2.token, 5)).first.type).toBe('invalidate');
   });
 
@@ -233,7 +229,7 @@ describe('clusterio sessions: resume', () => {
     const s = await sessionControl();
     s.peer.send({ seq: 0, type: 'close', data: { reason: 'bye' } });
     await s.peer.waitClose();
-    await until(() => dialectOf(srv).summary().sessions === 0);
+    await until(() => dialectOf(h.srv).summary().sessions === 0);
     expect((await resume(s.token, 0)).first.type).toBe('invalidate');
   });
 
@@ -251,11 +247,11 @@ describe('clusterio sessions: resume', () => {
     const c = await seedControl();
     await c.request('create_instance_request', { serialized_config: instanceConfig(777, 'x', 4242) });
     s.peer.ws.terminate();
-    await until(() => dialectOf(srv).summary().connections === 1);
+    await until(() => dialectOf(h.srv).summary().connections === 1);
     const seq = c.send('start_instance_request', { instance_id: 777 });
     await advance(59_999);
     expect(await c.peer.quiet()).toBe(true);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     expect((await c.next()).data).toEqual({ seq, error: expect.stringMatching(/Slave 4242 went offline \(session expired\)/) });
     expect((await c.request('list_slaves_request')).data.list).toEqual([expect.objectContaining({ id: 4242, connected: false })]);
   });
@@ -263,7 +259,7 @@ describe('clusterio sessions: resume', () => {
   it('a detached session slave counts as connected until its session expires', async () => {
     const s = await sessionSlave(4242);
     s.peer.ws.terminate();
-    await until(() => dialectOf(srv).summary().connections === 0);
+    await until(() => dialectOf(h.srv).summary().connections === 0);
     const c = await seedControl();
     expect((await c.request('list_slaves_request')).data.list).toEqual([expect.objectContaining({ id: 4242, connected: true })]);
     await advance(60_000);
@@ -274,10 +270,10 @@ describe('clusterio sessions: resume', () => {
     const ctl = await sessionControl();
     ctl.peer.send({ seq: 1, type: 'set_instance_output_subscriptions_request', data: { instance_ids: [777] } });
     expect((await next(ctl.peer)).seq).toBe(1);
-    const slave = await Seed2020.connect(srv, 'slave', { id: 1 });
+    const slave = await Seed2020.connect(h.srv, 'slave', { id: 1 });
     seeds.push(slave);
     ctl.peer.ws.terminate();
-    await until(() => dialectOf(srv).summary().connections === 1);
+    await until(() => dialectOf(h.srv).summary().connections === 1);
     slave.sendRaw('{"seq":2,"type":"instance_output_event","data":{"instance_id":777,"output":{"n":870000000000000123}}}');
     await slave.peer.barrier();
     const { peer, first } = await resume(ctl.token, 1);

@@ -1,7 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { mintToken } from '../../src/dialects/clusterio/token.js';
-import type { TestServer } from '../support/server.js';
-import { expectClose, rawOpen, SECRET, startClusterio, type Frame } from './clusterio-helpers.js';
+import { expectClose, rawOpen, SECRET, ClusterioHarness, type Frame } from '../support/harness/clusterio.js';
 
 /**
  * The HMAC key of authSecret is imported once per secret: token checks (good tokens and
@@ -9,14 +8,14 @@ import { expectClose, rawOpen, SECRET, startClusterio, type Frame } from './clus
  * secret imports the new one once.
  */
 
-let srv: TestServer;
+const h = new ClusterioHarness();
 
 function hmacImports(spy: { mock: { calls: unknown[][] } }): number {
   return spy.mock.calls.filter((c) => (c[2] as { name?: string } | undefined)?.name === 'HMAC').length;
 }
 
 async function registerControl(token: string): Promise<{ ok: boolean }> {
-  const p = await rawOpen(srv);
+  const p = await rawOpen(h.srv);
   p.send({ seq: 1, type: 'register_control', data: { token, agent: 'clusterctl', version: '2.0.0-alpha' } });
   const f = JSON.parse(await p.nextRaw()) as Frame;
   if (f.type === 'ready') {
@@ -30,12 +29,12 @@ async function registerControl(token: string): Promise<{ ok: boolean }> {
 }
 
 beforeEach(async () => {
-  srv = await startClusterio();
+  await h.start();
 });
 
 afterEach(async () => {
   vi.restoreAllMocks();
-  await srv.stop();
+  await h.teardown();
 });
 
 describe('clusterio: the token key', () => {
@@ -50,8 +49,8 @@ describe('clusterio: the token key', () => {
     expect((await registerControl(good)).ok).toBe(true);
     expect(hmacImports(spy)).toBe(0);
 
-    const c = srv.muster.config;
-    srv.muster.reloadSecrets({ ...c, dialects: { ...c.dialects, clusterio: { ...c.dialects.clusterio, authSecret: 'rotated-secret' } } });
+    const c = h.srv.muster.config;
+    h.srv.muster.reloadSecrets({ ...c, dialects: { ...c.dialects, clusterio: { ...c.dialects.clusterio, authSecret: 'rotated-secret' } } });
     expect(hmacImports(spy)).toBe(1);
     expect((await registerControl(good)).ok).toBe(false);
     expect((await registerControl(rotated)).ok).toBe(true);
@@ -61,10 +60,10 @@ describe('clusterio: the token key', () => {
 
   it('a reload with the same secret keeps the imported key', async () => {
     const spy = vi.spyOn(globalThis.crypto.subtle, 'importKey');
-    const c = srv.muster.config;
-    srv.muster.reloadSecrets({ ...c });
+    const c = h.srv.muster.config;
+    h.srv.muster.reloadSecrets({ ...c });
     expect(hmacImports(spy)).toBe(0);
-    const raw = await rawOpen(srv);
+    const raw = await rawOpen(h.srv);
     raw.send({ seq: 1, type: 'register_control', data: { token: 'not.a.jwt', agent: 'clusterctl', version: '2.0.0-alpha' } });
     await expectClose(raw, 'Authentication failed', 4003);
     expect(hmacImports(spy)).toBe(0);

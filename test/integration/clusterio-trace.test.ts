@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { settle, until, type TestServer } from '../support/server.js';
-import { dialectOf, instanceConfig, Seed2020, startClusterio } from './clusterio-helpers.js';
+import { dialectOf, instanceConfig, Seed2020, startClusterio } from '../support/harness/clusterio.js';
 
 /**
  * Seed-mode conformance: the 2020 slave and control CLI, as traces/clusterio-2020.md

@@ -1,36 +1,32 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mintToken } from '../../src/dialects/clusterio/token.js';
-import { ADMIN_TOKEN, RawPeer, settle, until, type TestServer } from '../support/server.js';
+import type { PeerOptions } from '../support/harness/harness.js';
+import { ADMIN_TOKEN, RawPeer, settle, until } from '../support/server.js';
 import {
   controlToken,
   dialectOf,
   expectClose,
   instanceConfig,
-  rawOpen,
+  ClusterioHarness,
   Seed2020,
   slaveToken,
-  startClusterio,
   type Frame,
-} from './clusterio-helpers.js';
+} from '../support/harness/clusterio.js';
 
-let srv: TestServer;
-const peers: RawPeer[] = [];
+const h = new ClusterioHarness();
+const peers = h.peers;
 const seeds: Seed2020[] = [];
 
-async function open(opts: ConstructorParameters<typeof RawPeer>[1] = {}): Promise<RawPeer> {
-  const p = await rawOpen(srv, opts);
-  peers.push(p);
-  return p;
-}
+const open = (opts: PeerOptions = {}): Promise<RawPeer> => h.hello(opts);
 
 async function slave(id = 4242, name = 'muster-slave-1'): Promise<Seed2020> {
-  const s = await Seed2020.connect(srv, 'slave', { id, name });
+  const s = await Seed2020.connect(h.srv, 'slave', { id, name });
   seeds.push(s);
   return s;
 }
 
 async function control(): Promise<Seed2020> {
-  const c = await Seed2020.connect(srv, 'control');
+  const c = await Seed2020.connect(h.srv, 'control');
   seeds.push(c);
   return c;
 }
@@ -40,7 +36,7 @@ const next = async (p: RawPeer): Promise<Frame> => JSON.parse(await p.nextRaw())
 /** Moves the clock in heartbeat-sized steps, letting peers answer pings between them (round trips). */
 async function advance(ms: number, stepMs = 10_000): Promise<void> {
   for (let left = ms; left > 0; left -= stepMs) {
-    srv.clock.advance(Math.min(stepMs, left));
+    h.srv.clock.advance(Math.min(stepMs, left));
     await settle([...peers, ...seeds.map((x) => x.peer)]);
   }
 }
@@ -51,7 +47,7 @@ async function sync(c: Seed2020): Promise<void> {
 }
 
 beforeEach(async () => {
-  srv = await startClusterio();
+  await h.start();
 });
 
 afterEach(async () => {
@@ -59,19 +55,18 @@ afterEach(async () => {
     expect(s.violations).toEqual([]);
     s.close();
   }
-  for (const p of peers.splice(0)) p.close();
-  await until(() => srv.muster.transport.size === 0);
-  const sum = dialectOf(srv).summary();
-  expect({ ...sum, knownSlaves: 0, instances: 0 }).toEqual({
-    connections: 0,
-    slaves: 0,
-    controls: 0,
-    sessions: 0,
-    pendingRequests: 0,
-    knownSlaves: 0,
-    instances: 0,
+  await h.teardown((srv) => {
+    const sum = dialectOf(srv).summary();
+    expect({ ...sum, knownSlaves: 0, instances: 0 }).toEqual({
+      connections: 0,
+      slaves: 0,
+      controls: 0,
+      sessions: 0,
+      pendingRequests: 0,
+      knownSlaves: 0,
+      instances: 0,
+    });
   });
-  await srv.stop();
 });
 
 describe('clusterio: the seed handshake', () => {
@@ -81,7 +76,7 @@ describe('clusterio: the seed handshake', () => {
     expect(await next(p)).toEqual({ seq: 2, type: 'ready', data: {} });
     p.send({ seq: 2, type: 'update_instances_event', data: { instances: [] } });
     expect(await p.quiet()).toBe(true);
-    expect(dialectOf(srv).summary().slaves).toBe(1);
+    expect(dialectOf(h.srv).summary().slaves).toBe(1);
   });
 
   it('answers register_control with ready {}', async () => {
@@ -146,9 +141,9 @@ describe('clusterio: the seed handshake', () => {
 
   it('closes a socket that does not register within the handshake timeout (1008)', async () => {
     const p = await open();
-    srv.clock.advance(29_999);
+    h.srv.clock.advance(29_999);
     expect(await p.quiet()).toBe(true);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     await expectClose(p, 'Handshake timeout', 1008);
   });
 
@@ -221,7 +216,7 @@ describe('clusterio: invalid messages after ready close with 4000', () => {
     c.send('close', { reason: 'quit' });
     expect((await c.peer.waitClose()).code).toBe(1000);
     expect(c.peer.frames).toEqual([]);
-    await until(() => dialectOf(srv).summary().controls === 0);
+    await until(() => dialectOf(h.srv).summary().controls === 0);
   });
 });
 
@@ -234,7 +229,7 @@ describe('clusterio: the registry', () => {
       { agent: 'Clusterio Slave', version: '2.0.0-alpha', name: 'muster-slave-1', id: 4242, connected: true },
     ]);
     s.close();
-    await until(() => dialectOf(srv).summary().slaves === 0);
+    await until(() => dialectOf(h.srv).summary().slaves === 0);
     expect((await c.request('list_slaves_request')).data.list).toEqual([
       { agent: 'Clusterio Slave', version: '2.0.0-alpha', name: 'muster-slave-1', id: 4242, connected: false },
     ]);
@@ -457,12 +452,12 @@ describe('clusterio: assigning and forwarding', () => {
     // In steps, so that both peers can answer the pings on the way.
     await advance(119_999);
     expect(await c.peer.quiet()).toBe(true);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     expect((await c.next()).data).toEqual({ seq, error: expect.stringMatching(/did not answer/) });
     s.send('start_instance_response', { seq: f.seq });
     await sync(c);
     expect(s.peer.isClosed).toBe(false);
-    expect(dialectOf(srv).summary().pendingRequests).toBe(0);
+    expect(dialectOf(h.srv).summary().pendingRequests).toBe(0);
   });
 
   it('a response of the wrong type for a seq closes the slave with 4000', async () => {
@@ -534,8 +529,8 @@ describe('clusterio: update_instances_event', () => {
     s.send('update_instances_event', { instances: [{ serialized_config: instanceConfig(7, 'st', 4242), status: 'running' }] });
     const f = await s.next();
     s.send('assign_instance_response', { seq: f.seq });
-    await until(() => dialectOf(srv).summary().pendingRequests === 0);
-    const res = await fetch(`${srv.httpBase}/api/v1/clusterio/instances`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    await until(() => dialectOf(h.srv).summary().pendingRequests === 0);
+    const res = await fetch(`${h.srv.httpBase}/api/v1/clusterio/instances`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     expect(await res.json()).toEqual([
       expect.objectContaining({ id: 7, name: 'st', assigned_slave: 4242, status: 'running', slave_connected: true }),
     ]);
@@ -604,7 +599,7 @@ describe('clusterio: instance output and plugins', () => {
     await sync(c);
     expect(await s2.peer.quiet()).toBe(true);
     expect(await s1.peer.quiet()).toBe(true);
-    const scrape = fetch(`${srv.httpBase}/metrics`).then((r) => r.text());
+    const scrape = fetch(`${h.srv.httpBase}/metrics`).then((r) => r.text());
     for (const s of [s1, s2]) {
       const f = await s.next();
       s.send('statistics_exporter:get_metrics_response', { seq: f.seq, error: 'no instance running' });
@@ -625,7 +620,7 @@ describe('clusterio: instance output and plugins', () => {
   it('a /metrics scrape asks each slave for statistics_exporter:get_metrics and merges samples with slave_id', async () => {
     const s1 = await slave(4242, 'one');
     const s2 = await slave(7, 'two');
-    const scrape = fetch(`${srv.httpBase}/metrics`).then((r) => r.text());
+    const scrape = fetch(`${h.srv.httpBase}/metrics`).then((r) => r.text());
     for (const [s, cpu, labels] of [
       [s1, 0.248, 'slave_id="4242"'],
       [s2, 1.5, ''],
@@ -650,9 +645,9 @@ describe('clusterio: instance output and plugins', () => {
 
   it('a scrape does not wait forever for a slave that does not answer', async () => {
     const s = await slave(1);
-    const scrape = fetch(`${srv.httpBase}/metrics`).then((r) => r.text());
+    const scrape = fetch(`${h.srv.httpBase}/metrics`).then((r) => r.text());
     expect((await s.next()).type).toBe('statistics_exporter:get_metrics_request');
-    srv.clock.advance(5000);
+    h.srv.clock.advance(5000);
     expect(await scrape).toContain('muster_clusterio_slaves_connected 1');
   });
 });
@@ -664,18 +659,18 @@ describe('clusterio: liveness, kick, shutdown, admin API', () => {
     p.ws.on('ping', () => pings++);
     p.send({ seq: 1, type: 'register_control', data: { token: await controlToken(), agent: 'a', version: 'v' } });
     expect((await next(p)).type).toBe('ready');
-    srv.clock.advance(15_000);
+    h.srv.clock.advance(15_000);
     await until(() => pings === 1);
-    srv.clock.advance(14_999);
+    h.srv.clock.advance(14_999);
     expect(await p.quiet()).toBe(true);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     await expectClose(p, 'Ping timeout', 3008);
   });
 
   it('a client that answers pings stays connected', async () => {
     const c = await control();
     for (let i = 0; i < 4; i++) {
-      srv.clock.advance(15_000);
+      h.srv.clock.advance(15_000);
       await settle([...peers, ...seeds.map((x) => x.peer)]);
     }
     await sync(c);
@@ -683,8 +678,8 @@ describe('clusterio: liveness, kick, shutdown, admin API', () => {
 
   it('a kick sends close {reason} then 1008', async () => {
     const c = await control();
-    const id = srv.muster.transport.connections()[0]?.id as string;
-    const res = await fetch(`${srv.httpBase}/api/v1/connections/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const id = h.srv.muster.transport.connections()[0]?.id as string;
+    const res = await fetch(`${h.srv.httpBase}/api/v1/connections/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     expect(res.status).toBe(200);
     expect((await c.next()).data).toEqual({ reason: 'Kicked by an operator' });
     expect((await c.peer.waitClose()).code).toBe(1008);
@@ -694,12 +689,12 @@ describe('clusterio: liveness, kick, shutdown, admin API', () => {
     await slave(4242);
     const c = await control();
     await c.request('create_instance_request', { serialized_config: instanceConfig(777, 'x', 4242) });
-    expect((await fetch(`${srv.httpBase}/api/v1/clusterio/slaves`)).status).toBe(401);
+    expect((await fetch(`${h.srv.httpBase}/api/v1/clusterio/slaves`)).status).toBe(401);
     const auth = { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } };
-    expect(await (await fetch(`${srv.httpBase}/api/v1/clusterio/slaves`, auth)).json()).toEqual([
+    expect(await (await fetch(`${h.srv.httpBase}/api/v1/clusterio/slaves`, auth)).json()).toEqual([
       { id: 4242, name: 'muster-slave-1', agent: 'Clusterio Slave', version: '2.0.0-alpha', connected: true, mode: 'seed', attached: true, remoteAddress: '127.0.0.1', instances: 1 },
     ]);
-    const inst = (await (await fetch(`${srv.httpBase}/api/v1/clusterio/instances`, auth)).json()) as Array<Record<string, unknown>>;
+    const inst = (await (await fetch(`${h.srv.httpBase}/api/v1/clusterio/instances`, auth)).json()) as Array<Record<string, unknown>>;
     expect(inst).toEqual([
       { id: 777, name: 'x', assigned_slave: 4242, slave_connected: true, status: 'unknown', serialized_config: instanceConfig(777, 'x', 4242) },
     ]);
@@ -709,12 +704,12 @@ describe('clusterio: liveness, kick, shutdown, admin API', () => {
 describe('clusterio: shutdown', () => {
   it('says close {reason: "Server shutting down"} and closes with 1001', async () => {
     const c = await control();
-    const stopping = srv.muster.stop();
+    const stopping = h.srv.muster.stop();
     expect((await c.next()).data).toEqual({ reason: 'Server shutting down' });
     expect((await c.peer.waitClose()).code).toBe(1001);
     await stopping;
     seeds.splice(0);
     // a fresh server for afterEach to check and stop
-    srv = await startClusterio();
+    await h.start();
   });
 });

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, BUS_TOKEN, RawPeer, roundTrip, startTestServer, until, type TestServer } from '../support/server.js';
-import { control, KEY, startSharding, sync, type ShardingServer } from './sharding-helpers.js';
+import { ADMIN_TOKEN, BUS_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
+import { roundTrip } from '../support/harness/bus.js';
+import { control, KEY, startSharding, sync, type ShardingServer } from '../support/harness/sharding.js';
 
 /**
  * The dashboard's server side: the page at `/`, the peer list, and the live feed

@@ -1,21 +1,16 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DiscodoClient, DiscodoTracebackError, type VoiceClientInfo } from '../../src/client/index.js';
-import { startTestServer, until, type TestServer } from '../support/server.js';
-import { ADMIN, PASSWORD, discodo } from './discodo-helpers.js';
+import { until, type TestServer } from '../support/server.js';
+import { ADMIN, DiscodoHarness, PASSWORD, discodo } from '../support/harness/discodo.js';
 
 const VC_TIMEOUT = 300_000;
 const BOT = '870000000000000123';
 const GUILD = '870000000000000999';
 
-let srv: TestServer | undefined;
-let baselineTimers = 0;
+const h = new DiscodoHarness();
 const clients: DiscodoClient[] = [];
 
-async function setup(over: Record<string, unknown> = {}): Promise<TestServer> {
-  srv = await startTestServer({ dialects: { discodo: { enabled: true, password: PASSWORD, ...over } } });
-  baselineTimers = srv.muster.scheduler.size;
-  return srv;
-}
+const setup = (over: Record<string, unknown> = {}): Promise<TestServer> => h.start(over);
 
 function client(s: TestServer, opts: Partial<ConstructorParameters<typeof DiscodoClient>[0]> = {}): DiscodoClient {
   const c = new DiscodoClient({ url: `${s.wsBase}/ws`, password: PASSWORD, userId: BOT, reconnect: { minMs: 5, maxMs: 20 }, ...opts });
@@ -33,15 +28,12 @@ function once<T>(c: DiscodoClient, event: string): Promise<T> {
 }
 
 afterEach(async () => {
-  const s = srv;
-  srv = undefined;
   for (const c of clients.splice(0)) await c.close();
-  if (!s) return;
-  await until(() => s.muster.transport.size === 0);
-  s.clock.advance(VC_TIMEOUT);
-  expect(discodo(s).summary()).toMatchObject({ connections: 0, sessions: 0, voiceClients: 0 });
-  expect(s.muster.scheduler.size).toBe(baselineTimers);
-  await s.stop();
+  await h.teardown((s) => {
+    s.clock.advance(VC_TIMEOUT);
+    expect(discodo(s).summary()).toMatchObject({ connections: 0, sessions: 0, voiceClients: 0 });
+    expect(s.muster.scheduler.size).toBe(h.baselineWakes);
+  });
 });
 
 describe('DiscodoClient', () => {

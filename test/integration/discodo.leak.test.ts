@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { RawPeer, startTestServer, until } from '../support/server.js';
-import { AUTH, PASSWORD, discodo, voiceServer, voiceState } from './discodo-helpers.js';
+import { RawPeer, until } from '../support/server.js';
+import { AUTH, DiscodoHarness, discodo, voiceServer, voiceState } from '../support/harness/discodo.js';
 
 const VC_TIMEOUT = 300_000;
 const N = 1000;
@@ -26,12 +26,10 @@ async function botWithVoiceClient(url: string, user: string): Promise<RawPeer> {
 
 describe('discodo: no leaks', () => {
   it(`${N} sessions identify, create voice clients, drop and expire: everything is released`, async () => {
-    const srv = await startTestServer({
-      limits: { handshakesPerIpPerMinute: 100_000 },
-      dialects: { discodo: { enabled: true, password: PASSWORD } },
-    });
-    const url = `${srv.wsBase}/ws`;
-    const baseline = srv.muster.scheduler.size;
+    const h = new DiscodoHarness();
+    const srv = await h.start({}, { limits: { handshakesPerIpPerMinute: 100_000 } });
+    const url = h.url;
+    const baseline = h.baselineWakes;
     const d = discodo(srv);
     try {
       // Ids beyond 2^53 that JSON.parse would fold together: each must stay its own session.

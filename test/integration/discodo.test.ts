@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
+import { RawPeer, until, type TestServer } from '../support/server.js';
+import type { Overrides } from '../support/harness/harness.js';
 import {
   ADMIN,
+  DiscodoHarness,
   AUTH,
   PASSWORD,
   connectBot,
@@ -10,45 +12,22 @@ import {
   roundTrip,
   voiceServer,
   voiceState,
-} from './discodo-helpers.js';
+} from '../support/harness/discodo.js';
 
 const VC_TIMEOUT = 300_000;
 const BOT = '870000000000000123';
 
-let srv: TestServer | undefined;
-let url: string;
-let baselineTimers = 0;
-const peers: RawPeer[] = [];
-
-async function setup(discodoOverrides: Record<string, unknown> = {}): Promise<TestServer> {
-  srv = await startTestServer({ dialects: { discodo: { enabled: true, password: PASSWORD, ...discodoOverrides } } });
-  url = `${srv.wsBase}/ws`;
-  baselineTimers = srv.muster.scheduler.size;
-  return srv;
-}
-
-function server(): TestServer {
-  if (!srv) throw new Error('no server');
-  return srv;
-}
-
-async function open(headers: Record<string, string> = AUTH): Promise<RawPeer> {
-  const p = await RawPeer.open(url, { headers });
-  peers.push(p);
-  return p;
-}
-
-/** An authorized socket, HELLO read. */
-async function opened(): Promise<RawPeer> {
-  const p = await open();
-  expect(await p.next()).toMatchObject({ op: 'HELLO' });
-  return p;
-}
+const h = new DiscodoHarness();
+const peers = h.peers;
+const setup = (discodoOverrides: Overrides = {}): Promise<TestServer> => h.start(discodoOverrides);
+const server = (): TestServer => h.srv;
+const open = (headers: Record<string, string> = AUTH): Promise<RawPeer> => h.open({ headers });
+const opened = (): Promise<RawPeer> => h.hello();
 
 async function bot(userId: string | number = BOT, shardId: string | number | null = null): Promise<RawPeer> {
   const sid = shardId === null ? 'null' : String(shardId);
   const uid = String(userId);
-  const { peer } = await connectBot(url, `{"op":"IDENTIFY","d":{"user_id":${uid},"shard_id":${sid}}}`, peers);
+  const { peer } = await connectBot(h.url, `{"op":"IDENTIFY","d":{"user_id":${uid},"shard_id":${sid}}}`, peers);
   return peer;
 }
 
@@ -56,25 +35,21 @@ async function expectClose(peer: RawPeer, code: number): Promise<void> {
   expect((await peer.waitClose()).code).toBe(code);
 }
 
-afterEach(async () => {
-  const s = srv;
-  srv = undefined;
-  if (!s) return;
-  for (const p of peers.splice(0)) p.close();
-  await until(() => s.muster.transport.size === 0);
-  // Detached sessions are kept for vcTimeout; after it nothing is left.
-  s.clock.advance(VC_TIMEOUT);
-  expect(discodo(s).summary()).toEqual({
-    connections: 0,
-    sessions: 0,
-    liveSessions: 0,
-    detachedSessions: 0,
-    voiceClients: 0,
-    pendingVoice: 0,
-  });
-  expect(s.muster.scheduler.size).toBe(baselineTimers);
-  await s.stop();
-});
+afterEach(() =>
+  h.teardown((s) => {
+    // Detached sessions are kept for vcTimeout; after it nothing is left.
+    s.clock.advance(VC_TIMEOUT);
+    expect(discodo(s).summary()).toEqual({
+      connections: 0,
+      sessions: 0,
+      liveSessions: 0,
+      detachedSessions: 0,
+      voiceClients: 0,
+      pendingVoice: 0,
+    });
+    expect(s.muster.scheduler.size).toBe(h.baselineWakes);
+  }),
+);
 
 describe('discodo: connection', () => {
   it('sends HELLO with heartbeat_interval in seconds as a JSON number, and a version', async () => {
@@ -112,7 +87,7 @@ describe('discodo: connection', () => {
 
   it('ignores an IDENTIFY that a refused client sent right after opening: no session', async () => {
     await setup();
-    const p = new RawPeer(url, { headers: { authorization: 'nope' } });
+    const p = new RawPeer(h.url, { headers: { authorization: 'nope' } });
     peers.push(p);
     p.ws.once('open', () => p.send({ op: 'IDENTIFY', d: { user_id: 1234, shard_id: null } }));
     expect(await p.next()).toMatchObject({ op: 'FORBIDDEN' });
@@ -632,7 +607,7 @@ describe('discodo: resume (seed form)', () => {
     const p = await bot('1234');
     p.close();
     await p.waitClose();
-    const { peer } = await connectBot(url, { user_id: 1234 }, peers);
+    const { peer } = await connectBot(h.url, { user_id: 1234 }, peers);
     expect(await peer.next()).toEqual({ op: 'RESUMED', d: { voice_clients: [] } });
   });
 
@@ -785,7 +760,7 @@ describe('discodo: admin API and metrics', () => {
     const s = await setup();
     const p = await bot();
     await createVoiceClient(p, '111', '222', BOT);
-    srv = undefined;
+    h.release();
     await s.stop();
     expect((await p.waitClose()).code).toBe(1001);
     expect(discodo(s).summary()).toMatchObject({ sessions: 0, voiceClients: 0, connections: 0 });

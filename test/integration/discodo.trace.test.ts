@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
-import { ADMIN, PASSWORD, discodo } from './discodo-helpers.js';
+import { RawPeer, until, type TestServer } from '../support/server.js';
+import { ADMIN, DiscodoHarness, PASSWORD, discodo } from '../support/harness/discodo.js';
 
 /**
  * The frames Discodo 3.0.7's own Python client sends and expects
@@ -14,15 +14,9 @@ const HEADERS = { Authorization: PASSWORD, 'User-Agent': 'Python/3.11 websockets
 const GUILD = '111111111111111111';
 const CHANNEL = '222222222222222222';
 
-let srv: TestServer | undefined;
-let baselineTimers = 0;
-const peers: RawPeer[] = [];
-
-async function setup(compat?: 'seed' | 'discodo-3'): Promise<TestServer> {
-  srv = await startTestServer({ dialects: { discodo: { enabled: true, password: PASSWORD, ...(compat ? { compat } : {}) } } });
-  baselineTimers = srv.muster.scheduler.size;
-  return srv;
-}
+const h = new DiscodoHarness();
+const peers = h.peers;
+const setup = (compat?: 'seed' | 'discodo-3'): Promise<TestServer> => h.start(compat ? { compat } : {});
 
 /** Python's json.dumps(payload). */
 function py(op: string, d: string): string {
@@ -65,17 +59,13 @@ function voiceServerUpdate(): string {
   return py('DISCORD_EVENT', `{"t": "VOICE_SERVER_UPDATE", "s": 8, "op": 0, "d": {"token": "abc123", "guild_id": "${GUILD}", "endpoint": "seoul1234.discord.media:443"}}`);
 }
 
-afterEach(async () => {
-  const s = srv;
-  srv = undefined;
-  if (!s) return;
-  for (const p of peers.splice(0)) p.close();
-  await until(() => s.muster.transport.size === 0);
-  s.clock.advance(VC_TIMEOUT);
-  expect(discodo(s).summary()).toMatchObject({ connections: 0, sessions: 0, voiceClients: 0, pendingVoice: 0 });
-  expect(s.muster.scheduler.size).toBe(baselineTimers);
-  await s.stop();
-});
+afterEach(() =>
+  h.teardown((s) => {
+    s.clock.advance(VC_TIMEOUT);
+    expect(discodo(s).summary()).toMatchObject({ connections: 0, sessions: 0, voiceClients: 0, pendingVoice: 0 });
+    expect(s.muster.scheduler.size).toBe(h.baselineWakes);
+  }),
+);
 
 describe('discodo: Discodo 3.0.7 Python client trace', () => {
   it('basic connection in wire order: HELLO, IDENTIFIED, STATUS, HEARTBEAT_ACK, then 5 s heartbeats past 60 s, close 1000', async () => {

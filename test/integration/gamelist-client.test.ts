@@ -3,23 +3,24 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { GameServerClient, RegistrationFailedError, type GameServerClientOptions, type GameServerInfo } from '../../src/client/index.js';
 import type { GamelistDialect } from '../../src/dialects/gamelist/dialect.js';
-import { ADMIN_TOKEN, startTestServer, until, type TestServer } from '../support/server.js';
+import { GamelistHarness } from '../support/harness/gamelist.js';
+import { ADMIN_TOKEN, until } from '../support/server.js';
 
 /** GameServerClient against the real server. */
 
 const TOKEN = 'client-reg-token';
-let srv: TestServer;
+const h = new GamelistHarness([TOKEN]);
 const clients: GameServerClient[] = [];
 
 function gl(): GamelistDialect {
-  return srv.muster.dialect<GamelistDialect>('gamelist') as GamelistDialect;
+  return h.srv.muster.dialect<GamelistDialect>('gamelist') as GamelistDialect;
 }
 
 const baseInfo: GameServerInfo = { name: 'Client GS', desc: 'd', port: 37015, map: 'mp_glitch', playlist: 'tdm', curPlayers: 0, maxPlayers: 12, gameState: 0 };
 
 function client(opts: Partial<GameServerClientOptions> = {}): GameServerClient {
   const c = new GameServerClient({
-    url: `${srv.wsBase}/v2/server/ws`,
+    url: h.url,
     regToken: TOKEN,
     info: baseInfo,
     reconnect: { minMs: 5, maxMs: 20 },
@@ -31,23 +32,23 @@ function client(opts: Partial<GameServerClientOptions> = {}): GameServerClient {
 }
 
 async function list(): Promise<Array<Record<string, unknown>>> {
-  const res = await srv.muster.http.inject({ method: 'GET', url: '/v2/servers' });
+  const res = await h.srv.muster.http.inject({ method: 'GET', url: '/v2/servers' });
   return (res.json() as { servers: Array<Record<string, unknown>> }).servers;
 }
 
 function join(serverId: string) {
-  return srv.muster.http.inject({ method: 'POST', url: `/v2/servers/${serverId}/join`, payload: { sessionToken: 's', username: 'u', clantag: 'c' } });
+  return h.srv.muster.http.inject({ method: 'POST', url: `/v2/servers/${serverId}/join`, payload: { sessionToken: 's', username: 'u', clantag: 'c' } });
 }
 
 beforeEach(async () => {
-  srv = await startTestServer({ dialects: { gamelist: { enabled: true, regTokens: [TOKEN] } } });
+  await h.start();
 });
 
 afterEach(async () => {
   for (const c of clients.splice(0)) await c.close();
-  await until(() => srv.muster.transport.size === 0);
-  expect(gl().summary()).toMatchObject({ connections: 0, servers: 0, pendingJoins: 0 });
-  await srv.stop();
+  await h.teardown(() => {
+    expect(gl().summary()).toMatchObject({ connections: 0, servers: 0, pendingJoins: 0 });
+  });
 });
 
 describe('GameServerClient', () => {
@@ -77,7 +78,7 @@ describe('GameServerClient', () => {
     await c.connect();
     const r = await c.update({ curPlayers: 7, map: 'mp_rise' });
     expect(r.success).toBe(true);
-    srv.clock.advance(1000);
+    h.srv.clock.advance(1000);
     expect(await list()).toEqual([expect.objectContaining({ curPlayers: 7, map: 'mp_rise' })]);
   });
 
@@ -123,10 +124,10 @@ describe('GameServerClient', () => {
   it('answers pings, so it stays listed past pongTimeout', async () => {
     const c = client();
     await c.connect();
-    const conn = srv.muster.transport.connections()[0];
+    const conn = h.srv.muster.transport.connections()[0];
     for (let i = 0; i < 4; i++) {
-      srv.clock.advance(10_000);
-      await until(() => conn?.lastSeen === srv.clock.now());
+      h.srv.clock.advance(10_000);
+      await until(() => conn?.lastSeen === h.srv.clock.now());
     }
     expect(conn?.closing).toBe(false);
   });
@@ -136,8 +137,8 @@ describe('GameServerClient', () => {
     const first = await c.connect();
     let reconnecting = 0;
     c.on('reconnecting', () => reconnecting++);
-    const conn = srv.muster.transport.connections()[0];
-    await srv.muster.http.inject({ method: 'DELETE', url: `/api/v1/connections/${conn?.id}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const conn = h.srv.muster.transport.connections()[0];
+    await h.srv.muster.http.inject({ method: 'DELETE', url: `/api/v1/connections/${conn?.id}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     await until(() => reconnecting === 1 && c.listed);
     expect(c.serverId).toBe(first);
     expect((await list()).map((s) => s.server_id)).toEqual([first]);
@@ -163,8 +164,7 @@ describe('GameServerClient', () => {
   });
 
   it('rejects connect() with error type 2 when the server limit is reached', async () => {
-    await srv.stop();
-    srv = await startTestServer({ dialects: { gamelist: { enabled: true, regTokens: [TOKEN], maxServers: 1 } } });
+    await h.restart({ maxServers: 1 });
     await client().connect();
     const err = await client({ info: { ...baseInfo, port: 2 } }).connect().catch((e: unknown) => e);
     expect((err as RegistrationFailedError).type).toBe(2);

@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { GamelistDialect } from '../../src/dialects/gamelist/dialect.js';
-import { ADMIN_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
+import { GamelistHarness, regFrame as reg } from '../support/harness/gamelist.js';
+import type { PeerOptions } from '../support/harness/harness.js';
+import { ADMIN_TOKEN, RawPeer, until } from '../support/server.js';
 
 /**
  * The gamelist dialect over real sockets and real HTTP: close rules, INT64 ids,
@@ -12,30 +14,22 @@ const TOKEN = 'reg-token-a';
 const TOKEN_B = 'reg-token-b';
 const TTL = 30_000;
 
-let srv: TestServer;
-let url: string;
-const peers: RawPeer[] = [];
+const h = new GamelistHarness([TOKEN, TOKEN_B]);
 
 async function start(overrides: Record<string, unknown> = {}): Promise<void> {
-  srv = await startTestServer({ dialects: { gamelist: { enabled: true, regTokens: [TOKEN, TOKEN_B], ...overrides } } });
-  url = `${srv.wsBase}/v2/server/ws`;
+  await h.start(overrides);
 }
 
 /** Restarts the server with other gamelist settings (for limit tests). */
 async function restart(overrides: Record<string, unknown>): Promise<void> {
-  await srv.stop();
-  await start(overrides);
+  await h.restart(overrides);
 }
 
 function gl(): GamelistDialect {
-  return srv.muster.dialect<GamelistDialect>('gamelist') as GamelistDialect;
+  return h.srv.muster.dialect<GamelistDialect>('gamelist') as GamelistDialect;
 }
 
-async function open(opts: ConstructorParameters<typeof RawPeer>[1] = {}): Promise<RawPeer> {
-  const p = await RawPeer.open(url, opts);
-  peers.push(p);
-  return p;
-}
+const open = (opts: PeerOptions = {}): Promise<RawPeer> => h.open(opts);
 
 interface Info {
   name: string;
@@ -55,7 +49,7 @@ function info(over: Partial<Info> = {}): Info {
 
 let nextId = 100;
 function regFrame(i: Partial<Info> = {}, token = TOKEN, id: string | number = nextId++): string {
-  return `{"metadata":{"type":1,"id":${id}},"info":${JSON.stringify(info(i))},"regToken":${JSON.stringify(token)}}`;
+  return reg(info(i), token, id);
 }
 
 interface Response {
@@ -85,13 +79,13 @@ async function roundTrip(peer: RawPeer): Promise<void> {
 }
 
 async function list(query = ''): Promise<{ servers: Array<Record<string, unknown>>; total: number; nextCursor: string | null }> {
-  const res = await srv.muster.http.inject({ method: 'GET', url: `/v2/servers${query}` });
+  const res = await h.srv.muster.http.inject({ method: 'GET', url: `/v2/servers${query}` });
   expect(res.statusCode).toBe(200);
   return res.json();
 }
 
 function join(serverId: string, body: unknown = { sessionToken: 'st', username: 'player', clantag: 'TAG' }) {
-  return srv.muster.http.inject({ method: 'POST', url: `/v2/servers/${serverId}/join`, payload: body as Record<string, unknown> });
+  return h.srv.muster.http.inject({ method: 'POST', url: `/v2/servers/${serverId}/join`, payload: body as Record<string, unknown> });
 }
 
 /**
@@ -101,31 +95,30 @@ function join(serverId: string, body: unknown = { sessionToken: 'st', username: 
 async function tick(ms: number): Promise<void> {
   while (ms > 0) {
     const step = Math.min(ms, 10_000);
-    srv.clock.advance(step);
+    h.srv.clock.advance(step);
     ms -= step;
-    const now = srv.clock.now();
-    await until(() => srv.muster.transport.connections().every((c) => (now - c.connectedAt) % 10_000 !== 0 || c.lastSeen === now));
+    const now = h.srv.clock.now();
+    await until(() => h.srv.muster.transport.connections().every((c) => (now - c.connectedAt) % 10_000 !== 0 || c.lastSeen === now));
   }
 }
 
 /** Lets the snapshot rebuild on the next list request. */
 function nextSecond(): void {
-  srv.clock.advance(1000);
+  h.srv.clock.advance(1000);
 }
 
 beforeEach(async () => {
   await start();
 });
 
-afterEach(async () => {
-  for (const p of peers.splice(0)) p.close();
+afterEach(() =>
   // Nothing leaks: connections, listed servers, pending joins; kept ids expire with the TTL.
-  await until(() => srv.muster.transport.size === 0);
-  expect(gl().summary()).toMatchObject({ connections: 0, servers: 0, pendingJoins: 0 });
-  srv.clock.advance(TTL);
-  expect(gl().summary()).toEqual({ connections: 0, servers: 0, pendingJoins: 0, reservedIds: 0 });
-  await srv.stop();
-});
+  h.teardown((srv) => {
+    expect(gl().summary()).toMatchObject({ connections: 0, servers: 0, pendingJoins: 0 });
+    srv.clock.advance(TTL);
+    expect(gl().summary()).toEqual({ connections: 0, servers: 0, pendingJoins: 0, reservedIds: 0 });
+  }),
+);
 
 describe('gamelist: close rules', () => {
   it('closes a non-UTF-8 text frame with 1007 and no frame first', async () => {
@@ -389,7 +382,7 @@ describe('gamelist: registration', () => {
     const a = await listed({ name: 'Keep', port: 4000 });
     a.peer.close();
     await until(() => gl().summary().servers === 0);
-    srv.clock.advance(TTL - 1);
+    h.srv.clock.advance(TTL - 1);
     const b = await open();
     const r = await register(b, { name: 'Keep', port: 4000, curPlayers: 0 });
     expect(r.server_id).toBe(a.id);
@@ -436,7 +429,7 @@ describe('gamelist: registration', () => {
     await until(() => gl().summary().servers === 0);
     // No clock advance: the snapshot was built this second, yet the server is gone.
     expect(await list()).toEqual({ servers: [], total: 0, nextCursor: null });
-    const c = await srv.muster.http.inject({ method: 'GET', url: '/client/servers' });
+    const c = await h.srv.muster.http.inject({ method: 'GET', url: '/client/servers' });
     expect(c.json()).toEqual([]);
     expect((await join(id)).statusCode).toBe(404);
   });
@@ -447,12 +440,12 @@ describe('gamelist: liveness', () => {
     const peer = await open();
     let pings = 0;
     peer.ws.on('ping', () => pings++);
-    srv.clock.advance(9_999);
+    h.srv.clock.advance(9_999);
     await peer.quiet();
     expect(pings).toBe(0);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     await until(() => pings === 1);
-    srv.clock.advance(10_000);
+    h.srv.clock.advance(10_000);
     await until(() => pings === 2);
   });
 
@@ -460,13 +453,13 @@ describe('gamelist: liveness', () => {
     const { peer } = await listed({}, { autoPong: false });
     let pings = 0;
     peer.ws.on('ping', () => pings++);
-    srv.clock.advance(10_000);
+    h.srv.clock.advance(10_000);
     await until(() => pings === 1);
-    srv.clock.advance(19_999);
+    h.srv.clock.advance(19_999);
     await peer.quiet();
     expect(peer.isClosed).toBe(false);
     expect(gl().summary().servers).toBe(1);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     expect(gl().summary().servers).toBe(0);
     const c = await peer.waitClose();
     expect(c.code).toBe(1001);
@@ -474,13 +467,13 @@ describe('gamelist: liveness', () => {
 
   it('keeps a server that answers pings', async () => {
     const { peer } = await listed();
-    const conn = srv.muster.transport.connections()[0];
+    const conn = h.srv.muster.transport.connections()[0];
     for (let i = 1; i <= 5; i++) {
-      srv.clock.advance(10_000);
-      await until(() => conn?.lastSeen === srv.clock.now());
+      h.srv.clock.advance(10_000);
+      await until(() => conn?.lastSeen === h.srv.clock.now());
     }
     await roundTrip(peer); // also refreshes the registration
-    srv.clock.advance(20_000);
+    h.srv.clock.advance(20_000);
     expect(peer.isClosed).toBe(false);
   });
 });
@@ -515,9 +508,9 @@ describe('gamelist: player join', () => {
     const { peer, id } = await listed();
     const pending = join(id);
     const raw = await peer.nextRaw();
-    srv.clock.advance(4_999);
+    h.srv.clock.advance(4_999);
     expect(gl().summary().pendingJoins).toBe(1);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     const res = await pending;
     expect(res.statusCode).toBe(504);
     expect(res.json()).toMatchObject({ success: false, error: { type: 'TIMEOUT' } });
@@ -594,7 +587,7 @@ describe('gamelist: player join', () => {
 
   it('works over real HTTP too', async () => {
     const { peer, id } = await listed();
-    const pending = fetch(`${srv.httpBase}/v2/servers/${id}/join`, {
+    const pending = fetch(`${h.srv.httpBase}/v2/servers/${id}/join`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ sessionToken: 's', username: 'u', clantag: 'c' }),
@@ -614,7 +607,7 @@ describe('gamelist: public list', () => {
 
   it('lists entries in the contract shape, never with password, token or address', async () => {
     await listed({ name: 'Secret', password: 'pw', port: 4242 });
-    const res = await srv.muster.http.inject({ method: 'GET', url: '/v2/servers' });
+    const res = await h.srv.muster.http.inject({ method: 'GET', url: '/v2/servers' });
     expect(res.statusCode).toBe(200);
     const body = res.json() as { servers: Array<Record<string, unknown>> };
     expect(body).toEqual({ servers: [expect.any(Object)], total: 1, nextCursor: null });
@@ -622,7 +615,7 @@ describe('gamelist: public list', () => {
     expect(Object.keys(s).sort()).toEqual(
       ['server_id', 'name', 'desc', 'map', 'playlist', 'curPlayers', 'maxPlayers', 'hasPassword', 'gameState', 'lastSeen'].sort(),
     );
-    expect(s).toMatchObject({ name: 'Secret', hasPassword: true, lastSeen: new Date(srv.clock.now()).toISOString() });
+    expect(s).toMatchObject({ name: 'Secret', hasPassword: true, lastSeen: new Date(h.srv.clock.now()).toISOString() });
     expect(res.body).not.toContain('pw"');
     expect(res.body).not.toContain(TOKEN);
     expect(res.body).not.toContain('127.0.0.1');
@@ -648,11 +641,11 @@ describe('gamelist: public list', () => {
 
   it('sorts by players by default with full servers last, and by name or newest on request', async () => {
     await listed({ name: 'full', curPlayers: 10, maxPlayers: 10 });
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     await listed({ name: 'few', curPlayers: 1, maxPlayers: 10 });
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     await listed({ name: 'many', curPlayers: 9, maxPlayers: 10 });
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     await listed({ name: 'Empty', curPlayers: 0, maxPlayers: 10 });
     nextSecond();
     expect((await list()).servers.map((s) => s.name)).toEqual(['many', 'few', 'Empty', 'full']);
@@ -678,7 +671,7 @@ describe('gamelist: public list', () => {
 
   it('answers 400 for bad parameters', async () => {
     for (const q of ['?limit=0', '?limit=abc', '?sort=ping', '?cursor=garbage', '?hasPassword=maybe', '?gameState=x', '?map=a&map=b']) {
-      const res = await srv.muster.http.inject({ method: 'GET', url: `/v2/servers${q}` });
+      const res = await h.srv.muster.http.inject({ method: 'GET', url: `/v2/servers${q}` });
       expect(res.statusCode, q).toBe(400);
     }
     const page = await list('?limit=1');
@@ -687,11 +680,11 @@ describe('gamelist: public list', () => {
 
   it('serves /client/servers in the Northstar shape', async () => {
     const { id } = await listed({ name: 'NS', desc: 'd', map: 'mp_box', playlist: 'ps', curPlayers: 2, maxPlayers: 12, password: 'p' });
-    const res = await srv.muster.http.inject({ method: 'GET', url: '/client/servers' });
+    const res = await h.srv.muster.http.inject({ method: 'GET', url: '/client/servers' });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toContain('application/json');
     expect(res.json()).toEqual([{ id, name: 'NS', description: 'd', map: 'mp_box', playlist: 'ps', playerCount: 2, maxPlayers: 12, hasPassword: true }]);
-    const filtered = await srv.muster.http.inject({ method: 'GET', url: '/client/servers?map=other' });
+    const filtered = await h.srv.muster.http.inject({ method: 'GET', url: '/client/servers?map=other' });
     expect(filtered.json()).toEqual([]);
   });
 
@@ -703,42 +696,42 @@ describe('gamelist: public list', () => {
     for (let i = 2; i <= 6; i++) {
       await listed({ name: `n${i}`, port: i });
       expect((await list()).total).toBe(1);
-      await srv.muster.http.inject({ method: 'GET', url: '/client/servers' });
+      await h.srv.muster.http.inject({ method: 'GET', url: '/client/servers' });
     }
     expect(gl().snapshotInfo().builds).toBe(before + 1);
-    srv.clock.advance(999);
+    h.srv.clock.advance(999);
     expect((await list()).total).toBe(1);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     expect((await list()).total).toBe(6);
     expect(gl().snapshotInfo().builds).toBe(before + 2);
     // Nothing changed: no rebuild however long it has been.
-    srv.clock.advance(5000);
+    h.srv.clock.advance(5000);
     await list();
     expect(gl().snapshotInfo().builds).toBe(before + 2);
   });
 
   it('rate-limits the public routes per IP with one shared budget (429)', async () => {
     await restart({ publicRatePerIpPerMinute: 3 });
-    expect((await srv.muster.http.inject({ method: 'GET', url: '/v2/servers' })).statusCode).toBe(200);
-    expect((await srv.muster.http.inject({ method: 'GET', url: '/client/servers' })).statusCode).toBe(200);
+    expect((await h.srv.muster.http.inject({ method: 'GET', url: '/v2/servers' })).statusCode).toBe(200);
+    expect((await h.srv.muster.http.inject({ method: 'GET', url: '/client/servers' })).statusCode).toBe(200);
     expect((await join('nope')).statusCode).toBe(404);
-    const limited = await srv.muster.http.inject({ method: 'GET', url: '/v2/servers' });
+    const limited = await h.srv.muster.http.inject({ method: 'GET', url: '/v2/servers' });
     expect(limited.statusCode).toBe(429);
-    expect((await srv.muster.http.inject({ method: 'GET', url: '/client/servers' })).statusCode).toBe(429);
+    expect((await h.srv.muster.http.inject({ method: 'GET', url: '/client/servers' })).statusCode).toBe(429);
     expect((await join('nope')).statusCode).toBe(429);
     // Another address has its own budget.
-    expect((await srv.muster.http.inject({ method: 'GET', url: '/v2/servers', remoteAddress: '10.0.0.9' })).statusCode).toBe(200);
-    srv.clock.advance(60_000);
-    expect((await srv.muster.http.inject({ method: 'GET', url: '/v2/servers' })).statusCode).toBe(200);
+    expect((await h.srv.muster.http.inject({ method: 'GET', url: '/v2/servers', remoteAddress: '10.0.0.9' })).statusCode).toBe(200);
+    h.srv.clock.advance(60_000);
+    expect((await h.srv.muster.http.inject({ method: 'GET', url: '/v2/servers' })).statusCode).toBe(200);
   });
 
   it('shows admins each server with its address and connection id', async () => {
     const { id } = await listed({ name: 'Admin view', port: 7777, password: 'pw' });
-    const unauth = await srv.muster.http.inject({ method: 'GET', url: '/api/v1/gamelist/servers' });
+    const unauth = await h.srv.muster.http.inject({ method: 'GET', url: '/api/v1/gamelist/servers' });
     expect(unauth.statusCode).toBe(401);
-    const res = await srv.muster.http.inject({ method: 'GET', url: '/api/v1/gamelist/servers', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const res = await h.srv.muster.http.inject({ method: 'GET', url: '/api/v1/gamelist/servers', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     expect(res.statusCode).toBe(200);
-    const conn = srv.muster.transport.connections()[0];
+    const conn = h.srv.muster.transport.connections()[0];
     expect(res.json()).toEqual([
       expect.objectContaining({ server_id: id, name: 'Admin view', address: '127.0.0.1', port: 7777, connectionId: conn?.id, hasPassword: true }),
     ]);
@@ -752,13 +745,13 @@ describe('gamelist: public list', () => {
     await register(await open(), {}, TOKEN);
     await register(peer);
     await list();
-    await srv.muster.http.inject({ method: 'GET', url: '/client/servers' });
+    await h.srv.muster.http.inject({ method: 'GET', url: '/client/servers' });
     await join('nope');
     const pending = join(id);
     const raw = await peer.nextRaw();
     peer.send(`{"metadata":{"type":-2,"id":${/"id":(-?\d+)/.exec(raw)?.[1]}},"success":true}`);
     await pending;
-    const text = (await srv.muster.http.inject({ method: 'GET', url: '/metrics' })).body;
+    const text = (await h.srv.muster.http.inject({ method: 'GET', url: '/metrics' })).body;
     expect(text).toContain('muster_gamelist_servers 2');
     expect(text).toContain('muster_gamelist_registrations_total{result="listed"} 2');
     expect(text).toContain('muster_gamelist_registrations_total{result="refreshed"} 1');
@@ -771,7 +764,7 @@ describe('gamelist: public list', () => {
 
   it('shows listed servers in the admin status summary', async () => {
     await listed();
-    const res = await srv.muster.http.inject({ method: 'GET', url: '/api/v1/status', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const res = await h.srv.muster.http.inject({ method: 'GET', url: '/api/v1/status', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     expect((res.json() as { dialects: Record<string, unknown> }).dialects.gamelist).toMatchObject({ path: '/v2/server/ws', servers: 1, connections: 1 });
   });
 });
@@ -779,8 +772,8 @@ describe('gamelist: public list', () => {
 describe('gamelist: secrets reload', () => {
   it('takes new regTokens on reload (SIGHUP) without dropping listed servers', async () => {
     const { peer } = await listed();
-    const c = srv.muster.config;
-    srv.muster.reloadSecrets({ ...c, dialects: { ...c.dialects, gamelist: { ...c.dialects.gamelist, regTokens: ['rotated'] } } });
+    const c = h.srv.muster.config;
+    h.srv.muster.reloadSecrets({ ...c, dialects: { ...c.dialects, gamelist: { ...c.dialects.gamelist, regTokens: ['rotated'] } } });
     expect(gl().summary().servers).toBe(1);
     expect((await register(peer, {}, TOKEN)).error?.type).toBe(1);
     expect((await register(peer, {}, 'rotated')).success).toBe(true);
@@ -791,8 +784,8 @@ describe('gamelist: secrets reload', () => {
 describe('gamelist: shutdown and kick', () => {
   it('kicks a game server with 1008 through the admin API and unlists it at once', async () => {
     const { peer } = await listed();
-    const conn = srv.muster.transport.connections()[0];
-    const res = await srv.muster.http.inject({
+    const conn = h.srv.muster.transport.connections()[0];
+    const res = await h.srv.muster.http.inject({
       method: 'DELETE',
       url: `/api/v1/connections/${conn?.id}`,
       headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
@@ -807,7 +800,7 @@ describe('gamelist: shutdown and kick', () => {
     const pending = join(id);
     await peer.nextRaw();
     const closed = peer.waitClose();
-    const stopping = srv.muster.stop();
+    const stopping = h.srv.muster.stop();
     expect((await closed).code).toBe(1001);
     await stopping;
     const res = await pending;
@@ -822,10 +815,10 @@ describe('gamelist: registration deadline', () => {
     await tick(TTL - 10_000);
     await peer.quiet();
     expect(peer.isClosed).toBe(false);
-    srv.clock.advance(9_999);
+    h.srv.clock.advance(9_999);
     await peer.quiet();
     expect(peer.isClosed).toBe(false);
-    srv.clock.advance(1);
+    h.srv.clock.advance(1);
     const c = await peer.waitClose();
     expect(c).toEqual({ code: 1001, reason: `no registration within ${TTL} ms` });
   });
@@ -836,7 +829,7 @@ describe('gamelist: registration deadline', () => {
     const { peer } = await listed();
     await tick(TTL - 10_000);
     await roundTrip(peer); // refreshes the entry
-    srv.clock.advance(10_000);
+    h.srv.clock.advance(10_000);
     expect((await refused.waitClose()).code).toBe(1001);
     await roundTrip(peer);
     expect(peer.isClosed).toBe(false);

@@ -6,7 +6,8 @@ import { ManualClock } from '../../src/core/clock.js';
 import { loadConfig } from '../../src/config/load.js';
 import { startMuster, type Muster } from '../../src/server.js';
 import { AUTH_FAILURE_LOG_LINES_PER_MINUTE } from '../../src/http/admin-guard.js';
-import { ADMIN_TOKEN, BUS_TOKEN, RawPeer, roundTrip, startTestServer, type TestServer } from '../support/server.js';
+import { ADMIN_TOKEN, BUS_TOKEN, RawPeer, startTestServer, type TestServer } from '../support/server.js';
+import { roundTrip } from '../support/harness/bus.js';
 
 /** Issue #10 §5: slow HTTP clients are cut, and the admin token cannot be brute-forced. */
 

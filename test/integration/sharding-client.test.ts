@@ -6,15 +6,15 @@ import { ManualClock } from '../../src/core/clock.js';
 import { fenceTiming, IdentifySlotError, MusterIdentifyThrottler, ShardingControl, shardIdsOf, type ShardingControlOptions } from '../../src/client/index.js';
 import type { Range } from '../../src/protocols/sharding/ranges.js';
 import { serverRoundTrip, until } from '../support/server.js';
-import { admin, KEY, leakCheck, owners, shards, startSharding, type ShardingServer } from './sharding-helpers.js';
+import { admin, expectNoLeaks, KEY, owners, shards, ShardingHarness } from '../support/harness/sharding.js';
 
-let srv: ShardingServer | undefined;
+const h = new ShardingHarness();
 /** One turn of the event loop (pending I/O callbacks and promise chains run), not a timed wait. */
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 /** Two server ping round trips: whatever the clients sent in answer to earlier frames has been handled. */
 const roundTrips = async (): Promise<void> => {
-  await serverRoundTrip((srv as ShardingServer).muster);
-  await serverRoundTrip((srv as ShardingServer).muster);
+  await serverRoundTrip((h.srv).muster);
+  await serverRoundTrip((h.srv).muster);
 };
 const controls: ShardingControl[] = [];
 
@@ -27,10 +27,10 @@ interface Probe {
 function make(name: string, over: Partial<ShardingControlOptions> = {}, clock?: ManualClock): Probe {
   const probe: Probe = { control: undefined as unknown as ShardingControl, starts: [], stops: [] };
   probe.control = new ShardingControl({
-    url: srv!.wsUrl,
+    url: h.srv.wsUrl,
     authorization: KEY,
     name,
-    clock: clock ?? srv!.clock,
+    clock: clock ?? h.srv.clock,
     reconnect: { minMs: 100, maxMs: 200, random: () => 0.5 },
     start: (r) => {
       probe.starts.push(r);
@@ -46,16 +46,12 @@ function make(name: string, over: Partial<ShardingControlOptions> = {}, clock?: 
 
 afterEach(async () => {
   for (const c of controls.splice(0)) await c.close();
-  if (srv) {
-    await leakCheck(srv, []);
-    await srv.stop();
-    srv = undefined;
-  }
+  await h.teardown(expectNoLeaks);
 });
 
 describe('ShardingControl against Muster', () => {
   it('identifies, is started, reports CONNECTING/CONNECTED, and heartbeats', async () => {
-    srv = await startSharding({ expectedControls: 2 });
+    await h.start({ expectedControls: 2 });
     const a = make('a', { capacity: 2 });
     const b = make('b');
     expect(await a.control.connect()).toEqual({ resumed: false, shards: [], redundant: false });
@@ -66,12 +62,12 @@ describe('ShardingControl against Muster', () => {
     // a's CONNECTED lets b start.
     await until(() => b.starts.length === 1);
     expect(b.starts[0]).toEqual([[11, 15]]);
-    await until(() => srv!.dialect().summary().connectedShards === 16);
+    await until(() => h.srv.dialect().summary().connectedShards === 16);
     expect(a.control.connected).toEqual([[0, 10]]);
     for (let i = 0; i < 3; i++) {
       const seen = a.control.stats.framesIn;
-      srv!.clock.advance(30_000);
-      await until(() => srv!.dialect().state.controls.get('a')?.lastHeartbeat === srv!.clock.now());
+      h.srv.clock.advance(30_000);
+      await until(() => h.srv.dialect().state.controls.get('a')?.lastHeartbeat === h.srv.clock.now());
       await until(() => a.control.stats.framesIn > seen); // the ACK
     }
     expect(a.control.identified).toBe(true);
@@ -79,7 +75,7 @@ describe('ShardingControl against Muster', () => {
   });
 
   it('waits for identify grants: one per bucket per window, fleet-wide', async () => {
-    srv = await startSharding({ expectedControls: 1, startup: 'parallel', maxConcurrency: 2 });
+    await h.start({ expectedControls: 1, startup: 'parallel', maxConcurrency: 2 });
     const granted: number[] = [];
     const a = make('a', {
       start: async (ranges, ctx) => {
@@ -94,18 +90,18 @@ describe('ShardingControl against Muster', () => {
     expect(granted).toEqual([0, 1]);
     await roundTrips();
     expect(granted).toEqual([0, 1]);
-    srv.clock.advance(5_000);
+    h.srv.clock.advance(5_000);
     await until(() => granted.length === 4);
     expect(granted).toEqual([0, 1, 2, 3]);
   });
 
   it('parallel start-up brings N shards up in about ceil(N / max_concurrency) identify windows', async () => {
-    srv = await startSharding({ expectedControls: 2, startup: 'parallel', maxConcurrency: 4, shardCount: 16 });
+    await h.start({ expectedControls: 2, startup: 'parallel', maxConcurrency: 4, shardCount: 16 });
     const grants: Array<[number, number]> = [];
     const mk = (name: string): Probe => {
       const p = make(name, {
         start: async (ranges, ctx) => {
-          await Promise.all(shardIdsOf(ranges).map((id) => p.control.identifySlot(id, ctx.signal).then(() => grants.push([id, srv!.clock.now()]))));
+          await Promise.all(shardIdsOf(ranges).map((id) => p.control.identifySlot(id, ctx.signal).then(() => grants.push([id, h.srv.clock.now()]))));
         },
       });
       return p;
@@ -114,20 +110,20 @@ describe('ShardingControl against Muster', () => {
     const b = mk('b');
     await a.control.connect();
     await b.control.connect();
-    const t0 = srv.clock.now();
+    const t0 = h.srv.clock.now();
     for (let w = 1; w <= 4; w++) {
       await until(() => grants.length === 4 * w);
-      if (w < 4) srv.clock.advance(5_000);
+      if (w < 4) h.srv.clock.advance(5_000);
     }
-    await until(() => srv!.dialect().summary().connectedShards === 16);
-    expect(srv.clock.now() - t0).toBe(15_000); // ceil(16 / 4) = 4 windows: at 0, 5, 10 and 15 s
+    await until(() => h.srv.dialect().summary().connectedShards === 16);
+    expect(h.srv.clock.now() - t0).toBe(15_000); // ceil(16 / 4) = 4 windows: at 0, 5, 10 and 15 s
     const perWindow = new Map<number, number[]>();
     for (const [id, t] of grants) perWindow.set(t, [...(perWindow.get(t) ?? []), id % 4]);
     for (const buckets of perWindow.values()) expect(new Set(buckets).size).toBe(buckets.length);
   });
 
   it('withdraws a request with IDENTIFY_CANCEL when its last wait aborts: no grant, no session start', async () => {
-    srv = await startSharding({ expectedControls: 1, maxConcurrency: 1, sessionStartLimit: 10 });
+    await h.start({ expectedControls: 1, maxConcurrency: 1, sessionStartLimit: 10 });
     const a = make('a');
     await a.control.connect();
     await until(() => a.starts.length === 1);
@@ -137,19 +133,19 @@ describe('ShardingControl against Muster', () => {
     const ac = new AbortController();
     const p1 = a.control.identifySlot(1, ac.signal).catch(() => 'aborted');
     const p2 = a.control.identifySlot(2);
-    await until(() => srv!.dialect().state.queue.waiting.length === 2);
+    await until(() => h.srv.dialect().state.queue.waiting.length === 2);
     ac.abort();
     expect(await p1).toBe('aborted');
-    await until(() => srv!.dialect().state.queue.waiting.length === 1);
-    expect(srv.dialect().state.queue.waiting).toEqual([{ shard: 2, control: 'a' }]);
-    srv.clock.advance(5_000);
+    await until(() => h.srv.dialect().state.queue.waiting.length === 1);
+    expect(h.srv.dialect().state.queue.waiting).toEqual([{ shard: 2, control: 'a' }]);
+    h.srv.clock.advance(5_000);
     await p2;
     expect(granted).toEqual([0, 2]);
-    expect(srv.dialect().summary().budgetRemaining).toBe(8);
+    expect(h.srv.dialect().summary().budgetRemaining).toBe(8);
   });
 
   it('identifySlot rejects when aborted, and when the shard is stopped', async () => {
-    srv = await startSharding({ expectedControls: 1, sessionStartLimit: 0 });
+    await h.start({ expectedControls: 1, sessionStartLimit: 0 });
     const a = make('a');
     await a.control.connect();
     await until(() => a.starts.length === 1);
@@ -159,106 +155,106 @@ describe('ShardingControl against Muster', () => {
     await expect(p1).rejects.toMatchObject({ code: 'ABORTED' });
     await expect(a.control.identifySlot(99)).rejects.toMatchObject({ code: 'STOPPED' });
     const p2 = expect(a.control.identifySlot(1)).rejects.toBeInstanceOf(IdentifySlotError);
-    await admin(srv, 'POST', '/api/v1/sharding/halt');
+    await admin(h.srv, 'POST', '/api/v1/sharding/halt');
     await p2;
   });
 
   it('stops shards on SHUTDOWN, starts them on OFFLOAD, restarts them on COMMAND', async () => {
-    srv = await startSharding({ expectedControls: 2 });
+    await h.start({ expectedControls: 2 });
     const a = make('a');
     const b = make('b');
     await a.control.connect();
     await b.control.connect();
-    await until(() => srv!.dialect().summary().connectedShards === 16);
-    expect((await admin(srv, 'POST', '/api/v1/sharding/controls/a/command', { command: 'restart_shard', args: { shard_id: 2 } })).status).toBe(202);
+    await until(() => h.srv.dialect().summary().connectedShards === 16);
+    expect((await admin(h.srv, 'POST', '/api/v1/sharding/controls/a/command', { command: 'restart_shard', args: { shard_id: 2 } })).status).toBe(202);
     await until(() => a.stops.length === 1 && a.starts.length === 2);
     expect(a.stops[0]).toEqual({ ranges: [[2, 2]], reason: 'command restart_shard' });
     expect(a.starts[1]).toEqual([[2, 2]]);
     // Rebalance two shards from a to b: b starts them, then a stops them.
-    await admin(srv, 'POST', '/api/v1/sharding/rebalance', { to: 'b', shards: [[6, 7]] });
+    await admin(h.srv, 'POST', '/api/v1/sharding/rebalance', { to: 'b', shards: [[6, 7]] });
     await until(() => a.stops.length === 2);
     expect(b.starts.at(-1)).toEqual([[6, 7]]);
     expect(a.stops[1]).toEqual({ ranges: [[6, 7]], reason: 'rebalance' });
     expect(a.control.running).toEqual([[0, 5]]);
-    expect(await owners(srv)).toEqual([
+    expect(await owners(h.srv)).toEqual([
       ['a', 0, 5],
       ['b', 6, 15],
     ]);
   });
 
   it('sends INFO from its callback', async () => {
-    srv = await startSharding();
+    await h.start();
     const a = make('a', { info: () => ({ load: 0.25, memory_mb: 300 }), infoInterval: 10_000 });
     await a.control.connect();
-    srv.clock.advance(10_000);
-    await until(() => srv!.dialect().state.controls.get('a')?.info !== null);
-    expect(JSON.parse(srv.dialect().state.controls.get('a')?.info ?? 'null')).toEqual({ load: 0.25, memory_mb: 300 });
+    h.srv.clock.advance(10_000);
+    await until(() => h.srv.dialect().state.controls.get('a')?.info !== null);
+    expect(JSON.parse(h.srv.dialect().state.controls.get('a')?.info ?? 'null')).toEqual({ load: 0.25, memory_mb: 300 });
   });
 
   it('reconnects with its session_id and shards after a drop; nothing moves', async () => {
-    srv = await startSharding({ expectedControls: 2 });
+    await h.start({ expectedControls: 2 });
     const a = make('a');
     const b = make('b');
     await a.control.connect();
     await b.control.connect();
-    await until(() => srv!.dialect().summary().connectedShards === 16);
+    await until(() => h.srv.dialect().summary().connectedShards === 16);
     const sid = a.control.sessionId;
     const identified: unknown[] = [];
     a.control.on('identified', (d) => identified.push(d));
-    const conn = srv.muster.transport.connections().find((c) => c.identity === 'a');
-    expect(conn?.id).toBe(srv.dialect().state.controls.get('a')?.conn);
+    const conn = h.srv.muster.transport.connections().find((c) => c.identity === 'a');
+    expect(conn?.id).toBe(h.srv.dialect().state.controls.get('a')?.conn);
     expect(conn).toBeDefined();
-    srv.muster.transport.kick(conn!.id);
-    await until(() => srv!.dialect().state.controls.get('a')?.conn === null);
-    srv.clock.advance(150); // the client's backoff
+    h.srv.muster.transport.kick(conn!.id);
+    await until(() => h.srv.dialect().state.controls.get('a')?.conn === null);
+    h.srv.clock.advance(150); // the client's backoff
     await until(() => identified.length === 1);
     expect(identified[0]).toEqual({ resumed: true, shards: [[0, 7]], redundant: false });
     expect(a.control.sessionId).not.toBe(sid);
     expect(a.stops).toEqual([]);
     expect(b.starts).toHaveLength(1);
-    expect((await shards(srv)).every((s) => s.state === 'connected')).toBe(true);
+    expect((await shards(h.srv)).every((s) => s.state === 'connected')).toBe(true);
   });
 
   it('stops every shard at once when closed with 4001, and comes back as new', async () => {
-    srv = await startSharding({ expectedControls: 1, heartbeatInterval: 1_000_000 });
+    await h.start({ expectedControls: 1, heartbeatInterval: 1_000_000 });
     const a = make('a', { heartbeatGrace: 0 });
     await a.control.connect();
-    await until(() => srv!.dialect().summary().connectedShards === 16);
-    const d = srv.dialect();
+    await until(() => h.srv.dialect().summary().connectedShards === 16);
+    const d = h.srv.dialect();
     const rec = d.state.controls.get('a');
     // The server's deadline passes before the client's next heartbeat.
-    srv.muster.transport.get(rec!.conn!)?.conn.close(4001, 'Dead connection');
+    h.srv.muster.transport.get(rec!.conn!)?.conn.close(4001, 'Dead connection');
     await until(() => a.stops.length === 1);
     expect(a.stops[0]).toEqual({ ranges: [[0, 15]], reason: 'declared dead by MASTER' });
     expect(a.control.sessionId).toBeUndefined();
   });
 
   it('stops its shards and retries later when the fleet halts (4006); resumes after the operator', async () => {
-    srv = await startSharding({ expectedControls: 1 });
+    await h.start({ expectedControls: 1 });
     const a = make('a', { haltedRetryDelay: 1_000 });
     await a.control.connect();
-    await until(() => srv!.dialect().summary().connectedShards === 16);
+    await until(() => h.srv.dialect().summary().connectedShards === 16);
     const closes: number[] = [];
     a.control.on('close', (code: number) => closes.push(code));
     a.control.fatal(4014, 'Disallowed intents');
     await until(() => closes.includes(4006));
     expect(a.stops).toEqual([{ ranges: [[0, 15]], reason: 'fatal: 4014 Disallowed intents'.replace('fatal: ', 'fleet halted: FATAL from a: ') }]);
-    srv.clock.advance(1_000);
+    h.srv.clock.advance(1_000);
     await until(() => closes.length === 2);
     expect(closes).toEqual([4006, 4006]);
-    await admin(srv, 'POST', '/api/v1/sharding/resume');
-    srv.clock.advance(1_000);
+    await admin(h.srv, 'POST', '/api/v1/sharding/resume');
+    h.srv.clock.advance(1_000);
     await until(() => a.control.identified);
   });
 
   it('rejects connect() when the key is refused (HTTP 401)', async () => {
-    srv = await startSharding();
+    await h.start();
     const a = make('a', { authorization: 'wrong' });
     await expect(a.control.connect()).rejects.toThrow(/401/);
   });
 
   it('close() stops the shards, closes with 1000 and leaves no timer', async () => {
-    srv = await startSharding({ expectedControls: 1 });
+    await h.start({ expectedControls: 1 });
     const clientClock = new ManualClock();
     const a = make('a', {}, clientClock);
     await a.control.connect();
@@ -267,7 +263,7 @@ describe('ShardingControl against Muster', () => {
     await a.control.close();
     expect(a.stops).toEqual([{ ranges: [[0, 15]], reason: 'control closed' }]);
     expect(clientClock.pending).toBe(0);
-    await until(() => srv!.dialect().state.controls.get('a')?.conn === null);
+    await until(() => h.srv.dialect().state.controls.get('a')?.conn === null);
   });
 });
 
@@ -560,7 +556,7 @@ describe('MusterIdentifyThrottler (@discordjs/ws adapter)', () => {
   });
 
   it('passes the abort through from a real ShardingControl', async () => {
-    srv = await startSharding({ expectedControls: 1, sessionStartLimit: 0 });
+    await h.start({ expectedControls: 1, sessionStartLimit: 0 });
     const a = make('a');
     await a.control.connect();
     await until(() => a.starts.length === 1);
@@ -572,7 +568,7 @@ describe('MusterIdentifyThrottler (@discordjs/ws adapter)', () => {
   });
 
   it('a stopped shard’s wait stays pending until discord.js aborts it (real ShardingControl, SHUTDOWN)', async () => {
-    srv = await startSharding({ expectedControls: 1, sessionStartLimit: 0 });
+    await h.start({ expectedControls: 1, sessionStartLimit: 0 });
     const a = make('a');
     await a.control.connect();
     await until(() => a.starts.length === 1);
@@ -583,7 +579,7 @@ describe('MusterIdentifyThrottler (@discordjs/ws adapter)', () => {
       () => (outcome = 'granted'),
       () => (outcome = 'rejected'),
     );
-    await admin(srv, 'POST', '/api/v1/sharding/halt');
+    await admin(h.srv, 'POST', '/api/v1/sharding/halt');
     await until(() => a.stops.length === 1);
     await new Promise((r) => setTimeout(r, 10));
     expect(outcome).toBe('pending');
@@ -593,7 +589,7 @@ describe('MusterIdentifyThrottler (@discordjs/ws adapter)', () => {
   });
 
   it('gets real grants from Muster, paced by bucket', async () => {
-    srv = await startSharding({ expectedControls: 1, maxConcurrency: 1, identifyWindow: 5000 });
+    await h.start({ expectedControls: 1, maxConcurrency: 1, identifyWindow: 5000 });
     const a = make('a');
     await a.control.connect();
     await until(() => a.starts.length === 1);
@@ -605,7 +601,7 @@ describe('MusterIdentifyThrottler (@discordjs/ws adapter)', () => {
     await p0;
     await roundTrips();
     expect(order).toEqual([0]);
-    srv.clock.advance(5_000);
+    h.srv.clock.advance(5_000);
     await p1;
     expect(order).toEqual([0, 1]);
     expect(shardIdsOf([[0, 2], [5, 5]])).toEqual([0, 1, 2, 5]);

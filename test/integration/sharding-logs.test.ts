@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RawPeer } from '../support/server.js';
-import { control, startSharding, sync, type ShardingServer } from './sharding-helpers.js';
+import { control, startSharding, sync, type ShardingServer } from '../support/harness/sharding.js';
 
 /** Log lines a CONTROL can cause at will are rate-limited per socket. */
 

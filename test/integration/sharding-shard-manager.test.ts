@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MusterShardManager, type DiscordWsModule } from '../../src/client/index.js';
 import { until } from '../support/server.js';
-import { admin, KEY, shards, startSharding, type ShardingServer } from './sharding-helpers.js';
+import { admin, KEY, shards, startSharding, type ShardingServer } from '../support/harness/sharding.js';
 
 class ScriptedShard extends EventEmitter {
   status = 0;

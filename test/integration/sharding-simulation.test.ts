@@ -35,7 +35,7 @@ import { expand } from '../../src/protocols/sharding/ranges.js';
 import { startMuster, type Muster } from '../../src/server.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { ADMIN_TOKEN } from '../support/server.js';
-import { KEY } from './sharding-helpers.js';
+import { KEY } from '../support/harness/sharding.js';
 
 /** A clock that can say when its next wake-up is due, so time moves one instant at a time. */
 interface Wake {

@@ -5,42 +5,25 @@ import { RawPeer } from '../support/server.js';
 import {
   BOT_TOKEN,
   KEY,
-  control,
   expectErrorClose,
   expectOp,
-  leakCheck,
-  openPeer,
+  expectNoLeaks,
   owners,
   shards,
-  startSharding,
+  ShardingHarness,
   sync,
   type Frame,
   type ShardingServer,
-} from './sharding-helpers.js';
+} from '../support/harness/sharding.js';
 
-let srv: ShardingServer | undefined;
-const peers: RawPeer[] = [];
-
-async function start(cfg: Record<string, unknown> = {}): Promise<ShardingServer> {
-  srv = await startSharding(cfg);
-  return srv;
-}
-
-async function ctl(name: string, extra: Record<string, unknown> = {}) {
-  const c = await control(srv as ShardingServer, name, extra);
-  peers.push(c.peer);
-  return c;
-}
-
-async function raw(key: string | null = KEY): Promise<RawPeer> {
-  const p = await openPeer(srv as ShardingServer, key);
-  peers.push(p);
-  return p;
-}
+const h = new ShardingHarness();
+const start = (cfg: Record<string, unknown> = {}): Promise<ShardingServer> => h.start(cfg);
+const ctl = (name: string, extra: Record<string, unknown> = {}) => h.control(name, extra);
+const raw = (key: string | null = KEY): Promise<RawPeer> => h.connect(key);
 
 /** Advances the clock in heartbeat-sized steps, heartbeating (and syncing) every peer on the way. */
 async function live(ms: number, ...ps: RawPeer[]): Promise<void> {
-  const s = srv as ShardingServer;
+  const s = h.srv;
   let left = ms;
   while (left > 0) {
     const dt = Math.min(left, 30_000);
@@ -56,24 +39,19 @@ async function connected(p: RawPeer, ranges: number[][]): Promise<void> {
   await sync(p);
 }
 
-afterEach(async () => {
-  if (!srv) return;
-  await leakCheck(srv, peers);
-  await srv.stop();
-  srv = undefined;
-});
+afterEach(() => h.teardown(expectNoLeaks));
 
 describe('sharding: connection', () => {
   it('refuses an upgrade without Authorization with HTTP 401 (no socket)', async () => {
     await start();
-    await expect(RawPeer.open(srv!.wsUrl)).rejects.toThrow(/401/);
-    expect(srv!.muster.transport.size).toBe(0);
+    await expect(RawPeer.open(h.srv.wsUrl)).rejects.toThrow(/401/);
+    expect(h.srv.muster.transport.size).toBe(0);
   });
 
   it('refuses a wrong key with HTTP 401', async () => {
     await start();
-    await expect(RawPeer.open(srv!.wsUrl, { headers: { authorization: 'nope' } })).rejects.toThrow(/401/);
-    await expect(RawPeer.open(srv!.wsUrl, { headers: { authorization: `${KEY}x` } })).rejects.toThrow(/401/);
+    await expect(RawPeer.open(h.srv.wsUrl, { headers: { authorization: 'nope' } })).rejects.toThrow(/401/);
+    await expect(RawPeer.open(h.srv.wsUrl, { headers: { authorization: `${KEY}x` } })).rejects.toThrow(/401/);
   });
 
   it('accepts the key raw, or after "Bearer "', async () => {
@@ -119,9 +97,9 @@ describe('sharding: connection', () => {
     const p = await raw();
     await expectOp(p, 5);
     await sync(p);
-    srv!.clock.advance(9_999);
+    h.srv.clock.advance(9_999);
     expect(await p.quiet()).toBe(true);
-    srv!.clock.advance(1);
+    h.srv.clock.advance(1);
     await expectErrorClose(p, 4002);
   });
 
@@ -180,7 +158,7 @@ describe('sharding: an unset botToken', () => {
   it('warns once, when the first CONTROL identifies, not at start', async () => {
     const lines: string[] = [];
     const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
-    srv = await startSharding({ botToken: undefined }, { logger });
+    await h.start({ botToken: undefined }, { logger });
     const warned = (): string[] => lines.filter((l) => l.includes('botToken'));
     expect(warned()).toEqual([]);
     const p = await raw();
@@ -262,11 +240,11 @@ describe('sharding: bad input', () => {
     await expectErrorClose(b.peer, 4004);
     await connected(a.peer, [[0, 7]]);
     // b lost its turn but keeps its plan for reconnectWindow.
-    expect(await owners(srv!)).toEqual([
+    expect(await owners(h.srv)).toEqual([
       ['a', 0, 7],
       [null, 8, 15],
     ]);
-    expect((await shards(srv!))[8]).toEqual({ id: 8, owner: null, state: 'pending' });
+    expect((await shards(h.srv))[8]).toEqual({ id: 8, owner: null, state: 'pending' });
     expect(a.peer.frames).toEqual([]);
   });
 });
@@ -289,15 +267,15 @@ describe('sharding: heartbeats and death', () => {
     await connected(a.peer, [[0, 15]]);
     expect(await expectOp(b.peer, 6)).toEqual({ shardRange: [], shards: [], redundant: true });
     await connected(b.peer, []);
-    srv!.clock.advance(30_000);
+    h.srv.clock.advance(30_000);
     await sync(b.peer); // b heartbeats; a stays silent
-    srv!.clock.advance(14_999);
+    h.srv.clock.advance(14_999);
     expect(await a.peer.quiet()).toBe(true);
-    srv!.clock.advance(1);
+    h.srv.clock.advance(1);
     expect(await expectOp(a.peer, 7)).toEqual({ code: 4001, message: expect.stringMatching(/HEARTBEAT/) });
     expect(await a.peer.waitClose()).toEqual({ code: 4001, reason: 'Dead connection' });
     expect(await expectOp(b.peer, 3)).toEqual({ shards: [[0, 15]], reason: 'failover', from: 'a' });
-    expect(await owners(srv!)).toEqual([['b', 0, 15]]);
+    expect(await owners(h.srv)).toEqual([['b', 0, 15]]);
   });
 
   it('keeps a heartbeating CONTROL alive', async () => {
@@ -325,13 +303,13 @@ describe('sharding: disconnects and reconnects', () => {
     a.peer.close();
     await a.peer.waitClose();
     await live(25_000, b.peer);
-    expect((await shards(srv!))[0]).toEqual({ id: 0, owner: 'a', state: 'disconnected' });
+    expect((await shards(h.srv))[0]).toEqual({ id: 0, owner: 'a', state: 'disconnected' });
     const a2 = await raw();
     await expectOp(a2, 5);
     a2.send({ o: 10, d: { name: 'a', session_id: sid } });
     expect(await expectOp(a2, 15)).toEqual({ resumed: true, shards: [[0, 7]], redundant: false });
     await live(60_000, a2, b.peer);
-    expect(await owners(srv!)).toEqual([
+    expect(await owners(h.srv)).toEqual([
       ['a', 0, 7],
       ['b', 8, 15],
     ]);
@@ -354,15 +332,15 @@ describe('sharding: disconnects and reconnects', () => {
     await a.peer.waitClose();
     await live(29_000, b.peer);
     expect(b.peer.frames).toEqual([]);
-    srv!.clock.advance(1_000);
+    h.srv.clock.advance(1_000);
     expect(await expectOp(b.peer, 3)).toEqual({ shards: [[0, 7]], reason: 'failover', from: 'a' });
   });
 
   it('sends SHUTDOWN to a CONTROL declared dead that comes back claiming shards now owned by another', async () => {
     const { a, b, sid } = await fleet();
-    srv!.clock.advance(30_000);
+    h.srv.clock.advance(30_000);
     await sync(b.peer);
-    srv!.clock.advance(15_000);
+    h.srv.clock.advance(15_000);
     await expectErrorClose(a.peer, 4001);
     expect(await expectOp(b.peer, 3)).toEqual({ shards: [[0, 7]], reason: 'failover', from: 'a' });
     const a2 = await raw();
@@ -370,7 +348,7 @@ describe('sharding: disconnects and reconnects', () => {
     a2.send({ o: 10, d: { name: 'a', session_id: sid, shards: [[0, 7]] } });
     expect(await expectOp(a2, 15)).toEqual({ resumed: false, shards: [], redundant: false });
     expect(await expectOp(a2, 4)).toEqual({ reason: expect.any(String), shards: [[0, 7]] });
-    expect(await owners(srv!)).toEqual([['b', 0, 15]]);
+    expect(await owners(h.srv)).toEqual([['b', 0, 15]]);
   });
 });
 
@@ -379,9 +357,9 @@ describe('sharding: assignment and start-up', () => {
     await start();
     const a = await ctl('a');
     await live(30_000, a.peer);
-    srv!.clock.advance(14_999);
+    h.srv.clock.advance(14_999);
     expect(await a.peer.quiet()).toBe(true);
-    srv!.clock.advance(1);
+    h.srv.clock.advance(1);
     expect(await expectOp(a.peer, 6)).toEqual({ shardRange: [0, 15], shards: [[0, 15]], redundant: false });
   });
 
@@ -410,11 +388,11 @@ describe('sharding: assignment and start-up', () => {
     await expectOp(a.peer, 6);
     a.peer.send({ o: 11, d: null });
     await sync(a.peer);
-    expect((await shards(srv!))[0]).toEqual({ id: 0, owner: 'a', state: 'connecting' });
+    expect((await shards(h.srv))[0]).toEqual({ id: 0, owner: 'a', state: 'connecting' });
     expect(await b.peer.quiet()).toBe(true);
     a.peer.send({ o: 12, d: { shards: [[0, 7]] } });
     expect(await expectOp(b.peer, 6)).toEqual({ shardRange: [8, 15], shards: [[8, 15]], redundant: false });
-    expect((await shards(srv!))[0]).toEqual({ id: 0, owner: 'a', state: 'connected' });
+    expect((await shards(h.srv))[0]).toEqual({ id: 0, owner: 'a', state: 'connected' });
   });
 
   it('gives redundancy standbys CONNECT {shardRange: [], shards: [], redundant: true}', async () => {
@@ -437,7 +415,7 @@ describe('sharding: assignment and start-up', () => {
     a.peer.send({ o: 11, d: null });
     await live(119_000, a.peer, b.peer);
     expect(b.peer.frames).toEqual([]);
-    srv!.clock.advance(1_000);
+    h.srv.clock.advance(1_000);
     expect(await expectOp(a.peer, 4)).toEqual({ reason: expect.stringContaining('connectTimeout') });
     await expectErrorClose(a.peer, 4001);
     expect(await expectOp(b.peer, 6)).toEqual({ shardRange: [], shards: [], redundant: true });
@@ -489,7 +467,7 @@ describe('sharding: protocol violations that do not close', () => {
     expect(await expectOp(a.peer, 7)).toEqual({ code: 4009, message: expect.stringContaining('8-9') });
     expect(await expectOp(a.peer, 4)).toEqual({ reason: expect.any(String), shards: [[8, 9]] });
     await sync(a.peer);
-    expect(await owners(srv!)).toEqual([
+    expect(await owners(h.srv)).toEqual([
       ['a', 0, 7],
       ['b', 8, 15],
     ]);
@@ -520,9 +498,9 @@ describe('sharding: the identify queue', () => {
     b.peer.send({ o: 13, d: { shard_id: 8 } }); // bucket 0 again
     await sync(b.peer);
     expect(b.peer.frames).toEqual([]);
-    srv!.clock.advance(4_999);
+    h.srv.clock.advance(4_999);
     expect(await b.peer.quiet()).toBe(true);
-    srv!.clock.advance(1);
+    h.srv.clock.advance(1);
     expect(await expectOp(b.peer, 14)).toEqual({ shard_id: 8 });
   });
 
@@ -534,9 +512,9 @@ describe('sharding: the identify queue', () => {
     for (const id of [0, 1, 2]) expect(await expectOp(a.peer, 14)).toEqual({ shard_id: id });
     await live(60_000, a.peer);
     expect(a.peer.frames).toEqual([]);
-    const res = await fetch(`${srv!.httpBase}/api/v1/sharding`, { headers: { authorization: 'Bearer admin-secret-for-tests' } });
+    const res = await fetch(`${h.srv.httpBase}/api/v1/sharding`, { headers: { authorization: 'Bearer admin-secret-for-tests' } });
     expect(await res.json()).toMatchObject({ budgetRemaining: 0, budgetExhausted: true });
-    expect(await srv!.store.get('sharding', 'budget')).toMatchObject({ used: 3 });
+    expect(await h.srv.store.get('sharding', 'budget')).toMatchObject({ used: 3 });
   });
 });
 
@@ -551,7 +529,7 @@ describe('sharding: FATAL', () => {
       expect(await expectOp(p, 4)).toEqual({ reason: expect.stringContaining('4004') });
       await expectErrorClose(p, 4006);
     }
-    expect(await srv!.store.get('sharding', 'fleet')).toMatchObject({ halted: true });
+    expect(await h.srv.store.get('sharding', 'fleet')).toMatchObject({ halted: true });
     const c = await raw();
     await expectOp(c, 5);
     c.send({ o: 10, d: { name: 'a' } });
@@ -568,15 +546,14 @@ describe('sharding: shutdown', () => {
     await s.stop();
     expect((await a.peer.waitClose()).code).toBe(1001);
     expect(await s.store.get('sharding', 'assignment')).toMatchObject({ started: true, controls: { a: { shards: [[0, 15]] } } });
-    peers.splice(0);
-    srv = undefined;
+    h.release();
   });
 });
 
 // A raw `ws` socket that does not follow the protocol: closes before identifying.
 it('sharding: a socket that closes before IDENTIFY leaves nothing behind', async () => {
   await start();
-  const ws = new WebSocket(srv!.wsUrl, { headers: { authorization: KEY } });
+  const ws = new WebSocket(h.srv.wsUrl, { headers: { authorization: KEY } });
   await new Promise((r) => ws.once('message', r));
   ws.terminate();
 });

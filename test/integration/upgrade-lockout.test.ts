@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BUS_TOKEN, RawPeer, roundTrip, startTestServer, until, type TestServer } from '../support/server.js';
+import { BUS_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
+import { roundTrip } from '../support/harness/bus.js';
 
 /**
  * Every path out of a WebSocket upgrade gives back the connection slot it took

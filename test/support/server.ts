@@ -203,19 +203,6 @@ export class RawPeer {
   }
 }
 
-/** A bus PING/PONG round trip: proves every frame sent before it was processed. */
-export async function roundTrip(peer: RawPeer): Promise<void> {
-  peer.send({ op: 3 });
-  const skipped: string[] = [];
-  for (;;) {
-    const raw = await peer.nextRaw();
-    if (raw === '{"op":4}') break;
-    skipped.push(raw);
-  }
-  // Frames that arrived before the PONG stay queued, in order, for the test to read.
-  peer.frames.unshift(...skipped);
-}
-
 /**
  * After the clock moved: a first barrier on each open peer proves the server's pings
  * (and anything else sent before) reached it and its automatic pongs are on their way; a

@@ -1,9 +1,13 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/config/load.js';
 import {
   CloseCode,
   Errors,
   MusterError,
   coreCloseCodes,
+  httpError,
   isMusterError,
   isSendableCloseCode,
   type ErrorName,
@@ -11,10 +15,40 @@ import {
 
 const names = Object.keys(Errors) as ErrorName[];
 
+/** Every TypeScript source under src/ but the catalogue itself, as text. */
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) return sources(p);
+    return e.name.endsWith('.ts') && !p.endsWith(join('core', 'errors.ts')) ? [readFileSync(p, 'utf8')] : [];
+  });
+}
+
 describe('Errors catalogue', () => {
   it('has at least the errors the core relies on', () => {
-    for (const n of ['REQUEST_TIMEOUT', 'SESSION_LOST', 'DUPLICATE_REQUEST', 'SLOW_CONSUMER', 'CONNECTION_CLOSED'] as const) {
+    for (const n of ['DUPLICATE_REQUEST', 'STORE_UNAVAILABLE', 'SHUTTING_DOWN', 'INTERNAL'] as const) {
       expect(names).toContain(n);
+    }
+  });
+
+  it('has no dead entry: every one is used by src/ (by name through MusterError, httpError or Errors.X, or by its code)', () => {
+    const src = sources(resolve(import.meta.dirname, '../../src')).join('\n');
+    const unused = names.filter(
+      (n) => !new RegExp(`(MusterError\\(|httpError\\(|isMusterError\\([^,]*, )'${n}'|Errors\\.${n}\\b|'${Errors[n].code}'`).test(src),
+    );
+    expect(unused).toEqual([]);
+  });
+
+  it('gives ConfigError (config/ imports nothing from core) the CONFIG_INVALID code', () => {
+    expect(new ConfigError('port', -1, 'a port').code).toBe(Errors.CONFIG_INVALID.code);
+  });
+
+  it('answers HTTP errors with the status of the entry and {error: name, message}', () => {
+    expect(httpError('NOT_FOUND', 'no such thing')).toEqual({ status: 404, body: { error: 'NOT_FOUND', message: 'no such thing' } });
+    expect(httpError('SHUTTING_DOWN', 'bye').status).toBe(503);
+    for (const n of names) {
+      const status = (Errors[n] as { status?: number }).status;
+      if (status !== undefined) expect(status >= 400 && status <= 599, n).toBe(true);
     }
   });
 
@@ -45,9 +79,9 @@ describe('MusterError', () => {
   });
 
   it('appends the detail to the message', () => {
-    const e = new MusterError('REQUEST_TIMEOUT', 'req-42');
-    expect(e.message).toBe(`${Errors.REQUEST_TIMEOUT.message}: req-42`);
-    expect(String(e)).toBe(`REQUEST_TIMEOUT: ${Errors.REQUEST_TIMEOUT.message}: req-42`);
+    const e = new MusterError('DUPLICATE_REQUEST', 'req-42');
+    expect(e.message).toBe(`${Errors.DUPLICATE_REQUEST.message}: req-42`);
+    expect(String(e)).toBe(`DUPLICATE_REQUEST: ${Errors.DUPLICATE_REQUEST.message}: req-42`);
   });
 
   it('ignores an empty detail', () => {
@@ -64,8 +98,8 @@ describe('MusterError', () => {
   });
 
   it('has the expected retryable flags for key errors', () => {
-    expect(new MusterError('REQUEST_TIMEOUT').retryable).toBe(true);
-    expect(new MusterError('SESSION_LOST').retryable).toBe(true);
+    expect(new MusterError('STORE_UNAVAILABLE').retryable).toBe(true);
+    expect(new MusterError('SHUTTING_DOWN').retryable).toBe(true);
     expect(new MusterError('DUPLICATE_REQUEST').retryable).toBe(false);
     expect(new MusterError('UNAUTHORIZED').retryable).toBe(false);
     expect(new MusterError('CONFIG_INVALID').retryable).toBe(false);
@@ -74,21 +108,21 @@ describe('MusterError', () => {
 
 describe('isMusterError', () => {
   it('recognises MusterErrors, optionally by name', () => {
-    const e = new MusterError('SESSION_LOST');
+    const e = new MusterError('STORE_UNAVAILABLE');
     expect(isMusterError(e)).toBe(true);
-    expect(isMusterError(e, 'SESSION_LOST')).toBe(true);
-    expect(isMusterError(e, 'REQUEST_TIMEOUT')).toBe(false);
+    expect(isMusterError(e, 'STORE_UNAVAILABLE')).toBe(true);
+    expect(isMusterError(e, 'DUPLICATE_REQUEST')).toBe(false);
   });
 
   it('rejects everything else', () => {
     expect(isMusterError(new Error('x'))).toBe(false);
-    const lookalike = Object.assign(new Error('x'), { name: 'SESSION_LOST', code: 'MUSTER_SESSION_LOST', retryable: true });
+    const lookalike = Object.assign(new Error('x'), { name: 'STORE_UNAVAILABLE', code: 'MUSTER_STORE_UNAVAILABLE', retryable: true });
     expect(isMusterError(lookalike)).toBe(false);
-    expect(isMusterError(lookalike, 'SESSION_LOST')).toBe(false);
+    expect(isMusterError(lookalike, 'STORE_UNAVAILABLE')).toBe(false);
     expect(isMusterError(undefined)).toBe(false);
     expect(isMusterError(null)).toBe(false);
-    expect(isMusterError('MUSTER_SESSION_LOST')).toBe(false);
-    expect(isMusterError({ code: 'MUSTER_SESSION_LOST' })).toBe(false);
+    expect(isMusterError('MUSTER_STORE_UNAVAILABLE')).toBe(false);
+    expect(isMusterError({ code: 'MUSTER_STORE_UNAVAILABLE' })).toBe(false);
   });
 });
 

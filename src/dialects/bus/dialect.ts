@@ -2,8 +2,9 @@ import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
-import { assertNever, DialectRuntime } from '../../core/runtime.js';
+import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { BatchedHistogram } from '../../core/batched-histogram.js';
+import { CloseCode } from '../../core/errors.js';
 import { busCloseCodes, closeCodeFor, DisconnectReason, encode } from '../../protocols/bus/messages.js';
 import { initialWorld, step, timerId, worldSummary, type BusEffect, type BusWorld, type BusWorldConfig, type TimerKey, type WorldEvent } from './world.js';
 
@@ -103,7 +104,7 @@ export class BusDialect implements Dialect {
       name: 'bus',
       world: {
         step: (state, ev) => step(state, ev, world),
-        timerEvent: (key, now) => ({ type: 'timer', now, key }),
+        timerEvent,
         timerId,
         effect: (e) => this.#effect(e),
       },
@@ -224,7 +225,7 @@ export class BusDialect implements Dialect {
 
   goodbye(conn: Connection): void {
     if (this.#rt.state.services.has(conn.id)) this.#rt.feed({ type: 'goodbye', now: this.#ctx.scheduler.now(), conn: conn.id });
-    else conn.close(1001, DisconnectReason.SHUTTING_DOWN);
+    else conn.close(CloseCode.GOING_AWAY, DisconnectReason.SHUTTING_DOWN);
   }
 
   routes(): HttpRoute[] {

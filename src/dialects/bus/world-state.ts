@@ -2,7 +2,7 @@
  * The bus world's state (and the empty world), its events and its effects; the step is in world.ts.
  */
 import type { GoneWhy } from '../../core/peer-log.js';
-import type { CoreEffect } from '../../core/runtime.js';
+import type { CoreEffect, TimerEvent } from '../../core/runtime.js';
 import type { Rate, TokenBucket } from '../../core/ratelimit.js';
 import type { DisconnectReason, ExpectReply } from '../../protocols/bus/messages.js';
 import type { ConnState, MachineConfig } from './machine.js';
@@ -122,7 +122,7 @@ export type WorldEvent =
   | { readonly type: 'kick'; readonly now: number; readonly conn: string }
   | { readonly type: 'goodbye'; readonly now: number; readonly conn: string }
   | { readonly type: 'shutdown'; readonly now: number }
-  | { readonly type: 'timer'; readonly now: number; readonly key: TimerKey };
+  | TimerEvent<TimerKey>;
 
 /** The bus's own effects; the dialect's glue runs them. */
 export type BusEffect =

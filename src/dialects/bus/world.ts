@@ -2,6 +2,7 @@
  * The bus world's step: routing (GLOBAL/GROUP/DIRECT), groups, pending requests and
  * who was asked what, as a pure function over the state in world-state.ts.
  */
+import { CloseCode } from '../../core/errors.js';
 import type { Stepped } from '../../core/runtime.js';
 import { TokenBucket } from '../../core/ratelimit.js';
 import {
@@ -93,7 +94,7 @@ export function step(w: BusWorld, ev: WorldEvent, cfg: BusWorldConfig): Stepped<
       break;
     }
     case 'shutdown':
-      for (const r of w.pending.values()) out.push({ type: 'close', conn: r.requester, code: 1001, reason: DisconnectReason.SHUTTING_DOWN });
+      for (const r of w.pending.values()) out.push({ type: 'close', conn: r.requester, code: CloseCode.GOING_AWAY, reason: DisconnectReason.SHUTTING_DOWN });
       w.pending.clear();
       break;
     case 'timer':
@@ -183,7 +184,7 @@ function feed(w: BusWorld, svc: Service, event: Parameters<typeof machineStep>[1
         break;
       case 'goodbye':
         unregister(w, svc, out);
-        out.push({ type: 'close', conn: svc.conn, code: 1000, reason: 'goodbye' });
+        out.push({ type: 'close', conn: svc.conn, code: CloseCode.NORMAL, reason: 'goodbye' });
         break;
     }
   }

@@ -4,8 +4,8 @@ import { Counter, Gauge } from 'prom-client';
 import { DISCODO_LIMITS } from '../../config/dialects/discodo.js';
 import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
-import { CloseCode } from '../../core/errors.js';
-import { assertNever, DialectRuntime } from '../../core/runtime.js';
+import { CloseCode, httpError } from '../../core/errors.js';
+import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { discodoCloseCodes, CloseCodes, encode, snowflakeKey, type ResumedForm, type Snowflake } from '../../protocols/discodo/messages.js';
 import { VERSION } from '../../version.js';
 import { noopVoiceBackend, type VoiceBackend } from './backend.js';
@@ -100,7 +100,7 @@ export class DiscodoDialect implements Dialect {
       name: 'discodo',
       world: {
         step: (state, ev) => step(state, ev, world),
-        timerEvent: (key, now) => ({ type: 'timer', now, key }),
+        timerEvent,
         timerId,
         effect: (e) => this.#effect(e),
       },
@@ -230,7 +230,7 @@ export class DiscodoDialect implements Dialect {
           const s = this.#rt.state.sessions.get(req.params.key ?? '');
           return s
             ? { body: this.#view(s) }
-            : { status: 404, body: { error: 'NOT_FOUND', message: `no discodo session ${req.params.key ?? ''}` } };
+            : httpError('NOT_FOUND', `no discodo session ${req.params.key ?? ''}`);
         },
       },
     ];

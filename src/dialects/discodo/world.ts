@@ -1,4 +1,4 @@
-import type { CoreEffect, Stepped } from '../../core/runtime.js';
+import type { CoreEffect, Stepped, TimerEvent } from '../../core/runtime.js';
 import { CloseCodes, encode, sessionKey, type IdentifyData, type ResumedForm } from '../../protocols/discodo/messages.js';
 import { initialState, step as connStep, type ConnState, type MachineConfig } from './machine.js';
 import {
@@ -65,7 +65,7 @@ export type WorldEvent =
   | { readonly type: 'open'; readonly now: number; readonly conn: string; readonly forbidden?: string | undefined }
   | { readonly type: 'frame'; readonly now: number; readonly conn: string; readonly data: Buffer; readonly binary: boolean }
   | { readonly type: 'closed'; readonly now: number; readonly conn: string }
-  | { readonly type: 'timer'; readonly now: number; readonly key: TimerKey }
+  | TimerEvent<TimerKey>
   /** The server stops: every session's voice clients are released. */
   | { readonly type: 'shutdown'; readonly now: number };
 

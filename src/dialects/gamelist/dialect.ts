@@ -10,7 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpReply, type HttpRequest, type HttpRoute } from '../../core/dialect.js';
-import { assertNever, DialectRuntime } from '../../core/runtime.js';
+import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { JoinFailure, type JoinAnswer } from '../../protocols/gamelist/api.js';
 import { GamelistClose, gamelistCloseCodes, UINT32_MAX } from '../../protocols/gamelist/messages.js';
 import { changed, gamelistRoutes } from './list.js';
@@ -64,7 +64,7 @@ export class GamelistDialect implements Dialect {
       name: 'gamelist',
       world: {
         step: (state, ev) => step(state, ev, this.#world),
-        timerEvent: (key, now) => ({ type: 'timer', now, key }),
+        timerEvent,
         timerId,
         effect: (e) => this.#effect(e),
       },

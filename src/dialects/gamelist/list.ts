@@ -5,6 +5,7 @@
 import type { HttpReply, HttpRequest, HttpRoute } from '../../core/dialect.js';
 import { buildSnapshot, hasPassword, parseFilters, parseListQuery, queryAll, queryPage, toNorthstar, type Snapshot } from './snapshot.js';
 import { PAGE_CACHE_ENTRIES, PUBLIC_RATE_BUCKET, SNAPSHOT_MIN_AGE_MS, type Hub } from './types.js';
+import { httpError } from '../../core/errors.js';
 
 /** The list changed (the world says so): the next request past a second rebuilds. */
 export function changed(hub: Hub, change: 'listed' | 'refreshed' | 'unlisted', serverId: string): void {
@@ -33,7 +34,7 @@ export function snapshot(hub: Hub): Snapshot {
 export function listServers(hub: Hub, req: HttpRequest): HttpReply {
   hub.m.listRequests.inc({ route: '/v2/servers' });
   const q = parseListQuery(req.query);
-  if (!q.ok) return { status: 400, body: { error: 'BAD_REQUEST', message: q.detail } };
+  if (!q.ok) return httpError('BAD_REQUEST', q.detail);
   const snap = snapshot(hub);
   const cache = hub.pageCache;
   if (cache.snap !== snap || cache.goneVersion !== hub.goneVersion) {
@@ -54,7 +55,7 @@ export function listServers(hub: Hub, req: HttpRequest): HttpReply {
 export function clientServers(hub: Hub, req: HttpRequest): HttpReply {
   hub.m.listRequests.inc({ route: '/client/servers' });
   const q = parseFilters(req.query);
-  if (!q.ok) return { status: 400, body: { error: 'BAD_REQUEST', message: q.detail } };
+  if (!q.ok) return httpError('BAD_REQUEST', q.detail);
   const snap = snapshot(hub);
   const plain = Object.keys(q.value.filters).length === 0 && q.value.sort === 'players';
   const cached = hub.clientCache;

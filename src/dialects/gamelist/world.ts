@@ -1,4 +1,4 @@
-import type { CoreEffect, Stepped } from '../../core/runtime.js';
+import type { CoreEffect, Stepped, TimerEvent } from '../../core/runtime.js';
 import { JoinFailure, type JoinAnswer } from '../../protocols/gamelist/api.js';
 import {
   canonicalInt64,
@@ -121,7 +121,7 @@ export type WorldEvent =
   | { readonly type: 'close'; readonly now: number; readonly conn: string; readonly code: number; readonly reason: string }
   /** The socket has gone. */
   | { readonly type: 'closed'; readonly now: number; readonly conn: string }
-  | { readonly type: 'timer'; readonly now: number; readonly key: TimerKey }
+  | TimerEvent<TimerKey>
   /**
    * POST /v2/servers/:server_id/join, answered by a `reply` naming `call`. `unreachable`:
    * the listed server's socket takes no more frames (it is closing).

@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import { SHARDING_LIMITS } from '../../config/dialects/sharding.js';
 import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpReply, HttpRoute, UpgradeVerdict } from '../../core/dialect.js';
-import { assertNever, DialectRuntime, type World } from '../../core/runtime.js';
+import { assertNever, DialectRuntime, timerEvent, type World } from '../../core/runtime.js';
 import { CloseCodes, decodeControlFrame, Op, shardingCloseCodes } from '../../protocols/sharding/messages.js';
 import { CommandBody, commandBadBody, commandRefine, REBALANCE_BAD_BODY, RebalanceBody, rebalanceRefine } from '../../protocols/sharding/admin.js';
 import {
@@ -27,6 +27,7 @@ import {
   type TimerKey,
 } from './machine.js';
 import { budgetRemaining } from './identify-queue.js';
+import { httpError } from '../../core/errors.js';
 
 /**
  * The sharding dialect's glue on the core runtime (core/runtime.ts): the runtime feeds
@@ -78,7 +79,7 @@ export class ShardingDialect implements Dialect {
     this.path = cfg.path;
     const world: World<FleetState, FleetEvent, TimerKey, ShardingEffect> = {
       step: (state, ev) => step(state, ev, this.#cfg),
-      timerEvent: (key, now) => ({ type: 'timer', now, key }),
+      timerEvent,
       timerId,
       effect: (e) => this.#effect(e),
     };
@@ -320,7 +321,7 @@ export class ShardingDialect implements Dialect {
         handler: async (req) => {
           await this.#ready;
           const rec = this.#rt.state.controls.get(req.params.name ?? '');
-          if (!rec) return { status: 404, body: { error: 'NOT_FOUND', message: `no CONTROL named "${req.params.name ?? ''}"` } };
+          if (!rec) return httpError('NOT_FOUND', `no CONTROL named "${req.params.name ?? ''}"`);
           const view = JSON.stringify({ ...controlView(this.#rt.state, rec), infoAt: rec.infoAt, connected: rec.conn !== null });
           // INFO is spliced in as it came, so numbers beyond 2^53 keep their digits.
           const body = `${view.slice(0, -1)},"info":${rec.info ?? 'null'}}`;

@@ -8,6 +8,7 @@ import type { Tx } from './tx.js';
 import type { AdminAction } from './types.js';
 import { removeControl } from './liveness.js';
 import { rebalance } from './placement.js';
+import { httpError } from '../../../core/errors.js';
 
 export function admin(tx: Tx, action: AdminAction): void {
   switch (action.kind) {
@@ -72,14 +73,14 @@ export function resume(tx: Tx): void {
 export function command(tx: Tx, name: string, body: CommandBody): void {
   const { s, cfg } = tx;
   const rec = s.controls.get(name);
-  if (!rec) return tx.reply(404, { error: 'NOT_FOUND', message: `no CONTROL named "${name}"` });
+  if (!rec) return tx.answer(httpError('NOT_FOUND', `no CONTROL named "${name}"`));
   if (rec.conn === null) return tx.reply(409, { error: 'DISCONNECTED', message: `CONTROL "${name}" is disconnected` });
   let ids: number[];
   let relay: Record<string, unknown>;
   if (body.command === 'restart_shard') {
     const id = body.args.shard_id;
     if (id >= cfg.shardCount) {
-      return tx.reply(400, { error: 'BAD_REQUEST', message: `restart_shard needs args.shard_id, an integer in [0, ${cfg.shardCount})` });
+      return tx.answer(httpError('BAD_REQUEST', `restart_shard needs args.shard_id, an integer in [0, ${cfg.shardCount})`));
     }
     ids = [id];
     relay = { shard_id: id };
@@ -87,7 +88,7 @@ export function command(tx: Tx, name: string, body: CommandBody): void {
     // Either [first, last] ranges (the contract's shape) or a flat list of shard ids.
     const raw = body.args.shards;
     const ranges = raw.map((r): Range => (typeof r === 'number' ? [r, r] : r));
-    if (outside(ranges, cfg.shardCount).length > 0) return tx.reply(400, { error: 'BAD_REQUEST', message: `no such shards: ${formatRanges(outside(ranges, cfg.shardCount))}` });
+    if (outside(ranges, cfg.shardCount).length > 0) return tx.answer(httpError('BAD_REQUEST', `no such shards: ${formatRanges(outside(ranges, cfg.shardCount))}`));
     ids = expand(ranges, cfg.shardCount);
     // Relayed as sent (validated), so the CONTROL sees what the operator asked for.
     relay = { shards: raw };

@@ -9,6 +9,7 @@ import { planFailover, planRebalance, type Move } from '../assignment.js';
 import type { RebalanceBody } from '../../../protocols/sharding/admin.js';
 import type { Tx } from './tx.js';
 import type { ControlRec, ShardRec } from './types.js';
+import { httpError } from '../../../core/errors.js';
 
 export function connected(tx: Tx, rec: ControlRec, ranges: Range[]): void {
   const { s, cfg } = tx;
@@ -117,10 +118,10 @@ export function rebalance(tx: Tx, body: RebalanceBody | undefined): void {
       .filter((m) => m.ids.length > 0);
   } else {
     const to = s.controls.get(body.to);
-    if (!to) return tx.reply(404, { error: 'NOT_FOUND', message: `no CONTROL named "${body.to}"` });
+    if (!to) return tx.answer(httpError('NOT_FOUND', `no CONTROL named "${body.to}"`));
     if (to.conn === null || !to.started || to.plan !== null) return tx.reply(409, { error: 'NOT_READY', message: `CONTROL "${body.to}" is not connected and started` });
     const beyond = outside(body.shards, cfg.shardCount);
-    if (beyond.length > 0) return tx.reply(400, { error: 'BAD_REQUEST', message: `no such shards: ${formatRanges(beyond)}` });
+    if (beyond.length > 0) return tx.answer(httpError('BAD_REQUEST', `no such shards: ${formatRanges(beyond)}`));
     const ids = expand(body.shards, cfg.shardCount).filter((id) => s.shards[id]?.owner !== to.name);
     const stuck = ids.filter((id) => !movable(tx, id));
     if (stuck.length > 0) return tx.reply(409, { error: 'NOT_MOVABLE', message: `shards whose owner is disconnected or still starting them cannot move: ${formatRanges(toRanges(stuck))}` });

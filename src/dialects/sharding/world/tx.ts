@@ -54,6 +54,11 @@ export class Tx {
     this.fx.push({ type: 'reply', status, body });
   }
 
+  /** Replies with an answer made whole, e.g. a catalogue error (`httpError`). */
+  answer(a: { readonly status: number; readonly body: unknown }): void {
+    this.reply(a.status, a.body);
+  }
+
   setTimer(key: TimerKey, at: number): void {
     const id = timerId(key);
     if (this.s.timers.get(id)?.at === at) return;

@@ -6,6 +6,7 @@ import type { JsonValue } from '../../../store/types.js';
 import type { ControlFrame } from '../../../protocols/sharding/messages.js';
 import type { CommandBody, RebalanceBody } from '../../../protocols/sharding/admin.js';
 import { assertNever } from '../../../core/never.js';
+import type { TimerEvent } from '../../../core/runtime.js';
 import type { QueueState } from '../identify-queue.js';
 
 export interface MachineConfig {
@@ -162,7 +163,7 @@ export type FleetEvent =
   | { readonly type: 'message'; readonly now: number; readonly conn: string; readonly frame: ControlFrame }
   | { readonly type: 'malformed'; readonly now: number; readonly conn: string; readonly detail: string }
   | { readonly type: 'closed'; readonly now: number; readonly conn: string }
-  | { readonly type: 'timer'; readonly now: number; readonly key: TimerKey }
+  | TimerEvent<TimerKey>
   | { readonly type: 'admin'; readonly now: number; readonly action: AdminAction };
 
 export type PersistKey = 'fleet' | 'assignment' | 'budget';

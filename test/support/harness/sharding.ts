@@ -1,12 +1,19 @@
+/**
+ * The sharding dialect's harness (`/sharding`): a server with only sharding on (a
+ * store and clock the caller may keep across a restart), CONTROLs that have identified,
+ * the HEARTBEAT/ACK round trip, and the admin calls both tiers make. The frames are the
+ * wire's; `srv.dialect()` (internal state, for leak checks) is for the integration tests.
+ */
 import pino from 'pino';
 import { expect } from 'vitest';
-import { ManualClock } from '../../src/core/clock.js';
-import { loadConfig } from '../../src/config/load.js';
-import type { ShardingDialect } from '../../src/dialects/sharding/dialect.js';
-import { startMuster, type Muster } from '../../src/server.js';
-import { MemoryStore } from '../../src/store/memory.js';
-import type { Store } from '../../src/store/types.js';
-import { ADMIN_TOKEN, RawPeer, until } from '../support/server.js';
+import { ManualClock } from '../../../src/core/clock.js';
+import { loadConfig } from '../../../src/config/load.js';
+import type { ShardingDialect } from '../../../src/dialects/sharding/dialect.js';
+import { startMuster, type Muster } from '../../../src/server.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import type { Store } from '../../../src/store/types.js';
+import { ADMIN_TOKEN, RawPeer } from '../server.js';
+import { Harness, type Overrides } from './harness.js';
 
 export const KEY = 'sharding-key-for-tests';
 export const BOT_TOKEN = 'bot-token-for-tests';
@@ -31,17 +38,25 @@ export interface ShardingServer {
  * A real server with only the sharding dialect, a manual clock and a memory store that
  * the caller may keep across restarts (pass `store` and `clock` again, and `port`).
  */
-export async function startSharding(
-  sharding: Record<string, unknown> = {},
-  opts: { store?: Store; clock?: ManualClock; port?: number; logger?: pino.Logger } = {},
-): Promise<ShardingServer> {
+export interface StartOptions {
+  store?: Store;
+  clock?: ManualClock;
+  port?: number;
+  logger?: pino.Logger;
+  /** Top-level config keys; with `store` among them, the server opens that store itself. */
+  top?: Overrides;
+}
+
+export async function startSharding(sharding: Record<string, unknown> = {}, opts: StartOptions = {}): Promise<ShardingServer> {
   const clock = opts.clock ?? new ManualClock();
-  const store = opts.store ?? new MemoryStore({ now: () => clock.now() });
+  const ownStore = opts.top?.store !== undefined;
+  const store = ownStore ? undefined : (opts.store ?? new MemoryStore({ now: () => clock.now() }));
   const config = loadConfig({
     env: {},
     overrides: {
+      ...opts.top,
       listen: { host: '127.0.0.1', port: opts.port ?? 0 },
-      store: { kind: 'memory' },
+      store: opts.top?.store ?? { kind: 'memory' },
       admin: { token: ADMIN_TOKEN },
       log: { level: 'silent' },
       shutdownTimeout: 2000,
@@ -55,20 +70,44 @@ export async function startSharding(
       },
     } as never,
   });
-  const muster = await startMuster({ config, clock, store, logger: opts.logger ?? pino({ level: 'silent' }), defaultMetrics: false });
+  const logger = opts.logger ?? pino({ level: 'silent' });
+  const muster = await startMuster({ config, clock, ...(store ? { store } : {}), logger, defaultMetrics: false });
   const d = muster.dialect<ShardingDialect>('sharding') as ShardingDialect;
   await d.ready;
   const httpBase = muster.url();
   return {
     muster,
     clock,
-    store,
+    store: store ?? muster.store,
     httpBase,
     port: muster.address().port,
     wsUrl: `${httpBase.replace(/^http/, 'ws')}/sharding`,
     dialect: () => d,
     stop: () => muster.stop(),
   };
+}
+
+export class ShardingHarness extends Harness<ShardingServer, [sharding?: Overrides, opts?: StartOptions]> {
+  /** `defaults` go under every start's own sharding settings (its key and bot token among them). */
+  constructor(readonly defaults: Overrides = {}) {
+    super('/sharding', (sharding = {}, opts = {}) => startSharding({ ...defaults, ...sharding }, opts));
+  }
+
+  get key(): string {
+    return (this.defaults.authorization as string | undefined) ?? KEY;
+  }
+
+  /** Opens a peer with `Authorization: key` (none for null); INITIALISE is left unread. */
+  connect(key: string | null = this.key): Promise<RawPeer> {
+    return this.open(key === null ? {} : { headers: { authorization: key } });
+  }
+
+  /** A CONTROL that has identified as `name` (INITIALISE and IDENTIFIED read). */
+  async control(name: string, extra: Record<string, unknown> = {}): Promise<{ peer: RawPeer; init: Frame; identified: Frame }> {
+    const c = await control(this.srv, name, extra, this.key);
+    this.track(c.peer);
+    return c;
+  }
 }
 
 export async function openPeer(srv: ShardingServer, key: string | null = KEY): Promise<RawPeer> {
@@ -80,8 +119,9 @@ export async function control(
   srv: ShardingServer,
   name: string,
   extra: Record<string, unknown> = {},
+  key: string = KEY,
 ): Promise<{ peer: RawPeer; init: Frame; identified: Frame }> {
-  const peer = await openPeer(srv);
+  const peer = await openPeer(srv, key);
   const init = await peer.next<Frame>();
   expect(init.o).toBe(5);
   peer.send({ o: 10, d: { name, ...extra } });
@@ -157,10 +197,8 @@ export async function owners(srv: ShardingServer): Promise<Array<[string | null,
   return out;
 }
 
-/** Closes peers, waits for the sockets to go, lets every window pass, and checks nothing is left. */
-export async function leakCheck(srv: ShardingServer, peers: RawPeer[]): Promise<void> {
-  for (const p of peers.splice(0)) p.close();
-  await until(() => srv.muster.transport.size === 0);
+/** With every socket gone: lets every window pass and checks nothing is left. */
+export function expectNoLeaks(srv: ShardingServer): void {
   const cfg = srv.muster.config.dialects.sharding;
   srv.clock.advance(Math.max(cfg.reconnectWindow, cfg.startupDelay, cfg.identifyTimeout) + 1);
   const s = srv.dialect().summary();

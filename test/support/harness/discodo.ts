@@ -1,12 +1,35 @@
+/**
+ * The discodo dialect's harness (`/ws`): a server with discodo on, authorized peers,
+ * the HEARTBEAT round trip, and the frames a bot forwards. Wire-level: the conformance
+ * tests use it too; `discodo(srv)` (the dialect object, for summaries) is for the
+ * integration tests only.
+ */
 import { expect } from 'vitest';
-import type { DiscodoDialect } from '../../src/dialects/discodo/dialect.js';
-import { RawPeer, type TestServer } from '../support/server.js';
-
-/** Helpers for the discodo dialect's integration tests (raw `ws` peers). */
+import type { DiscodoDialect } from '../../../src/dialects/discodo/dialect.js';
+import { RawPeer, startTestServer, type TestServer } from '../server.js';
+import { Harness, roundTripKeeping, takeUntilAnswer, withDialect, type Overrides } from './harness.js';
 
 export const PASSWORD = 'hellodiscodo';
 export const AUTH = { authorization: PASSWORD };
 export const ADMIN = { authorization: 'Bearer admin-secret-for-tests' };
+
+export class DiscodoHarness extends Harness<TestServer, [extra?: Overrides, top?: Overrides]> {
+  constructor(readonly password = PASSWORD) {
+    super('/ws', (extra = {}, top = {}) => startTestServer(withDialect('discodo', { enabled: true, password, ...extra }, top)));
+  }
+
+  /** Opens a socket with `Authorization: auth` (none for null); HELLO is left unread. */
+  connect(auth: string | null = this.password): Promise<RawPeer> {
+    return this.open({ headers: auth === null ? {} : { authorization: auth } });
+  }
+
+  /** An authorized socket with HELLO read. */
+  async hello(): Promise<RawPeer> {
+    const p = await this.connect();
+    expect((await p.next<{ op: string }>()).op).toBe('HELLO');
+    return p;
+  }
+}
 
 export function discodo(srv: TestServer): DiscodoDialect {
   return srv.muster.dialect<DiscodoDialect>('discodo') as DiscodoDialect;
@@ -14,18 +37,25 @@ export function discodo(srv: TestServer): DiscodoDialect {
 
 let rt = 0;
 
-/** A HEARTBEAT round trip: proves every frame sent before it was processed. Frames before the ACK stay queued. */
-export async function roundTrip(peer: RawPeer): Promise<void> {
+/** A HEARTBEAT round trip: returns the raw frames that arrived before its ACK (taken off the queue). */
+export function takeRoundTrip(peer: RawPeer): Promise<string[]> {
   const marker = `rt-${++rt}`;
-  peer.send({ op: 'HEARTBEAT', d: marker });
-  const want = `{"op":"HEARTBEAT_ACK","d":"${marker}"}`;
-  const skipped: string[] = [];
-  for (;;) {
-    const raw = await peer.nextRaw();
-    if (raw === want) break;
-    skipped.push(raw);
+  return takeUntilAnswer(peer, { op: 'HEARTBEAT', d: marker }, (raw) => isAck(raw, marker));
+}
+
+/** A HEARTBEAT round trip: proves every frame sent before it was processed. Frames before the ACK stay queued. */
+export function roundTrip(peer: RawPeer): Promise<void> {
+  const marker = `rt-${++rt}`;
+  return roundTripKeeping(peer, { op: 'HEARTBEAT', d: marker }, (raw) => isAck(raw, marker));
+}
+
+function isAck(raw: string, marker: string): boolean {
+  try {
+    const f = JSON.parse(raw) as { op?: unknown; d?: unknown };
+    return f.op === 'HEARTBEAT_ACK' && f.d === marker;
+  } catch {
+    return false;
   }
-  peer.frames.unshift(...skipped);
 }
 
 /**

@@ -1,17 +1,37 @@
 /**
- * Test support for the clusterio dialect: raw peers that speak the seed's frames, and
- * a validator that behaves like Clusterio's 2020 slave and control CLI: it knows only
- * the seed's types and checks every frame with additionalProperties: false (schemas
- * written out here from the 2020 link, independently of the server's).
+ * The clusterio dialect's harness (`/api/socket`): a server with clusterio on and an
+ * auth secret, raw peers with hello read, and the close check. For the integration tests
+ * it also has raw peers that speak the seed's frames, and a validator that behaves like
+ * Clusterio's 2020 slave and control CLI: it knows only the seed's types and checks every
+ * frame with additionalProperties: false (schemas written out here from the 2020 link,
+ * independently of the server's). The conformance tests keep their own 2020 client,
+ * written from the contract, and use only the wire-level part.
  */
 import { Type, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { expect } from 'vitest';
-import type { ClusterioDialect } from '../../src/dialects/clusterio/dialect.js';
-import { mintToken } from '../../src/dialects/clusterio/token.js';
-import { RawPeer, startTestServer, type TestServer } from '../support/server.js';
+import type { ClusterioDialect } from '../../../src/dialects/clusterio/dialect.js';
+import { mintToken } from '../../../src/dialects/clusterio/token.js';
+import { RawPeer, startTestServer, type TestServer } from '../server.js';
+import { Harness, withDialect, type Overrides, type PeerOptions } from './harness.js';
 
 export const SECRET = 'clusterio-secret-for-tests';
+
+export class ClusterioHarness extends Harness<TestServer, [extra?: Overrides, top?: Overrides]> {
+  constructor(readonly secret = SECRET) {
+    super('/api/socket', (extra = {}, top = {}) => startTestServer(withDialect('clusterio', { enabled: true, authSecret: secret, ...extra }, top)));
+  }
+
+  /** Opens a socket (remembered for teardown) without reading anything. */
+  connect(opts: PeerOptions = {}): Promise<RawPeer> {
+    return this.open(opts);
+  }
+
+  /** Opens a socket and reads hello. */
+  async hello(opts: PeerOptions = {}): Promise<RawPeer> {
+    return readHello(await this.open(opts));
+  }
+}
 
 export interface Frame {
   seq: number;
@@ -19,12 +39,9 @@ export interface Frame {
   data: Record<string, unknown>;
 }
 
-export async function startClusterio(extra: Record<string, unknown> = {}): Promise<TestServer> {
-  const { dialects, ...rest } = extra as { dialects?: Record<string, unknown> };
-  return startTestServer({
-    ...rest,
-    dialects: { ...(dialects ?? {}), clusterio: { enabled: true, authSecret: SECRET, ...((dialects?.clusterio as object) ?? {}) } },
-  });
+/** A server with clusterio on (`extra` is top-level config; its `dialects.clusterio` goes over the defaults). */
+export function startClusterio(extra: Overrides = {}): Promise<TestServer> {
+  return startTestServer(withDialect('clusterio', { enabled: true, authSecret: SECRET, ...((extra.dialects as Overrides | undefined)?.clusterio as Overrides | undefined) }, extra));
 }
 
 export function dialectOf(srv: TestServer): ClusterioDialect {
@@ -197,8 +214,12 @@ export function instanceConfig(id: number | string, name = 'test-inst', assigned
 }
 
 /** Opens a raw socket and reads hello. */
-export async function rawOpen(srv: TestServer, opts: ConstructorParameters<typeof RawPeer>[1] = {}): Promise<RawPeer> {
-  const p = await RawPeer.open(`${srv.wsBase}/api/socket`, opts);
+export async function rawOpen(srv: TestServer, opts: PeerOptions = {}): Promise<RawPeer> {
+  return readHello(await RawPeer.open(`${srv.wsBase}/api/socket`, opts));
+}
+
+/** Reads the server's first frame: hello, seq 1, with a version. */
+async function readHello(p: RawPeer): Promise<RawPeer> {
   const hello = JSON.parse(await p.nextRaw()) as Frame;
   expect(hello).toEqual({ seq: 1, type: 'hello', data: { version: expect.any(String) } });
   return p;
