@@ -17,7 +17,6 @@ export interface ErrorSpec {
 }
 
 export const Errors = {
-  DUPLICATE_REQUEST: { code: 'MUSTER_DUPLICATE_REQUEST', message: 'A request with this id is already pending', retryable: false },
   CONFIG_INVALID: { code: 'MUSTER_CONFIG_INVALID', message: 'The configuration is invalid', retryable: false },
   STORE_UNAVAILABLE: { code: 'MUSTER_STORE_UNAVAILABLE', message: 'The store cannot be reached', retryable: true, status: 500 },
   BAD_REQUEST: { code: 'MUSTER_BAD_REQUEST', message: 'The request is malformed', retryable: false, status: 400 },

@@ -26,7 +26,7 @@ function sources(dir: string): string[] {
 
 describe('Errors catalogue', () => {
   it('has at least the errors the core relies on', () => {
-    for (const n of ['DUPLICATE_REQUEST', 'STORE_UNAVAILABLE', 'SHUTTING_DOWN', 'INTERNAL'] as const) {
+    for (const n of ['STORE_UNAVAILABLE', 'SHUTTING_DOWN', 'INTERNAL'] as const) {
       expect(names).toContain(n);
     }
   });
@@ -79,9 +79,9 @@ describe('MusterError', () => {
   });
 
   it('appends the detail to the message', () => {
-    const e = new MusterError('DUPLICATE_REQUEST', 'req-42');
-    expect(e.message).toBe(`${Errors.DUPLICATE_REQUEST.message}: req-42`);
-    expect(String(e)).toBe(`DUPLICATE_REQUEST: ${Errors.DUPLICATE_REQUEST.message}: req-42`);
+    const e = new MusterError('NOT_FOUND', 'slave 42');
+    expect(e.message).toBe(`${Errors.NOT_FOUND.message}: slave 42`);
+    expect(String(e)).toBe(`NOT_FOUND: ${Errors.NOT_FOUND.message}: slave 42`);
   });
 
   it('ignores an empty detail', () => {
@@ -100,7 +100,7 @@ describe('MusterError', () => {
   it('has the expected retryable flags for key errors', () => {
     expect(new MusterError('STORE_UNAVAILABLE').retryable).toBe(true);
     expect(new MusterError('SHUTTING_DOWN').retryable).toBe(true);
-    expect(new MusterError('DUPLICATE_REQUEST').retryable).toBe(false);
+    expect(new MusterError('BAD_REQUEST').retryable).toBe(false);
     expect(new MusterError('UNAUTHORIZED').retryable).toBe(false);
     expect(new MusterError('CONFIG_INVALID').retryable).toBe(false);
   });
@@ -111,7 +111,7 @@ describe('isMusterError', () => {
     const e = new MusterError('STORE_UNAVAILABLE');
     expect(isMusterError(e)).toBe(true);
     expect(isMusterError(e, 'STORE_UNAVAILABLE')).toBe(true);
-    expect(isMusterError(e, 'DUPLICATE_REQUEST')).toBe(false);
+    expect(isMusterError(e, 'NOT_FOUND')).toBe(false);
   });
 
   it('rejects everything else', () => {
