@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { Presence } from './redis-presence.js';
 import { LocalBroker, type Broker, type BrokerHandler, type DeliveryEndpoint, type DeliveryTarget, type PeerHandler } from './broker.js';
 
 /**
@@ -68,18 +69,6 @@ interface Out {
   readonly payload: Buffer;
 }
 
-/** Removes a gone instance's directory entries, unless it has come back meanwhile. */
-const REAP = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local conns = redis.call('SMEMBERS', KEYS[2])
-for i = 1, #conns do
-  if redis.call('HGET', KEYS[3], conns[i]) == ARGV[1] then redis.call('HDEL', KEYS[3], conns[i]) end
-end
-redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[4], ARGV[1])
-return 1
-`;
-
 const WHERE_CACHE = 10_000;
 
 export class RedisBroker implements Broker {
@@ -92,6 +81,7 @@ export class RedisBroker implements Broker {
   readonly #local: LocalBroker;
   readonly #cmd: Redis;
   readonly #sub: Redis;
+  readonly #presence: Presence;
   /** Channels this instance wants to hear, and what each carries. */
   readonly #channels = new Map<string, Sub>();
   readonly #peers = new Set<string>();
@@ -132,6 +122,7 @@ export class RedisBroker implements Broker {
       // Reconnection errors: `#lost` logs the outage once.
       r.on('error', () => {});
     }
+    this.#presence = new Presence(this.#cmd, this.instanceId, this.#p, this.#ttl, () => this.#local.connectionIds());
     this.#sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#onMessage(channel.toString(), message));
     this.#want(this.#chan('inst', this.instanceId), { kind: 'inst' });
   }
@@ -186,14 +177,7 @@ export class RedisBroker implements Broker {
   attach(scope: string, conn: DeliveryEndpoint): void {
     this.#local.attach(scope, conn);
     this.#want(this.#chan('all', scope), { kind: 'all', scope });
-    if (this.#cmd.status === 'ready') {
-      this.#cmd
-        .multi()
-        .hset(this.#key('dir'), conn.id, this.instanceId)
-        .sadd(this.#key('conns', this.instanceId), conn.id)
-        .exec()
-        .catch(() => {});
-    }
+    if (this.#cmd.status === 'ready') this.#presence.add(conn.id);
   }
 
   detach(scope: string, connId: string): void {
@@ -205,14 +189,7 @@ export class RedisBroker implements Broker {
     this.#local.detach(scope, connId);
     for (const g of groups) if (this.#local.groupSize(scope, g) === 0) this.#unwant(this.#chan('grp', scope, g));
     if (this.#local.attached(scope) === 0) this.#unwant(this.#chan('all', scope));
-    if (this.#cmd.status === 'ready') {
-      this.#cmd
-        .multi()
-        .hdel(this.#key('dir'), connId)
-        .srem(this.#key('conns', this.instanceId), connId)
-        .exec()
-        .catch(() => {});
-    }
+    if (this.#cmd.status === 'ready') this.#presence.remove(connId);
   }
 
   join(scope: string, group: string, connId: string): void {
@@ -271,8 +248,7 @@ export class RedisBroker implements Broker {
     clearInterval(this.#beat);
     if (this.#cmd.status === 'ready') {
       try {
-        await this.#cmd.del(this.#key('alive', this.instanceId));
-        await this.#reap(this.instanceId);
+        await this.#presence.leave();
       } catch {
         // Redis went away meanwhile: the entries expire with the presence key.
       }
@@ -293,10 +269,6 @@ export class RedisBroker implements Broker {
     clearInterval(this.#beat);
     this.#cmd.disconnect();
     this.#sub.disconnect();
-  }
-
-  #key(...parts: string[]): string {
-    return this.#p + parts.join(':');
   }
 
   #chan(kind: Sub['kind'], ...parts: string[]): string {
@@ -342,7 +314,7 @@ export class RedisBroker implements Broker {
           this.#track(p);
           await p;
         }
-        await this.#register();
+        await this.#presence.register();
         const was = this.#joined;
         this.#joined = true;
         await this.#scan(true);
@@ -366,31 +338,10 @@ export class RedisBroker implements Broker {
     for (const h of [...this.#readyHandlers]) h(false);
   }
 
-  /** Presence, and this instance's connections in the directory (stale ones removed). */
-  async #register(): Promise<void> {
-    const id = this.instanceId;
-    const conns = this.#key('conns', id);
-    const dir = this.#key('dir');
-    await this.#cmd.multi().set(this.#key('alive', id), '1', 'PX', this.#ttl).sadd(this.#key('instances'), id).exec();
-    const listed = await this.#cmd.smembers(conns);
-    const here = new Set(this.#local.connectionIds());
-    const stale = listed.filter((c) => !here.has(c));
-    const m = this.#cmd.multi();
-    if (stale.length > 0) m.hdel(dir, ...stale).srem(conns, ...stale);
-    if (here.size > 0) {
-      const pairs: string[] = [];
-      for (const c of here) pairs.push(c, id);
-      m.hset(dir, ...pairs).sadd(conns, ...here);
-    }
-    await m.exec();
-  }
-
   async #heartbeat(): Promise<void> {
     if (!this.ready || this.#joining) return;
     try {
-      const res = await this.#cmd.multi().set(this.#key('alive', this.instanceId), '1', 'PX', this.#ttl).sadd(this.#key('instances'), this.instanceId).exec();
-      // Added back: another instance found this one gone (a long stall) and removed it.
-      if (res?.[1]?.[1] === 1) await this.#register();
+      await this.#presence.beat();
       await this.#scan(false);
     } catch (err) {
       this.#log?.debug({ err }, 'cluster: heartbeat failed');
@@ -399,14 +350,7 @@ export class RedisBroker implements Broker {
 
   /** Finds peers that came or went; with `all`, reports every live one `up`. */
   async #scan(all: boolean): Promise<void> {
-    const others = (await this.#cmd.smembers(this.#key('instances'))).filter((i) => i !== this.instanceId);
-    const alive = others.length > 0 ? await this.#cmd.mget(...others.map((i) => this.#key('alive', i))) : [];
-    const live = new Set<string>();
-    for (let i = 0; i < others.length; i++) {
-      const id = others[i] as string;
-      if (alive[i] !== null) live.add(id);
-      else await this.#reap(id);
-    }
+    const live = await this.#presence.live();
     if (this.#closed) return;
     for (const id of [...this.#peers]) {
       if (live.has(id)) continue;
@@ -421,10 +365,6 @@ export class RedisBroker implements Broker {
       this.#peers.add(id);
       this.#emit(id, true);
     }
-  }
-
-  async #reap(id: string): Promise<void> {
-    await this.#cmd.eval(REAP, 4, this.#key('alive', id), this.#key('conns', id), this.#key('dir'), this.#key('instances'), id);
   }
 
   #emit(id: string, up: boolean): void {
@@ -469,7 +409,7 @@ export class RedisBroker implements Broker {
       return this.#pump();
     }
     this.#lookingUp = true;
-    this.#cmd.hget(this.#key('dir'), conn).then(
+    this.#presence.lookup(conn).then(
       (inst) => {
         this.#lookingUp = false;
         if (inst === null || inst === this.instanceId) {

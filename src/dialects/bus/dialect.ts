@@ -196,6 +196,12 @@ export class BusDialect implements Dialect {
     return worldSummary(this.#rt.state);
   }
 
+  /** Whether a service (by id or name) is known here: connected here, or on another instance (cluster mode). */
+  knows(service: string): boolean {
+    const w = this.#rt.state;
+    return w.byId.has(service) || w.names.has(service);
+  }
+
   reloadSecrets(secrets: Record<string, unknown>): void {
     if (typeof secrets.token === 'string') this.#world.machine = { ...this.#world.machine, token: secrets.token };
   }
