@@ -1,8 +1,12 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RedisBroker } from '../../src/cluster/redis-broker.js';
 import type { BusDialect } from '../../src/dialects/bus/dialect.js';
 import { BUS_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
 import { startRedis, type RedisProc } from '../support/redis-proc.js';
+import { ensureBuilt, SECRETS, startServer } from '../chaos/server.js';
 
 /**
  * Cluster mode for the bus: two Muster servers ("one" and "two") on one redis-server,
@@ -192,5 +196,36 @@ describe('bus across two instances', () => {
     await redis.start();
     await up;
     expect(await ready(one)).toBe(200);
+  });
+});
+
+describe('bus across instances: a real crash', () => {
+  beforeAll(() => ensureBuilt());
+
+  it('kill -9 of the process holding a service: a request pending to it gets NO_ROUTE within the presence TTL', { timeout: 30_000 }, async () => {
+    // `one` (in process, from beforeEach) and a built server as its own process, on the same cluster.
+    const dir = mkdtempSync(join(tmpdir(), 'muster-cluster-'));
+    const proc = await startServer({
+      dataDir: join(dir, 'data'),
+      dialects: ['bus'],
+      extra: { store: { kind: 'memory' }, cluster: { redisUrl: redis.url, prefix: `bus${run}:`, presenceTtl: 1000, instanceId: 'proc' } },
+    });
+    try {
+      const a = await identify(one);
+      const peer = await RawPeer.open(`${proc.ws}/bus`);
+      peers.push(peer);
+      peer.send({ op: 1, data: { token: SECRETS.bus, name: 'bee' } });
+      const b = (await peer.next<{ data: { id: string } }>()).data.id;
+      await until(() => bus(one).knows(b));
+      a.peer.send({ op: 0, id: 'k1', event: 'ASK', expect_reply: true, intent: { target: 'DIRECT', identifier: 'bee' } });
+      expect(await peer.next()).toMatchObject({ id: 'k1', source: a.id });
+      proc.kill9();
+      await proc.exited;
+      expect(await a.peer.next(5000)).toEqual({ op: 5, id: 'k1', data: { error: 'NO_ROUTE', target: 'DIRECT', identifier: 'bee' } });
+      expect(bus(one).knows('bee')).toBe(false);
+    } finally {
+      await proc.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
