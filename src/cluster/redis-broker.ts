@@ -339,7 +339,10 @@ export class RedisBroker implements Broker {
   }
 
   async #heartbeat(): Promise<void> {
-    if (!this.ready || this.#joining) return;
+    if (this.#joining) return;
+    // A join that failed with both connections up is not retried by a 'ready' event: here it is.
+    if (!this.#joined) return void (await this.#join());
+    if (!this.ready) return;
     try {
       await this.#presence.beat();
       await this.#scan(false);
