@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { LocalBroker, type Broker } from './cluster/broker.js';
+import { registerBrokerMetrics } from './cluster/metrics.js';
+import { RedisBroker } from './cluster/redis-broker.js';
 import { SystemClock, type Clock } from './core/clock.js';
 import type { Dialect } from './core/dialect.js';
 import { CoreMetrics } from './core/metrics.js';
@@ -27,6 +29,7 @@ export interface MusterOptions {
   clock?: Clock;
   logger?: Logger;
   store?: Store;
+  /** Default: a RedisBroker when the config names a cluster Redis (see `clusterRedisUrl`), else a LocalBroker. */
   broker?: Broker;
   /** Collect Node's default process metrics (off in tests that build many servers). */
   defaultMetrics?: boolean;
@@ -38,6 +41,7 @@ export interface Muster {
   readonly config: MusterConfig;
   readonly scheduler: Scheduler;
   readonly store: Store;
+  readonly broker: Broker;
   readonly metrics: CoreMetrics;
   readonly dialects: readonly Dialect[];
   readonly http: FastifyInstance;
@@ -64,15 +68,29 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     }
   }
   const store = opts.store ?? createStore({ kind: storeKind(config), dataDir: config.dataDir, now: () => clock.now() });
-  const broker = opts.broker ?? new LocalBroker();
+  const redisUrl = clusterRedisUrl(config);
+  const broker =
+    opts.broker ??
+    (redisUrl !== undefined
+      ? new RedisBroker({
+          url: redisUrl,
+          prefix: config.cluster.prefix,
+          presenceTtl: config.cluster.presenceTtl,
+          ...(config.cluster.instanceId !== undefined ? { instanceId: config.cluster.instanceId } : {}),
+          logger,
+        })
+      : new LocalBroker());
   const metrics = new CoreMetrics({
     defaultMetrics: opts.defaultMetrics ?? true,
     ...(opts.logLinesDropped ? { logLinesDropped: opts.logLinesDropped } : {}),
   });
+  if (broker instanceof RedisBroker) registerBrokerMetrics(metrics.registry, broker);
   const adminToken = (): string => config.admin.token ?? '';
 
   const ctx = { scheduler, store, broker, logger, registry: metrics.registry };
   const dialects = buildDialects(config, ctx, { secretEquals: constantTimeEqual });
+  // Joins the cluster now that the dialects have subscribed to what they hear from it.
+  await broker.start();
 
   const https = config.tls ? { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } : undefined;
   const http = await buildHttpApp({
@@ -88,9 +106,16 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     https,
     timeouts: config.http,
     failedAuthPerIpPerMinute: () => config.admin.failedAuthPerIpPerMinute,
+    clusterReady: broker.kind === 'local' ? undefined : () => broker.ready,
   });
   const transport = new Transport({ server: http.server, dialects, limits: config.limits, scheduler, metrics, logger, secrets: () => secretValues(config) });
-  await http.listen({ host: config.listen.host, port: config.listen.port });
+  try {
+    await http.listen({ host: config.listen.host, port: config.listen.port });
+  } catch (err) {
+    // Leave the cluster this start joined (its connections would keep the process alive).
+    if (!opts.broker) await broker.close();
+    throw err;
+  }
   const addr = http.server.address() as AddressInfo;
   const scheme = https ? 'https' : 'http';
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
@@ -104,6 +129,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     },
     scheduler,
     store,
+    broker,
     metrics,
     dialects,
     http,
@@ -147,6 +173,11 @@ function secretValues(config: MusterConfig): string[] {
   walk(config.admin.token);
   for (const d of Object.keys(config.dialects)) walk(dialectSecrets(config, d));
   return out;
+}
+
+/** Cluster mode's Redis: `cluster.redisUrl`, or the store's URL when the store is Redis. */
+export function clusterRedisUrl(config: MusterConfig): string | undefined {
+  return config.cluster.redisUrl ?? (config.store.kind === 'redis' ? config.store.url : undefined);
 }
 
 function storeKind(config: MusterConfig): 'memory' | 'sqlite' {

@@ -10,8 +10,9 @@
  *   dialect knowing which broker runs.
  *
  * Deliveries are scoped by dialect (a group "jobs" of one dialect is not another's).
- * The in-process broker is the only one for now: it calls local connections directly,
- * with no serialisation; a Redis broker comes with cluster mode.
+ * The in-process broker (here) calls local connections directly, with no serialisation;
+ * the Redis broker (redis-broker.ts, cluster mode) does the same for local connections
+ * and carries the rest over Redis pub/sub.
  */
 export type BrokerHandler = (message: Buffer, topic: string) => void;
 
@@ -27,16 +28,32 @@ export interface RequesterRef {
   readonly conn: string;
 }
 
+/**
+ * `local`: only the connections on this instance (a dialect that carries the frame to
+ * other instances itself, e.g. with what it must know there).
+ */
 export type DeliveryTarget =
   | { readonly to: 'conn'; readonly conn: string }
-  | { readonly to: 'group'; readonly group: string; readonly except?: string }
-  | { readonly to: 'all'; readonly except?: string }
+  | { readonly to: 'group'; readonly group: string; readonly except?: string; readonly local?: boolean }
+  | { readonly to: 'all'; readonly except?: string; readonly local?: boolean }
   | { readonly to: 'requester'; readonly requester: RequesterRef };
+
+/** Another instance came up (or was seen again after an outage: `up` again) or went away. */
+export type PeerHandler = (instance: string, up: boolean) => void;
 
 export interface Broker {
   readonly kind: string;
   /** A stable id of this instance, used to tell local from remote deliveries. */
   readonly instanceId: string;
+  /** Whether remote deliveries can go out now (for /readyz); a local broker always can. */
+  readonly ready: boolean;
+  /** Joins the cluster once every subscription made so far is in place (no-op locally). */
+  start(): Promise<void>;
+  /**
+   * Other instances coming and going. A local broker has none. After an outage of its
+   * own, a broker reports every live peer `up` again (what it missed meanwhile is lost).
+   */
+  onPeer(handler: PeerHandler): () => void;
   publish(topic: string, message: Buffer): void;
   /** Returns a function that unsubscribes. */
   subscribe(topic: string, handler: BrokerHandler): () => void;
@@ -61,11 +78,18 @@ interface Scope {
 export class LocalBroker implements Broker {
   readonly kind = 'local';
   readonly instanceId: string;
+  readonly ready = true;
   readonly #subs = new Map<string, Set<BrokerHandler>>();
   readonly #scopes = new Map<string, Scope>();
 
   constructor(instanceId = 'local') {
     this.instanceId = instanceId;
+  }
+
+  async start(): Promise<void> {}
+
+  onPeer(_handler: PeerHandler): () => void {
+    return () => {};
   }
 
   publish(topic: string, message: Buffer): void {
@@ -87,6 +111,15 @@ export class LocalBroker implements Broker {
       s.delete(handler);
       if (s.size === 0) this.#subs.delete(topic);
     };
+  }
+
+  hasSubscribers(topic: string): boolean {
+    return this.#subs.has(topic);
+  }
+
+  /** Whether `connId` is attached in `scope` here. */
+  has(scope: string, connId: string): boolean {
+    return this.#scopes.get(scope)?.conns.has(connId) === true;
   }
 
   get topicCount(): number {
@@ -173,6 +206,23 @@ export class LocalBroker implements Broker {
         throw new Error(`unknown delivery target ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  /** Members of `group` in `scope` here. */
+  groupSize(scope: string, group: string): number {
+    return this.#scopes.get(scope)?.groups.get(group)?.size ?? 0;
+  }
+
+  /** The groups `connId` is in. */
+  groupsOf(scope: string, connId: string): string[] {
+    return [...(this.#scopes.get(scope)?.memberOf.get(connId) ?? [])];
+  }
+
+  /** Every attached connection's id, in every scope. */
+  connectionIds(): string[] {
+    const out: string[] = [];
+    for (const s of this.#scopes.values()) out.push(...s.conns.keys());
+    return out;
   }
 
   /** Connections attached in `scope` (for leak checks). */

@@ -39,6 +39,21 @@ export const StoreSchema = Section({
   prefix: Type.String({ default: 'muster:', [ExpectedKey]: 'a string' }),
 });
 
+/**
+ * Cluster mode's message side (docs/architecture.md, "The Redis broker"): with a Redis
+ * URL here (or `store.kind: redis` and its `store.url`), deliveries to peers on other
+ * instances go over Redis pub/sub.
+ */
+export const ClusterSchema = Section({
+  redisUrl: Type.Optional(Str()),
+  /** Prefix of the broker's Redis keys and channels. */
+  prefix: Type.String({ default: 'muster:', [ExpectedKey]: 'a string' }),
+  /** How long an instance that stopped heartbeating is still counted in; its peers drop its connections after. */
+  presenceTtl: Duration(15_000, 1_000),
+  /** This instance's id in the cluster (default: a new random one per start). */
+  instanceId: Type.Optional(Str()),
+});
+
 export const AdminSchema = Section({
   token: Secret(),
   /** Wrong or missing admin tokens from one IP in a minute before it gets 429 (docs: README, "Admin API"). */
@@ -117,6 +132,7 @@ export const MusterConfigSchema = Type.Object(
     listen: ListenSchema,
     dataDir: Str('./muster-data'),
     store: StoreSchema,
+    cluster: ClusterSchema,
     admin: AdminSchema,
     tls: Type.Optional(TlsSchema),
     limits: LimitsSchema,
@@ -137,6 +153,7 @@ export type ListenConfig = StaticDecode<typeof ListenSchema>;
 export type StoreConfig = StaticDecode<typeof StoreSchema>;
 export type StoreKind = StoreConfig['kind'];
 export type AdminConfig = StaticDecode<typeof AdminSchema>;
+export type ClusterConfig = StaticDecode<typeof ClusterSchema>;
 export type TlsConfig = StaticDecode<typeof TlsSchema>;
 export type LimitsConfig = StaticDecode<typeof LimitsSchema>;
 export type HttpConfig = StaticDecode<typeof HttpSchema>;

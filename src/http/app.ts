@@ -33,6 +33,8 @@ export interface HttpAppOptions {
   timeouts?: HttpTimeouts | undefined;
   /** Config `admin.failedAuthPerIpPerMinute` (it can change on SIGHUP). */
   failedAuthPerIpPerMinute?: (() => number) | undefined;
+  /** Cluster mode: whether this instance has joined its peers over Redis (for /readyz). */
+  clusterReady?: (() => boolean) | undefined;
 }
 
 export interface HttpTimeouts {
@@ -125,6 +127,9 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   app.get('/readyz', async (_req, reply) => {
     try {
       await opts.store.ping();
+      if (opts.clusterReady && !opts.clusterReady()) {
+        return await reply.code(503).send({ status: 'unavailable', error: 'cluster: not joined over Redis (unreachable, or joining)' });
+      }
       return { status: 'ready' };
     } catch (err) {
       return reply.code(503).send({ status: 'unavailable', error: (err as Error).message });

@@ -6,7 +6,8 @@ import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { BatchedHistogram } from '../../core/batched-histogram.js';
 import { CloseCode } from '../../core/errors.js';
 import { busCloseCodes, closeCodeFor, DisconnectReason, encode } from '../../protocols/bus/messages.js';
-import { initialWorld, step, timerId, worldSummary, type BusEffect, type BusWorld, type BusWorldConfig, type TimerKey, type WorldEvent } from './world.js';
+import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
+import { initialWorld, remoteCount, step, timerId, worldSummary, type BusEffect, type BusWorld, type BusWorldConfig, type TimerKey, type WorldEvent } from './world.js';
 
 export interface BusDialectConfig {
   path: string;
@@ -51,7 +52,9 @@ class Socket implements ConnectionHandler {
 /**
  * The bus dialect's glue on the core runtime: the pure world (world.ts) routes EVENTs,
  * keeps groups and pending requests; every frame for another connection goes out through
- * the Broker (`deliver`), and services join their groups there.
+ * the Broker (`deliver`), and services join their groups there. What the world tells the
+ * bus on other instances (world-cluster.ts) goes out on Broker topics, and comes in from
+ * them, with the Broker's peer reports, as events. With one process nobody else listens.
  */
 export class BusDialect implements Dialect {
   readonly name = 'bus';
@@ -64,6 +67,8 @@ export class BusDialect implements Dialect {
   readonly #world: BusWorldConfig;
   readonly #rt: DialectRuntime<BusWorld, WorldEvent, TimerKey, BusEffect, string | Buffer>;
   readonly #conns = new Map<string, Connection>();
+  /** Undoes the topic subscriptions and the peer listener. */
+  readonly #unhook: Array<() => void> = [];
   /** True while a frame is being handled (a receiver cut meanwhile was cut by that frame's delivery). */
   #busy = false;
   readonly #m: {
@@ -116,13 +121,25 @@ export class BusDialect implements Dialect {
       peerLogRate: { perSecond: 0.1, burst: 1 },
     });
     const state = this.#rt.state;
+    const here = ctx.broker.instanceId;
+    const fromCluster = (m: Buffer): void => {
+      const d = decodeClusterMsg(m);
+      // Its own broadcasts come back to it: only the others' are news.
+      if (!d || d.from === here) return;
+      this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from: d.from, msg: d.msg });
+    };
+    this.#unhook.push(
+      ctx.broker.subscribe(CLUSTER_TOPIC, fromCluster),
+      ctx.broker.subscribe(instanceTopic(here), fromCluster),
+      ctx.broker.onPeer((instance, up) => this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up })),
+    );
     const registers = [ctx.registry];
     new Gauge({
       name: 'muster_bus_services',
-      help: 'Identified bus services',
+      help: 'Identified bus services on this instance',
       registers,
       collect() {
-        this.set(state.byId.size);
+        this.set(state.byId.size - remoteCount(state));
       },
     });
     this.#m = {
@@ -178,6 +195,12 @@ export class BusDialect implements Dialect {
   /** Live counts, for leak checks and `muster status`. */
   summary(): { services: number; connections: number; groups: number; pendingRequests: number } {
     return worldSummary(this.#rt.state);
+  }
+
+  /** Whether a service (by id or name) is known here: connected here, or on another instance (cluster mode). */
+  knows(service: string): boolean {
+    const w = this.#rt.state;
+    return w.byId.has(service) || w.names.has(service);
   }
 
   reloadSecrets(secrets: Record<string, unknown>): void {
@@ -286,6 +309,7 @@ export class BusDialect implements Dialect {
 
   stop(): void {
     this.#rt.feed({ type: 'shutdown', now: this.#ctx.scheduler.now() });
+    for (const off of this.#unhook.splice(0)) off();
   }
 
   #effect(e: BusEffect): void {
@@ -317,6 +341,11 @@ export class BusDialect implements Dialect {
       case 'observe':
         this.#m.requestDuration.observeOne(e.outcome, e.seconds);
         return;
+      case 'cluster': {
+        const b = this.#ctx.broker;
+        b.publish(e.to === null ? CLUSTER_TOPIC : instanceTopic(e.to), encodeClusterMsg(b.instanceId, e.msg));
+        return;
+      }
       default:
         assertNever(e, 'bus effect');
     }

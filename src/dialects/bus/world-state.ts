@@ -32,6 +32,11 @@ export interface BusWorldConfig {
 
 export interface Service {
   readonly conn: string;
+  /**
+   * Where it is connected: undefined for this instance; otherwise another instance's id,
+   * and this entry is a replica of a service there (cluster mode; see world-cluster.ts).
+   */
+  readonly instance: string | undefined;
   state: ConnState;
   readonly headerToken: string | undefined;
   name: string | undefined;
@@ -71,6 +76,12 @@ export interface Request {
   readonly deadline: number;
   /** The event as the requester named its target (for NO_ROUTE). */
   readonly target: 'GLOBAL' | 'GROUP' | 'DIRECT';
+  /**
+   * Set when the requester is on another instance (this id): this entry only records which
+   * services here were asked, so that their REPLYs go back there. The requester's own
+   * instance keeps the request proper (its timeout, REPLY_END).
+   */
+  readonly origin: string | undefined;
 }
 
 export type TimerKey = 'identify' | 'requests' | 'heartbeat';
@@ -94,6 +105,8 @@ export interface BusWorld {
   readonly routed: Record<'GLOBAL' | 'GROUP' | 'DIRECT', number>;
   /** The request the frame being handled created (a receiver cut while it is delivered was never asked). */
   routing: Request | undefined;
+  /** Replicas of services on other instances, by instance (cluster mode). */
+  readonly remote: Map<string, Set<string>>;
 }
 
 export function initialWorld(): BusWorld {
@@ -109,6 +122,7 @@ export function initialWorld(): BusWorld {
     armed: { identify: null, requests: null, heartbeat: null },
     routed: { GLOBAL: 0, GROUP: 0, DIRECT: 0 },
     routing: undefined,
+    remote: new Map(),
   };
 }
 
@@ -122,6 +136,10 @@ export type WorldEvent =
   | { readonly type: 'kick'; readonly now: number; readonly conn: string }
   | { readonly type: 'goodbye'; readonly now: number; readonly conn: string }
   | { readonly type: 'shutdown'; readonly now: number }
+  /** A message from the bus on another instance (cluster mode). */
+  | { readonly type: 'remote'; readonly now: number; readonly from: string; readonly msg: ClusterMsg }
+  /** Another instance came up (or was seen again) or went away. */
+  | { readonly type: 'peer'; readonly now: number; readonly instance: string; readonly up: boolean }
   | TimerEvent<TimerKey>;
 
 /** The bus's own effects; the dialect's glue runs them. */
@@ -132,7 +150,45 @@ export type BusEffect =
   | { readonly type: 'why'; readonly conn: string; readonly why: GoneWhy }
   | { readonly type: 'phase'; readonly conn: string; readonly from: string; readonly to: string }
   | { readonly type: 'count'; readonly metric: 'noRoute' | 'rateLimited' | 'repliesDropped' }
-  | { readonly type: 'observe'; readonly outcome: 'complete' | 'timeout' | 'gone'; readonly seconds: number };
+  | { readonly type: 'observe'; readonly outcome: 'complete' | 'timeout' | 'gone'; readonly seconds: number }
+  /** A message for the bus on instance `to`, or (`to: null`) on every other instance. */
+  | { readonly type: 'cluster'; readonly to: string | null; readonly msg: ClusterMsg };
+
+/** A service as its instance announces it to the others. */
+export interface ServiceInfo {
+  readonly id: string;
+  readonly name?: string | undefined;
+  readonly groups: readonly string[];
+}
+
+/**
+ * What the bus on one instance tells the bus on another (cluster mode). Frames are the
+ * relayed bytes (with `source`), as they go to the receiving service.
+ */
+export type ClusterMsg =
+  /** A service identified here / left here. */
+  | { readonly t: 'up'; readonly svc: ServiceInfo }
+  | { readonly t: 'down'; readonly id: string }
+  /** Every service here (replaces what the receiver held of this instance); `ask`: send yours back. */
+  | { readonly t: 'sync'; readonly services: readonly ServiceInfo[]; readonly ask: boolean }
+  /** `requester` asks the receiver's services `to` (request `id`): deliver `frame`, send their REPLYs back. */
+  | { readonly t: 'ask'; readonly requester: string; readonly id: string; readonly to: readonly string[]; readonly collect: boolean; readonly frame: Buffer }
+  /** `svc`, asked by `requester` (request `id`), answered with `frame`. */
+  | { readonly t: 'reply'; readonly svc: string; readonly requester: string; readonly id: string; readonly frame: Buffer }
+  /** `svc`, asked by `requester` (request `id`), has gone (or was not there) before answering. */
+  | { readonly t: 'gone'; readonly svc: string; readonly requester: string; readonly id: string };
 
 /** Relayed frames are the sender's bytes with `source` spliced in (see `relayed`). */
 export type Eff = CoreEffect<TimerKey, string | Buffer> | BusEffect;
+
+/** Counts on this instance (replicas of services elsewhere not included but in `groups`). */
+export function worldSummary(w: BusWorld): { services: number; connections: number; groups: number; pendingRequests: number } {
+  return { services: w.byId.size - remoteCount(w), connections: w.services.size, groups: w.groups.size, pendingRequests: w.pending.size };
+}
+
+/** Replicas of services on other instances. */
+export function remoteCount(w: BusWorld): number {
+  let n = 0;
+  for (const ids of w.remote.values()) n += ids.size;
+  return n;
+}

@@ -1,6 +1,8 @@
 /**
  * The bus world's step: routing (GLOBAL/GROUP/DIRECT), groups, pending requests and
- * who was asked what, as a pure function over the state in world-state.ts.
+ * who was asked what, as a pure function over the state in world-state.ts. Services on
+ * other instances (cluster mode) are replicas in the same maps; world-cluster.ts keeps
+ * them and carries requests and replies across.
  */
 import { CloseCode } from '../../core/errors.js';
 import type { Stepped } from '../../core/runtime.js';
@@ -9,11 +11,12 @@ import {
   DisconnectReason,
   encode,
   ReplyError,
-  withSource,
   type BusMessage,
   type IdentifyData,
 } from '../../protocols/bus/messages.js';
 import { initialState, step as machineStep, type ConnState } from './machine.js';
+import { relayed } from './relay.js';
+import { askRemote, info, onPeer, onRemote } from './world-cluster.js';
 import type { BusEffect, BusWorld, BusWorldConfig, Eff, Request, Service, TimerKey, WorldEvent } from './world-state.js';
 
 export * from './world-state.js';
@@ -35,6 +38,7 @@ export function step(w: BusWorld, ev: WorldEvent, cfg: BusWorldConfig): Stepped<
     case 'open': {
       w.services.set(ev.conn, {
         conn: ev.conn,
+        instance: undefined,
         state: initialState,
         headerToken: ev.headerToken,
         name: undefined,
@@ -94,8 +98,14 @@ export function step(w: BusWorld, ev: WorldEvent, cfg: BusWorldConfig): Stepped<
       break;
     }
     case 'shutdown':
-      for (const r of w.pending.values()) out.push({ type: 'close', conn: r.requester, code: CloseCode.GOING_AWAY, reason: DisconnectReason.SHUTTING_DOWN });
+      for (const r of w.pending.values()) if (r.origin === undefined) out.push({ type: 'close', conn: r.requester, code: CloseCode.GOING_AWAY, reason: DisconnectReason.SHUTTING_DOWN });
       w.pending.clear();
+      break;
+    case 'remote':
+      onRemote(w, ev.from, ev.msg, cfg, out);
+      break;
+    case 'peer':
+      onPeer(w, ev.instance, ev.up, out);
       break;
     case 'timer':
       onTimer(w, ev.key, ev.now, cfg, out);
@@ -214,6 +224,7 @@ function register(w: BusWorld, svc: Service, data: IdentifyData, cfg: BusWorldCo
   svc.groups = groups;
   out.push({ type: 'identified', conn: svc.conn, identity: svc.name ?? svc.conn });
   out.push({ type: 'enlist', conn: svc.conn, on: true });
+  out.push({ type: 'cluster', to: null, msg: { t: 'up', svc: info(svc) } });
   for (const g of groups) {
     let members = w.groups.get(g);
     if (!members) w.groups.set(g, (members = new Set()));
@@ -227,29 +238,8 @@ function register(w: BusWorld, svc: Service, data: IdentifyData, cfg: BusWorldCo
   arm(w, out, 'heartbeat', at);
 }
 
-function resolve(w: BusWorld, identifier: string): Service | undefined {
+export function resolve(w: BusWorld, identifier: string): Service | undefined {
   return w.byId.get(identifier) ?? w.names.get(identifier);
-}
-
-/**
- * The frame to relay: the sender's bytes with `"source":"<id>"` spliced in before the
- * closing brace. Same result as `Buffer.from(withSource(raw, id))`, but one copy of
- * the bytes instead of slicing, concatenating and re-encoding the text (that was
- * about 3% of the server's CPU per hop in the bench's P1 profile). The socket layer
- * has checked the text is UTF-8 and decode() that it is one JSON object, so the last
- * "}" is the closing brace and only JSON whitespace can precede it.
- */
-function relayed(svc: Service, raw: string, bytes: Buffer | undefined): Buffer {
-  if (!bytes) return Buffer.from(withSource(raw, svc.conn));
-  const tail = (svc.sourceTail ??= Buffer.from(`"source":${JSON.stringify(svc.conn)}}`));
-  let head = bytes.lastIndexOf(0x7d);
-  while (head > 0 && isJsonSpace(bytes[head - 1] as number)) head--;
-  const comma = bytes[head - 1] === 0x7b ? 0 : 1;
-  const buf = Buffer.allocUnsafe(head + comma + tail.length);
-  bytes.copy(buf, 0, 0, head);
-  if (comma) buf[head] = 0x2c;
-  tail.copy(buf, head + comma);
-  return buf;
 }
 
 function route(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 0 }>, cfg: BusWorldConfig, out: Eff[], bytes: Buffer | undefined): void {
@@ -283,8 +273,10 @@ function route(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 0 }>, c
   if (intent.target === 'DIRECT') {
     const to = resolve(w, intent.identifier as string);
     if (!to) return noRoute(svc.conn, msg.id, intent.target, intent.identifier, out);
-    out.push({ type: 'deliver', target: { to: 'conn', conn: to.conn }, frame: relayed(svc, msg.raw, bytes) });
     if (asks) recipients = new Set([to.conn]);
+    // A request to another instance goes with what that instance must know (askRemote).
+    if (to.instance === undefined) out.push({ type: 'deliver', target: { to: 'conn', conn: to.conn }, frame: relayed(svc, msg.raw, bytes) });
+    else if (!asks) out.push({ type: 'deliver', target: { to: 'requester', requester: { instance: to.instance, conn: to.conn } }, frame: relayed(svc, msg.raw, bytes) });
   } else {
     const except = intent.self ? undefined : svc.conn;
     if (intent.target === 'GROUP') {
@@ -292,13 +284,16 @@ function route(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 0 }>, c
       const members = w.groups.get(group);
       const n = members ? members.size - (except !== undefined && members.has(except) ? 1 : 0) : 0;
       if (!members || n === 0) return noRoute(svc.conn, msg.id, intent.target, intent.identifier, out);
-      out.push({ type: 'deliver', target: except === undefined ? { to: 'group', group } : { to: 'group', group, except }, frame: relayed(svc, msg.raw, bytes) });
+      // A request to a group with members elsewhere reaches those through askRemote.
+      const local = asks && w.remote.size > 0 ? { local: true } : {};
+      out.push({ type: 'deliver', target: except === undefined ? { to: 'group', group, ...local } : { to: 'group', group, except, ...local }, frame: relayed(svc, msg.raw, bytes) });
       if (asks) {
         recipients = new Set(members);
         if (except !== undefined) recipients.delete(except);
       }
     } else if (w.byId.size - (except !== undefined && w.byId.has(except) ? 1 : 0) > 0) {
-      out.push({ type: 'deliver', target: except === undefined ? { to: 'all' } : { to: 'all', except }, frame: relayed(svc, msg.raw, bytes) });
+      const local = asks && w.remote.size > 0 ? { local: true } : {};
+      out.push({ type: 'deliver', target: except === undefined ? { to: 'all', ...local } : { to: 'all', except, ...local }, frame: relayed(svc, msg.raw, bytes) });
       if (asks) {
         recipients = new Set(w.byId.keys());
         if (except !== undefined) recipients.delete(except);
@@ -337,18 +332,25 @@ function route(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 0 }>, c
     startedAt: w.now,
     deadline: w.now + Math.max(0, cfg.requestTimeout),
     target: intent.target,
+    origin: undefined,
   };
-  w.pending.set(key, r);
+  track(w, r, out);
+  if (w.remote.size > 0) askRemote(w, r, relayed(svc, msg.raw, bytes), out);
+  w.routing = r;
+}
+
+/** Makes `r` pending, with its timeout, and indexes it in every recipient's `asked`. */
+export function track(w: BusWorld, r: Request, out: Eff[]): void {
+  w.pending.set(r.key, r);
   arm(w, out, 'requests', r.deadline);
-  for (const rid of recipients) {
+  for (const rid of r.recipients) {
     const to = w.byId.get(rid);
     if (!to) continue;
     const asked = (to.asked ??= new Map());
-    const list = asked.get(msg.id);
+    const list = asked.get(r.id);
     if (list) list.push(r);
-    else asked.set(msg.id, [r]);
+    else asked.set(r.id, [r]);
   }
-  w.routing = r;
 }
 
 /** A receiver was cut while the request was being delivered: it was never asked. */
@@ -359,7 +361,7 @@ function notDelivered(r: Request, svc: Service): void {
 }
 
 /** Forgets a finished request in every recipient's `asked` index. */
-function unindex(w: BusWorld, r: Request): void {
+export function unindex(w: BusWorld, r: Request): void {
   for (const rid of r.recipients) {
     if (r.replied.has(rid) || r.gone?.has(rid)) continue;
     const to = w.byId.get(rid);
@@ -389,18 +391,26 @@ function reply(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 5 }>, o
     const named = resolve(w, msg.to);
     if (named) r = list.find((e) => e.requester === named.conn) ?? r;
   }
-  dropAsked(svc, msg.id, r);
+  answered(w, svc, r, relayed(svc, msg.raw, bytes), out);
+}
+
+/** `svc` answered `r` with `frame`: to the requester (here, or back to its instance). */
+export function answered(w: BusWorld, svc: Service, r: Request, frame: Buffer, out: Eff[]): void {
+  dropAsked(svc, r.id, r);
   r.replied.add(svc.conn);
-  out.push({ type: 'deliver', target: { to: 'conn', conn: r.requester }, frame: relayed(svc, msg.raw, bytes) });
+  if (r.origin !== undefined) out.push({ type: 'cluster', to: r.origin, msg: { t: 'reply', svc: svc.conn, requester: r.requester, id: r.id, frame } });
+  else out.push({ type: 'deliver', target: { to: 'conn', conn: r.requester }, frame });
   if (r.replied.size >= r.expected) finish(w, r, 'complete', out);
   else if (r.replied.size + (r.gone?.size ?? 0) >= r.recipients.size) finish(w, r, 'gone', out);
 }
 
 /** Ends a request before its deadline: every expected reply came, or nobody is left to answer. */
-function finish(w: BusWorld, r: Request, outcome: 'complete' | 'gone', out: Eff[]): void {
+export function finish(w: BusWorld, r: Request, outcome: 'complete' | 'gone', out: Eff[]): void {
   w.pending.delete(r.key);
   if (w.routing === r) w.routing = undefined;
   unindex(w, r);
+  // Another instance's request: its own instance answers the requester.
+  if (r.origin !== undefined) return;
   out.push({ type: 'observe', outcome, seconds: (w.now - r.startedAt) / 1000 });
   if (r.collect) out.push({ type: 'send', conn: r.requester, frame: encode.replyEnd(r.id, r.replied.size, r.expected, missing(r)) });
   else if (outcome === 'gone') {
@@ -415,6 +425,7 @@ function missing(r: Request): string[] {
 
 function expire(w: BusWorld, r: Request, out: Eff[]): void {
   unindex(w, r);
+  if (r.origin !== undefined) return;
   out.push({ type: 'observe', outcome: 'timeout', seconds: (w.now - r.startedAt) / 1000 });
   if (r.collect) out.push({ type: 'send', conn: r.requester, frame: encode.replyEnd(r.id, r.replied.size, r.expected, missing(r)) });
   else out.push({ type: 'send', conn: r.requester, frame: encode.replyError(r.id, ReplyError.TIMEOUT) });
@@ -424,12 +435,13 @@ function expire(w: BusWorld, r: Request, out: Eff[]): void {
  * A recipient left: a DIRECT request to it is answered NO_ROUTE at once; a collection
  * ends at once (REPLY_END) when nobody who could still answer is left.
  */
-function recipientGone(w: BusWorld, svc: Service, out: Eff[]): void {
+export function recipientGone(w: BusWorld, svc: Service, out: Eff[]): void {
   if (!svc.asked) return;
   for (const list of svc.asked.values()) {
     for (const r of list) {
       const gone = (r.gone ??= new Set());
       gone.add(svc.conn);
+      if (r.origin !== undefined) out.push({ type: 'cluster', to: r.origin, msg: { t: 'gone', svc: svc.conn, requester: r.requester, id: r.id } });
       if (!r.collect || r.replied.size + gone.size >= r.recipients.size) finish(w, r, 'gone', out);
     }
   }
@@ -443,6 +455,12 @@ function unregister(w: BusWorld, svc: Service, out: Eff[]): void {
   svc.identified = false;
   // Off the Broker: no more deliveries, and out of every group there too.
   out.push({ type: 'enlist', conn: svc.conn, on: false });
+  out.push({ type: 'cluster', to: null, msg: { t: 'down', id: svc.conn } });
+  forget(w, svc, out);
+}
+
+/** Removes an identified service (here, or a replica) from groups, names, requests. */
+export function forget(w: BusWorld, svc: Service, out: Eff[]): void {
   for (const g of svc.groups ?? []) {
     const members = w.groups.get(g);
     if (members) {
@@ -462,7 +480,7 @@ function unregister(w: BusWorld, svc: Service, out: Eff[]): void {
 }
 
 /** Removes one request from a service's `asked` index. */
-function dropAsked(svc: Service, id: string, r: Request): void {
+export function dropAsked(svc: Service, id: string, r: Request): void {
   const list = svc.asked?.get(id);
   if (!list) return;
   if (list.length === 1 && list[0] === r) {
@@ -472,13 +490,4 @@ function dropAsked(svc: Service, id: string, r: Request): void {
   const i = list.indexOf(r);
   if (i >= 0) list.splice(i, 1);
   if (list.length === 0) svc.asked?.delete(id);
-}
-
-/** JSON's insignificant whitespace: space, tab, line feed, carriage return. */
-function isJsonSpace(b: number): boolean {
-  return b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
-}
-
-export function worldSummary(w: BusWorld): { services: number; connections: number; groups: number; pendingRequests: number } {
-  return { services: w.byId.size, connections: w.services.size, groups: w.groups.size, pendingRequests: w.pending.size };
 }
