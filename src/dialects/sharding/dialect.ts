@@ -23,7 +23,7 @@ import {
 } from './machine.js';
 import { budgetRemaining } from './identify-queue.js';
 import { ShardingEdge } from './edge.js';
-import { ShardingLeader, type ShardingEffect } from './leader.js';
+import { NOT_LEADER, ShardingLeader, type ShardingEffect } from './leader.js';
 
 export { STORE_NS } from './leader.js';
 
@@ -270,6 +270,7 @@ export class ShardingDialect implements Dialect {
         },
         handler: async () => {
           await this.#leader.ready;
+          if (!this.#leader.isLeader) return NOT_LEADER;
           return { body: fleetView(this.#leader.state, this.#cfg, this.#now()) };
         },
       },
@@ -284,6 +285,7 @@ export class ShardingDialect implements Dialect {
         },
         handler: async () => {
           await this.#leader.ready;
+          if (!this.#leader.isLeader) return NOT_LEADER;
           return { body: shardsView(this.#leader.state) };
         },
       },
@@ -295,6 +297,7 @@ export class ShardingDialect implements Dialect {
         response: controlSchema,
         handler: async (req) => {
           await this.#leader.ready;
+          if (!this.#leader.isLeader) return NOT_LEADER;
           const rec = this.#leader.state.controls.get(req.params.name ?? '');
           if (!rec) return { status: 404, body: { error: 'NOT_FOUND', message: `no CONTROL named "${req.params.name ?? ''}"` } };
           const view = JSON.stringify({ ...controlView(this.#leader.state, rec), infoAt: rec.infoAt, connected: rec.conn !== null });

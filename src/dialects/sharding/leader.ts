@@ -14,7 +14,8 @@
  *   leader exists ends the term at once;
  * - deposed: stops issuing orders at once (the proxies drop every frame and close),
  *   unsubscribes and stops its timers. Every order carries the token, so an edge that
- *   has heard a newer leader drops a paused old leader's orders too.
+ *   has heard a newer leader drops a paused old leader's orders too; and a leader that
+ *   hears a newer one's hello steps down.
  */
 import type { Logger } from 'pino';
 import type { Broker } from '../../cluster/broker.js';
@@ -34,7 +35,8 @@ const PEER_LOG_RATE = { perSecond: 1, burst: 5 };
 /** The machine's own effects (beside the core ones): metrics. */
 export type ShardingEffect = Extract<Effect, { type: 'failover' | 'grant' }>;
 
-const NOT_LEADER: AdminAnswer = {
+/** The admin API's answer on an instance that does not lead (cluster mode). */
+export const NOT_LEADER: AdminAnswer = {
   status: 503,
   body: { error: 'NOT_LEADER', message: 'the sharding orchestrator runs on another instance; retry there, or once this one is elected' },
 };
@@ -157,10 +159,20 @@ export class ShardingLeader {
       observe: (before, after, ev, _fx, was) => this.#observe(t, before, after, ev, was),
     });
     this.#term = t;
-    t.unsubscribe = this.#broker.subscribe(LEADER_TOPIC, (buf) => {
-      const m = decodeLink<ToLeader>(buf);
-      if (m && t.active) this.#hear(t, m);
-    });
+    const unsubscribe = [
+      this.#broker.subscribe(LEADER_TOPIC, (buf) => {
+        const m = decodeLink<ToLeader>(buf);
+        if (m && t.active) this.#hear(t, m);
+      }),
+      // A paused leader that wakes up after a newer one was elected steps down as soon as it hears of it.
+      this.#broker.subscribe(EDGES_TOPIC, (buf) => {
+        const m = decodeLink<ToEdge>(buf);
+        if (m?.k === 'hello' && m.t > t.token && this.#term === t) this.#depose('a newer leader said hello');
+      }),
+    ];
+    t.unsubscribe = () => {
+      for (const u of unsubscribe.splice(0)) u();
+    };
     t.ready = this.#load(t);
     if (token !== 0) this.#log.info({ token }, 'sharding: elected leader; loading the fleet from the store');
   }
