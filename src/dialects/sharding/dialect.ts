@@ -153,7 +153,8 @@ export class ShardingDialect implements Dialect {
       help: 'Session starts left in the daily identify budget (sessionStartLimit)',
       registers,
       collect() {
-        this.set(budgetRemaining(read().queue, ctx.scheduler.now(), queueConfig(config())));
+        // Only the leader counts (a sum over instances is the fleet's).
+        this.set(leading() ? budgetRemaining(read().queue, ctx.scheduler.now(), queueConfig(config())) : 0);
       },
     });
     new Gauge({
