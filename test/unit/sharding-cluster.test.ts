@@ -404,6 +404,43 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
     expect(c.sock?.closed).toBeUndefined();
   });
 
+  it('what a CONTROL sent while no leader was there is replayed to the new one: IDENTIFY_REQUESTs get their grant, a FATAL halts', async () => {
+    const cl = (cluster = new Cluster(5, config(mulberry32(5), 2), 2, 2));
+    const [a, b] = cl.instances as [Instance, Instance];
+    cl.elect(a);
+    await a.dialect.ready;
+    for (const c of cl.controls) c.connect(b);
+    await cl.settle();
+    for (let i = 0; i < 10 && !cl.confirmed(); i++) await cl.run(1_000);
+    expect(cl.confirmed()).toBe(true);
+    const [c0, c1] = cl.controls as [Control, Control];
+    const shard = Math.min(...c0.served);
+    // The leader dies; in the gap c0 asks for an identify slot, and c1 hits a FATAL.
+    a.leadership.depose();
+    a.dead = true;
+    await a.dialect.stop();
+    c0.send(Op.IDENTIFY_REQUEST, { shard_id: shard });
+    cl.clock.advance(5_000);
+    cl.elect(b);
+    await b.dialect.ready;
+    await cl.settle();
+    expect(c0.sock?.json()).toContainEqual({ o: Op.IDENTIFY_GRANT, d: { shard_id: shard } });
+    c1.drop();
+    expect(b.dialect.state.phase).not.toBe('halted');
+    // Same for a FATAL, on the next takeover.
+    const c1b = new Control('late', cl);
+    cl.controls.push(c1b);
+    c1b.connect(b);
+    await cl.settle();
+    b.leadership.depose();
+    c1b.send(Op.FATAL, { code: 4014, message: 'Disallowed intents' });
+    b.leadership.elect(cl.store.issue());
+    await b.dialect.ready;
+    await cl.settle();
+    expect(b.dialect.state.phase).toBe('halted');
+    expect(await cl.store.get(STORE_NS, 'fleet')).toMatchObject({ halted: true });
+  });
+
   it('a follower answers the admin API with 503 NOT_LEADER and counts no shards', async () => {
     const cl = (cluster = new Cluster(3, config(mulberry32(3), 2), 2, 2));
     const [a, b] = cl.instances as [Instance, Instance];

@@ -8,7 +8,8 @@
  * wire: the session id it was given, whether INITIALISE went out, the CONTROL's name and
  * IDENTIFY, and what the MASTER told it to serve (IDENTIFIED, CONNECT and OFFLOAD, less
  * SHUTDOWN). When a leader says hello, the edge re-announces all of it (world/takeover.ts),
- * with an IDENTIFY that no leader answered yet, to be replayed.
+ * with the frames no leader may have acted on (an unanswered IDENTIFY, ungranted
+ * IDENTIFY_REQUESTs, a FATAL), to be replayed.
  *
  * Orders carry the leader's fencing token: once the edge has heard a newer leader, the
  * older one's orders are dropped.
@@ -30,13 +31,17 @@ interface EdgeSocket {
   identify: IdentifyPayload | null;
   /** The IDENTIFY frame as it came, until a leader answers it. */
   pendingIdentify: string | null;
+  /** IDENTIFY_REQUESTs as they came, by shard, until granted, cancelled or the shard is stopped. */
+  readonly requests: Map<number, string>;
+  /** A FATAL as it came, until the halt closes the socket. */
+  fatal: string | null;
   served: Set<number>;
   started: boolean;
   redundant: boolean;
 }
 
-/** M→C opcodes that change what a CONTROL serves, or that it was initialised. */
-const TRACKED: ReadonlySet<number> = new Set([Op.OFFLOAD, Op.SHUTDOWN, Op.INITIALISE, Op.CONNECT, Op.IDENTIFIED]);
+/** M→C opcodes that change what a CONTROL serves or waits for, or that it was initialised. */
+const TRACKED: ReadonlySet<number> = new Set([Op.OFFLOAD, Op.SHUTDOWN, Op.INITIALISE, Op.CONNECT, Op.IDENTIFIED, Op.IDENTIFY_GRANT]);
 const OPCODE = /^\{"o":(\d+),/;
 
 export interface ShardingEdgeOptions {
@@ -79,6 +84,8 @@ export class ShardingEdge {
       name: null,
       identify: null,
       pendingIdentify: null,
+      requests: new Map(),
+      fatal: null,
       served: new Set(),
       started: false,
       redundant: false,
@@ -91,10 +98,13 @@ export class ShardingEdge {
         const text = data.toString('utf8');
         const res = decodeControlFrame(text);
         if (!res.ok) return this.#tell({ k: 'bad', i: this.#o.instanceId, c: conn.id, d: res.detail });
-        if (res.frame.o === Op.IDENTIFY && sock.name === null) {
+        const f = res.frame;
+        if (f.o === Op.IDENTIFY && sock.name === null) {
           sock.pendingIdentify = text;
-          sock.identify = res.frame.d;
-        }
+          sock.identify = f.d;
+        } else if (f.o === Op.IDENTIFY_REQUEST) sock.requests.set(f.d.shard_id, text);
+        else if (f.o === Op.IDENTIFY_CANCEL) sock.requests.delete(f.d.shard_id);
+        else if (f.o === Op.FATAL) sock.fatal ??= text;
         this.#tell({ k: 'frame', i: this.#o.instanceId, c: conn.id, f: text });
         // A WebSocket ping beside each HEARTBEAT's ACK: its pong gives the CONTROL's round trip (conn.latencyMs).
         if (res.frame.o === Op.HEARTBEAT) conn.ping();
@@ -172,8 +182,18 @@ export class ShardingEdge {
         sock.redundant = false;
         return;
       case Op.SHUTDOWN:
-        if (f.d.shards === undefined) sock.served.clear();
-        else for (const id of ids(f.d.shards)) sock.served.delete(id);
+        if (f.d.shards === undefined) {
+          sock.served.clear();
+          sock.requests.clear();
+        } else {
+          for (const id of ids(f.d.shards)) {
+            sock.served.delete(id);
+            sock.requests.delete(id);
+          }
+        }
+        return;
+      case Op.IDENTIFY_GRANT:
+        sock.requests.delete(f.d.shard_id);
         return;
       default:
         return;
@@ -202,9 +222,18 @@ export class ShardingEdge {
               },
             }
           : {}),
-        ...(s.name === null && s.pendingIdentify !== null ? { pendingIdentify: s.pendingIdentify } : {}),
+        ...replayOf(s),
       });
     }
     if (sockets.length > 0) this.#tell({ k: 'announce', i: this.#o.instanceId, t: token, sockets });
   }
+}
+
+/** The frames to replay after a takeover, in the order the CONTROL sent them (IDENTIFY first). */
+function replayOf(s: EdgeSocket): { replay?: string[] } {
+  const out: string[] = [];
+  if (s.name === null && s.pendingIdentify !== null) out.push(s.pendingIdentify);
+  out.push(...s.requests.values());
+  if (s.fatal !== null) out.push(s.fatal);
+  return out.length > 0 ? { replay: out } : {};
 }

@@ -252,7 +252,7 @@ export class ShardingLeader {
     }
     const control = s.control;
     rt.enqueue(() => ({ type: 'adopt', now: this.#now(), conn: s.conn, sessionId: s.sessionId, ...(control ? { control } : {}) }));
-    if (control === undefined && s.pendingIdentify !== undefined) this.#hear(t, { k: 'frame', i: instance, c: s.conn, f: s.pendingIdentify });
+    for (const f of s.replay ?? []) this.#hear(t, { k: 'frame', i: instance, c: s.conn, f });
   }
 
   /** A stand-in for a socket on an edge: frames and closes become orders to that edge, while the term lasts. */

@@ -24,8 +24,13 @@ export interface AnnouncedSocket {
   readonly initialised: boolean;
   /** Set once a leader accepted its IDENTIFY (the edge saw the CONTROL's name come back). */
   readonly control?: AnnouncedControl;
-  /** The IDENTIFY frame forwarded but not yet answered (lost with the old leader): replayed. */
-  readonly pendingIdentify?: string;
+  /**
+   * Frames the CONTROL sent that no leader may have acted on, replayed in order after the
+   * socket is taken over: an IDENTIFY not yet answered, the IDENTIFY_REQUESTs not yet
+   * granted (the new leader's queue starts empty), a FATAL whose halt has not closed the
+   * socket yet.
+   */
+  readonly replay?: readonly string[];
 }
 
 export interface AnnouncedControl {
