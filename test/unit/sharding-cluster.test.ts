@@ -344,14 +344,7 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
     // a heard b's hello and stepped down on its own.
     expect(a.dialect.isLeader).toBe(false);
     expect(cl.confirmed()).toBe(true);
-    const shutdowns = cl.controls.map((c) => c.shutdowns);
-    // Even if it had not: an admin halt on a is refused (503), and its orders would be dropped.
-    const halt = a.dialect.routes().find((r) => r.url === '/api/v1/sharding/halt');
-    const reply = await halt?.handler({ params: {}, query: {}, body: {}, ip: '127.0.0.1', headers: {} });
-    expect(reply?.status).toBe(503);
-    await cl.settle();
-    expect(cl.controls.map((c) => c.shutdowns)).toEqual(shutdowns);
-    expect(await cl.store.get(STORE_NS, 'fleet')).not.toMatchObject({ halted: true });
+    expect(cl.controls.map((c) => c.shutdowns)).toEqual([0, 0]);
   });
 
   it('a leader still believing it leads is fenced: its writes are refused, its orders dropped, and it stops', async () => {
@@ -441,15 +434,31 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
     expect(await cl.store.get(STORE_NS, 'fleet')).toMatchObject({ halted: true });
   });
 
-  it('a follower answers the admin API with 503 NOT_LEADER and counts no shards', async () => {
+  it('a follower asks the leader: the admin API answers the same on every instance; 503 NOT_LEADER while nobody leads', async () => {
     const cl = (cluster = new Cluster(3, config(mulberry32(3), 2), 2, 2));
     const [a, b] = cl.instances as [Instance, Instance];
     cl.elect(a);
     await a.dialect.ready;
-    const shards = b.dialect.routes().find((r) => r.url === '/api/v1/sharding/shards');
-    const reply = await shards?.handler({ params: {}, query: {}, body: undefined, ip: '127.0.0.1', headers: {} });
-    expect(reply?.status).toBe(503);
-    expect(reply?.body).toMatchObject({ error: 'NOT_LEADER' });
+    for (const c of cl.controls) c.connect(cl.pick(cl.instances));
+    await cl.settle();
+    for (let i = 0; i < 10 && !cl.confirmed(); i++) await cl.run(1_000);
+    const route = (inst: Instance, url: string) => {
+      const r = inst.dialect.routes().find((x) => x.url === url) ?? cl.fail(url);
+      return (params: Record<string, string> = {}, body: unknown = undefined) => Promise.resolve(r.handler({ params, query: {}, body, ip: '127.0.0.1', headers: {} }));
+    };
+    for (const url of ['/api/v1/sharding', '/api/v1/sharding/shards']) {
+      expect(await route(b, url)()).toEqual(await route(a, url)());
+    }
+    expect(await route(b, '/api/v1/sharding/controls/:name')({ name: 'ctl1' })).toEqual(await route(a, '/api/v1/sharding/controls/:name')({ name: 'ctl1' }));
+    expect((await route(b, '/api/v1/sharding/controls/:name')({ name: 'nobody' })).status).toBe(404);
     expect(b.dialect.summary()).toMatchObject({ leader: false });
+    // An action asked on the follower runs on the leader.
+    expect(await route(b, '/api/v1/sharding/halt')({}, {})).toMatchObject({ body: { halted: true } });
+    expect(a.dialect.state.phase).toBe('halted');
+    // Nobody leads: the question times out into 503 NOT_LEADER.
+    a.leadership.depose();
+    const pending = route(b, '/api/v1/sharding/shards')();
+    cl.clock.advance(5_000);
+    expect(await pending).toMatchObject({ status: 503, body: { error: 'NOT_LEADER' } });
   });
 });

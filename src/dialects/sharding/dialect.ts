@@ -9,12 +9,8 @@ import { CloseCodes, Op, shardingCloseCodes } from '../../protocols/sharding/mes
 import { CommandBody, commandBadBody, commandRefine, REBALANCE_BAD_BODY, RebalanceBody, rebalanceRefine } from '../../protocols/sharding/admin.js';
 import {
   controlState,
-  controlView,
-  fleetView,
   queueConfig,
   shardState,
-  shardsView,
-  type AdminAction,
   type ControlState,
   type FleetEvent,
   type FleetState,
@@ -23,7 +19,9 @@ import {
 } from './machine.js';
 import { budgetRemaining } from './identify-queue.js';
 import { ShardingEdge } from './edge.js';
-import { NOT_LEADER, ShardingLeader, type ShardingEffect } from './leader.js';
+import { ShardingLeader, type ShardingEffect } from './leader.js';
+import { Asker, viewReply } from './ask.js';
+import type { AdminQuery } from './link.js';
 
 export { STORE_NS } from './leader.js';
 
@@ -64,6 +62,8 @@ export class ShardingDialect implements Dialect {
   readonly #deps: ShardingDialectDeps;
   readonly #edge: ShardingEdge;
   readonly #leader: ShardingLeader;
+  readonly #asker: Asker;
+  #stopped = false;
   #warnedBotToken = false;
   readonly #m: { grants: Counter; failover: Histogram; fatal: Counter };
 
@@ -84,11 +84,14 @@ export class ShardingDialect implements Dialect {
       }),
     };
     const leadership = deps.cluster?.leadership ?? new SoloLeadership();
+    const instanceId = deps.cluster?.instanceId ?? ctx.broker.instanceId;
+    this.#asker = new Asker(ctx.broker, instanceId, ctx.scheduler);
     this.#edge = new ShardingEdge({
       broker: ctx.broker,
-      instanceId: deps.cluster?.instanceId ?? ctx.broker.instanceId,
+      instanceId,
       logger: ctx.logger,
       shardCount: () => this.#cfg.shardCount,
+      onAnswer: (id, reply) => this.#asker.answer(id, reply),
     });
     this.#leader = new ShardingLeader({
       config: () => this.#cfg,
@@ -233,6 +236,8 @@ export class ShardingDialect implements Dialect {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#asker.stop();
     this.#edge.stop();
     await this.#leader.stop();
   }
@@ -269,11 +274,7 @@ export class ShardingDialect implements Dialect {
             controls: { type: 'array', items: controlSchema },
           },
         },
-        handler: async () => {
-          await this.#leader.ready;
-          if (!this.#leader.isLeader) return NOT_LEADER;
-          return { body: fleetView(this.#leader.state, this.#cfg, this.#now()) };
-        },
+        handler: () => this.#ask({ view: 'fleet' }),
       },
       {
         method: 'GET',
@@ -284,11 +285,7 @@ export class ShardingDialect implements Dialect {
           type: 'array',
           items: { type: 'object', properties: { id: { type: 'integer' }, owner: { type: ['string', 'null'] }, state: { type: 'string', enum: SHARD_STATES } } },
         },
-        handler: async () => {
-          await this.#leader.ready;
-          if (!this.#leader.isLeader) return NOT_LEADER;
-          return { body: shardsView(this.#leader.state) };
-        },
+        handler: () => this.#ask({ view: 'shards' }),
       },
       {
         method: 'GET',
@@ -296,16 +293,7 @@ export class ShardingDialect implements Dialect {
         access: 'admin',
         summary: 'One CONTROL, with its last INFO telemetry',
         response: controlSchema,
-        handler: async (req) => {
-          await this.#leader.ready;
-          if (!this.#leader.isLeader) return NOT_LEADER;
-          const rec = this.#leader.state.controls.get(req.params.name ?? '');
-          if (!rec) return { status: 404, body: { error: 'NOT_FOUND', message: `no CONTROL named "${req.params.name ?? ''}"` } };
-          const view = JSON.stringify({ ...controlView(this.#leader.state, rec), infoAt: rec.infoAt, connected: rec.conn !== null });
-          // INFO is spliced in as it came, so numbers beyond 2^53 keep their digits.
-          const body = `${view.slice(0, -1)},"info":${rec.info ?? 'null'}}`;
-          return { body, headers: { 'content-type': 'application/json; charset=utf-8' } };
-        },
+        handler: (req) => this.#ask({ view: 'control', name: req.params.name ?? '' }),
       },
       {
         method: 'POST',
@@ -313,7 +301,7 @@ export class ShardingDialect implements Dialect {
         access: 'admin',
         summary: 'Halt the fleet: SHUTDOWN to every CONTROL, nothing starts until resume',
         response: adminReply,
-        handler: () => this.#admin({ kind: 'halt' }),
+        handler: () => this.#ask({ action: { kind: 'halt' } }),
       },
       {
         method: 'POST',
@@ -321,7 +309,7 @@ export class ShardingDialect implements Dialect {
         access: 'admin',
         summary: 'Resume a halted fleet (start-up follows)',
         response: adminReply,
-        handler: () => this.#admin({ kind: 'resume' }),
+        handler: () => this.#ask({ action: { kind: 'resume' } }),
       },
       {
         method: 'POST',
@@ -330,7 +318,7 @@ export class ShardingDialect implements Dialect {
         summary: 'Make-before-break rebalance: empty body for a capacity-weighted plan, or {to, shards}',
         response: adminReply,
         body: { schema: RebalanceBody, optional: true, refine: rebalanceRefine, message: () => REBALANCE_BAD_BODY },
-        handler: (req) => this.#admin({ kind: 'rebalance', body: req.body as RebalanceBody | undefined }),
+        handler: (req) => this.#ask({ action: { kind: 'rebalance', body: req.body as RebalanceBody | undefined } }),
       },
       {
         method: 'POST',
@@ -339,26 +327,29 @@ export class ShardingDialect implements Dialect {
         summary: 'Relay a COMMAND (restart_shard {shard_id}, restart_cluster {shards}) to a CONTROL',
         response: adminReply,
         body: { schema: CommandBody, refine: commandRefine, message: (body) => commandBadBody(body, this.#cfg.shardCount) },
-        handler: (req) => this.#admin({ kind: 'command', name: req.params.name ?? '', body: req.body as CommandBody }),
+        handler: (req) => this.#ask({ action: { kind: 'command', name: req.params.name ?? '', body: req.body as CommandBody } }),
       },
     ];
   }
 
-  async #admin(action: AdminAction): Promise<HttpReply> {
+  /**
+   * An admin route: answered here while this instance leads (once the stored state is
+   * loaded; an action's answer waits until its change is durable), otherwise asked of the
+   * leader over the Broker (ask.ts).
+   */
+  async #ask(q: AdminQuery): Promise<HttpReply> {
+    if (!this.#leader.isLeader && !this.#stopped) return this.#asker.ask(q);
     await this.#leader.ready;
-    const before = this.#leader.state.phase;
-    const counts = this.#leader.isLeader && !this.#leader.stopped;
-    // Fed synchronously; the answer waits until the change is durable.
-    const answer = this.#leader.admin(action);
-    if (counts && action.kind === 'halt' && before !== 'halted') this.#m.fatal.inc();
-    return answer;
+    if ('action' in q) return this.#leader.admin(q.action);
+    return viewReply(this.#leader.state, this.#cfg, this.#now(), q);
   }
 
   /** After every step of the leader: debug lines, the halt metric, the bot-token warning. */
   #observe(prev: FleetState, state: FleetState, ev: FleetEvent): void {
     const before = prev.phase;
     if (before !== state.phase) this.#ctx.logger.debug({ from: before, to: state.phase }, 'sharding: fleet phase');
-    if (ev.type === 'message' && ev.frame.o === Op.FATAL && before !== 'halted' && state.phase === 'halted') this.#m.fatal.inc();
+    // A halt, by FATAL or by an operator, on whichever instance the operator asked.
+    if (before !== 'halted' && state.phase === 'halted' && ev.type !== 'loaded') this.#m.fatal.inc();
     if (ev.type === 'message' && ev.frame.o === Op.IDENTIFY) {
       const name = state.sockets.get(ev.conn)?.control;
       // Most deployments run no shard fleet: the missing bot token matters only once a CONTROL shows up.

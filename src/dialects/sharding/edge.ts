@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Broker } from '../../cluster/broker.js';
 import type { Connection } from '../../core/connection.js';
-import type { ConnectionHandler } from '../../core/dialect.js';
+import type { ConnectionHandler, HttpReply } from '../../core/dialect.js';
 import { decodeControlFrame, decodeMasterFrame, Op, type IdentifyPayload } from '../../protocols/sharding/messages.js';
 import { expand, toRanges } from '../../protocols/sharding/ranges.js';
 import { decodeLink, EDGES_TOPIC, edgeTopic, encodeLink, LEADER_TOPIC, type AnnouncedSocket, type ToEdge, type ToLeader } from './link.js';
@@ -50,6 +50,8 @@ export interface ShardingEdgeOptions {
   readonly instanceId: string;
   readonly logger: Logger;
   readonly shardCount: () => number;
+  /** The leader's answer to an admin question asked here (ask.ts). */
+  readonly onAnswer?: (id: string, reply: HttpReply) => void;
 }
 
 export class ShardingEdge {
@@ -131,6 +133,10 @@ export class ShardingEdge {
     }
     this.#token = m.t;
     if (m.k === 'hello') return this.#announce(m.t);
+    if (m.k === 'answer') {
+      this.#o.onAnswer?.(m.id, { ...(m.status !== undefined ? { status: m.status } : {}), body: m.body, ...(m.headers ? { headers: m.headers } : {}) });
+      return;
+    }
     const sock = this.#sockets.get(m.c);
     if (!sock) return;
     switch (m.k) {

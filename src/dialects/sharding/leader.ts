@@ -20,10 +20,11 @@
 import type { Logger } from 'pino';
 import type { Broker } from '../../cluster/broker.js';
 import { fencedStore, type Leadership } from '../../cluster/leadership.js';
-import type { DialectContext } from '../../core/dialect.js';
+import type { DialectContext, HttpReply } from '../../core/dialect.js';
 import { DialectRuntime, type AdminAnswer, type RuntimeConnection, type World } from '../../core/runtime.js';
 import { decodeControlFrame } from '../../protocols/sharding/messages.js';
-import { decodeLink, EDGES_TOPIC, edgeTopic, encodeLink, LEADER_TOPIC, type AnnouncedSocket, type ToEdge, type ToLeader } from './link.js';
+import { NOT_LEADER_BODY, viewReply } from './ask.js';
+import { decodeLink, EDGES_TOPIC, edgeTopic, encodeLink, LEADER_TOPIC, type AdminQuery, type AnnouncedSocket, type ToEdge, type ToLeader } from './link.js';
 import { controlState, initialState, step, timerId, type AdminAction, type Effect, type FleetEvent, type FleetState, type MachineConfig, type TimerKey } from './machine.js';
 
 /** Store namespace of the sharding dialect. */
@@ -35,11 +36,8 @@ const PEER_LOG_RATE = { perSecond: 1, burst: 5 };
 /** The machine's own effects (beside the core ones): metrics. */
 export type ShardingEffect = Extract<Effect, { type: 'failover' | 'grant' }>;
 
-/** The admin API's answer on an instance that does not lead (cluster mode). */
-export const NOT_LEADER: AdminAnswer = {
-  status: 503,
-  body: { error: 'NOT_LEADER', message: 'the sharding orchestrator runs on another instance; retry there, or once this one is elected' },
-};
+/** The answer of an instance that has stopped leading since the call was routed to it. */
+const NOT_LEADER: AdminAnswer = { status: 503, body: NOT_LEADER_BODY };
 
 export interface ShardingLeaderOptions {
   readonly config: () => MachineConfig;
@@ -237,9 +235,20 @@ export class ShardingLeader {
       case 'announce':
         if (m.t === t.token) for (const s of m.sockets) this.#adopt(t, m.i, s);
         return;
+      case 'ask':
+        void this.#answer(t, m.i, m.id, m.q);
+        return;
       default:
         return;
     }
+  }
+
+  /** An admin question from another instance: answered as a local call would be, on its edge topic. */
+  async #answer(t: Term, instance: string, id: string, q: AdminQuery): Promise<void> {
+    await t.ready;
+    const reply: HttpReply = 'action' in q ? await t.rt.admin({ type: 'admin', now: this.#now(), action: q.action }) : viewReply(t.rt.state, this.#o.config(), this.#now(), q);
+    if (!t.active) return;
+    this.#broker.publish(edgeTopic(instance), encodeLink({ k: 'answer', t: t.token, id, ...(reply.status !== undefined ? { status: reply.status } : {}), body: reply.body, ...(reply.headers ? { headers: reply.headers } : {}) }));
   }
 
   #adopt(t: Term, instance: string, s: AnnouncedSocket): void {

@@ -3,14 +3,21 @@
  * the leader (one in the cluster: the orchestrator), over Broker topics. In one process
  * they go through the LocalBroker, synchronously; in cluster mode through Redis.
  *
- * - `sharding:leader`: edges → the leader (socket events, and the re-announce of the
- *   sockets an edge holds when a new leader says hello). Only the leader subscribes.
+ * - `sharding:leader`: edges → the leader (socket events, the re-announce of the sockets
+ *   an edge holds when a new leader says hello, admin questions). Only the leader subscribes.
  * - `sharding:edge:<instance>`: the leader → the edge holding a socket (frames, closes,
- *   the CONTROL's name for the admin list, debug phase lines). Every order carries the
+ *   the CONTROL's name for the admin list, debug phase lines, answers to admin questions
+ *   asked there). Every order carries the
  *   leader's fencing token; an edge drops orders older than the newest token it has seen.
  * - `sharding:edges`: the leader → every edge: hello, sent once a new term has loaded.
  */
 import type { Range } from '../../protocols/sharding/ranges.js';
+import type { AdminAction } from './machine.js';
+
+/** An admin view a follower asks the leader for. */
+export type ViewQuery = { readonly view: 'fleet' } | { readonly view: 'shards' } | { readonly view: 'control'; readonly name: string };
+/** An admin route's question to the leader: a view, or an action (its body already checked at the HTTP edge). */
+export type AdminQuery = ViewQuery | { readonly action: AdminAction };
 
 export const LEADER_TOPIC = 'sharding:leader';
 export const EDGES_TOPIC = 'sharding:edges';
@@ -49,14 +56,17 @@ export type ToLeader =
   | { readonly k: 'frame'; readonly i: string; readonly c: string; readonly f: string }
   | { readonly k: 'bad'; readonly i: string; readonly c: string; readonly d: string }
   | { readonly k: 'closed'; readonly i: string; readonly c: string }
-  | { readonly k: 'announce'; readonly i: string; readonly t: number; readonly sockets: readonly AnnouncedSocket[] };
+  | { readonly k: 'announce'; readonly i: string; readonly t: number; readonly sockets: readonly AnnouncedSocket[] }
+  /** An admin route served by another instance (ask.ts); answered on that instance's edge topic. */
+  | { readonly k: 'ask'; readonly i: string; readonly id: string; readonly q: AdminQuery };
 
 export type ToEdge =
   | { readonly k: 'send'; readonly t: number; readonly c: string; readonly f: string }
   | { readonly k: 'close'; readonly t: number; readonly c: string; readonly code: number; readonly reason: string }
   | { readonly k: 'identity'; readonly t: number; readonly c: string; readonly name: string }
   | { readonly k: 'phase'; readonly t: number; readonly c: string; readonly from: string; readonly to: string }
-  | { readonly k: 'hello'; readonly t: number };
+  | { readonly k: 'hello'; readonly t: number }
+  | { readonly k: 'answer'; readonly t: number; readonly id: string; readonly status?: number; readonly body?: unknown; readonly headers?: Readonly<Record<string, string>> };
 
 export const encodeLink = (m: ToLeader | ToEdge): Buffer => Buffer.from(JSON.stringify(m), 'utf8');
 
