@@ -44,6 +44,23 @@ interface Frame {
   d: Record<string, unknown> | null;
 }
 
+/** The in-process broker, able to lose the next message that matches (a pub/sub message lost in flight). */
+class LossyBroker extends LocalBroker {
+  #lose: ((m: Record<string, unknown>) => boolean) | undefined;
+  lost = 0;
+  loseNext(pred: (m: Record<string, unknown>) => boolean): void {
+    this.#lose = pred;
+  }
+  override publish(topic: string, message: Buffer): void {
+    if (this.#lose?.(JSON.parse(message.toString('utf8')) as Record<string, unknown>)) {
+      this.#lose = undefined;
+      this.lost++;
+      return;
+    }
+    super.publish(topic, message);
+  }
+}
+
 class Instance {
   readonly leadership = new HandLeadership();
   readonly dialect: ShardingDialect;
@@ -156,7 +173,7 @@ class Cluster {
   readonly scheduler = new Scheduler(this.clock, (e) => {
     throw e;
   });
-  readonly broker = new LocalBroker();
+  readonly broker = new LossyBroker();
   readonly store = new FencedMemoryStore({ now: () => this.clock.now() });
   readonly instances: Instance[] = [];
   readonly controls: Control[] = [];
@@ -372,6 +389,30 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
     await b.dialect.ready;
     await cl.settle();
     expect(cl.confirmed()).toBe(true);
+  });
+
+  it('an announce lost in flight: the first frame from a socket the new leader does not know makes it ask that edge again', async () => {
+    const cl = (cluster = new Cluster(6, config(mulberry32(6), 2), 2, 2));
+    const [a, b] = cl.instances as [Instance, Instance];
+    cl.elect(a);
+    await a.dialect.ready;
+    for (const c of cl.controls) c.connect(b);
+    await cl.settle();
+    for (let i = 0; i < 10 && !cl.confirmed(); i++) await cl.run(1_000);
+    expect(cl.confirmed()).toBe(true);
+    a.leadership.depose();
+    a.dead = true;
+    await a.dialect.stop();
+    cl.broker.loseNext((m) => m.k === 'announce');
+    cl.elect(b);
+    await b.dialect.ready;
+    await cl.settle();
+    expect(cl.broker.lost).toBe(1);
+    expect(cl.confirmed()).toBe(false);
+    // The next HEARTBEAT (every 5 s here) brings the re-announce.
+    await cl.run(5_000);
+    expect(cl.confirmed()).toBe(true);
+    expect(cl.controls.every((c) => c.shutdowns === 0)).toBe(true);
   });
 
   it('an edge drops the orders of a leader older than the newest it has heard', async () => {

@@ -33,6 +33,9 @@ export const STORE_NS = 'sharding';
 /** Log lines one CONTROL socket can cause at will (ERROR frames): 5 at once, then 1 a second. */
 const PEER_LOG_RATE = { perSecond: 1, burst: 5 };
 
+/** The least time between two requests to one edge to re-announce its sockets. */
+const REANNOUNCE_GAP_MS = 1_000;
+
 /** The machine's own effects (beside the core ones): metrics. */
 export type ShardingEffect = Extract<Effect, { type: 'failover' | 'grant' }>;
 
@@ -55,6 +58,8 @@ class Term {
   active = true;
   /** Which instance holds each socket. */
   readonly where = new Map<string, string>();
+  /** When each instance was last asked to re-announce its sockets. */
+  readonly asked = new Map<string, number>();
   ready: Promise<void> = Promise.resolve();
   unsubscribe: () => void = () => undefined;
   /** Set right after construction (the runtime's hooks need the term). */
@@ -215,6 +220,7 @@ export class ShardingLeader {
         rt.enqueue(() => ({ type: 'open', now: this.#now(), conn: m.c, sessionId: m.s }));
         return;
       case 'frame': {
+        if (!t.where.has(m.c)) return this.#reannounce(t, m.i);
         const now = this.#now();
         const res = decodeControlFrame(m.f);
         rt.enqueue(() => (res.ok ? { type: 'message', now, conn: m.c, frame: res.frame } : { type: 'malformed', now, conn: m.c, detail: res.detail }));
@@ -241,6 +247,17 @@ export class ShardingLeader {
       default:
         return;
     }
+  }
+
+  /**
+   * A frame from a socket this term does not know: its edge's announce was lost (or came
+   * before this term listened). That edge is asked again, at most once a second.
+   */
+  #reannounce(t: Term, instance: string): void {
+    const now = this.#now();
+    if ((t.asked.get(instance) ?? Number.NEGATIVE_INFINITY) + REANNOUNCE_GAP_MS > now) return;
+    t.asked.set(instance, now);
+    this.#broker.publish(edgeTopic(instance), encodeLink({ k: 'hello', t: t.token }));
   }
 
   /** An admin question from another instance: answered as a local call would be, on its edge topic. */
