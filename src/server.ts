@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { LocalBroker, type Broker } from './cluster/broker.js';
+import type { Leadership } from './cluster/leadership.js';
 import { SystemClock, type Clock } from './core/clock.js';
 import type { Dialect } from './core/dialect.js';
 import { CoreMetrics } from './core/metrics.js';
@@ -28,6 +29,11 @@ export interface MusterOptions {
   logger?: Logger;
   store?: Store;
   broker?: Broker;
+  /**
+   * Cluster mode: the leadership (a Redis lease) the sharding orchestrator runs under;
+   * the broker's instanceId names this instance. Absent: always the leader.
+   */
+  leadership?: Leadership;
   /** Collect Node's default process metrics (off in tests that build many servers). */
   defaultMetrics?: boolean;
   /** The log destination's count of dropped lines, for muster_log_lines_dropped_total. */
@@ -72,7 +78,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
   const adminToken = (): string => config.admin.token ?? '';
 
   const ctx = { scheduler, store, broker, logger, registry: metrics.registry };
-  const dialects = buildDialects(config, ctx, { secretEquals: constantTimeEqual });
+  const dialects = buildDialects(config, ctx, { secretEquals: constantTimeEqual, ...(opts.leadership ? { leadership: opts.leadership } : {}) });
 
   const https = config.tls ? { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } : undefined;
   const http = await buildHttpApp({
