@@ -152,7 +152,7 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
     expect(c.sock?.closed).toBeUndefined();
   });
 
-  it('what a CONTROL sent while no leader was there is replayed to the new one: IDENTIFY_REQUESTs get their grant, a FATAL halts', async () => {
+  it('what a CONTROL sent while no leader was there is replayed to the new one: IDENTIFY_REQUESTs get their grant, a HEARTBEAT its ACK, a FATAL halts', async () => {
     const cl = (cluster = new Cluster(5, config(mulberry32(5), 2), 2, 2));
     const [a, b] = cl.instances as [Instance, Instance];
     cl.elect(a);
@@ -168,11 +168,14 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
     a.dead = true;
     await a.dialect.stop();
     c0.send(Op.IDENTIFY_REQUEST, { shard_id: shard });
+    c0.send(Op.HEARTBEAT, { seq: 4242 });
     cl.clock.advance(5_000);
     cl.elect(b);
     await b.dialect.ready;
     await cl.settle();
     expect(c0.sock?.json()).toContainEqual({ o: Op.IDENTIFY_GRANT, d: { shard_id: shard } });
+    // The HEARTBEAT sent in the gap is ACKed at the takeover: the CONTROL's fence clock restarts.
+    expect(c0.sock?.json()).toContainEqual({ o: Op.ACK, d: { seq: 4242 } });
     c1.drop();
     expect(b.dialect.state.phase).not.toBe('halted');
     // Same for a FATAL, on the next takeover.

@@ -8,8 +8,8 @@
  * wire: the session id it was given, whether INITIALISE went out, the CONTROL's name and
  * IDENTIFY, and what the MASTER told it to serve (IDENTIFIED, CONNECT and OFFLOAD, less
  * SHUTDOWN). When a leader says hello, the edge re-announces all of it (world/takeover.ts),
- * with the frames no leader may have acted on (an unanswered IDENTIFY, ungranted
- * IDENTIFY_REQUESTs, a FATAL), to be replayed.
+ * with the frames no leader may have acted on (an unanswered IDENTIFY or HEARTBEAT,
+ * ungranted IDENTIFY_REQUESTs, a FATAL), to be replayed.
  *
  * Orders carry the leader's fencing token: once the edge has heard a newer leader, the
  * older one's orders are dropped.
@@ -35,13 +35,15 @@ interface EdgeSocket {
   readonly requests: Map<number, string>;
   /** A FATAL as it came, until the halt closes the socket. */
   fatal: string | null;
+  /** The last HEARTBEAT as it came, until an ACK goes out. */
+  heartbeat: string | null;
   served: Set<number>;
   started: boolean;
   redundant: boolean;
 }
 
 /** M→C opcodes that change what a CONTROL serves or waits for, or that it was initialised. */
-const TRACKED: ReadonlySet<number> = new Set([Op.OFFLOAD, Op.SHUTDOWN, Op.INITIALISE, Op.CONNECT, Op.IDENTIFIED, Op.IDENTIFY_GRANT]);
+const TRACKED: ReadonlySet<number> = new Set([Op.OFFLOAD, Op.SHUTDOWN, Op.INITIALISE, Op.CONNECT, Op.IDENTIFIED, Op.IDENTIFY_GRANT, Op.ACK]);
 const OPCODE = /^\{"o":(\d+),/;
 
 export interface ShardingEdgeOptions {
@@ -88,6 +90,7 @@ export class ShardingEdge {
       pendingIdentify: null,
       requests: new Map(),
       fatal: null,
+      heartbeat: null,
       served: new Set(),
       started: false,
       redundant: false,
@@ -107,6 +110,7 @@ export class ShardingEdge {
         } else if (f.o === Op.IDENTIFY_REQUEST) sock.requests.set(f.d.shard_id, text);
         else if (f.o === Op.IDENTIFY_CANCEL) sock.requests.delete(f.d.shard_id);
         else if (f.o === Op.FATAL) sock.fatal ??= text;
+        else if (f.o === Op.HEARTBEAT) sock.heartbeat = text;
         this.#tell({ k: 'frame', i: this.#o.instanceId, c: conn.id, f: text });
         // A WebSocket ping beside each HEARTBEAT's ACK: its pong gives the CONTROL's round trip (conn.latencyMs).
         if (res.frame.o === Op.HEARTBEAT) conn.ping();
@@ -201,6 +205,9 @@ export class ShardingEdge {
       case Op.IDENTIFY_GRANT:
         sock.requests.delete(f.d.shard_id);
         return;
+      case Op.ACK:
+        sock.heartbeat = null;
+        return;
       default:
         return;
     }
@@ -235,10 +242,13 @@ export class ShardingEdge {
   }
 }
 
-/** The frames to replay after a takeover, in the order the CONTROL sent them (IDENTIFY first). */
+/** The frames to replay after a takeover: IDENTIFY first, then the unanswered HEARTBEAT, the requests, a FATAL. */
 function replayOf(s: EdgeSocket): { replay?: string[] } {
   const out: string[] = [];
   if (s.name === null && s.pendingIdentify !== null) out.push(s.pendingIdentify);
+  // Its ACK resets the CONTROL's fence clock: a HEARTBEAT lost in the gap would otherwise
+  // leave it without an ACK until its next one, past its fence.
+  if (s.heartbeat !== null) out.push(s.heartbeat);
   out.push(...s.requests.values());
   if (s.fatal !== null) out.push(s.fatal);
   return out.length > 0 ? { replay: out } : {};

@@ -33,7 +33,8 @@ export interface AnnouncedSocket {
   readonly control?: AnnouncedControl;
   /**
    * Frames the CONTROL sent that no leader may have acted on, replayed in order after the
-   * socket is taken over: an IDENTIFY not yet answered, the IDENTIFY_REQUESTs not yet
+   * socket is taken over: an IDENTIFY not yet answered, the last HEARTBEAT if no ACK
+   * followed it (so the CONTROL's fence clock restarts), the IDENTIFY_REQUESTs not yet
    * granted (the new leader's queue starts empty), a FATAL whose halt has not closed the
    * socket yet.
    */
