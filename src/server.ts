@@ -5,6 +5,7 @@ import pino, { type Logger } from 'pino';
 import { LocalBroker, type Broker } from './cluster/broker.js';
 import { registerBrokerMetrics } from './cluster/metrics.js';
 import { RedisBroker } from './cluster/redis-broker.js';
+import type { Leadership } from './cluster/leadership.js';
 import { SystemClock, type Clock } from './core/clock.js';
 import type { Dialect } from './core/dialect.js';
 import { CoreMetrics } from './core/metrics.js';
@@ -31,6 +32,11 @@ export interface MusterOptions {
   store?: Store;
   /** Default: a RedisBroker when the config names a cluster Redis (see `clusterRedisUrl`), else a LocalBroker. */
   broker?: Broker;
+  /**
+   * Cluster mode: the leadership (a Redis lease) the sharding orchestrator runs under;
+   * the broker's instanceId names this instance. Absent: always the leader.
+   */
+  leadership?: Leadership;
   /** Collect Node's default process metrics (off in tests that build many servers). */
   defaultMetrics?: boolean;
   /** The log destination's count of dropped lines, for muster_log_lines_dropped_total. */
@@ -88,7 +94,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
   const adminToken = (): string => config.admin.token ?? '';
 
   const ctx = { scheduler, store, broker, logger, registry: metrics.registry };
-  const dialects = buildDialects(config, ctx, { secretEquals: constantTimeEqual });
+  const dialects = buildDialects(config, ctx, { secretEquals: constantTimeEqual, ...(opts.leadership ? { leadership: opts.leadership } : {}) });
   // Joins the cluster now that the dialects have subscribed to what they hear from it.
   await broker.start();
 

@@ -1,3 +1,4 @@
+import type { Leadership } from '../cluster/leadership.js';
 import type { DialectsConfig } from '../config/schema.js';
 import type { Dialect, DialectContext } from '../core/dialect.js';
 
@@ -5,6 +6,11 @@ import type { Dialect, DialectContext } from '../core/dialect.js';
 export interface DialectDeps {
   /** Compares secrets in constant time. */
   secretEquals: (a: string, b: string) => boolean;
+  /**
+   * Cluster mode: who runs the singleton jobs (the sharding orchestrator). Absent: one
+   * process, always the leader.
+   */
+  leadership?: Leadership;
 }
 
 export type DialectName = keyof DialectsConfig;

@@ -1,39 +1,37 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Counter, Gauge, Histogram } from 'prom-client';
+import { SoloLeadership, type Leadership } from '../../cluster/leadership.js';
 import { SHARDING_LIMITS } from '../../config/dialects/sharding.js';
 import type { Connection } from '../../core/connection.js';
 import type { ConnectionHandler, Dialect, DialectContext, HttpReply, HttpRoute, UpgradeVerdict } from '../../core/dialect.js';
-import { assertNever, DialectRuntime, timerEvent, type World } from '../../core/runtime.js';
-import { CloseCodes, decodeControlFrame, Op, shardingCloseCodes } from '../../protocols/sharding/messages.js';
+import { assertNever } from '../../core/runtime.js';
+import { CloseCodes, Op, shardingCloseCodes } from '../../protocols/sharding/messages.js';
 import { CommandBody, commandBadBody, commandRefine, REBALANCE_BAD_BODY, RebalanceBody, rebalanceRefine } from '../../protocols/sharding/admin.js';
 import {
   controlState,
-  controlView,
-  fleetView,
-  initialState,
   queueConfig,
   shardState,
-  shardsView,
-  step,
-  timerId,
-  type AdminAction,
   type ControlState,
-  type Effect,
   type FleetEvent,
   type FleetState,
   type MachineConfig,
   type ShardState,
-  type TimerKey,
 } from './machine.js';
 import { budgetRemaining } from './identify-queue.js';
-import { httpError } from '../../core/errors.js';
+import { ShardingEdge } from './edge.js';
+import { ShardingLeader, type ShardingEffect } from './leader.js';
+import { Asker, viewReply } from './ask.js';
+import type { AdminQuery } from './link.js';
+
+export { STORE_NS } from './leader.js';
 
 /**
- * The sharding dialect's glue on the core runtime (core/runtime.ts): the runtime feeds
- * the orchestrator (machine.ts) socket events, deadlines, admin calls and the store
- * load, and carries out its effects (writes before the frames that announce them);
- * this file adds the metrics, the admin routes and the upgrade check.
+ * The sharding dialect: an edge (edge.ts: this instance's CONTROL sockets) and a leader
+ * (leader.ts: the orchestrator, machine.ts on the core runtime, while this instance holds
+ * the leadership), talking over Broker topics (link.ts). In one process the leadership is
+ * `SoloLeadership` and the broker the LocalBroker: one term from the start, every message
+ * synchronous, nothing different on the wire. This file adds the metrics, the admin
+ * routes and the upgrade check.
  */
 export interface ShardingDialectConfig extends MachineConfig {
   readonly path: string;
@@ -42,19 +40,16 @@ export interface ShardingDialectConfig extends MachineConfig {
 
 export interface ShardingDialectDeps {
   secretEquals: (a: string, b: string) => boolean;
+  /**
+   * Cluster mode: who leads (the Redis lease), and this instance's id for the topics the
+   * leader's orders come back on (default: the broker's instanceId). Absent: one process,
+   * always the leader.
+   */
+  cluster?: { readonly leadership: Leadership; readonly instanceId?: string };
 }
-
-/** Store namespace of the sharding dialect. */
-export const STORE_NS = 'sharding';
 
 const SHARD_STATES: readonly ShardState[] = ['unassigned', 'pending', 'assigned', 'connecting', 'connected', 'disconnected', 'halted'];
 const CONTROL_STATES: readonly ControlState[] = ['waiting', 'connecting', 'ready', 'standby', 'disconnected'];
-
-/** Log lines one CONTROL socket can cause at will (ERROR frames): 5 at once, then 1 a second. */
-const PEER_LOG_RATE = { perSecond: 1, burst: 5 };
-
-/** The machine's own effects (beside the core ones): metrics. */
-type ShardingEffect = Extract<Effect, { type: 'failover' | 'grant' }>;
 
 export class ShardingDialect implements Dialect {
   readonly name = 'sharding';
@@ -65,11 +60,11 @@ export class ShardingDialect implements Dialect {
   #cfg: ShardingDialectConfig;
   readonly #ctx: DialectContext;
   readonly #deps: ShardingDialectDeps;
-  readonly #rt: DialectRuntime<FleetState, FleetEvent, TimerKey, ShardingEffect>;
-  /** Live sockets by id (for the CONTROL name the admin API shows and debug phase lines). */
-  readonly #conns = new Map<string, Connection>();
+  readonly #edge: ShardingEdge;
+  readonly #leader: ShardingLeader;
+  readonly #asker: Asker;
+  #stopped = false;
   #warnedBotToken = false;
-  readonly #ready: Promise<void>;
   readonly #m: { grants: Counter; failover: Histogram; fatal: Counter };
 
   constructor(cfg: ShardingDialectConfig, ctx: DialectContext, deps: ShardingDialectDeps) {
@@ -77,27 +72,45 @@ export class ShardingDialect implements Dialect {
     this.#ctx = ctx;
     this.#deps = deps;
     this.path = cfg.path;
-    const world: World<FleetState, FleetEvent, TimerKey, ShardingEffect> = {
-      step: (state, ev) => step(state, ev, this.#cfg),
-      timerEvent,
-      timerId,
-      effect: (e) => this.#effect(e),
-    };
-    this.#rt = new DialectRuntime({
-      name: 'sharding',
-      world,
-      initial: initialState(cfg, ctx.scheduler.now()),
-      scheduler: ctx.scheduler,
-      logger: ctx.logger,
-      store: { store: ctx.store, namespace: STORE_NS },
-      peerLogRate: PEER_LOG_RATE,
-      held: true,
-      peek: (state, ev) => ('conn' in ev && ctx.logger.isLevelEnabled('debug') ? socketPhase(state, ev.conn) : undefined),
-      observe: (before, after, ev, _fx, was) => this.#observe(before, after, ev, was),
-    });
     const registers = [ctx.registry];
-    const read = (): FleetState => this.#rt.state;
+    this.#m = {
+      grants: new Counter({ name: 'muster_sharding_identify_grants_total', help: 'IDENTIFY_GRANTs sent', registers }),
+      fatal: new Counter({ name: 'muster_sharding_halts_total', help: 'Fleet halts (FATAL or operator)', registers }),
+      failover: new Histogram({
+        name: 'muster_sharding_failover_duration_seconds',
+        help: "From losing a shard's owner (last heartbeat, or disconnect) to its new owner reporting CONNECTED",
+        buckets: [1, 5, 10, 20, 30, 45, 60, 90, 120, 300],
+        registers,
+      }),
+    };
+    const leadership = deps.cluster?.leadership ?? new SoloLeadership();
+    const instanceId = deps.cluster?.instanceId ?? ctx.broker.instanceId;
+    this.#asker = new Asker(ctx.broker, instanceId, ctx.scheduler);
+    this.#edge = new ShardingEdge({
+      broker: ctx.broker,
+      instanceId,
+      logger: ctx.logger,
+      shardCount: () => this.#cfg.shardCount,
+      onAnswer: (id, reply) => this.#asker.answer(id, reply),
+    });
+    this.#leader = new ShardingLeader({
+      config: () => this.#cfg,
+      ctx,
+      leadership,
+      observe: (before, after, ev) => this.#observe(before, after, ev),
+      effect: (e) => this.#effect(e),
+    });
+    const read = (): FleetState => this.#leader.state;
     const config = (): ShardingDialectConfig => this.#cfg;
+    const leading = (): boolean => this.#leader.isLeader;
+    new Gauge({
+      name: 'muster_sharding_leader',
+      help: '1 while this instance runs the sharding orchestrator (always, in one process)',
+      registers,
+      collect() {
+        this.set(leading() ? 1 : 0);
+      },
+    });
     new Gauge({
       name: 'muster_sharding_shards',
       help: 'Shards by state',
@@ -106,10 +119,12 @@ export class ShardingDialect implements Dialect {
       collect() {
         const counts = new Map<string, number>(SHARD_STATES.map((s) => [s, 0]));
         const st = read();
-        st.shards.forEach((_, id) => {
-          const k = shardState(st, id);
-          counts.set(k, (counts.get(k) ?? 0) + 1);
-        });
+        if (leading()) {
+          st.shards.forEach((_, id) => {
+            const k = shardState(st, id);
+            counts.set(k, (counts.get(k) ?? 0) + 1);
+          });
+        }
         for (const [state, n] of counts) this.set({ state }, n);
       },
     });
@@ -141,7 +156,8 @@ export class ShardingDialect implements Dialect {
       help: 'Session starts left in the daily identify budget (sessionStartLimit)',
       registers,
       collect() {
-        this.set(budgetRemaining(read().queue, ctx.scheduler.now(), queueConfig(config())));
+        // Only the leader counts (a sum over instances is the fleet's).
+        this.set(leading() ? budgetRemaining(read().queue, ctx.scheduler.now(), queueConfig(config())) : 0);
       },
     });
     new Gauge({
@@ -152,40 +168,21 @@ export class ShardingDialect implements Dialect {
         this.set(read().phase === 'halted' ? 1 : 0);
       },
     });
-    this.#m = {
-      grants: new Counter({ name: 'muster_sharding_identify_grants_total', help: 'IDENTIFY_GRANTs sent', registers }),
-      fatal: new Counter({ name: 'muster_sharding_halts_total', help: 'Fleet halts (FATAL or operator)', registers }),
-      failover: new Histogram({
-        name: 'muster_sharding_failover_duration_seconds',
-        help: "From losing a shard's owner (last heartbeat, or disconnect) to its new owner reporting CONNECTED",
-        buckets: [1, 5, 10, 20, 30, 45, 60, 90, 120, 300],
-        registers,
-      }),
-    };
-    this.#ready = this.#load();
   }
 
-  /** The orchestrator's state (read-only; for tests and the admin views). */
+  /** The orchestrator's state (read-only; for tests and the admin views); an idle fleet while another instance leads. */
   get state(): FleetState {
-    return this.#rt.state;
+    return this.#leader.state;
   }
 
-  /** Resolves once the stored assignment, halt state and budget are loaded. */
+  /** Resolves once the stored assignment, halt state and budget are loaded (at once while another instance leads). */
   get ready(): Promise<void> {
-    return this.#ready;
+    return this.#leader.ready;
   }
 
-  async #load(): Promise<void> {
-    const { store } = this.#ctx;
-    let fleet: unknown;
-    let assignment: unknown;
-    let budget: unknown;
-    try {
-      [fleet, assignment, budget] = await Promise.all([store.get(STORE_NS, 'fleet'), store.get(STORE_NS, 'assignment'), store.get(STORE_NS, 'budget')]);
-    } catch (err) {
-      this.#ctx.logger.error({ err }, 'sharding: could not load the stored assignment; starting afresh');
-    }
-    this.#rt.start({ type: 'loaded', now: this.#now(), fleet, assignment, budget });
+  /** Whether this instance runs the orchestrator now. */
+  get isLeader(): boolean {
+    return this.#leader.isLeader;
   }
 
   #now(): number {
@@ -200,27 +197,7 @@ export class ShardingDialect implements Dialect {
   }
 
   accept(conn: Connection): ConnectionHandler {
-    this.#conns.set(conn.id, conn);
-    this.#rt.attach(conn);
-    const sessionId = randomUUID();
-    this.#rt.enqueue(() => ({ type: 'open', now: this.#now(), conn: conn.id, sessionId }));
-    return {
-      onMessage: (data, binary) => {
-        const detail = binary ? 'binary frames are not accepted; send JSON text' : undefined;
-        const now = this.#now();
-        if (detail !== undefined) return this.#rt.enqueue(() => ({ type: 'malformed', now, conn: conn.id, detail }));
-        const res = decodeControlFrame(data.toString('utf8'));
-        this.#rt.enqueue(() => (res.ok ? { type: 'message', now, conn: conn.id, frame: res.frame } : { type: 'malformed', now, conn: conn.id, detail: res.detail }));
-        // A WebSocket ping beside each HEARTBEAT's ACK: its pong gives the CONTROL's round trip (conn.latencyMs).
-        if (res.ok && res.frame.o === Op.HEARTBEAT) conn.ping();
-      },
-      onClose: () => {
-        this.#conns.delete(conn.id);
-        this.#rt.detach(conn.id);
-        const now = this.#now();
-        this.#rt.enqueue(() => ({ type: 'closed', now, conn: conn.id }));
-      },
-    };
+    return this.#edge.accept(conn);
   }
 
   goodbye(conn: Connection): void {
@@ -228,7 +205,7 @@ export class ShardingDialect implements Dialect {
   }
 
   summary(): Record<string, unknown> {
-    const s = this.#rt.state;
+    const s = this.#leader.state;
     let owned = 0;
     let connected = 0;
     for (const sh of s.shards) {
@@ -236,14 +213,15 @@ export class ShardingDialect implements Dialect {
       if (sh.owner !== null && sh.work === 'connected') connected++;
     }
     return {
-      connections: this.#conns.size,
+      leader: this.#leader.isLeader,
+      connections: this.#edge.size,
       controls: s.controls.size,
       liveControls: [...s.controls.values()].filter((c) => c.conn !== null).length,
       shards: s.shards.length,
       ownedShards: owned,
       connectedShards: connected,
       identifyQueue: s.queue.waiting.length,
-      timers: this.#rt.timerCount,
+      timers: this.#leader.timerCount,
       phase: s.phase,
       halted: s.phase === 'halted',
       budgetRemaining: budgetRemaining(s.queue, this.#now(), queueConfig(this.#cfg)),
@@ -258,7 +236,10 @@ export class ShardingDialect implements Dialect {
   }
 
   async stop(): Promise<void> {
-    await this.#rt.stop();
+    this.#stopped = true;
+    this.#asker.stop();
+    this.#edge.stop();
+    await this.#leader.stop();
   }
 
   routes(): HttpRoute[] {
@@ -293,10 +274,7 @@ export class ShardingDialect implements Dialect {
             controls: { type: 'array', items: controlSchema },
           },
         },
-        handler: async () => {
-          await this.#ready;
-          return { body: fleetView(this.#rt.state, this.#cfg, this.#now()) };
-        },
+        handler: () => this.#ask({ view: 'fleet' }),
       },
       {
         method: 'GET',
@@ -307,10 +285,7 @@ export class ShardingDialect implements Dialect {
           type: 'array',
           items: { type: 'object', properties: { id: { type: 'integer' }, owner: { type: ['string', 'null'] }, state: { type: 'string', enum: SHARD_STATES } } },
         },
-        handler: async () => {
-          await this.#ready;
-          return { body: shardsView(this.#rt.state) };
-        },
+        handler: () => this.#ask({ view: 'shards' }),
       },
       {
         method: 'GET',
@@ -318,15 +293,7 @@ export class ShardingDialect implements Dialect {
         access: 'admin',
         summary: 'One CONTROL, with its last INFO telemetry',
         response: controlSchema,
-        handler: async (req) => {
-          await this.#ready;
-          const rec = this.#rt.state.controls.get(req.params.name ?? '');
-          if (!rec) return httpError('NOT_FOUND', `no CONTROL named "${req.params.name ?? ''}"`);
-          const view = JSON.stringify({ ...controlView(this.#rt.state, rec), infoAt: rec.infoAt, connected: rec.conn !== null });
-          // INFO is spliced in as it came, so numbers beyond 2^53 keep their digits.
-          const body = `${view.slice(0, -1)},"info":${rec.info ?? 'null'}}`;
-          return { body, headers: { 'content-type': 'application/json; charset=utf-8' } };
-        },
+        handler: (req) => this.#ask({ view: 'control', name: req.params.name ?? '' }),
       },
       {
         method: 'POST',
@@ -334,7 +301,7 @@ export class ShardingDialect implements Dialect {
         access: 'admin',
         summary: 'Halt the fleet: SHUTDOWN to every CONTROL, nothing starts until resume',
         response: adminReply,
-        handler: () => this.#admin({ kind: 'halt' }),
+        handler: () => this.#ask({ action: { kind: 'halt' } }),
       },
       {
         method: 'POST',
@@ -342,7 +309,7 @@ export class ShardingDialect implements Dialect {
         access: 'admin',
         summary: 'Resume a halted fleet (start-up follows)',
         response: adminReply,
-        handler: () => this.#admin({ kind: 'resume' }),
+        handler: () => this.#ask({ action: { kind: 'resume' } }),
       },
       {
         method: 'POST',
@@ -351,7 +318,7 @@ export class ShardingDialect implements Dialect {
         summary: 'Make-before-break rebalance: empty body for a capacity-weighted plan, or {to, shards}',
         response: adminReply,
         body: { schema: RebalanceBody, optional: true, refine: rebalanceRefine, message: () => REBALANCE_BAD_BODY },
-        handler: (req) => this.#admin({ kind: 'rebalance', body: req.body as RebalanceBody | undefined }),
+        handler: (req) => this.#ask({ action: { kind: 'rebalance', body: req.body as RebalanceBody | undefined } }),
       },
       {
         method: 'POST',
@@ -360,32 +327,31 @@ export class ShardingDialect implements Dialect {
         summary: 'Relay a COMMAND (restart_shard {shard_id}, restart_cluster {shards}) to a CONTROL',
         response: adminReply,
         body: { schema: CommandBody, refine: commandRefine, message: (body) => commandBadBody(body, this.#cfg.shardCount) },
-        handler: (req) => this.#admin({ kind: 'command', name: req.params.name ?? '', body: req.body as CommandBody }),
+        handler: (req) => this.#ask({ action: { kind: 'command', name: req.params.name ?? '', body: req.body as CommandBody } }),
       },
     ];
   }
 
-  async #admin(action: AdminAction): Promise<HttpReply> {
-    await this.#ready;
-    const before = this.#rt.state.phase;
-    const stopped = this.#rt.stopped;
-    // Fed synchronously; the answer waits until the change is durable.
-    const answer = this.#rt.admin({ type: 'admin', now: this.#now(), action });
-    if (!stopped && action.kind === 'halt' && before !== 'halted') this.#m.fatal.inc();
-    return answer;
+  /**
+   * An admin route: answered here while this instance leads (once the stored state is
+   * loaded; an action's answer waits until its change is durable), otherwise asked of the
+   * leader over the Broker (ask.ts).
+   */
+  async #ask(q: AdminQuery): Promise<HttpReply> {
+    if (!this.#leader.isLeader && !this.#stopped) return this.#asker.ask(q);
+    await this.#leader.ready;
+    if ('action' in q) return this.#leader.admin(q.action);
+    return viewReply(this.#leader.state, this.#cfg, this.#now(), q);
   }
 
-  /** After every step: debug lines, the halt metric, the CONTROL's name on its connection. */
-  #observe(prev: FleetState, state: FleetState, ev: FleetEvent, was: unknown): void {
+  /** After every step of the leader: debug lines, the halt metric, the bot-token warning. */
+  #observe(prev: FleetState, state: FleetState, ev: FleetEvent): void {
     const before = prev.phase;
-    if (typeof was === 'string' && 'conn' in ev) this.#conns.get(ev.conn)?.stateChanged(was, socketPhase(state, ev.conn));
     if (before !== state.phase) this.#ctx.logger.debug({ from: before, to: state.phase }, 'sharding: fleet phase');
-    if (ev.type === 'message' && ev.frame.o === Op.FATAL && before !== 'halted' && state.phase === 'halted') this.#m.fatal.inc();
+    // A halt, by FATAL or by an operator, on whichever instance the operator asked.
+    if (before !== 'halted' && state.phase === 'halted' && ev.type !== 'loaded') this.#m.fatal.inc();
     if (ev.type === 'message' && ev.frame.o === Op.IDENTIFY) {
-      // The admin API's connection list shows the CONTROL's name.
       const name = state.sockets.get(ev.conn)?.control;
-      const conn = this.#conns.get(ev.conn);
-      if (conn && name) conn.identity = name;
       // Most deployments run no shard fleet: the missing bot token matters only once a CONTROL shows up.
       if (name && this.#cfg.botToken === '' && !this.#warnedBotToken) {
         this.#warnedBotToken = true;
@@ -407,12 +373,4 @@ export class ShardingDialect implements Dialect {
         assertNever(e, 'sharding effect');
     }
   }
-}
-
-/** A socket's phase for the debug log: its CONTROL's state once it has identified. */
-function socketPhase(state: FleetState, conn: string): string {
-  const sock = state.sockets.get(conn);
-  if (!sock) return 'closed';
-  const rec = sock.control !== null ? state.controls.get(sock.control) : undefined;
-  return rec ? controlState(state, rec) : 'initialised';
 }

@@ -8,6 +8,7 @@ export const shardingFactory: DialectFactory<'sharding'> = {
   build(section, ctx, deps) {
     const c = resolvedSection(ShardingSection, section, 'sharding');
     // no botToken: INITIALISE carries an empty token (the dialect warns once)
-    return new ShardingDialect({ ...c, botToken: c.botToken ?? '' }, ctx, deps);
+    const cluster = deps.leadership ? { cluster: { leadership: deps.leadership } } : {};
+    return new ShardingDialect({ ...c, botToken: c.botToken ?? '' }, ctx, { secretEquals: deps.secretEquals, ...cluster });
   },
 };

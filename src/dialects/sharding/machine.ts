@@ -9,7 +9,8 @@
  *
  * The world is split by concern under world/: liveness (sockets and deadlines),
  * membership (IDENTIFY and re-attach), startup, placement (failover and rebalance),
- * queue (identify grants), admin, and views (what is stored and shown). Each is a set of
+ * queue (identify grants), admin, takeover (a new leader re-attaching the sockets other
+ * instances hold, in cluster mode), and views (what is stored and shown). Each is a set of
  * pure functions over one step's transaction (world/tx.ts); this module dispatches the
  * events and settles the step.
  *
@@ -30,6 +31,7 @@ import { identify } from './world/membership.js';
 import { connected, placeOrphans } from './world/placement.js';
 import { drainQueue, request } from './world/queue.js';
 import { advance, loaded, startFleet, startupDeadline } from './world/startup.js';
+import { adopt } from './world/takeover.js';
 import { Tx } from './world/tx.js';
 import { timerId, type FleetEvent, type FleetState, type MachineConfig, type Step, type TimerKey } from './world/types.js';
 import { persisted } from './world/views.js';
@@ -96,6 +98,8 @@ function handle(tx: Tx, e: FleetEvent): void {
       return timer(tx, e.key);
     case 'admin':
       return admin(tx, e.action);
+    case 'adopt':
+      return adopt(tx, e);
     default:
       return assertNever(e);
   }

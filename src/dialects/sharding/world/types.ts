@@ -4,6 +4,7 @@
  */
 import type { JsonValue } from '../../../store/types.js';
 import type { ControlFrame } from '../../../protocols/sharding/messages.js';
+import type { Range } from '../../../protocols/sharding/ranges.js';
 import type { CommandBody, RebalanceBody } from '../../../protocols/sharding/admin.js';
 import { assertNever } from '../../../core/never.js';
 import type { TimerEvent } from '../../../core/runtime.js';
@@ -157,6 +158,19 @@ export type AdminAction =
   | { readonly kind: 'rebalance'; readonly body: RebalanceBody | undefined }
   | { readonly kind: 'command'; readonly name: string; readonly body: CommandBody };
 
+/**
+ * A socket that was open and identified under an earlier leader, as its edge re-announces
+ * it to a new leader (cluster mode): what the CONTROL is, and what it was told to serve.
+ */
+export interface AdoptedControl {
+  readonly name: string;
+  readonly capacity?: number;
+  readonly features?: readonly string[];
+  readonly shards: readonly Range[];
+  readonly started: boolean;
+  readonly redundant: boolean;
+}
+
 export type FleetEvent =
   | { readonly type: 'loaded'; readonly now: number; readonly fleet?: unknown; readonly assignment?: unknown; readonly budget?: unknown }
   | { readonly type: 'open'; readonly now: number; readonly conn: string; readonly sessionId: string }
@@ -164,7 +178,12 @@ export type FleetEvent =
   | { readonly type: 'malformed'; readonly now: number; readonly conn: string; readonly detail: string }
   | { readonly type: 'closed'; readonly now: number; readonly conn: string }
   | TimerEvent<TimerKey>
-  | { readonly type: 'admin'; readonly now: number; readonly action: AdminAction };
+  | { readonly type: 'admin'; readonly now: number; readonly action: AdminAction }
+  /**
+   * Takeover: a socket that was open before this leader's term, re-announced by its edge.
+   * No INITIALISE and no IDENTIFIED go out: the CONTROL had them from the old leader.
+   */
+  | { readonly type: 'adopt'; readonly now: number; readonly conn: string; readonly sessionId: string; readonly control?: AdoptedControl };
 
 export type PersistKey = 'fleet' | 'assignment' | 'budget';
 
