@@ -199,3 +199,41 @@ put(KEYS[1], ARGV[3], ARGV[4], false)
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 `;
+
+/**
+ * The leader lease of a namespace (cluster/lease.ts). KEYS: lease, fence. ARGV:
+ * instance id, lease ms. Like SET lease value NX PX ms, where the value is
+ * "<token>:<instance id>" and the token comes from INCR on the fence, which happens only
+ * when the lease is free: a failed attempt never moves the current leader's token. A
+ * missing fence (a new Redis, or one that lost its data) starts from Redis' clock in
+ * microseconds, so tokens keep growing across a Redis that forgot them. Returns the
+ * value, or nil when someone holds the lease.
+ */
+export const LEASE_ACQUIRE = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[2], string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])))
+end
+local value = string.format('%.0f', redis.call('INCR', KEYS[2])) .. ':' .. ARGV[1]
+redis.call('SET', KEYS[1], value, 'NX', 'PX', ARGV[2])
+return value
+`;
+
+/** KEYS: lease. ARGV: value, lease ms. Extends the lease only while it is still ours. */
+export const LEASE_RENEW = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`;
+
+/** KEYS: lease. ARGV: value. Gives the lease up only if it is still ours. */
+export const LEASE_RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`;
