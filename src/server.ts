@@ -8,11 +8,12 @@ import type { Dialect } from './core/dialect.js';
 import { CoreMetrics } from './core/metrics.js';
 import { Scheduler } from './core/scheduler.js';
 import { formatMode, secureDataDir } from './config/datadir.js';
+import { generateInstanceId } from './config/instance-id.js';
 import { constantTimeEqual } from './config/secrets.js';
 import type { MusterConfig } from './config/schema.js';
 import { buildDialects, dialectSecrets } from './dialects/index.js';
 import { buildHttpApp } from './http/app.js';
-import { createStore } from './store/index.js';
+import { createStore, redactRedisUrl } from './store/index.js';
 import type { Store } from './store/types.js';
 import { Transport } from './transport/upgrade.js';
 import { VERSION } from './version.js';
@@ -36,6 +37,8 @@ export interface MusterOptions {
 
 export interface Muster {
   readonly config: MusterConfig;
+  /** `config.instanceId`, or a fresh one for this process when the caller resolved none (see config/instance-id.ts). */
+  readonly instanceId: string;
   readonly scheduler: Scheduler;
   readonly store: Store;
   readonly metrics: CoreMetrics;
@@ -59,14 +62,16 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
   const clock = opts.clock ?? new SystemClock();
   const scheduler = new Scheduler(clock, (err) => logger.error({ err }, 'a scheduled task failed'));
   if (!opts.store) {
-    for (const t of secureDataDir(config.dataDir, { create: storeKind(config) === 'sqlite' })) {
+    for (const t of secureDataDir(config.dataDir, { create: config.store.kind === 'sqlite' })) {
       logger.warn({ path: t.path, from: formatMode(t.from), to: formatMode(t.to) }, 'data directory: was open to other users; made owner-only');
     }
   }
-  const store = opts.store ?? createStore({ kind: storeKind(config), dataDir: config.dataDir, now: () => clock.now() });
-  const broker = opts.broker ?? new LocalBroker();
+  const instanceId = config.instanceId ?? generateInstanceId();
+  const store = opts.store ?? createStore({ kind: config.store.kind, dataDir: config.dataDir, now: () => clock.now(), redis: config.store.kind === 'redis' ? redisOptions(config, logger) : undefined });
+  const broker = opts.broker ?? new LocalBroker(instanceId);
   const metrics = new CoreMetrics({
     defaultMetrics: opts.defaultMetrics ?? true,
+    instanceId,
     ...(opts.logLinesDropped ? { logLinesDropped: opts.logLinesDropped } : {}),
   });
   const adminToken = (): string => config.admin.token ?? '';
@@ -82,6 +87,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     scheduler,
     dialects,
     version: VERSION,
+    instanceId,
     adminToken,
     secretEquals: constantTimeEqual,
     transport: () => transport,
@@ -102,6 +108,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     get config() {
       return config;
     },
+    instanceId,
     scheduler,
     store,
     metrics,
@@ -126,9 +133,13 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
         await broker.close();
         try {
           await store.flush();
-          if (!opts.store) await store.close();
         } catch (err) {
           logger.error({ err }, 'store: flush on shutdown failed');
+        }
+        try {
+          if (!opts.store) await store.close();
+        } catch (err) {
+          logger.error({ err }, 'store: close on shutdown failed');
         }
       })();
       return stopping;
@@ -145,12 +156,37 @@ function secretValues(config: MusterConfig): string[] {
     else if (v && typeof v === 'object') Object.values(v).forEach(walk);
   };
   walk(config.admin.token);
+  walk([config.store.password, config.store.sentinelPassword, redisUrlPassword(config.store.url)].filter((p) => p !== undefined && p !== ''));
   for (const d of Object.keys(config.dialects)) walk(dialectSecrets(config, d));
   return out;
 }
 
-function storeKind(config: MusterConfig): 'memory' | 'sqlite' {
-  const kind = config.store.kind;
-  if (kind === 'redis') throw new Error('store.kind "redis" (cluster mode) is not available in this version; use "sqlite" or "memory"');
-  return kind;
+/** The Redis store's settings from `config.store`; it logs when Redis comes and goes (never the URL's password). */
+function redisOptions(config: MusterConfig, logger: Logger) {
+  const st = config.store;
+  const where = st.url !== undefined ? redactRedisUrl(st.url) : st.sentinels !== undefined ? `sentinel primary ${st.name ?? '?'}` : st.cluster !== undefined ? 'cluster' : undefined;
+  return {
+    url: st.url,
+    prefix: st.prefix,
+    sentinels: st.sentinels,
+    name: st.name,
+    cluster: st.cluster,
+    username: st.username,
+    password: st.password,
+    sentinelPassword: st.sentinelPassword,
+    durability: st.durability && { replicas: st.durability.replicas, aof: st.durability.aof, timeoutMs: st.durability.timeout },
+    onStatus: (status: 'up' | 'down', err?: Error) => {
+      if (status === 'up') logger.info({ redis: where }, 'store: Redis connected');
+      else logger.warn({ redis: where, err: err?.message }, 'store: Redis unreachable; not ready until it answers (retrying)');
+    },
+  };
+}
+
+function redisUrlPassword(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  try {
+    return decodeURIComponent(new URL(url).password);
+  } catch {
+    return undefined;
+  }
 }

@@ -23,6 +23,8 @@ export interface HttpAppOptions {
   scheduler: Scheduler;
   dialects: Dialect[];
   version: string;
+  /** This instance's id (config `instanceId`), shown by /readyz and the status route. */
+  instanceId?: string | undefined;
   /** Returns the current admin token (it can change on SIGHUP). */
   adminToken: () => string;
   secretEquals: (a: string, b: string) => boolean;
@@ -95,6 +97,7 @@ export function coreRoutes(opts: HttpAppOptions): HttpRoute[] {
       handler: () => ({
         body: {
           version: opts.version,
+          ...(opts.instanceId !== undefined ? { instanceId: opts.instanceId } : {}),
           uptimeSeconds: Math.round(process.uptime()),
           store: opts.store.kind,
           connections: opts.transport()?.countByDialect() ?? {},
@@ -121,12 +124,14 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // 200 once the store answers; 503 while it does not (a Redis store reconnects by itself).
+  const instance = opts.instanceId !== undefined ? { instanceId: opts.instanceId } : {};
   app.get('/readyz', async (_req, reply) => {
     try {
       await opts.store.ping();
-      return { status: 'ready' };
+      return { status: 'ready', ...instance };
     } catch (err) {
-      return reply.code(503).send({ status: 'unavailable', error: (err as Error).message });
+      return reply.code(503).send({ status: 'unavailable', ...instance, error: (err as Error).message });
     }
   });
   app.get('/metrics', async (_req, reply) => {

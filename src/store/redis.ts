@@ -68,6 +68,8 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
   now?: (() => number) | undefined;
   /** How long ping() waits for Redis' answer. Default 2000. */
   pingTimeoutMs?: number | undefined;
+  /** How long a command made while Redis is unreachable waits for it before it fails. Default 5000. */
+  offlineTimeoutMs?: number | undefined;
   durability?: RedisDurability | undefined;
   /** Told when the connection comes up or goes down (once per change, not per retry). */
   onStatus?: ((status: 'up' | 'down', err?: Error) => void) | undefined;
@@ -155,6 +157,7 @@ export class RedisStore implements Store, FencedStore {
   readonly client: RedisClient;
   readonly #now: () => number;
   readonly #pingTimeoutMs: number;
+  readonly #offlineTimeoutMs: number;
   readonly #durability: { replicas: number; aof: boolean; timeoutMs: number } | undefined;
   #closed = false;
   #status: 'up' | 'down' | undefined;
@@ -164,6 +167,7 @@ export class RedisStore implements Store, FencedStore {
     this.keys = redisKeys(this.prefix);
     this.#now = opts.now ?? Date.now;
     this.#pingTimeoutMs = opts.pingTimeoutMs ?? 2000;
+    this.#offlineTimeoutMs = opts.offlineTimeoutMs ?? 5000;
     const d = opts.durability;
     if (d && ((d.replicas ?? 0) > 0 || d.aof === true)) {
       if (opts.cluster && opts.cluster.length > 0) throw new RangeError('store durability (WAIT/WAITAOF) is not available with Redis Cluster');
@@ -184,7 +188,7 @@ export class RedisStore implements Store, FencedStore {
   async get<T extends JsonValue = JsonValue>(ns: string, key: string): Promise<T | undefined> {
     this.#assertOpen();
     const now = this.#now();
-    const json = liveJson(await this.client.get(this.keys.entry(ns, key)), now);
+    const json = liveJson(await this.#offline(this.client.get(this.keys.entry(ns, key))), now);
     return json === undefined ? undefined : (JSON.parse(json) as T);
   }
 
@@ -203,7 +207,7 @@ export class RedisStore implements Store, FencedStore {
 
   async list<T extends JsonValue = JsonValue>(ns: string): Promise<Array<[string, T]>> {
     this.#assertOpen();
-    const flat = (await this.client.eval(scripts.LIST, 1, this.keys.index(ns), this.keys.entryBase(ns), this.#now())) as string[];
+    const flat = (await this.#offline(this.client.eval(scripts.LIST, 1, this.keys.index(ns), this.keys.entryBase(ns), this.#now()))) as string[];
     const out: Array<[string, T]> = [];
     for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i] as string, JSON.parse(flat[i + 1] as string) as T]);
     return out;
@@ -265,10 +269,7 @@ export class RedisStore implements Store, FencedStore {
    */
   async ping(): Promise<void> {
     this.#assertOpen();
-    const status = this.client.status;
-    if (status === 'reconnecting' || status === 'close' || status === 'end') {
-      throw new MusterError('STORE_UNAVAILABLE', `Redis is not connected (${status})`);
-    }
+    this.#assertConnected();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new MusterError('STORE_UNAVAILABLE', `Redis did not answer PING within ${this.#pingTimeoutMs} ms`)), this.#pingTimeoutMs);
@@ -282,12 +283,14 @@ export class RedisStore implements Store, FencedStore {
   }
 
   /**
-   * Every write has been applied by Redis when its promise resolved; what reaches Redis'
-   * disk and when is its persistence setting (see the top of this file). With the
-   * durability option, waits once more for it.
+   * Resolves once Redis has applied every write made so far (a PING behind them on the
+   * connection, and with the durability option, WAITAOF/WAIT once more). What reaches
+   * Redis' disk and when is its persistence setting (see the top of this file). Rejects
+   * at once while the connection is down: the queued writes may never land.
    */
   async flush(): Promise<void> {
     this.#assertOpen();
+    this.#assertConnected();
     await this.#write(this.client.ping());
   }
 
@@ -309,11 +312,40 @@ export class RedisStore implements Store, FencedStore {
     if (this.#closed) throw new MusterError('STORE_UNAVAILABLE', 'the Redis store is closed');
   }
 
+  /** Down and waiting to reconnect: a command would only wait in ioredis' queue. */
+  #assertConnected(): void {
+    const status = this.client.status;
+    if (status === 'reconnecting' || status === 'close' || status === 'end') {
+      throw new MusterError('STORE_UNAVAILABLE', `Redis is not connected (${status})`);
+    }
+  }
+
+  /**
+   * A command issued while Redis is unreachable waits in ioredis' queue (so that it
+   * keeps its place in the order) for at most offlineTimeoutMs, then fails with
+   * STORE_UNAVAILABLE; it may still run when Redis comes back. Without this bound a
+   * caller (a dialect waiting for its writes at shutdown, say) could wait for ever.
+   */
+  #offline<R>(command: Promise<R>): Promise<R> {
+    if (this.client.status === 'ready') return command;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new MusterError('STORE_UNAVAILABLE', `Redis was unreachable for ${this.#offlineTimeoutMs} ms; the command may still run when it is back`)),
+        this.#offlineTimeoutMs,
+      );
+      timer.unref();
+    });
+    command.catch(() => undefined); // a late rejection after the timeout is no one's concern
+    return Promise.race([command, timeout]).finally(() => clearTimeout(timer));
+  }
+
   /**
    * A write, and (with the durability option) WAITAOF/WAIT sent right behind it on the
    * same connection, so it covers this write and every earlier one.
    */
-  async #write<R>(command: Promise<R>): Promise<R> {
+  async #write<R>(sent: Promise<R>): Promise<R> {
+    const command = this.#offline(sent);
     const d = this.#durability;
     if (!d) return command;
     const waits: Array<Promise<void>> = [];

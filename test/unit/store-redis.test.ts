@@ -157,6 +157,23 @@ describe.skipIf(!haveRedisServer)('RedisStore', () => {
     }
   });
 
+  it('fails a command made while Redis is away once offlineTimeoutMs has passed', async () => {
+    const own = await startRedisServer();
+    const status = statusOnce();
+    const store = new RedisStore({ url: own.url, offlineTimeoutMs: 50, ...status.opts });
+    try {
+      await store.ping();
+      await own.stop();
+      await status.next('down');
+      await expect(store.set('ns', 'k', 1)).rejects.toMatchObject({ name: 'STORE_UNAVAILABLE' });
+      await expect(store.get('ns', 'k')).rejects.toMatchObject({ name: 'STORE_UNAVAILABLE' });
+      await expect(store.flush()).rejects.toMatchObject({ name: 'STORE_UNAVAILABLE' });
+    } finally {
+      await store.close();
+      await own.close();
+    }
+  });
+
   it('with durability.replicas, rejects a write no replica acknowledged in time', async () => {
     const store = make({ durability: { replicas: 1, timeoutMs: 20 } });
     await expect(store.set('ns', 'k', 1)).rejects.toThrow(/0 of 1 Redis replicas/);
