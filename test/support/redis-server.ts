@@ -10,7 +10,7 @@
  *   await redis.close();    // teardown: stopped, and its temporary directory removed
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -127,5 +127,51 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
       await start();
     },
     start,
+  };
+}
+
+export interface RedisSentinel {
+  readonly port: number;
+  /** The name of the primary it monitors. */
+  readonly name: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A Redis Sentinel (redis-server --sentinel) on a free port, monitoring `primary` as
+ * `name` with a quorum of 1; resolves once it reports the primary monitored.
+ */
+export async function startRedisSentinel(primary: RedisServer, name = 'mymaster'): Promise<RedisSentinel> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'muster-sentinel-'));
+  const port = await freePort();
+  const conf = path.join(dir, 'sentinel.conf');
+  writeFileSync(conf, `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor ${name} 127.0.0.1 ${primary.port} 1\n`);
+  const child = await new Promise<ChildProcess>((resolve, reject) => {
+    const c = spawn(REDIS_SERVER, [conf, '--sentinel'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const onData = (chunk: Buffer): void => {
+      out += chunk.toString('utf8');
+      if (out.includes('+monitor master')) {
+        c.stdout?.off('data', onData);
+        c.stdout?.resume();
+        resolve(c);
+      }
+    };
+    c.stdout?.on('data', onData);
+    c.stderr?.resume();
+    c.once('error', reject);
+    c.once('exit', (code, signal) => reject(new Error(`redis sentinel exited at start (${code ?? signal}): ${out.slice(-2000)}`)));
+  });
+  return {
+    port,
+    name,
+    async close() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }

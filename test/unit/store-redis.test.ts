@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisStore, createStore, redactRedisUrl } from '../../src/store/index.js';
 import { EXPIRY_GRACE_MS, redisKeys } from '../../src/store/redis-scripts.js';
-import { haveRedisServer, startRedisServer, type RedisServer } from '../support/redis-server.js';
+import { haveRedisServer, startRedisSentinel, startRedisServer, type RedisServer } from '../support/redis-server.js';
 
 const T0 = 1_700_000_000_000;
 
@@ -171,6 +171,20 @@ describe.skipIf(!haveRedisServer)('RedisStore', () => {
     } finally {
       await store.close();
       await own.close();
+    }
+  });
+
+  it('finds the primary through Redis Sentinel', async () => {
+    const sentinel = await startRedisSentinel(redis);
+    const store = make({ sentinels: [{ host: '127.0.0.1', port: sentinel.port }], name: sentinel.name });
+    try {
+      await store.set('ns', 'via-sentinel', { ok: true });
+      await store.ping();
+      expect(await raw.exists(store.keys.entry('ns', 'via-sentinel'))).toBe(1);
+      expect(await store.get('ns', 'via-sentinel')).toStrictEqual({ ok: true });
+    } finally {
+      await store.close();
+      await sentinel.close();
     }
   });
 
