@@ -60,8 +60,8 @@ export function redisKeys(prefix: string): RedisKeys {
 export const NOT_A_NUMBER = 'MUSTER_NOT_A_NUMBER';
 export const OVERFLOW = 'MUSTER_OVERFLOW';
 
-/** Shared by every script: parse an entry, and tell whether it is live at `now`. */
-const PRELUDE = `
+/** Parse an entry, and tell whether it is live at `now` (for the scripts that read one). */
+const PARSE = `
 local function parse(raw)
   local a = string.find(raw, '\\n', 1, true)
   local expText = string.sub(raw, 1, a - 1)
@@ -82,6 +82,10 @@ local function live(raw, now)
   if expText ~= '' and tonumber(expText) <= now then return nil end
   return raw
 end
+`;
+
+/** Write an entry with Redis' own expiry (or none, or the one it had). */
+const PUT = `
 local function put(key, raw, px, keepttl)
   if px ~= '' then
     redis.call('SET', key, raw, 'PX', px)
@@ -94,14 +98,14 @@ end
 `;
 
 /** KEYS: entry, index. ARGV: member, raw entry, px ('' for none). */
-export const SET = `${PRELUDE}
+export const SET = `${PUT}
 put(KEYS[1], ARGV[2], ARGV[3], false)
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 `;
 
 /** KEYS: entry, index. ARGV: member, now. Returns 1 when the key was live. */
-export const DELETE = `${PRELUDE}
+export const DELETE = `${PARSE}
 local existed = live(redis.call('GET', KEYS[1]), tonumber(ARGV[2]))
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -113,7 +117,7 @@ return 0
  * KEYS: index. ARGV: entry base, now. Returns [key, json, key, json, ...] in key
  * order; members whose entry Redis has already deleted leave the index on the way.
  */
-export const LIST = `${PRELUDE}
+export const LIST = `${PARSE}
 local now = tonumber(ARGV[2])
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
@@ -134,7 +138,7 @@ return out
  * Returns the new value as text that parses back to the exact double. Without a TTL,
  * an existing expiry is kept (as Redis INCR does).
  */
-export const INCR = `${PRELUDE}
+export const INCR = `${PARSE}${PUT}
 local now = tonumber(ARGV[3])
 local raw = live(redis.call('GET', KEYS[1]), now)
 local base = 0
@@ -166,7 +170,7 @@ return text
  * mode "absent": write when there is no live entry; "number": when the live value is
  * a number equal to `expected`; "json": when its canonical JSON is `expected`.
  */
-export const COMPARE_AND_SET = `${PRELUDE}
+export const COMPARE_AND_SET = `${PARSE}${PUT}
 local raw = live(redis.call('GET', KEYS[1]), tonumber(ARGV[2]))
 local mode = ARGV[3]
 local match
@@ -193,7 +197,7 @@ return 1
  * namespace's current fencing token is the caller's: a leader deposed by a newer one
  * (which took a new token) is refused. Returns 1 when it wrote.
  */
-export const FENCED_SET = `${PRELUDE}
+export const FENCED_SET = `${PUT}
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end
 put(KEYS[1], ARGV[3], ARGV[4], false)
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
