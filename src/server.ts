@@ -13,7 +13,8 @@ import { constantTimeEqual } from './config/secrets.js';
 import type { MusterConfig } from './config/schema.js';
 import { buildDialects, dialectSecrets } from './dialects/index.js';
 import { buildHttpApp } from './http/app.js';
-import { createStore, redactRedisUrl } from './store/index.js';
+import { redisSecrets, redisStoreOptions } from './store/from-config.js';
+import { createStore } from './store/index.js';
 import type { Store } from './store/types.js';
 import { Transport } from './transport/upgrade.js';
 import { VERSION } from './version.js';
@@ -67,7 +68,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     }
   }
   const instanceId = config.instanceId ?? generateInstanceId();
-  const store = opts.store ?? createStore({ kind: config.store.kind, dataDir: config.dataDir, now: () => clock.now(), redis: config.store.kind === 'redis' ? redisOptions(config, logger) : undefined });
+  const store = opts.store ?? createStore({ kind: config.store.kind, dataDir: config.dataDir, now: () => clock.now(), redis: config.store.kind === 'redis' ? redisStoreOptions(config.store, logger) : undefined });
   const broker = opts.broker ?? new LocalBroker(instanceId);
   const metrics = new CoreMetrics({
     defaultMetrics: opts.defaultMetrics ?? true,
@@ -156,37 +157,7 @@ function secretValues(config: MusterConfig): string[] {
     else if (v && typeof v === 'object') Object.values(v).forEach(walk);
   };
   walk(config.admin.token);
-  walk([config.store.password, config.store.sentinelPassword, redisUrlPassword(config.store.url)].filter((p) => p !== undefined && p !== ''));
+  walk(redisSecrets(config.store));
   for (const d of Object.keys(config.dialects)) walk(dialectSecrets(config, d));
   return out;
-}
-
-/** The Redis store's settings from `config.store`; it logs when Redis comes and goes (never the URL's password). */
-function redisOptions(config: MusterConfig, logger: Logger) {
-  const st = config.store;
-  const where = st.url !== undefined ? redactRedisUrl(st.url) : st.sentinels !== undefined ? `sentinel primary ${st.name ?? '?'}` : st.cluster !== undefined ? 'cluster' : undefined;
-  return {
-    url: st.url,
-    prefix: st.prefix,
-    sentinels: st.sentinels,
-    name: st.name,
-    cluster: st.cluster,
-    username: st.username,
-    password: st.password,
-    sentinelPassword: st.sentinelPassword,
-    durability: st.durability && { replicas: st.durability.replicas, aof: st.durability.aof, timeoutMs: st.durability.timeout },
-    onStatus: (status: 'up' | 'down', err?: Error) => {
-      if (status === 'up') logger.info({ redis: where }, 'store: Redis connected');
-      else logger.warn({ redis: where, err: err?.message }, 'store: Redis unreachable; not ready until it answers (retrying)');
-    },
-  };
-}
-
-function redisUrlPassword(url: string | undefined): string | undefined {
-  if (url === undefined) return undefined;
-  try {
-    return decodeURIComponent(new URL(url).password);
-  } catch {
-    return undefined;
-  }
 }

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, INSTANCE_ID_FILE, generateInstanceId, loadConfig, resolveInstanceId, type MusterConfig, type MusterConfigInput } from '../../src/config/index.js';
 import { renderBanner } from '../../src/cli/startup.js';
 import { renderStatus } from '../../src/cli/status.js';
+import { redisSecrets, redisStoreOptions } from '../../src/store/from-config.js';
 
 let dir: string;
 beforeEach(() => {
@@ -60,6 +61,21 @@ describe('store: redis', () => {
     expect(configError(() => load({ store: { kind: 'redis', cluster: [{ host: 'b', port: 1 }], durability: { replicas: 1 } } })).key).toBe('store.durability');
     expect(configError(() => load({ store: { kind: 'redis', sentinels: [{ host: 's' }], name: 'm' } })).key).toBe('store.sentinels[0].port');
     expect(configError(() => load({ store: { prefix: 'a{b}' } })).key).toBe('store.prefix');
+  });
+
+  it('hands the store its options, logs Redis coming and going without the password, and names the secrets to redact', () => {
+    const config = load({ store: { kind: 'redis', url: 'redis://:p%40ss@db:6379', password: 'other', durability: { replicas: 2 } } });
+    const lines: Array<[string, object, string]> = [];
+    const opts = redisStoreOptions(config.store, { info: (o, m) => lines.push(['info', o, m]), warn: (o, m) => lines.push(['warn', o, m]) });
+    expect(opts).toMatchObject({ url: 'redis://:p%40ss@db:6379', prefix: 'muster:', password: 'other', durability: { replicas: 2, aof: false, timeoutMs: 1000 } });
+    opts.onStatus?.('down', new Error('connect ECONNREFUSED'));
+    opts.onStatus?.('up');
+    expect(lines).toStrictEqual([
+      ['warn', { redis: 'redis://:***@db:6379', err: 'connect ECONNREFUSED' }, 'store: Redis unreachable; not ready until it answers (retrying)'],
+      ['info', { redis: 'redis://:***@db:6379' }, 'store: Redis connected'],
+    ]);
+    expect(redisSecrets(config.store).sort()).toStrictEqual(['other', 'p@ss']);
+    expect(redisSecrets({})).toStrictEqual([]);
   });
 
   it('shows where Redis is in the banner, without the password', () => {
