@@ -127,8 +127,10 @@ export class RedisLease {
 
   async #acquire(sent: number): Promise<void> {
     const value = (await this.#o.store.client.eval(LEASE_ACQUIRE, 2, this.#leaseKey, this.#fenceKey, this.#o.instanceId, this.leaseMs)) as string | null;
-    if (value === null || !this.#running) {
-      // Taken by someone else, or we were stopped meanwhile (the lease runs out by itself).
+    if (value === null) return; // someone else holds it
+    if (!this.#running) {
+      // Stopped while the attempt was under way: give back what we just took.
+      await this.#o.store.client.eval(LEASE_RELEASE, 1, this.#leaseKey, value);
       return;
     }
     this.#value = value;

@@ -169,6 +169,16 @@ describe.skipIf(!haveRedisServer)('RedisLease', () => {
     expect(b.lease.leader).toBe(true);
   });
 
+  it('a holder stopped while its first attempt is under way gives back what it took', async () => {
+    const a = holder('a');
+    const first = a.lease.start();
+    const stopped = a.lease.stop();
+    await first;
+    await stopped;
+    expect(a.lease.leader).toBe(false);
+    expect(await raw.exists(leaseKey())).toBe(0);
+  });
+
   it('a failed attempt does not move the leader fencing token', async () => {
     const a = holder('a');
     const b = holder('b');
