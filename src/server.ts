@@ -6,16 +6,21 @@ import { LocalBroker, type Broker } from './cluster/broker.js';
 import { registerBrokerMetrics } from './cluster/metrics.js';
 import { RedisBroker } from './cluster/redis-broker.js';
 import type { Leadership } from './cluster/leadership.js';
+import { RedisLease } from './cluster/lease.js';
 import { SystemClock, type Clock } from './core/clock.js';
 import type { Dialect } from './core/dialect.js';
 import { CoreMetrics } from './core/metrics.js';
 import { Scheduler } from './core/scheduler.js';
 import { formatMode, secureDataDir } from './config/datadir.js';
+import { generateInstanceId } from './config/instance-id.js';
 import { constantTimeEqual } from './config/secrets.js';
 import type { MusterConfig } from './config/schema.js';
 import { buildDialects, dialectSecrets } from './dialects/index.js';
+import { STORE_NS as SHARDING_STORE_NS } from './dialects/sharding/dialect.js';
 import { buildHttpApp } from './http/app.js';
+import { redisSecrets, redisStoreOptions } from './store/from-config.js';
 import { createStore } from './store/index.js';
+import { RedisStore } from './store/redis.js';
 import type { Store } from './store/types.js';
 import { Transport } from './transport/upgrade.js';
 import { VERSION } from './version.js';
@@ -45,6 +50,8 @@ export interface MusterOptions {
 
 export interface Muster {
   readonly config: MusterConfig;
+  /** `config.instanceId`, or a fresh one for this process when the caller resolved none (see config/instance-id.ts). */
+  readonly instanceId: string;
   readonly scheduler: Scheduler;
   readonly store: Store;
   readonly broker: Broker;
@@ -69,34 +76,46 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
   const clock = opts.clock ?? new SystemClock();
   const scheduler = new Scheduler(clock, (err) => logger.error({ err }, 'a scheduled task failed'));
   if (!opts.store) {
-    for (const t of secureDataDir(config.dataDir, { create: storeKind(config) === 'sqlite' })) {
+    for (const t of secureDataDir(config.dataDir, { create: config.store.kind === 'sqlite' })) {
       logger.warn({ path: t.path, from: formatMode(t.from), to: formatMode(t.to) }, 'data directory: was open to other users; made owner-only');
     }
   }
-  const store = opts.store ?? createStore({ kind: storeKind(config), dataDir: config.dataDir, now: () => clock.now() });
+  const instanceId = config.instanceId ?? generateInstanceId();
+  const store = opts.store ?? createStore({ kind: config.store.kind, dataDir: config.dataDir, now: () => clock.now(), redis: config.store.kind === 'redis' ? redisStoreOptions(config.store, logger) : undefined });
   const redisUrl = clusterRedisUrl(config);
   const broker =
     opts.broker ??
     (redisUrl !== undefined
-      ? new RedisBroker({
-          url: redisUrl,
-          prefix: config.cluster.prefix,
-          presenceTtl: config.cluster.presenceTtl,
-          ...(config.cluster.instanceId !== undefined ? { instanceId: config.cluster.instanceId } : {}),
-          logger,
-        })
-      : new LocalBroker());
+      ? new RedisBroker({ url: redisUrl, prefix: config.cluster.prefix, presenceTtl: config.cluster.presenceTtl, instanceId, logger })
+      : new LocalBroker(instanceId));
   const metrics = new CoreMetrics({
     defaultMetrics: opts.defaultMetrics ?? true,
+    instanceId,
     ...(opts.logLinesDropped ? { logLinesDropped: opts.logLinesDropped } : {}),
   });
   if (broker instanceof RedisBroker) registerBrokerMetrics(metrics.registry, broker);
   const adminToken = (): string => config.admin.token ?? '';
 
   const ctx = { scheduler, store, broker, logger, registry: metrics.registry };
-  const dialects = buildDialects(config, ctx, { secretEquals: constantTimeEqual, ...(opts.leadership ? { leadership: opts.leadership } : {}) });
+  // Cluster mode with a Redis store: the sharding orchestrator runs under a Redis lease on the
+  // namespace it writes, so its writes are fenced by the lease's token.
+  const lease =
+    opts.leadership === undefined && store instanceof RedisStore && broker.kind !== 'local'
+      ? new RedisLease({
+          store,
+          ns: SHARDING_STORE_NS,
+          instanceId,
+          clock,
+          leaseMs: config.cluster.leaseTtl,
+          onError: (err) => logger.warn({ err: err.message }, 'cluster: the sharding lease could not reach Redis (retrying)'),
+        })
+      : undefined;
+  lease?.onChange((leader, token) => logger.info({ instanceId, token }, leader ? 'cluster: this instance leads the sharding fleet' : 'cluster: this instance no longer leads the sharding fleet'));
+  const leadership = opts.leadership ?? lease;
+  const dialects = buildDialects(config, ctx, { secretEquals: constantTimeEqual, ...(leadership ? { leadership } : {}) });
   // Joins the cluster now that the dialects have subscribed to what they hear from it.
   await broker.start();
+  void lease?.start();
 
   const https = config.tls ? { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } : undefined;
   const http = await buildHttpApp({
@@ -106,6 +125,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     scheduler,
     dialects,
     version: VERSION,
+    instanceId,
     adminToken,
     secretEquals: constantTimeEqual,
     transport: () => transport,
@@ -119,6 +139,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     await http.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {
     // Leave the cluster this start joined (its connections would keep the process alive).
+    await lease?.stop();
     if (!opts.broker) await broker.close();
     throw err;
   }
@@ -133,6 +154,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     get config() {
       return config;
     },
+    instanceId,
     scheduler,
     store,
     broker,
@@ -154,13 +176,19 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
         await t.shutdown(config.shutdownTimeout);
         for (const d of dialects) await d.stop?.();
         await http.close();
+        // Gives the lease back at once, so another instance takes the fleet without waiting for it to run out.
+        await lease?.stop();
         scheduler.clear();
         await broker.close();
         try {
           await store.flush();
-          if (!opts.store) await store.close();
         } catch (err) {
           logger.error({ err }, 'store: flush on shutdown failed');
+        }
+        try {
+          if (!opts.store) await store.close();
+        } catch (err) {
+          logger.error({ err }, 'store: close on shutdown failed');
         }
       })();
       return stopping;
@@ -177,6 +205,7 @@ function secretValues(config: MusterConfig): string[] {
     else if (v && typeof v === 'object') Object.values(v).forEach(walk);
   };
   walk(config.admin.token);
+  walk(redisSecrets(config.store));
   for (const d of Object.keys(config.dialects)) walk(dialectSecrets(config, d));
   return out;
 }
@@ -184,10 +213,4 @@ function secretValues(config: MusterConfig): string[] {
 /** Cluster mode's Redis: `cluster.redisUrl`, or the store's URL when the store is Redis. */
 export function clusterRedisUrl(config: MusterConfig): string | undefined {
   return config.cluster.redisUrl ?? (config.store.kind === 'redis' ? config.store.url : undefined);
-}
-
-function storeKind(config: MusterConfig): 'memory' | 'sqlite' {
-  const kind = config.store.kind;
-  if (kind === 'redis') throw new Error('store.kind "redis" (cluster mode) is not available in this version; use "sqlite" or "memory"');
-  return kind;
 }

@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import pino, { type Logger } from 'pino';
 import { ConfigError, loadConfig } from '../config/load.js';
+import { resolveInstanceId } from '../config/instance-id.js';
 import { resolveSecrets } from '../config/secrets.js';
 import type { MusterConfig } from '../config/schema.js';
 import { startMuster } from '../server.js';
@@ -66,6 +67,8 @@ async function start(flags: StartFlags): Promise<void> {
     preflight(config);
     ensureDataDir(config.dataDir);
     resolved = resolveSecrets(config, { dataDir: config.dataDir });
+    const instance = resolveInstanceId(config.instanceId, config.dataDir);
+    resolved = { ...resolved, config: { ...resolved.config, instanceId: instance.id } };
   } catch (err) {
     if (err instanceof ConfigError || err instanceof StartupError) {
       process.stderr.write(`muster: ${err.message}\n`);

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import type { MusterConfig } from '../config/schema.js';
-import { SQLITE_FILE_NAME } from '../store/index.js';
+import { DEFAULT_REDIS_URL, SQLITE_FILE_NAME, redactRedisUrl } from '../store/index.js';
 
 /** A start-up failure an operator can fix: one line, cause then fix. */
 export class StartupError extends Error {
@@ -62,11 +62,12 @@ export function ensureDataDir(dir: string): void {
   }
 }
 
-/** Checks made before anything is opened or generated: the store kind and the TLS files. */
+/**
+ * Checks made before anything is opened or generated: the TLS files. (A Redis store that
+ * does not answer is no start-up failure: the server starts, /readyz says 503 until
+ * Redis answers, and the store reconnects by itself.)
+ */
 export function preflight(config: MusterConfig): void {
-  if (config.store.kind === 'redis') {
-    throw new StartupError('store.kind "redis" (cluster mode) is not available in this version', 'set store.kind to "sqlite" (the default) or "memory"');
-  }
   if (config.tls) checkTlsFiles(config.tls.cert, config.tls.key);
 }
 
@@ -131,7 +132,7 @@ export function renderBanner(opts: {
 }): string[] {
   const { base, config } = opts;
   const ws = base.replace(/^http/, 'ws');
-  const names = ['health', 'store', ...opts.dialects.map((d) => d.name)];
+  const names = ['health', 'store', 'instance', ...opts.dialects.map((d) => d.name)];
   const width = Math.max(...names.map((n) => n.length)) + 2;
   const row = (name: string, text: string): string => `  ${name.padEnd(width)}${text}`;
   const note = (name: string): string => (name === 'discodo' ? `  (compat: ${config.dialects.discodo.compat})` : '');
@@ -139,8 +140,22 @@ export function renderBanner(opts: {
     `Muster ${opts.version} listening on ${base}`,
     row('health', `${base}/healthz    metrics ${base}/metrics    admin API ${base}/api/v1`),
     ...opts.dialects.map((d) => row(d.name, `${ws}${d.path}${note(d.name)}`)),
-    row('store', `${config.store.kind} (${config.dataDir})`),
+    row('store', storeText(config)),
+    ...(config.instanceId !== undefined ? [row('instance', config.instanceId)] : []),
   ];
+}
+
+/** The store's banner line: where it is, never a password. */
+function storeText(config: MusterConfig): string {
+  const st = config.store;
+  if (st.kind !== 'redis') return `${st.kind} (${config.dataDir})`;
+  const where =
+    st.cluster !== undefined
+      ? `cluster ${st.cluster.map((n) => `${n.host}:${n.port}`).join(',')}`
+      : st.sentinels !== undefined
+        ? `sentinel primary "${st.name ?? ''}" via ${st.sentinels.map((n) => `${n.host}:${n.port}`).join(',')}`
+        : redactRedisUrl(st.url ?? DEFAULT_REDIS_URL);
+  return `redis (${where}, prefix ${JSON.stringify(st.prefix)}; ready once Redis answers: /readyz)`;
 }
 
 /** The generated-secrets block, shown once. */

@@ -1,7 +1,8 @@
 /** Renders the admin API's /status answer as a one-screen summary. */
 export function renderStatus(s: Record<string, unknown>): string {
   const lines: string[] = [];
-  lines.push(`Muster ${String(s.version ?? '?')}  up ${formatUptime(Number(s.uptimeSeconds ?? 0))}  store: ${String(s.store ?? '?')}`);
+  const instance = typeof s.instanceId === 'string' ? `  instance: ${s.instanceId}` : '';
+  lines.push(`Muster ${String(s.version ?? '?')}  up ${formatUptime(Number(s.uptimeSeconds ?? 0))}  store: ${String(s.store ?? '?')}${instance}`);
   const conns = (s.connections ?? {}) as Record<string, number>;
   const total = Object.values(conns).reduce((a, b) => a + b, 0);
   lines.push(`Connections: ${total}`);

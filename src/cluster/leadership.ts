@@ -1,3 +1,4 @@
+import { isFencedStore } from '../store/index.js';
 import type { JsonValue, SetOptions, Store } from '../store/types.js';
 
 /**
@@ -28,20 +29,6 @@ export class SoloLeadership implements Leadership {
   }
 }
 
-/**
- * A store that can refuse a write from a deposed leader: `fencedSet` writes only while
- * `token` is the newest fencing token issued (one Lua script on Redis, so the check and
- * the write are one step). Returns whether it wrote. A store without it (memory,
- * SQLite: one process, always the leader) accepts every write.
- */
-export interface FencedWrites {
-  fencedSet(ns: string, key: string, value: JsonValue, token: number): Promise<boolean>;
-}
-
-export function hasFencedWrites(store: Store): store is Store & FencedWrites {
-  return typeof (store as Partial<FencedWrites>).fencedSet === 'function';
-}
-
 /** A write refused because a newer leader holds the lease. */
 export class FencedOutError extends Error {
   constructor(
@@ -60,9 +47,9 @@ export class FencedOutError extends Error {
  * Reads and the other calls go to the store as they are.
  */
 export function fencedStore(store: Store, token: number, onFenced: () => void): Store {
-  if (!hasFencedWrites(store)) return store;
-  const set = async (ns: string, key: string, value: JsonValue, _opts?: SetOptions): Promise<void> => {
-    const ok = await store.fencedSet(ns, key, value, token);
+  if (!isFencedStore(store)) return store;
+  const set = async (ns: string, key: string, value: JsonValue, opts?: SetOptions): Promise<void> => {
+    const ok = await store.fencedSet(ns, key, value, token, opts);
     if (ok) return;
     onFenced();
     throw new FencedOutError(key, token);

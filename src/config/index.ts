@@ -8,6 +8,7 @@ export {
   type ConfigErrorOptions,
   type LoadConfigOptions,
 } from './load.js';
+export { INSTANCE_ID_FILE, generateInstanceId, resolveInstanceId, type ResolvedInstanceId } from './instance-id.js';
 export {
   SECRETS_FILE,
   constantTimeEqual,

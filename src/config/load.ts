@@ -95,6 +95,7 @@ export function validateConfig(raw: unknown): MusterConfig {
   checkLimits(config);
   checkFencing(config);
   checkTls(config);
+  checkStore(config);
   if (!Value.Check(MusterConfigSchema, config)) {
     // Safety net: normalize() should have caught everything the schema says.
     const first = Value.Errors(MusterConfigSchema, config).First();
@@ -404,6 +405,21 @@ function checkFencing(config: MusterConfig): void {
     throw new ConfigError('dialects.sharding.fenceMargin', sh.fenceMargin, `less than both heartbeatInterval + heartbeatGrace (${sh.heartbeatInterval + sh.heartbeatGrace}) and reconnectWindow (${sh.reconnectWindow})`, {
       problem: 'a CONTROL fences fenceMargin before the MASTER gives its shards away, so it would never serve',
     });
+  }
+}
+
+/** A Redis store is reached one way: a URL, or Sentinel (with the primary's name), or a Cluster. */
+function checkStore(config: MusterConfig): void {
+  const st = config.store;
+  const ways = [st.url !== undefined, st.sentinels !== undefined, st.cluster !== undefined].filter(Boolean).length;
+  if (ways > 1) {
+    throw new ConfigError('store', undefined, 'one of url, sentinels (with name) or cluster', { problem: 'more than one way to reach Redis' });
+  }
+  if (st.sentinels !== undefined && st.name === undefined) {
+    throw new ConfigError('store.name', undefined, "the name of the primary the Sentinels monitor (Sentinel's master name)", { problem: 'store.sentinels needs it' });
+  }
+  if (st.durability !== undefined && st.cluster !== undefined && (st.durability.replicas > 0 || st.durability.aof)) {
+    throw new ConfigError('store.durability', undefined, 'no WAIT/WAITAOF with Redis Cluster', { problem: 'a wait must reach the node that took the write' });
   }
 }
 

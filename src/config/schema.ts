@@ -15,7 +15,7 @@
  * "Each dialect's config section").
  */
 import { Type, type StaticDecode, type StaticEncode } from '@sinclair/typebox';
-import { Bytes, Duration, Enum, ExpectedKey, Int, SECOND, Secret, Section, Str } from './builders.js';
+import { Bool, Bytes, Duration, Enum, ExpectedKey, Int, OptionalSecret, SECOND, Secret, SecretKey, Section, Str } from './builders.js';
 import { BusSection } from './dialects/bus.js';
 import { ClusterioSection } from './dialects/clusterio.js';
 import { DiscodoSection } from './dialects/discodo.js';
@@ -33,10 +33,38 @@ export const ListenSchema = Section({
   port: Int(7373, 0, 65535),
 });
 
+/** A Redis Sentinel or Redis Cluster node. */
+export const RedisNodeSchema = Type.Object(
+  {
+    host: Str(),
+    port: Type.Integer({ minimum: 1, maximum: 65535, [ExpectedKey]: 'an integer from 1 to 65535' }),
+  },
+  { additionalProperties: false, [ExpectedKey]: 'an object { host, port }' },
+);
+
+/**
+ * The store. `kind: redis` (cluster mode) connects to `url`, or to the primary `name`
+ * through `sentinels`, or to the Redis Cluster `cluster` (docs: README, "Store: redis").
+ * The URL may hold a password, so it is a secret like `password`: never echoed.
+ */
 export const StoreSchema = Section({
   kind: Enum([Type.Literal('sqlite'), Type.Literal('memory'), Type.Literal('redis')], 'sqlite'),
-  url: Type.Optional(Str()),
-  prefix: Type.String({ default: 'muster:', [ExpectedKey]: 'a string' }),
+  url: Type.Optional(Type.String({ minLength: 1, pattern: '^rediss?://', [SecretKey]: true, [ExpectedKey]: 'a redis:// or rediss:// URL' })),
+  prefix: Type.String({ default: 'muster:', pattern: '^[^{}]*$', [ExpectedKey]: 'a string without "{" or "}"' }),
+  sentinels: Type.Optional(Type.Array(RedisNodeSchema, { minItems: 1, [ExpectedKey]: 'a non-empty list of { host, port }' })),
+  /** The Sentinel-monitored primary's name. */
+  name: Type.Optional(Str()),
+  cluster: Type.Optional(Type.Array(RedisNodeSchema, { minItems: 1, [ExpectedKey]: 'a non-empty list of { host, port }' })),
+  username: Type.Optional(Str()),
+  password: OptionalSecret(),
+  sentinelPassword: OptionalSecret(),
+  /** Each write also waits for replicas (WAIT) and/or the AOF's fsync (WAITAOF, Redis 7.2+). */
+  durability: Type.Optional(
+    Type.Object(
+      { replicas: Int(0, 0), aof: Bool(false), timeout: Duration(1000, 1) },
+      { additionalProperties: false, [ExpectedKey]: 'an object { replicas, aof, timeout }' },
+    ),
+  ),
 });
 
 /**
@@ -45,13 +73,19 @@ export const StoreSchema = Section({
  * instances go over Redis pub/sub.
  */
 export const ClusterSchema = Section({
-  redisUrl: Type.Optional(Str()),
+  /** A Redis for the message side only (its password is a secret); default: `store.url` when `store.kind` is redis. */
+  redisUrl: OptionalSecret(),
   /** Prefix of the broker's Redis keys and channels. */
   prefix: Type.String({ default: 'muster:', [ExpectedKey]: 'a string' }),
   /** How long an instance that stopped heartbeating is still counted in; its peers drop its connections after. */
   presenceTtl: Duration(15_000, 1_000),
-  /** This instance's id in the cluster (default: a new random one per start). */
-  instanceId: Type.Optional(Str()),
+  /**
+   * The sharding leader's lease in Redis: the leader renews it every third of this and
+   * stops counting itself leader a fifth before its end; the others try to take it every
+   * half second. Keep it plus a second under `heartbeatGrace - fenceMargin` of the
+   * sharding dialect, or CONTROLs fence themselves during a takeover.
+   */
+  leaseTtl: Duration(6_000, 1_000),
 });
 
 export const AdminSchema = Section({
@@ -131,6 +165,10 @@ export const MusterConfigSchema = Type.Object(
   {
     listen: ListenSchema,
     dataDir: Str('./muster-data'),
+    /** This instance's id in cluster mode (logs, /readyz, /metrics); generated once into the data directory when absent. */
+    instanceId: Type.Optional(
+      Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', [ExpectedKey]: 'letters, digits, ".", "_" or "-" (at most 64, starting with a letter or digit)' }),
+    ),
     store: StoreSchema,
     cluster: ClusterSchema,
     admin: AdminSchema,

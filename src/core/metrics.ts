@@ -12,12 +12,18 @@ export class CoreMetrics implements ConnectionObserver {
   readonly upgradesInProgress: Gauge;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   readonly logLinesDropped: Counter;
+  readonly instanceInfo: Gauge<'instance_id'>;
 
-  /** `logLinesDropped` reads the log destination's count of dropped lines (0 when there is none). */
-  constructor(opts: { defaultMetrics?: boolean; logLinesDropped?: () => number } = {}) {
+  /**
+   * `logLinesDropped` reads the log destination's count of dropped lines (0 when there is
+   * none); `instanceId` labels `muster_instance_info`.
+   */
+  constructor(opts: { defaultMetrics?: boolean; logLinesDropped?: () => number; instanceId?: string } = {}) {
     const registry = new Registry();
     this.registry = registry;
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
+    this.instanceInfo = new Gauge({ name: 'muster_instance_info', help: 'Always 1; labelled with this instance\'s id', labelNames: ['instance_id'], registers: [registry] });
+    if (opts.instanceId !== undefined) this.instanceInfo.set({ instance_id: opts.instanceId }, 1);
     this.connections = new Gauge({ name: 'muster_connections', help: 'Open WebSocket connections', labelNames: ['dialect'], registers: [registry] });
     // Frame counts are kept in plain numbers and handed to these counters when they are
     // read (collect), see framesIn/framesOut.

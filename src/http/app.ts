@@ -24,6 +24,8 @@ export interface HttpAppOptions {
   scheduler: Scheduler;
   dialects: Dialect[];
   version: string;
+  /** This instance's id (config `instanceId`), shown by /readyz and the status route. */
+  instanceId?: string | undefined;
   /** Returns the current admin token (it can change on SIGHUP). */
   adminToken: () => string;
   secretEquals: (a: string, b: string) => boolean;
@@ -98,6 +100,7 @@ export function coreRoutes(opts: HttpAppOptions): HttpRoute[] {
       handler: () => ({
         body: {
           version: opts.version,
+          ...(opts.instanceId !== undefined ? { instanceId: opts.instanceId } : {}),
           uptimeSeconds: Math.round(process.uptime()),
           store: opts.store.kind,
           connections: opts.transport()?.countByDialect() ?? {},
@@ -124,15 +127,17 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // 200 once the store answers; 503 while it does not (a Redis store reconnects by itself).
+  const instance = opts.instanceId !== undefined ? { instanceId: opts.instanceId } : {};
   app.get('/readyz', async (_req, reply) => {
     try {
       await opts.store.ping();
       if (opts.clusterReady && !opts.clusterReady()) {
-        return await reply.code(503).send({ status: 'unavailable', error: 'cluster: not joined over Redis (unreachable, or joining)' });
+        return await reply.code(503).send({ status: 'unavailable', ...instance, error: 'cluster: not joined over Redis (unreachable, or joining)' });
       }
-      return { status: 'ready' };
+      return { status: 'ready', ...instance };
     } catch (err) {
-      return reply.code(503).send({ status: 'unavailable', error: (err as Error).message });
+      return reply.code(503).send({ status: 'unavailable', ...instance, error: (err as Error).message });
     }
   });
   app.get('/metrics', async (_req, reply) => {

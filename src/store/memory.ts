@@ -7,7 +7,7 @@
  * on every edge of the contract.
  */
 import { MusterError } from '../core/errors.js';
-import type { JsonValue, SetOptions, Store } from './types.js';
+import type { FencedStore, JsonValue, SetOptions, Store } from './types.js';
 
 export interface MemoryStoreOptions {
   /** Milliseconds since the epoch; TTLs are measured against it. Defaults to Date.now. */
@@ -21,7 +21,7 @@ interface Entry {
   expiresAt: number | null;
 }
 
-export class MemoryStore implements Store {
+export class MemoryStore implements Store, FencedStore {
   readonly kind = 'memory';
   readonly #now: () => number;
   readonly #data = new Map<string, Map<string, Entry>>();
@@ -93,6 +93,12 @@ export class MemoryStore implements Store {
     const matches = current === undefined ? expected === undefined : expected !== undefined && jsonEqual(current.value, expected);
     if (!matches) return false;
     this.#put(ns, key, { value: structuredClone(value), expiresAt });
+    return true;
+  }
+
+  /** One process, one leader: the write always happens (types.ts, FencedStore). */
+  async fencedSet(ns: string, key: string, value: JsonValue, _token: number, opts?: SetOptions): Promise<boolean> {
+    await this.set(ns, key, value, opts);
     return true;
   }
 

@@ -16,7 +16,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MusterError } from '../core/errors.js';
 import { addDelta, assertJsonValue, canonicalJson, expiryFor, isExpired } from './memory.js';
-import type { JsonValue, SetOptions, Store } from './types.js';
+import type { FencedStore, JsonValue, SetOptions, Store } from './types.js';
 
 export interface SqliteStoreOptions {
   /** Path of the database file; its directory must exist (see SqliteStore.open). */
@@ -51,7 +51,7 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at) WHERE expires_at IS NOT NULL;
 `;
 
-export class SqliteStore implements Store {
+export class SqliteStore implements Store, FencedStore {
   readonly kind = 'sqlite';
   /** Path of the database file. */
   readonly file: string;
@@ -200,6 +200,12 @@ export class SqliteStore implements Store {
     assertJsonValue(value);
     const now = this.#now();
     return this.#cas(ns, key, expected, JSON.stringify(value), now, expiryFor(now, opts));
+  }
+
+  /** One process, one leader: the write always happens (types.ts, FencedStore). */
+  async fencedSet(ns: string, key: string, value: JsonValue, _token: number, opts?: SetOptions): Promise<boolean> {
+    await this.set(ns, key, value, opts);
+    return true;
   }
 
   /** Deletes every expired row, in all namespaces; returns how many went. */

@@ -45,3 +45,15 @@ export interface Store {
   flush(): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * Writes guarded by a fencing token (cluster/lease.ts). A leader writes with the token
+ * it was elected with; the write is refused (resolves false) once a newer leader of the
+ * namespace holds a newer token, so a leader that was paused past its lease cannot
+ * overwrite its successor's writes. In one process there is one leader, always: the
+ * memory and SQLite stores write unconditionally.
+ */
+export interface FencedStore {
+  /** Writes `value` if `token` is the namespace's current fencing token; returns whether it wrote. */
+  fencedSet(ns: string, key: string, value: JsonValue, token: number, opts?: SetOptions): Promise<boolean>;
+}

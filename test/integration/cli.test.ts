@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -117,6 +118,32 @@ describe('muster CLI', () => {
     expect((await raw.waitClose()).code).toBe(1001);
     expect(await run.exited).toBe(0);
     await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
+  it('store.kind redis with Redis not answering is no start-up failure: it starts, and /readyz says 503', async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = srv.address() as AddressInfo;
+        srv.close(() => resolve(port));
+      });
+    });
+    const file = join(dir, 'redis.yaml');
+    const data = join(dir, 'redis-data');
+    writeFileSync(file, ['listen: { host: 127.0.0.1, port: 0 }', `dataDir: ${data}`, 'log: { level: silent }', `store: { kind: redis, url: "redis://:hunter2@127.0.0.1:${closed}" }`, ''].join('\n'));
+    const run = await start(['--config', file], { MUSTER_CONFIG: '' });
+    try {
+      const id = readFileSync(join(data, 'instance-id'), 'utf8').trim();
+      expect(run.stdout()).toMatch(new RegExp(`^  store +redis \\(redis://:\\*\\*\\*@127\\.0\\.0\\.1:${closed}/?, prefix "muster:"`, 'm'));
+      expect(run.stdout()).toMatch(new RegExp(`^  instance +${id.replace(/\./g, '\\.')}$`, 'm'));
+      expect(run.stdout()).not.toContain('hunter2');
+      const r = await fetch(`${run.base}/readyz`);
+      expect(r.status).toBe(503);
+      expect(await r.json()).toMatchObject({ status: 'unavailable', instanceId: id });
+      expect((await fetch(`${run.base}/healthz`)).status).toBe(200);
+    } finally {
+      run.proc.kill('SIGTERM');
+      expect(await run.exited).toBe(0);
+    }
   });
 
   it('generates missing secrets once, stores them with mode 0600, and prints them in the banner', async () => {

@@ -17,7 +17,7 @@ describe('HTTP: health, readiness, metrics', () => {
     expect(await h.json()).toEqual({ status: 'ok' });
     const r = await fetch(`${srv.httpBase}/readyz`);
     expect(r.status).toBe(200);
-    expect(await r.json()).toEqual({ status: 'ready' });
+    expect(await r.json()).toEqual({ status: 'ready', instanceId: srv.muster.instanceId });
   });
 
   it('answers /readyz with 503 when the store is unreachable', async () => {
@@ -45,6 +45,7 @@ describe('HTTP: health, readiness, metrics', () => {
     expect(text).toMatch(/muster_closes_total\{dialect="bus",code="4002"\} 1/);
     expect(text).toMatch(/muster_http_request_duration_seconds_count\{method="GET",route="\/healthz",status="200"\} 1/);
     expect(text).toContain('muster_bus_services 0');
+    expect(text).toContain(`muster_instance_info{instance_id="${srv.muster.instanceId}"} 1`);
   });
 
   it('includes event-loop lag when default metrics are on', async () => {

@@ -90,11 +90,6 @@ describe('start-up failures: one line, exit 2', () => {
     expect(existsSync(bad.data)).toBe(false);
   });
 
-  it('store.kind redis says it is not available and what to use', () => {
-    const { file } = config(['listen: { port: 0 }', 'store: { kind: redis }']);
-    expectOneLine(run(['--config', file]), /redis/, /"sqlite"/);
-  });
-
   it.skipIf(!existsSync('/proc/self'))('a data directory that cannot be created fails at once instead of hanging', () => {
     const { file } = config(['listen: { port: 0 }']);
     const r = run(['--config', file, '--data-dir', '/proc/muster-data']);

@@ -1,4 +1,5 @@
-import type { FencedWrites, Leadership } from '../../src/cluster/leadership.js';
+import type { Leadership } from '../../src/cluster/leadership.js';
+import type { FencedStore } from '../../src/store/types.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { JsonValue } from '../../src/store/types.js';
 
@@ -42,7 +43,7 @@ export class HandLeadership implements Leadership {
  * A memory store with the lease's fencing: `issue()` is the INCR of a new election, and
  * `fencedSet` writes only with the newest token issued (checked and written in one step).
  */
-export class FencedMemoryStore extends MemoryStore implements FencedWrites {
+export class FencedMemoryStore extends MemoryStore implements FencedStore {
   fence = 0;
   refused = 0;
 
@@ -50,7 +51,7 @@ export class FencedMemoryStore extends MemoryStore implements FencedWrites {
     return ++this.fence;
   }
 
-  fencedSet(ns: string, key: string, value: JsonValue, token: number): Promise<boolean> {
+  override fencedSet(ns: string, key: string, value: JsonValue, token: number): Promise<boolean> {
     if (token < this.fence) {
       this.refused++;
       return Promise.resolve(false);

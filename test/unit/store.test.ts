@@ -3,8 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createStore, MemoryStore, SqliteStore } from '../../src/store/index.js';
+import { createStore, MemoryStore, RedisStore, SqliteStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/index.js';
+import { haveRedisServer, startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { storeContract } from './store.contract.js';
 
 let tmp: string;
@@ -22,6 +23,20 @@ afterAll(() => {
 
 storeContract('MemoryStore', (now) => new MemoryStore({ now }));
 storeContract('SqliteStore', (now) => new SqliteStore({ file: freshFile(), now }));
+
+// Against the test's own redis-server (never the machine's 6379); each store gets a
+// prefix of its own, so no test sees another's keys.
+describe.skipIf(!haveRedisServer)('on a private redis-server', () => {
+  let redis: RedisServer;
+  let prefixSeq = 0;
+  beforeAll(async () => {
+    redis = await startRedisServer();
+  });
+  afterAll(async () => {
+    await redis?.close();
+  });
+  storeContract('RedisStore', (now) => new RedisStore({ url: redis.url, prefix: `contract-${++prefixSeq}:`, now }));
+});
 
 /** Reads the file directly, bypassing the store (and its TTL filtering). */
 function rawRows(file: string): Array<{ ns: string; key: string; value: string; expires_at: number | null }> {
@@ -190,6 +205,6 @@ describe('createStore', () => {
   });
 
   it('throws a clear error for an unknown kind', () => {
-    expect(() => createStore({ kind: 'redis' as 'memory', dataDir: tmp })).toThrow(/Unknown store kind "redis"/);
+    expect(() => createStore({ kind: 'mongo' as 'memory', dataDir: tmp })).toThrow(/Unknown store kind "mongo"/);
   });
 });
