@@ -22,6 +22,9 @@ import type { Leadership } from './leadership.js';
 import type { RedisStore } from '../store/redis.js';
 import { LEASE_ACQUIRE, LEASE_RELEASE, LEASE_RENEW } from '../store/redis-scripts.js';
 
+/** How long `stop()` waits for Redis to take the lease back; past it the lease simply runs out. */
+const STOP_RELEASE_WAIT_MS = 1_000;
+
 export interface LeaseOptions {
   /** The Redis store: the lease runs on its connection and key layout. */
   store: Pick<RedisStore, 'client' | 'keys'>;
@@ -121,16 +124,21 @@ export class RedisLease implements Leadership {
     this.#running = false;
     this.#tick?.();
     this.#tick = undefined;
-    await this.#inflight;
+    // An attempt under way is not waited for: with Redis away it may never answer, and
+    // an acquire that lands after this gives the lease back itself (see #acquire).
     const value = this.#value;
     this.#depose();
-    if (value !== undefined) {
-      try {
-        await this.#o.store.client.eval(LEASE_RELEASE, 1, this.#leaseKey, value);
-      } catch (err) {
-        this.#o.onError?.(err as Error);
-      }
-    }
+    if (value === undefined) return;
+    let timer: Cancel | undefined;
+    const bounded = new Promise<void>((resolve) => {
+      timer = this.#o.clock.wake(STOP_RELEASE_WAIT_MS, resolve);
+    });
+    const release = this.#o.store.client.eval(LEASE_RELEASE, 1, this.#leaseKey, value).then(
+      () => undefined,
+      (err: unknown) => this.#o.onError?.(err as Error),
+    );
+    await Promise.race([release, bounded]);
+    timer?.();
   }
 
   #attempt(): void {

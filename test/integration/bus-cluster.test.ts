@@ -29,7 +29,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   const prefix = `bus${++run}:`;
-  const cluster = (instanceId: string) => ({ cluster: { redisUrl: redis.url, prefix, presenceTtl: 1000, instanceId } });
+  const cluster = (instanceId: string) => ({ instanceId, cluster: { redisUrl: redis.url, prefix, presenceTtl: 1000 } });
   one = await startTestServer(cluster('one'));
   two = await startTestServer(cluster('two'));
 });
@@ -208,7 +208,7 @@ describe('bus across instances: a real crash', () => {
     const proc = await startServer({
       dataDir: join(dir, 'data'),
       dialects: ['bus'],
-      extra: { store: { kind: 'memory' }, cluster: { redisUrl: redis.url, prefix: `bus${run}:`, presenceTtl: 1000, instanceId: 'proc' } },
+      extra: { store: { kind: 'memory' }, instanceId: 'proc', cluster: { redisUrl: redis.url, prefix: `bus${run}:`, presenceTtl: 1000 } },
     });
     try {
       const a = await identify(one);
