@@ -35,6 +35,20 @@ export default tseslint.config(
     },
   },
   {
+    // The store imports only the shared catalogue (src/common/); never core or anything above it.
+    files: ['src/store/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['**/core/**', '**/dialects/**', '**/protocols/**', '**/http/**', '**/transport/**', '**/cli/**', '**/cluster/**', '**/config/**', '**/client/**', '../server.js', '../index.js'] }],
+    },
+  },
+  {
+    // What server and clients both may use: imports nothing of the project.
+    files: ['src/common/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['../*/**', '../*.js'] }],
+    },
+  },
+  {
     files: ['src/protocols/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: ['**/core/**', '**/dialects/**', '**/store/**', '**/http/**', '**/transport/**', '**/cli/**', '**/cluster/**', '**/config/**', 'node:fs', 'node:net', 'node:http', ...SERVER_LIBS] }],

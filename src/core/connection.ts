@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import { CloseCode, type CloseCodeTable } from './errors.js';
+import { CloseCode, type CloseCodeTable } from '../common/errors.js';
 import type { GoneWhy, PeerLog } from './peer-log.js';
 import type { Scheduler, Timer } from './scheduler.js';
 import { isSocket, WsSocket, type Socket } from './socket.js';

@@ -5,7 +5,7 @@ import type { Registry } from 'prom-client';
 import type { Broker } from '../cluster/broker.js';
 import type { Store } from '../store/types.js';
 import type { Connection } from './connection.js';
-import type { CloseCodeTable } from './errors.js';
+import type { CloseCodeTable } from '../common/errors.js';
 import type { Scheduler } from './scheduler.js';
 
 /**

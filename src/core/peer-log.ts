@@ -11,21 +11,9 @@ import { LogLimiter } from './ratelimit.js';
  * parses a dialect's frames beyond generic JSON redaction.
  */
 
-/** Why a peer is gone, as the `why` field of the "peer gone" line. */
-export type GoneWhy =
-  | 'peer closed'
-  | 'dead'
-  | 'ping timeout'
-  | 'superseded'
-  | 'kicked'
-  | 'slow consumer'
-  | 'shutdown'
-  | 'refused'
-  | 'name in use'
-  | 'protocol error'
-  | 'halted'
-  | 'internal error'
-  | 'closed by server';
+import type { GoneWhy } from '../common/errors.js';
+
+export type { GoneWhy };
 
 /** What the log needs to know of a connection. */
 export interface PeerRef {

@@ -3,7 +3,7 @@ import type { Broker, DeliveryTarget } from '../cluster/broker.js';
 import type { JsonValue, Store } from '../store/types.js';
 import { LogLimiter, type Rate } from './ratelimit.js';
 import type { Scheduler, Timer } from './scheduler.js';
-import { httpError } from './errors.js';
+import { httpError } from '../common/errors.js';
 
 /**
  * The one dialect runtime. A dialect's world is a pure step, (state, event) → (state,

@@ -10,7 +10,7 @@ import { IpRateLimiter } from './ip-limit.js';
 import { bodyChecker } from './body.js';
 import { dashboardRoutes, mountDashboard } from './dashboard.js';
 import { buildOpenApi } from './openapi.js';
-import { Errors, httpError } from '../core/errors.js';
+import { Errors, httpError } from '../common/errors.js';
 
 /**
  * The HTTP side of the one listener: health, readiness, metrics, and the admin API

@@ -1,6 +1,6 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { HttpBody, HttpReply } from '../core/dialect.js';
-import { httpError } from '../core/errors.js';
+import { httpError } from '../common/errors.js';
 
 /**
  * The HTTP edge's check of a route's request body (HttpRoute.body): the schema is

@@ -5,7 +5,7 @@ import type { Dialect, HttpRoute } from '../core/dialect.js';
 import type { Scheduler } from '../core/scheduler.js';
 import type { Transport } from '../transport/upgrade.js';
 import { EventHub, EVENTS_URL } from './events.js';
-import { Errors, httpError } from '../core/errors.js';
+import { Errors, httpError } from '../common/errors.js';
 
 /**
  * The dashboard: a static page (built into dist/dashboard by `npm run build`) served at

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import type { HttpRoute } from '../core/dialect.js';
 import type { Scheduler, Timer } from '../core/scheduler.js';
-import { Errors, httpError } from '../core/errors.js';
+import { Errors, httpError } from '../common/errors.js';
 
 /**
  * The admin API's live feed, `GET /api/v1/events` (Server-Sent Events). A topic is one

@@ -6,7 +6,7 @@
  * text, key order, TTL) are shared with the SQLite store so that both backends agree
  * on every edge of the contract.
  */
-import { MusterError } from '../core/errors.js';
+import { MusterError } from '../common/errors.js';
 import type { FencedStore, JsonValue, SetOptions, Store } from './types.js';
 
 export interface MemoryStoreOptions {

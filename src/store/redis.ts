@@ -25,7 +25,7 @@
  * other stores; Redis deletes the key EXPIRY_GRACE_MS after that, to reclaim memory.
  */
 import { Cluster, Redis } from 'ioredis';
-import { MusterError } from '../core/errors.js';
+import { MusterError } from '../common/errors.js';
 import { addDelta, assertJsonValue, canonicalJson, expiryFor } from './memory.js';
 import * as scripts from './redis-scripts.js';
 import { redisKeys, type RedisKeys } from './redis-scripts.js';

@@ -14,7 +14,7 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { MusterError } from '../core/errors.js';
+import { MusterError } from '../common/errors.js';
 import { addDelta, assertJsonValue, canonicalJson, expiryFor, isExpired } from './memory.js';
 import type { FencedStore, JsonValue, SetOptions, Store } from './types.js';
 

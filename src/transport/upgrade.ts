@@ -6,7 +6,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { Connection } from '../core/connection.js';
 import { WsSocket } from '../core/socket.js';
 import { PRE_AUTH_SOCKET_FACTOR, type ConnectionHandler, type Dialect } from '../core/dialect.js';
-import { CloseCode } from '../core/errors.js';
+import { CloseCode } from '../common/errors.js';
 import type { CoreMetrics } from '../core/metrics.js';
 import { PeerLog } from '../core/peer-log.js';
 import type { Scheduler, Timer } from '../core/scheduler.js';

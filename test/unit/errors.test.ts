@@ -11,7 +11,7 @@ import {
   isMusterError,
   isSendableCloseCode,
   type ErrorName,
-} from '../../src/core/errors.js';
+} from '../../src/common/errors.js';
 
 const names = Object.keys(Errors) as ErrorName[];
 
@@ -20,7 +20,7 @@ function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = join(dir, e.name);
     if (e.isDirectory()) return sources(p);
-    return e.name.endsWith('.ts') && !p.endsWith(join('core', 'errors.ts')) ? [readFileSync(p, 'utf8')] : [];
+    return e.name.endsWith('.ts') && !p.endsWith(join('common', 'errors.ts')) ? [readFileSync(p, 'utf8')] : [];
   });
 }
 

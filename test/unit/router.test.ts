@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
 import { CLOSE_DRAIN_MS, Connection, truncateReason, type ConnectionObserver } from '../../src/core/connection.js';
-import { CloseCode } from '../../src/core/errors.js';
+import { CloseCode } from '../../src/common/errors.js';
 import { Router } from '../../src/core/router.js';
 import { Scheduler } from '../../src/core/scheduler.js';
 

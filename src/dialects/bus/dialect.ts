@@ -4,7 +4,7 @@ import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
 import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { BatchedHistogram } from '../../core/batched-histogram.js';
-import { CloseCode } from '../../core/errors.js';
+import { CloseCode } from '../../common/errors.js';
 import { busCloseCodes, closeCodeFor, DisconnectReason, encode } from '../../protocols/bus/messages.js';
 import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
 import { initialWorld, remoteCount, step, timerId, worldSummary, type BusEffect, type BusWorld, type BusWorldConfig, type TimerKey, type WorldEvent } from './world.js';

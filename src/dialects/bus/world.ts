@@ -4,7 +4,7 @@
  * other instances (cluster mode) are replicas in the same maps; world-cluster.ts keeps
  * them and carries requests and replies across.
  */
-import { CloseCode } from '../../core/errors.js';
+import { CloseCode } from '../../common/errors.js';
 import type { Stepped } from '../../core/runtime.js';
 import { TokenBucket } from '../../core/ratelimit.js';
 import {

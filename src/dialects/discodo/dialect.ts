@@ -4,7 +4,7 @@ import { Counter, Gauge } from 'prom-client';
 import { DISCODO_LIMITS } from '../../config/dialects/discodo.js';
 import type { Connection } from '../../core/connection.js';
 import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type DialectContext, type HttpRoute } from '../../core/dialect.js';
-import { CloseCode, httpError } from '../../core/errors.js';
+import { CloseCode, httpError } from '../../common/errors.js';
 import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { discodoCloseCodes, CloseCodes, encode, snowflakeKey, type ResumedForm, type Snowflake } from '../../protocols/discodo/messages.js';
 import { VERSION } from '../../version.js';

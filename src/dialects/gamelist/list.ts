@@ -5,7 +5,7 @@
 import type { HttpReply, HttpRequest, HttpRoute } from '../../core/dialect.js';
 import { buildSnapshot, hasPassword, parseFilters, parseListQuery, queryAll, queryPage, toNorthstar, type Snapshot } from './snapshot.js';
 import { PAGE_CACHE_ENTRIES, PUBLIC_RATE_BUCKET, SNAPSHOT_MIN_AGE_MS, type Hub } from './types.js';
-import { httpError } from '../../core/errors.js';
+import { httpError } from '../../common/errors.js';
 
 /** The list changed (the world says so): the next request past a second rebuilds. */
 export function changed(hub: Hub, change: 'listed' | 'refreshed' | 'unlisted', serverId: string): void {

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Broker } from '../../cluster/broker.js';
 import type { HttpReply } from '../../core/dialect.js';
-import { httpError } from '../../core/errors.js';
+import { httpError } from '../../common/errors.js';
 import type { Scheduler, Timer } from '../../core/scheduler.js';
 import { LEADER_TOPIC, encodeLink, type AdminQuery, type ViewQuery } from './link.js';
 import { controlView, fleetView, shardsView, type FleetState, type MachineConfig } from './machine.js';

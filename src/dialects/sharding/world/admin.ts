@@ -8,7 +8,7 @@ import type { Tx } from './tx.js';
 import type { AdminAction } from './types.js';
 import { removeControl } from './liveness.js';
 import { rebalance } from './placement.js';
-import { httpError } from '../../../core/errors.js';
+import { httpError } from '../../../common/errors.js';
 
 export function admin(tx: Tx, action: AdminAction): void {
   switch (action.kind) {

@@ -9,7 +9,7 @@ import { planFailover, planRebalance, type Move } from '../assignment.js';
 import type { RebalanceBody } from '../../../protocols/sharding/admin.js';
 import type { Tx } from './tx.js';
 import type { ControlRec, ShardRec } from './types.js';
-import { httpError } from '../../../core/errors.js';
+import { httpError } from '../../../common/errors.js';
 
 export function connected(tx: Tx, rec: ControlRec, ranges: Range[]): void {
   const { s, cfg } = tx;

@@ -6,7 +6,22 @@
  * `{error: <name>, message}` (`httpError`). Every entry is used somewhere in `src/`
  * (test/unit/errors.test.ts checks it).
  */
-import type { GoneWhy } from './peer-log.js';
+
+/** Why a peer is gone, as the `why` field of the "peer gone" line. */
+export type GoneWhy =
+  | 'peer closed'
+  | 'dead'
+  | 'ping timeout'
+  | 'superseded'
+  | 'kicked'
+  | 'slow consumer'
+  | 'shutdown'
+  | 'refused'
+  | 'name in use'
+  | 'protocol error'
+  | 'halted'
+  | 'internal error'
+  | 'closed by server';
 
 export interface ErrorSpec {
   readonly code: string;
