@@ -17,8 +17,9 @@ import v8 from 'node:v8';
  *
  * The hold must be on before the module graph is parsed (parsing allocates too), so the
  * launcher puts it on (src/cli/main.ts), then imports the rest. A semi-space flag given
- * to node (command line or NODE_OPTIONS), e.g. `--semi-space-growth-factor=2` for V8's
- * own growth, is left alone.
+ * to node (command line or NODE_OPTIONS) is left alone: `NODE_OPTIONS=--max-semi-space-size=16`
+ * (V8's default maximum) gives V8's own sizing back (`--semi-space-growth-factor` is not
+ * allowed in NODE_OPTIONS, only on node's command line).
  */
 export function holdYoungGeneration(): void {
   if ([...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('semi-space'))) return;
