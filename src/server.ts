@@ -16,6 +16,7 @@ import { createStore } from './store/index.js';
 import type { Store } from './store/types.js';
 import { Transport } from './transport/upgrade.js';
 import { VERSION } from './version.js';
+import { releaseYoungGeneration } from './young-gen.js';
 
 /**
  * The composition root: one process, one port. Wires the scheduler, the store, the
@@ -91,6 +92,8 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
   });
   const transport = new Transport({ server: http.server, dialects, limits: config.limits, scheduler, metrics, logger, secrets: () => secretValues(config) });
   await http.listen({ host: config.listen.host, port: config.listen.port });
+  // Start-up is over: the young generation may grow again (see young-gen.ts).
+  releaseYoungGeneration();
   const addr = http.server.address() as AddressInfo;
   const scheme = https ? 'https' : 'http';
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;

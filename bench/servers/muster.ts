@@ -27,8 +27,8 @@ const args = childArgs();
 const from = args.from ?? path.resolve(import.meta.dirname, '../../src');
 const load = (mod: string): Promise<unknown> => import(pathToFileURL(path.join(from, mod)).href);
 // Started as the CLI launcher (src/cli/main.ts) starts it: the young generation held
-// at its initial size first (src/young-gen.ts), then the rest of Muster, through its
-// public entry point.
+// at its initial size first (src/young-gen.ts; startMuster releases it), then the rest
+// of Muster, through its public entry point.
 const { holdYoungGeneration } = (await load('young-gen.js')) as typeof import('../../src/young-gen.js');
 holdYoungGeneration();
 const { loadConfig, startMuster } = (await load('index.js')) as typeof import('../../src/index.js');
