@@ -9,11 +9,11 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH_DIR, ProcessGroup, TMP_DIR } from './lib/child.js';
+import { BENCH_DIR, ProcessGroup, TMP_DIR, useServerBuild } from './lib/child.js';
 import { summarizeProfile } from './lib/profile.js';
 import { loadAverage, waitQuiet } from './lib/quiet.js';
 import { renderTable, type Scenario, type ScenarioContext, type ScenarioResult, type Verdict } from './lib/scenario.js';
-import { buildMuster } from './lib/build.js';
+import { buildMuster, buildServers } from './lib/build.js';
 import { natsVersion, useMusterBuild } from './lib/servers.js';
 import { SCENARIOS } from './scenarios/index.js';
 
@@ -241,6 +241,7 @@ async function main(): Promise<void> {
 
   const t = performance.now();
   useMusterBuild(buildMuster());
+  useServerBuild(buildServers());
   progress(`transpiled src/ to plain JS for the Muster server in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
   const outcomes: Outcome[] = [];

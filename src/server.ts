@@ -24,6 +24,7 @@ import { RedisStore } from './store/redis.js';
 import type { Store } from './store/types.js';
 import { Transport } from './transport/upgrade.js';
 import { VERSION } from './version.js';
+import { releaseYoungGeneration } from './young-gen.js';
 
 /**
  * The composition root: one process, one port. Wires the scheduler, the store, the
@@ -143,6 +144,8 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     if (!opts.broker) await broker.close();
     throw err;
   }
+  // Start-up is over: the young generation may grow again (see young-gen.ts).
+  releaseYoungGeneration();
   const addr = http.server.address() as AddressInfo;
   const scheme = https ? 'https' : 'http';
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;

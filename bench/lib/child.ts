@@ -21,6 +21,17 @@ export interface StartOptions {
   nodeArgs?: string[];
   /** How long to wait for the child's "ready" event. */
   readyTimeoutMs?: number;
+  /**
+   * Run the plain-JS transpile of `script` (see `useServerBuild`) with no tsx loader, as
+   * a server ships. Every server under test is started this way, whichever implementation.
+   */
+  plain?: boolean;
+}
+
+let serverBuild: string | undefined;
+/** Where `plain` children load from: the transpile of bench/ (lib/build.ts buildServers). */
+export function useServerBuild(dir: string | undefined): void {
+  serverBuild = dir;
 }
 
 interface Waiter {
@@ -48,7 +59,11 @@ export class Child {
     mkdirSync(path.join(TMP_DIR, 'logs'), { recursive: true });
     this.logFile = path.join(TMP_DIR, 'logs', `${opts.name}.log`);
     const log = createWriteStream(this.logFile);
-    this.proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', TSX_LOADER, path.join(BENCH_DIR, opts.script), ...(opts.args ?? [])], {
+    const entry =
+      opts.plain && serverBuild
+        ? [path.join(serverBuild, opts.script.replace(/\.ts$/, '.js'))]
+        : ['--import', TSX_LOADER, path.join(BENCH_DIR, opts.script)];
+    this.proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...entry, ...(opts.args ?? [])], {
       cwd: path.resolve(BENCH_DIR, '..'),
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, NODE_ENV: 'production' },

@@ -63,6 +63,7 @@ export async function startServer(group: ProcessGroup, impl: Impl, opts: ServerO
           ...(musterBuild ? ['--from', musterBuild] : []),
         ],
         nodeArgs,
+        plain: true,
       });
       return { impl, pid: child.pid, port: ready.port, url: `ws://${HOST}:${ready.port}/bus`, child };
     }
@@ -72,6 +73,7 @@ export async function startServer(group: ProcessGroup, impl: Impl, opts: ServerO
         script: 'servers/ws-relay.ts',
         args: ['--ping-ms', String(opts.pingMs ?? 0)],
         nodeArgs: ['--expose-gc'],
+        plain: true,
       });
       return { impl, pid: child.pid, port: ready.port, url: `ws://${HOST}:${ready.port}/`, child };
     }
@@ -81,6 +83,7 @@ export async function startServer(group: ProcessGroup, impl: Impl, opts: ServerO
         script: 'servers/socketio.ts',
         args: ['--ping-ms', String(opts.pingMs ?? 25_000)],
         nodeArgs: ['--expose-gc'],
+        plain: true,
       });
       return { impl, pid: child.pid, port: ready.port, url: `ws://${HOST}:${ready.port}`, child };
     }
@@ -91,6 +94,7 @@ export async function startServer(group: ProcessGroup, impl: Impl, opts: ServerO
         name: `${label}-server`,
         script: 'servers/static-json.ts',
         nodeArgs: ['--expose-gc'],
+        plain: true,
       });
       return { impl, pid: child.pid, port: ready.port, url: `http://${HOST}:${ready.port}/`, child };
     }

@@ -26,8 +26,12 @@ process.setSourceMapsEnabled(false);
 const args = childArgs();
 const from = args.from ?? path.resolve(import.meta.dirname, '../../src');
 const load = (mod: string): Promise<unknown> => import(pathToFileURL(path.join(from, mod)).href);
-const { loadConfig } = (await load('config/load.js')) as typeof import('../../src/config/load.js');
-const { startMuster } = (await load('server.js')) as typeof import('../../src/server.js');
+// Started as the CLI launcher (src/cli/main.ts) starts it: the young generation held
+// at its initial size first (src/young-gen.ts; startMuster releases it), then the rest
+// of Muster, through its public entry point.
+const { holdYoungGeneration } = (await load('young-gen.js')) as typeof import('../../src/young-gen.js');
+holdYoungGeneration();
+const { loadConfig, startMuster } = (await load('index.js')) as typeof import('../../src/index.js');
 const busExtra = JSON.parse(args.bus ?? '{}') as Record<string, unknown>;
 const dialectsExtra = JSON.parse(args.dialects ?? '{}') as Record<string, Record<string, unknown>>;
 const limitsExtra = JSON.parse(args.limits ?? '{}') as Record<string, unknown>;

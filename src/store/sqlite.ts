@@ -13,7 +13,8 @@
  */
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import type Database from 'better-sqlite3';
 import { MusterError } from '../common/errors.js';
 import { addDelta, assertJsonValue, canonicalJson, expiryFor, isExpired } from './memory.js';
 import type { FencedStore, JsonValue, SetOptions, Store } from './types.js';
@@ -35,6 +36,17 @@ interface Row {
 
 interface KeyedRow extends Row {
   key: string;
+}
+
+/**
+ * better-sqlite3 (a native addon, about 1.3 MiB of a server's resident memory) is loaded
+ * when the first SQLite store opens, not by every server: one on the memory store never
+ * needs it.
+ */
+let sqliteModule: typeof Database | undefined;
+function openDatabase(file: string): Database.Database {
+  sqliteModule ??= createRequire(import.meta.url)('better-sqlite3') as typeof Database;
+  return new sqliteModule(file);
 }
 
 type Statement<P extends unknown[], R = unknown> = Database.Statement<P, R>;
@@ -87,7 +99,7 @@ export class SqliteStore implements Store, FencedStore {
   constructor(opts: SqliteStoreOptions) {
     this.file = opts.file;
     this.#now = opts.now ?? Date.now;
-    const db = new Database(opts.file);
+    const db = openDatabase(opts.file);
     try {
       // WAL lets readers run alongside the writer. Every write is its own transaction and
       // is committed (written to the WAL with write(2)) before the call returns, so it

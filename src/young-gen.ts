@@ -1,0 +1,36 @@
+import v8 from 'node:v8';
+
+/**
+ * Start-up does not grow V8's young generation. Loading Muster (fastify, pino,
+ * prom-client, the dialects and their compiled schemas) allocates some 15 MiB that all
+ * live as long as the process; V8's scavenger, seeing most of what it copies survive,
+ * doubled the semi-spaces up to their 16 MiB maximum, and the pages touched on the way
+ * stayed resident: about 13 MiB of an idle server's memory. While the hold is on, the
+ * semi-spaces keep their initial size and start-up's long-lived objects go to the old
+ * generation, where they end up anyway.
+ *
+ * The hold must be on before the module graph is parsed (parsing allocates too), so the
+ * launcher puts it on (src/cli/main.ts), then imports the rest; `startMuster` releases it
+ * once it listens, and from then on V8 sizes the young generation as it always does
+ * (kept small for good, it slowed the bench's P4 timing: bench/ANALYSIS.md, issue 12).
+ * A semi-space flag given to node (command line or NODE_OPTIONS, e.g.
+ * `--max-semi-space-size`) is left alone, and then there is no hold.
+ */
+
+/** V8's default `--semi-space-growth-factor`. */
+const DEFAULT_GROWTH = 2;
+let held = false;
+
+/** Keeps the semi-spaces at their size until `releaseYoungGeneration()`. */
+export function holdYoungGeneration(): void {
+  if (held || [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('semi-space'))) return;
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
+  held = true;
+}
+
+/** Lets the young generation grow as V8 decides again; does nothing without a hold. */
+export function releaseYoungGeneration(): void {
+  if (!held) return;
+  held = false;
+  v8.setFlagsFromString(`--semi-space-growth-factor=${DEFAULT_GROWTH}`);
+}
