@@ -50,7 +50,7 @@ export interface ClusterChaosResult {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface BusService {
+export interface BusService {
   name: string;
   inst: number;
   ws: WebSocket;
@@ -58,7 +58,7 @@ interface BusService {
 }
 
 /** A bus peer that answers every request with its name and the request's id. */
-async function busService(base: string, name: string, inst: number): Promise<BusService> {
+export async function busService(base: string, name: string, inst: number): Promise<BusService> {
   const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/bus`);
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
