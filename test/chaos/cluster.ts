@@ -23,10 +23,17 @@
  * - no bus reply delivered to the wrong service: each REPLY's source is the service the
  *   request went to, and carries that service's name and the request's id; errors
  *   (NO_ROUTE, TIMEOUT) are fine, a misdelivery is not.
- * Gamelist and Clusterio are not cluster-aware yet (their state is per instance); their
- * single-process durability is what `kill9` in run.ts checks.
+ * - no acknowledged Clusterio instance lost: before each step a Clusterio control creates
+ *   an instance on a random live instance; every acknowledged one must be in the shared
+ *   store after every step (Clusterio is not cluster-aware yet: what must survive is what
+ *   is stored).
+ * Gamelist registrations live only as long as their socket, on one instance, and are not
+ * stored: nothing of theirs can survive a kill, so there is nothing to check here.
  */
 import WebSocket from 'ws';
+import { INSTANCES_NS } from '../../src/dialects/clusterio/world/registry.js';
+import { RedisStore } from '../../src/store/redis.js';
+import { config as instanceConfig, Control as ClusterioControl } from './crash.js';
 import { MusterCluster, pollUntil, type Instance } from '../support/muster-cluster.js';
 import { rng, SECRETS } from './server.js';
 
@@ -85,6 +92,9 @@ export class ClusterChaos {
   readonly rows: StepRow[] = [];
   readonly services: BusService[] = [];
   #reqSeq = 0;
+  /** Clusterio instance ids whose create_instance was acknowledged. */
+  readonly clusterioAcked: number[] = [];
+  #nextInstance = 1;
 
   constructor(
     readonly c: MusterCluster,
@@ -196,7 +206,34 @@ export class ClusterChaos {
     }
   }
 
+  /** A Clusterio control on a random live instance creates one instance; acknowledged ids are kept. */
+  async clusterioCreate(rand: () => number): Promise<void> {
+    const live = this.c.live;
+    const inst = live[Math.floor(rand() * live.length)] as Instance;
+    const ctl = await ClusterioControl.open((inst.server?.base as string).replace(/^http/, 'ws'));
+    try {
+      const id = this.#nextInstance++;
+      const f = await ctl.request('create_instance_request', { serialized_config: instanceConfig(id, `chaos-${id}`) });
+      if (f.data.error === undefined) this.clusterioAcked.push(id);
+    } finally {
+      ctl.close();
+    }
+  }
+
+  /** Every acknowledged Clusterio instance is in the shared store. */
+  async checkStored(step: ClusterStep): Promise<void> {
+    const store = new RedisStore({ url: this.c.redis.url, prefix: this.c.prefix });
+    try {
+      const keys = new Set((await store.list(INSTANCES_NS)).map(([k]) => k));
+      const lost = this.clusterioAcked.filter((id) => !keys.has(String(id)));
+      if (lost.length > 0) this.violation(`${step}: acknowledged Clusterio instances missing from the store: ${lost.join(', ')}`);
+    } finally {
+      await store.close();
+    }
+  }
+
   async run(step: ClusterStep, rand: () => number): Promise<void> {
+    await this.clusterioCreate(rand);
     const row: StepRow = { step, settledMs: undefined, requests: 0, replies: 0, notes: '' };
     const t = this.c.timing;
     switch (step) {
@@ -274,9 +311,10 @@ export class ClusterChaos {
     }
     await this.heal();
     await this.settle(step, performance.now());
+    await this.checkStored(step);
     if (this.c.doubleOwned.length > 0) this.violation(`${step}: a shard had two owners: ${JSON.stringify(this.c.doubleOwned.splice(0))}`);
     this.rows.push(row);
-    this.log(`  ${step}: settled in ${row.settledMs ?? '-'} ms; bus ${row.replies}/${row.requests}; ${row.notes}`);
+    this.log(`  ${step}: settled in ${row.settledMs ?? '-'} ms; bus ${row.replies}/${row.requests}; clusterio instances stored ${this.clusterioAcked.length}; ${row.notes}`);
   }
 
   /** Requests from a to b only. */

@@ -95,6 +95,8 @@ export class MusterCluster {
   /** Shard id → CONTROLs serving it (from the hooks). */
   readonly owners = new Map<number, Set<string>>();
   readonly timing: ClusterTiming;
+  /** The store and cluster prefix the instances share. */
+  readonly prefix: string;
   readonly #root: string;
   readonly #opts: ClusterOptions;
 
@@ -104,6 +106,7 @@ export class MusterCluster {
   ) {
     this.#opts = opts;
     this.timing = opts.timing ?? FAST;
+    this.prefix = opts.prefix ?? 'mc:';
     this.#root = mkdtempSync(join(tmpdir(), 'muster-cluster-'));
   }
 
@@ -140,8 +143,8 @@ export class MusterCluster {
       ...(this.#opts.logLevel ? { logLevel: this.#opts.logLevel } : {}),
       extra: {
         instanceId: inst.id,
-        store: { kind: 'redis', url, prefix: this.#opts.prefix ?? 'mc:' },
-        cluster: { prefix: this.#opts.prefix ?? 'mc:', presenceTtl: t.presenceTtl, leaseTtl: t.leaseTtl },
+        store: { kind: 'redis', url, prefix: this.prefix },
+        cluster: { prefix: this.prefix, presenceTtl: t.presenceTtl, leaseTtl: t.leaseTtl },
       },
       dialectConfig: {
         ...this.#opts.dialectConfig,
