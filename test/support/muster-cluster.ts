@@ -255,6 +255,24 @@ export class MusterCluster {
     return (await this.#json<unknown>(inst, '/readyz')).status;
   }
 
+  /**
+   * When (its log's `time`, ms since the epoch) instance `inst` last logged `msg` at or
+   * after `since`; needs `logLevel: 'info'` for info lines.
+   */
+  loggedAt(inst: Instance, msg: string, since: number): number | undefined {
+    let at: number | undefined;
+    for (const line of inst.server?.stdout().split('\n') ?? []) {
+      if (!line.includes(msg)) continue;
+      try {
+        const rec = JSON.parse(line) as { time?: number; msg?: string };
+        if (rec.msg === msg && typeof rec.time === 'number' && rec.time >= since) at = rec.time;
+      } catch {
+        // not a log line
+      }
+    }
+    return at;
+  }
+
   /** Live instances reporting `muster_sharding_leader 1`, sampled concurrently. */
   async leaders(): Promise<Instance[]> {
     const live = this.live;
