@@ -36,7 +36,10 @@ export interface LeaseOptions {
   leaseMs?: number;
   /** How often the holder renews. Default leaseMs / 3. */
   renewEveryMs?: number;
-  /** How often an instance that does not hold it tries to take it. Default min(renewEveryMs, 500). */
+  /**
+   * How often an instance that does not hold it tries to take it. Default min(renewEveryMs,
+   * 500). A try that finds the holder's lease running out sooner retries just after its end.
+   */
   retryEveryMs?: number;
   /** How long before the lease's end in Redis the holder stops counting itself leader. Default leaseMs / 5. */
   marginMs?: number;
@@ -69,6 +72,8 @@ export class RedisLease implements Leadership {
   #tick: Cancel | undefined;
   #deadline: Cancel | undefined;
   #inflight: Promise<void> = Promise.resolve();
+  /** After a failed acquire: when to try next (the holder's lease may run out before retryEveryMs). */
+  #retryInMs: number | undefined;
 
   constructor(opts: LeaseOptions) {
     this.#o = opts;
@@ -149,13 +154,20 @@ export class RedisLease implements Leadership {
     this.#inflight = run
       .catch((err: unknown) => this.#o.onError?.(err as Error))
       .finally(() => {
-        if (this.#running) this.#tick = this.#o.clock.wake(this.#value !== undefined ? this.renewEveryMs : this.retryEveryMs, () => this.#attempt());
+        const retryIn = this.#retryInMs ?? this.retryEveryMs;
+        this.#retryInMs = undefined;
+        if (this.#running) this.#tick = this.#o.clock.wake(this.#value !== undefined ? this.renewEveryMs : retryIn, () => this.#attempt());
       });
   }
 
   async #acquire(sent: number): Promise<void> {
-    const value = (await this.#o.store.client.eval(LEASE_ACQUIRE, 2, this.#leaseKey, this.#fenceKey, this.#o.instanceId, this.leaseMs)) as string | null;
-    if (value === null) return; // someone else holds it
+    const value = (await this.#o.store.client.eval(LEASE_ACQUIRE, 2, this.#leaseKey, this.#fenceKey, this.#o.instanceId, this.leaseMs)) as string | number;
+    if (typeof value === 'number') {
+      // Someone else holds it, for `value` more ms in Redis: try again as it runs out (a dead
+      // holder's successor takes over at its lease's end, not up to retryEveryMs later).
+      if (value >= 0) this.#retryInMs = Math.max(1, Math.min(this.retryEveryMs, value + 1));
+      return;
+    }
     if (!this.#running) {
       // Stopped while the attempt was under way: give back what we just took.
       await this.#o.store.client.eval(LEASE_RELEASE, 1, this.#leaseKey, value);

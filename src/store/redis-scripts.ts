@@ -211,10 +211,10 @@ return 1
  * when the lease is free: a failed attempt never moves the current leader's token. A
  * missing fence (a new Redis, or one that lost its data) starts from Redis' clock in
  * microseconds, so tokens keep growing across a Redis that forgot them. Returns the
- * value, or nil when someone holds the lease.
+ * value, or the lease's PTTL (ms left) when someone holds it.
  */
 export const LEASE_ACQUIRE = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('PTTL', KEYS[1]) end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local t = redis.call('TIME')
   redis.call('SET', KEYS[2], string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])))

@@ -37,7 +37,7 @@ interface Frame {
   data: Record<string, unknown>;
 }
 
-function config(id: number, name: string): Record<string, unknown> {
+export function config(id: number, name: string): Record<string, unknown> {
   return {
     groups: [
       { name: 'instance', fields: { name, id, assigned_slave: null } },
@@ -47,7 +47,7 @@ function config(id: number, name: string): Record<string, unknown> {
 }
 
 /** A registered 2020-style control: seed numbering, no session. */
-class Control {
+export class Control {
   readonly #ws: WebSocket;
   #seq = 1;
   onFrame: (f: Frame) => void = () => undefined;

@@ -10,6 +10,9 @@
  *   slowloris  WebSocket upgrade and plain HTTP headers sent a byte at a time
  *   slowbody   HTTP requests whose body trickles in a byte at a time
  *   junk       one address sending junk and 1 MiB frames before auth to every dialect
+ *   cluster    three instances on one redis-server: 4 × iterations seeded steps (kill the
+ *              leader mid-failover, SIGSTOP Redis, cut the leader off Redis, kill an instance
+ *              holding bus services mid-traffic); see cluster.ts for the invariants
  *
  * Every timed scenario gets a fresh server: flood and junk at the default limits, the slow
  * ones with short HTTP timeouts (SLOW_HTTP) so that they end quickly. Abuse comes from
@@ -35,6 +38,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
+import { haveRedisServer } from '../support/redis-server.js';
+import { clusterChaos } from './cluster.js';
 import { crashRun } from './crash.js';
 import type { FloodResult } from './flooder.js';
 import { ensureBuilt, rng, SECRETS, startServer, type RunningServer, type ServerOptions } from './server.js';
@@ -561,10 +566,10 @@ async function main(): Promise<void> {
   const iterations = Number(values.iterations);
   const duration = Number(values.duration);
   if (!Number.isInteger(seed) || !Number.isInteger(iterations) || iterations < 1 || !Number.isFinite(duration) || duration < 500) {
-    process.stderr.write('usage: npm run chaos -- [--seed N] [--iterations N>=1] [--duration MS>=500] [--only kill9,lockout,flood,slowloris,slowbody,junk]\n');
+    process.stderr.write('usage: npm run chaos -- [--seed N] [--iterations N>=1] [--duration MS>=500] [--only kill9,lockout,flood,slowloris,slowbody,junk,cluster]\n');
     process.exit(2);
   }
-  const all = ['kill9', 'lockout', 'flood', 'slowloris', 'slowbody', 'junk'];
+  const all = ['kill9', 'lockout', 'flood', 'slowloris', 'slowbody', 'junk', 'cluster'];
   const only = values.only ? values.only.split(',') : all;
   const unknown = only.filter((s) => !all.includes(s));
   if (unknown.length > 0) {
@@ -598,6 +603,14 @@ async function main(): Promise<void> {
       ['slowbody', { http: SLOW_HTTP }, (srv) => slowbody(srv, duration)],
       ['junk', undefined, (srv) => junk(srv, duration, rand)],
     ];
+    if (haveRedisServer) {
+      await run('cluster', async () => {
+        const res = await clusterChaos(seed, 4 * iterations, (l) => process.stdout.write(`${l}\n`));
+        const settled = res.rows.map((r) => r.settledMs ?? 0);
+        const notes = `${res.rows.length} steps, settled in ≤ ${Math.max(...settled)} ms; ${res.violations.length} violations${res.violations.length ? `: ${res.violations.join('; ')}` : ''}`;
+        return { scenario: 'cluster', lockouts: 0, fiveXx: 0, notes, ...(res.violations.length ? { fail: 'cluster invariants broken' } : {}) };
+      });
+    }
     for (const [name, extra, scenario] of timed) {
       if (!only.includes(name)) continue;
       const srv = await startServer({ dataDir: join(dir, name), ...(extra ? { extra } : {}) });

@@ -32,6 +32,10 @@ export interface ServerOptions {
   dialects?: ReadonlyArray<'bus' | 'clusterio' | 'sharding' | 'discodo' | 'gamelist'>;
   /** Extra top-level config, merged shallowly (e.g. `limits`). */
   extra?: Record<string, unknown>;
+  /** Extra keys per dialect section, merged into it (e.g. `{ sharding: { shardCount: 8 } }`). */
+  dialectConfig?: Partial<Record<'bus' | 'clusterio' | 'sharding' | 'discodo' | 'gamelist', Record<string, unknown>>>;
+  /** Log level (default warn). */
+  logLevel?: string;
 }
 
 export interface RunningServer {
@@ -43,6 +47,8 @@ export interface RunningServer {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** stderr so far (warn and error log lines). */
   stderr(): string;
+  /** stdout so far (info and debug log lines). */
+  stdout(): string;
   kill9(): void;
   stop(): Promise<void>;
 }
@@ -56,13 +62,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dataDir: opts.dataDir,
     store: { kind: 'sqlite' },
     admin: { token: SECRETS.admin },
-    log: { level: 'warn' },
+    log: { level: opts.logLevel ?? 'warn' },
     dialects: {
-      bus: { enabled: on.has('bus'), token: SECRETS.bus },
-      clusterio: { enabled: on.has('clusterio'), authSecret: SECRETS.clusterio },
-      sharding: { enabled: on.has('sharding'), authorization: SECRETS.sharding, botToken: 'chaos-bot-token' },
-      discodo: { enabled: on.has('discodo'), password: SECRETS.discodo },
-      gamelist: { enabled: on.has('gamelist'), regTokens: [SECRETS.gamelist] },
+      bus: { enabled: on.has('bus'), token: SECRETS.bus, ...opts.dialectConfig?.bus },
+      clusterio: { enabled: on.has('clusterio'), authSecret: SECRETS.clusterio, ...opts.dialectConfig?.clusterio },
+      sharding: { enabled: on.has('sharding'), authorization: SECRETS.sharding, botToken: 'chaos-bot-token', ...opts.dialectConfig?.sharding },
+      discodo: { enabled: on.has('discodo'), password: SECRETS.discodo, ...opts.dialectConfig?.discodo },
+      gamelist: { enabled: on.has('gamelist'), regTokens: [SECRETS.gamelist], ...opts.dialectConfig?.gamelist },
     },
     ...opts.extra,
   };
@@ -96,6 +102,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ws: base.replace(/^http/, 'ws'),
     exited,
     stderr: () => err,
+    stdout: () => out,
     kill9: () => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     },

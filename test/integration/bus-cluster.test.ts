@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { RedisBroker } from '../../src/cluster/redis-broker.js';
 import type { BusDialect } from '../../src/dialects/bus/dialect.js';
 import { BUS_TOKEN, RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
-import { startRedis, type RedisProc } from '../support/redis-proc.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { ensureBuilt, SECRETS, startServer } from '../chaos/server.js';
 
 /**
@@ -14,17 +14,17 @@ import { ensureBuilt, SECRETS, startServer } from '../chaos/server.js';
  * timeouts); presence runs on real time (a short TTL for the crash test).
  */
 
-let redis: RedisProc;
+let redis: RedisServer;
 let one: TestServer;
 let two: TestServer;
 const peers: RawPeer[] = [];
 let run = 0;
 
 beforeAll(async () => {
-  redis = await startRedis();
+  redis = await startRedisServer();
 });
 afterAll(async () => {
-  await redis.stop();
+  await redis.close();
 });
 
 beforeEach(async () => {
@@ -189,7 +189,7 @@ describe('bus across two instances', () => {
     expect(await ready(one)).toBe(200);
     const broker = one.muster.broker as RedisBroker;
     const down = new Promise<void>((resolve) => broker.onReady((r) => r || resolve()));
-    await redis.stop();
+    await redis.stop('SIGKILL');
     await down;
     expect(await ready(one)).toBe(503);
     const up = new Promise<void>((resolve) => broker.onReady((r) => r && resolve()));

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBroker } from '../../src/cluster/redis-broker.js';
-import { startRedis, type RedisProc } from '../support/redis-proc.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 
 /**
  * The Redis broker against a real redis-server: two brokers (two instances) on one Redis.
@@ -29,15 +29,15 @@ class Endpoint {
   }
 }
 
-let redis: RedisProc;
+let redis: RedisServer;
 const brokers: RedisBroker[] = [];
 let prefixN = 0;
 
 beforeAll(async () => {
-  redis = await startRedis();
+  redis = await startRedisServer();
 });
 afterAll(async () => {
-  await redis.stop();
+  await redis.close();
 });
 afterEach(async () => {
   await Promise.all(brokers.splice(0).map((b) => b.close()));
@@ -170,7 +170,7 @@ describe('RedisBroker', () => {
     two.join('bus', 'g', 'b');
     await two.subscribed();
     const down = new Promise<void>((resolve) => one.onReady((r) => r || resolve()));
-    await redis.stop();
+    await redis.stop('SIGKILL');
     await down;
     const refused = one.stats.refused;
     expect(one.deliver('bus', { to: 'group', group: 'g' }, 'during')).toBe(1);

@@ -42,6 +42,8 @@ export interface RedisServer {
   restart(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   /** Starts it again after stop(). */
   start(): Promise<void>;
+  /** Sends a signal to the running server (SIGSTOP and SIGCONT: a Redis that hangs, then wakes). */
+  signal(sig: NodeJS.Signals): void;
 }
 
 async function freePort(): Promise<number> {
@@ -127,6 +129,9 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
       await start();
     },
     start,
+    signal(sig) {
+      current?.kill(sig);
+    },
   };
 }
 
