@@ -6,7 +6,10 @@
  * connect {impl, url, n, concurrency, localAddress?, timeoutMs?}
  *                                      opens n more connections (ready = identified),
  *                                      from `localAddress` if given (P7: 127.0.0.x),
- *                                      all within `timeoutMs` (default 40 s)
+ *                                      all within `timeoutMs` (default 40 s); with
+ *                                      `tolerant`, a connection that fails all its
+ *                                      tries is counted (`failed`) instead of failing
+ *                                      the call
  * storm                                drops every connection at once (no close
  *                                      handshake, as a network failure) and reconnects
  *                                      them all at once; answers with the time taken
@@ -49,17 +52,24 @@ function drop(c: Conn): void {
 }
 
 serve({
-  connect: async (p: { impl: Impl; url: string; n: number; concurrency: number; localAddress?: string; timeoutMs?: number }) => {
+  connect: async (p: { impl: Impl; url: string; n: number; concurrency: number; localAddress?: string; timeoutMs?: number; tolerant?: boolean }) => {
     target = { impl: p.impl, url: p.url };
     localAddress = p.localAddress;
     const t0 = performance.now();
     const deadline = t0 + (p.timeoutMs ?? 40_000);
     const fresh: Conn[] = [];
+    let failed = 0;
     await pool(p.n, p.concurrency, async () => {
-      fresh.push(await openWithRetry(p.impl, p.url, deadline));
+      try {
+        fresh.push(await openWithRetry(p.impl, p.url, deadline));
+      } catch (err) {
+        // tolerant (P7): count it and go on, so the report says how many were held.
+        if (!p.tolerant) throw err;
+        failed++;
+      }
     });
     conns.push(...fresh);
-    return { open: conns.length, ms: performance.now() - t0 };
+    return { open: conns.length, failed, retries, ms: performance.now() - t0 };
   },
   storm: async () => {
     if (!target) throw new Error('storm before connect');

@@ -1,6 +1,6 @@
 import type { Child } from '../lib/child.js';
 import { sleep } from '../lib/ipc.js';
-import { rssKiB } from '../lib/proc.js';
+import { cpuMicros, rssKiB } from '../lib/proc.js';
 import { startRedis } from '../lib/redis.js';
 import type { Scenario, ScenarioContext, ScenarioResult, Table } from '../lib/scenario.js';
 import { startServer, type ServerHandle } from '../lib/servers.js';
@@ -67,16 +67,28 @@ export const p7: Scenario = {
       const cells = CLIENT_PROCS * INSTANCES;
       return Math.floor(total / cells) + (k < total % cells ? 1 : 0);
     };
+    const cpu0 = [...servers.map((s) => cpuMicros(s.pid)), ...clients.map((c) => cpuMicros(c.pid)), cpuMicros(redis.pid)];
     const t0 = performance.now();
-    await Promise.all(
+    const got = await Promise.all(
       clients.flatMap((c, ci) =>
         servers.map((s, si) =>
-          c.call('connect', { impl: 'muster', url: s.url, n: share(ci, si), concurrency: 100, localAddress: `127.0.0.${2 + ci}`, timeoutMs: CONNECT_MS }, CONNECT_MS + 10_000),
+          c.call<{ failed: number; retries: number }>(
+            'connect',
+            { impl: 'muster', url: s.url, n: share(ci, si), concurrency: 40, localAddress: `127.0.0.${2 + ci}`, timeoutMs: CONNECT_MS, tolerant: true },
+            CONNECT_MS + 30_000,
+          ),
         ),
       ),
     );
+    const failed = got.reduce((a, x) => a + x.failed, 0);
+    const retries = Math.max(0, ...got.map((x) => x.retries));
     const connectMs = performance.now() - t0;
-    ctx.progress(`P7: ${total} connections identified over ${INSTANCES} instances in ${fmt(connectMs / 1000)} s; holding ${holdMs} ms`);
+    const cpu1 = [...servers.map((s) => cpuMicros(s.pid)), ...clients.map((c) => cpuMicros(c.pid)), cpuMicros(redis.pid)];
+    const spent = cpu1.map((x, i) => x - (cpu0[i] as number));
+    const serverCpuS = spent.slice(0, INSTANCES).reduce((a, x) => a + x, 0) / 1e6;
+    const clientCpuS = spent.slice(INSTANCES, INSTANCES + CLIENT_PROCS).reduce((a, x) => a + x, 0) / 1e6;
+    const redisCpuS = (spent[spent.length - 1] as number) / 1e6;
+    ctx.progress(`P7: ${total - failed} of ${total} connections identified over ${INSTANCES} instances in ${fmt(connectMs / 1000)} s (${failed} not connected within the bound); CPU while connecting: instances ${fmt(serverCpuS)} s, clients ${fmt(clientCpuS)} s, Redis ${fmt(redisCpuS)} s; holding ${holdMs} ms`);
 
     await Promise.all(servers.map((s) => s.child?.call('lagStart')));
     await sleep(holdMs);
@@ -111,6 +123,8 @@ export const p7: Scenario = {
         },
       ],
       notes: [
+        `Connections not identified within the ${CONNECT_MS / 1000} s bound (each tried up to 5 times, 20 s a try): ${failed}; failed tries retried, in the busiest client process: ${retries}.`,
+        `CPU spent while connecting (user + system, /proc): the ${INSTANCES} instances ${fmt(serverCpuS)} s (${fmt((serverCpuS * 1e6) / Math.max(1, total - failed))} µs per connection, the heartbeats of those already open included), the ${CLIENT_PROCS} clients ${fmt(clientCpuS)} s, Redis ${fmt(redisCpuS)} s, over ${fmt(connectMs / 1000)} s of wall time on 2 cores: what is missing from 2 × the wall time went to other work on the machine.`,
         `Clients: ${CLIENT_PROCS} processes, ${Math.ceil(total / CLIENT_PROCS)} sockets each, source addresses 127.0.0.2–127.0.0.${1 + CLIENT_PROCS}. Redis RSS at the end: ${fmt(redisRss / 1024)} MiB.`,
         'No peer runs this one: P3 compares one process against the raw ws relay and Socket.IO; here the question is only whether the cluster holds the count.',
       ],
