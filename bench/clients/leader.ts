@@ -11,6 +11,9 @@
  * dead {url}
  *     that instance is about to die: a CONTROL whose socket to it closes reconnects to
  *     the next live instance in the list (its WebSocket class picks the URL)
+ * revive {index, url}
+ *     instance `index` runs again, at a new URL (a CONTROL whose own URL is dead may be
+ *     sent there)
  * killed {at}
  *     the leader died at `at` (epoch ms)
  * reconfirmed {timeoutMs}
@@ -143,6 +146,10 @@ serve({
   },
   dead: (p: { url: string }) => {
     dead.add(p.url);
+    return true;
+  },
+  revive: (p: { index: number; url: string }) => {
+    urls[p.index] = p.url;
     return true;
   },
   killed: (p: { at: number }) => {

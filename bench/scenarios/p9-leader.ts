@@ -117,7 +117,9 @@ export const p9: Scenario = {
         `P9 failover ${rep + 1}/${n}: instance ${li} killed; every CONTROL re-confirmed ${fmt(run.ms)} ms later ` +
           `(${run.acked} by ACK, ${run.identified} by IDENTIFIED after reconnecting; ${run.offloads} OFFLOAD, ${run.shutdowns} SHUTDOWN)`,
       );
-      servers[li] = await start(li);
+      const revived = await start(li);
+      servers[li] = revived;
+      await gen.call('revive', { index: li, url: `ws://${HOST}:${revived.port}/sharding` });
     }
     await gen.call('stable', { shardCount: SHARDS, timeoutMs: 20_000 }, 25_000);
     await gen.call('close');
