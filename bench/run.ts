@@ -39,7 +39,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--no-wait') o.wait = false;
     else if (a === '--render') o.render = true;
     else if (a === '--help' || a === '-h') {
-      console.error('usage: npm run bench [-- P1 P2 … | junk] [--quick] [--profile] [--reps N] [--out FILE] [--no-wait] [--render]');
+      console.error('usage: npm run bench [-- P1 P2 … | cluster-idle | cross | leader | junk] [--quick] [--profile] [--reps N] [--out FILE] [--no-wait] [--render]');
       process.exit(0);
     } else if (/^P\d+$/i.test(a)) o.ids.push(a.toUpperCase());
     else if (SCENARIOS.some((s) => s.alias === a.toLowerCase())) o.ids.push(SCENARIOS.find((s) => s.alias === a.toLowerCase())?.id ?? a);

@@ -1,5 +1,5 @@
 /**
- * P8's attacker: one IP sending junk to every dialect before authenticating, from
+ * P10's attacker: one IP sending junk to every dialect before authenticating, from
  * `workers` concurrent loops, each opening a socket, sending its junk and waiting for
  * the server to close it (or refuse the upgrade), then the next kind:
  *

@@ -1,5 +1,5 @@
 /**
- * P8's healthy peer: one identified bus service that sends PING (`{"op":3}`) every
+ * P10's healthy peer: one identified bus service that sends PING (`{"op":3}`) every
  * `intervalMs` and times each PONG, one in flight at a time (a PING due while one is
  * out waits for it, and its wait counts).
  *

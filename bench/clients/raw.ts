@@ -17,6 +17,8 @@ import { BUS_TOKEN, type Impl } from '../lib/constants.js';
 export interface RawConn {
   /** Drops the TCP connection at once, with no close frame. */
   drop(): void;
+  /** Whether the socket is still open (the server has not closed it). */
+  open(): boolean;
 }
 
 const MASK = Buffer.from([0x12, 0x34, 0x56, 0x78]);
@@ -56,7 +58,7 @@ function pathFor(impl: Impl): string {
 }
 
 /** Opens one connection; resolves once the peer is identified (or rejects, bounded by `timeoutMs`). */
-export function openRaw(impl: Impl, url: string, timeoutMs: number): Promise<RawConn> {
+export function openRaw(impl: Impl, url: string, timeoutMs: number, localAddress?: string): Promise<RawConn> {
   const u = new URL(url);
   const port = Number(u.port);
   const host = u.hostname;
@@ -65,12 +67,12 @@ export function openRaw(impl: Impl, url: string, timeoutMs: number): Promise<Raw
     'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
 
   return new Promise<RawConn>((resolve, reject) => {
-    const sock: Socket = connect({ host, port, noDelay: true });
+    const sock: Socket = connect({ host, port, noDelay: true, ...(localAddress ? { localAddress } : {}) });
     let settled = false;
     let upgraded = false;
     let buf: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => fail(new Error(`${impl}: not identified within ${timeoutMs} ms`)), timeoutMs);
-    const conn: RawConn = { drop: () => sock.destroy() };
+    const conn: RawConn = { drop: () => sock.destroy(), open: () => !sock.destroyed };
 
     function fail(err: Error): void {
       if (settled) return;

@@ -26,6 +26,14 @@ export interface ServerOptions {
   dialects?: Record<string, Record<string, unknown>>;
   /** Muster: extra `limits` settings. */
   limits?: Record<string, unknown>;
+  /** Muster: the store (default memory), e.g. `{ kind: 'redis', url }`. */
+  store?: Record<string, unknown>;
+  /** Muster: cluster settings, e.g. `{ redisUrl, leaseTtl }`. */
+  cluster?: Record<string, unknown>;
+  /** Muster: instanceId. */
+  instanceId?: string;
+  /** Socket.IO: a Redis to share through `@socket.io/redis-adapter` (P8). */
+  redisUrl?: string;
   /** ws relay and Socket.IO: heartbeat period in ms (0 = none for the relay). */
   pingMs?: number;
   /** Run Muster under --cpu-prof, writing to this directory. */
@@ -60,6 +68,9 @@ export async function startServer(group: ProcessGroup, impl: Impl, opts: ServerO
           JSON.stringify(opts.dialects ?? {}),
           '--limits',
           JSON.stringify(opts.limits ?? {}),
+          ...(opts.store ? ['--store', JSON.stringify(opts.store)] : []),
+          ...(opts.cluster ? ['--cluster', JSON.stringify(opts.cluster)] : []),
+          ...(opts.instanceId ? ['--instance', opts.instanceId] : []),
           ...(musterBuild ? ['--from', musterBuild] : []),
         ],
         nodeArgs,
@@ -81,7 +92,7 @@ export async function startServer(group: ProcessGroup, impl: Impl, opts: ServerO
       const { child, ready } = await group.start<{ port: number }>({
         name: `${label}-server`,
         script: 'servers/socketio.ts',
-        args: ['--ping-ms', String(opts.pingMs ?? 25_000)],
+        args: ['--ping-ms', String(opts.pingMs ?? 25_000), ...(opts.redisUrl ? ['--redis', opts.redisUrl] : [])],
         nodeArgs: ['--expose-gc'],
         plain: true,
       });

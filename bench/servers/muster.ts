@@ -7,6 +7,9 @@
  *   --dialects '{"sharding":{…}}'        enable and configure other dialects (JSON,
  *                                        merged over the defaults below; P4–P6)
  *   --limits '{"maxConnections":…}'      extra limits (JSON)
+ *   --store '{"kind":"redis","url":…}'   the store (JSON; default memory; P9)
+ *   --cluster '{"redisUrl":…}'           cluster settings (JSON; P7–P9: a Redis broker)
+ *   --instance ID                        instanceId (cluster mode)
  *   --from DIR                           where Muster's modules are: the plain-JS
  *                                        transpile the runner made (lib/build.ts);
  *                                        default: src/ itself, through tsx
@@ -35,10 +38,14 @@ const { loadConfig, startMuster } = (await load('index.js')) as typeof import('.
 const busExtra = JSON.parse(args.bus ?? '{}') as Record<string, unknown>;
 const dialectsExtra = JSON.parse(args.dialects ?? '{}') as Record<string, Record<string, unknown>>;
 const limitsExtra = JSON.parse(args.limits ?? '{}') as Record<string, unknown>;
+const store = JSON.parse(args.store ?? '{"kind":"memory"}') as Record<string, unknown>;
+const cluster = JSON.parse(args.cluster ?? '{}') as Record<string, unknown>;
 
 const overrides: MusterConfigInput = {
   listen: { host: '127.0.0.1', port: Number(args.port ?? 0) },
-  store: { kind: 'memory' },
+  store,
+  ...(Object.keys(cluster).length ? { cluster } : {}),
+  ...(args.instance ? { instanceId: args.instance } : {}),
   admin: { token: 'bench-admin-token' },
   log: { level: 'silent' },
   shutdownTimeout: 2000,
@@ -61,5 +68,7 @@ serve({
     const bus = muster.dialect('bus') as unknown as { summary?: () => unknown } | undefined;
     return { connections: muster.transport.size, bus: bus?.summary?.() ?? null };
   },
+  /** Whether this instance leads the sharding fleet (cluster mode, P9). */
+  leader: () => (muster.dialect('sharding') as unknown as { isLeader?: boolean } | undefined)?.isLeader ?? false,
 });
 emit('ready', { port: muster.address().port });

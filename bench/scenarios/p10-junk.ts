@@ -17,8 +17,8 @@ interface Window {
   open: boolean;
 }
 
-export const p8: Scenario = {
-  id: 'P8',
+export const p10: Scenario = {
+  id: 'P10',
   alias: 'junk',
   title: 'one IP sending junk before authenticating: a healthy bus peer\'s latency',
   method:
@@ -36,7 +36,7 @@ export const p8: Scenario = {
     const windowMs = ctx.quick ? 4000 : 15_000;
     const quietMs = ctx.quick ? 2000 : 5000;
     const server = await startServer(ctx.group, 'muster', {
-      label: 'p8',
+      label: 'p10',
       cpuProfDir: ctx.cpuProfDir,
       // The defaults, not the bench's generous limits.
       limits: { handshakesPerIpPerMinute: 600 },
@@ -48,14 +48,14 @@ export const p8: Scenario = {
       },
     });
     const base = server.url.replace(/\/bus$/, '');
-    const { child: pinger } = await ctx.group.start({ name: 'p8-pinger', script: 'clients/pinger.ts' });
-    const { child: junk } = await ctx.group.start({ name: 'p8-junk', script: 'clients/junk.ts' });
+    const { child: pinger } = await ctx.group.start({ name: 'p10-pinger', script: 'clients/pinger.ts' });
+    const { child: junk } = await ctx.group.start({ name: 'p10-junk', script: 'clients/junk.ts' });
     // A real attacker's CPU is its own: on this machine it runs at the lowest priority so
     // that masking its 1 MiB frames does not take the server's cores.
     try {
       os.setPriority(junk.pid, 19);
     } catch {
-      ctx.progress('P8: could not lower the attacker\'s priority; it competes with the server for CPU');
+      ctx.progress('P10: could not lower the attacker\'s priority; it competes with the server for CPU');
     }
     await pinger.call('setup', { url: server.url }, 10_000);
 
@@ -64,7 +64,7 @@ export const p8: Scenario = {
     await sleep(500);
     await pinger.call('stop');
     const srv = server.child;
-    if (!srv) throw new Error('P8 needs the Muster child');
+    if (!srv) throw new Error('P10 needs the Muster child');
     const measure = async (ms: number): Promise<{ ping: Window; lag: LagReport; cpu: number }> => {
       await pinger.call('start', { intervalMs: PING_MS });
       await srv.call('lagStart');
@@ -78,14 +78,14 @@ export const p8: Scenario = {
     };
     const q = await measure(quietMs);
     const quiet = q.ping;
-    ctx.progress(`P8 quiet: p50 ${fmt(quiet.p50)} ms, p99 ${fmt(quiet.p99)} ms over ${quiet.n} pings`);
+    ctx.progress(`P10 quiet: p50 ${fmt(quiet.p50)} ms, p99 ${fmt(quiet.p99)} ms over ${quiet.n} pings`);
     ctx.checkDeadline();
 
     await junk.call('start', { base, workers: WORKERS });
     const a = await measure(windowMs);
     const attacked = a.ping;
     const got = await junk.call<{ attempts: number; outcomes: Record<string, number> }>('stop', null, 15_000);
-    ctx.progress(`P8 under junk: p50 ${fmt(attacked.p50)} ms, p99 ${fmt(attacked.p99)} ms over ${attacked.n} pings; loop lag p99 ${fmt(a.lag.p99)} ms, max ${fmt(a.lag.max)} ms; server CPU ${Math.round(a.cpu * 100)}%; ${got.attempts} attacks`);
+    ctx.progress(`P10 under junk: p50 ${fmt(attacked.p50)} ms, p99 ${fmt(attacked.p99)} ms over ${attacked.n} pings; loop lag p99 ${fmt(a.lag.p99)} ms, max ${fmt(a.lag.max)} ms; server CPU ${Math.round(a.cpu * 100)}%; ${got.attempts} attacks`);
     await pinger.call('close');
 
     const row = (name: string, m: typeof q, ms: number): string[] => [
@@ -102,19 +102,19 @@ export const p8: Scenario = {
     return {
       tables: [
         {
-          title: 'P8: healthy bus peer, PING → PONG round trip (ms)',
+          title: 'P10: healthy bus peer, PING → PONG round trip (ms)',
           head: ['window', 'length', 'pings', 'p50', 'p99', 'max', 'server loop lag p99', 'server loop lag max', 'server CPU'],
           rows: [row('quiet', q, quietMs), row('one IP sending junk', a, windowMs)],
         },
         {
-          title: `P8: what the attacker got (${got.attempts} sockets or upgrades)`,
+          title: `P10: what the attacker got (${got.attempts} sockets or upgrades)`,
           head: ['junk → answer', 'count'],
           rows: Object.entries(got.outcomes).map(([k, n]) => [k, String(n)]),
         },
       ],
       verdicts: [
         {
-          target: 'P8: healthy peer p99 under junk < 10 ms',
+          target: 'P10: healthy peer p99 under junk < 10 ms',
           holds: attacked.open && attacked.p99 < 10,
           detail: `p99 ${fmt(attacked.p99)} ms (p50 ${fmt(attacked.p50)}, max ${fmt(attacked.max)}; quiet p99 ${fmt(quiet.p99)}); server event-loop lag p99 ${fmt(a.lag.p99)} ms, max ${fmt(a.lag.max)} ms${attacked.open ? '' : '; the healthy peer was disconnected'}`,
         },
