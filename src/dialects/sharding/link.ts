@@ -11,8 +11,8 @@
  *   leader's fencing token; an edge drops orders older than the newest token it has seen.
  * - `sharding:edges`: the leader → every edge: hello, sent once a new term has loaded.
  */
-import type { Range } from '../../protocols/sharding/ranges.js';
 import type { AdminAction } from './machine.js';
+import type { AdoptedControl } from './world/types.js';
 
 /** An admin view a follower asks the leader for. */
 export type ViewQuery = { readonly view: 'fleet' } | { readonly view: 'shards' } | { readonly view: 'control'; readonly name: string };
@@ -41,16 +41,8 @@ export interface AnnouncedSocket {
   readonly replay?: readonly string[];
 }
 
-export interface AnnouncedControl {
-  readonly name: string;
-  readonly capacity?: number;
-  readonly features?: readonly string[];
-  /** What the MASTER told this socket to serve (IDENTIFIED, CONNECT, OFFLOAD less SHUTDOWN). */
-  readonly shards: readonly Range[];
-  /** It has had its CONNECT (or IDENTIFIED with shards, or an OFFLOAD). */
-  readonly started: boolean;
-  readonly redundant: boolean;
-}
+/** What a re-announced CONTROL is and what it was told to serve: the world's `AdoptedControl`. */
+export type AnnouncedControl = AdoptedControl;
 
 export type ToLeader =
   | { readonly k: 'open'; readonly i: string; readonly c: string; readonly s: string }
