@@ -20,7 +20,7 @@ import { STORE_NS as SHARDING_STORE_NS } from './dialects/sharding/dialect.js';
 import { buildHttpApp } from './http/app.js';
 import { redisSecrets, redisStoreOptions } from './store/from-config.js';
 import { createStore } from './store/index.js';
-import { RedisStore } from './store/redis.js';
+import { DEFAULT_REDIS_URL, RedisStore } from './store/redis.js';
 import type { Store } from './store/types.js';
 import { Transport } from './transport/upgrade.js';
 import { VERSION } from './version.js';
@@ -213,7 +213,14 @@ function secretValues(config: MusterConfig): string[] {
   return out;
 }
 
-/** Cluster mode's Redis: `cluster.redisUrl`, or the store's URL when the store is Redis. */
+/**
+ * Cluster mode's Redis: `cluster.redisUrl`, or the store's URL when the store is Redis (its
+ * default URL when none is given; the config refuses a store reached through Sentinel or a
+ * Cluster without `cluster.redisUrl`).
+ */
 export function clusterRedisUrl(config: MusterConfig): string | undefined {
-  return config.cluster.redisUrl ?? (config.store.kind === 'redis' ? config.store.url : undefined);
+  if (config.cluster.redisUrl !== undefined) return config.cluster.redisUrl;
+  const st = config.store;
+  if (st.kind !== 'redis') return undefined;
+  return st.url ?? (st.sentinels === undefined && st.cluster === undefined ? DEFAULT_REDIS_URL : undefined);
 }

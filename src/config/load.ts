@@ -96,6 +96,7 @@ export function validateConfig(raw: unknown): MusterConfig {
   checkFencing(config);
   checkTls(config);
   checkStore(config);
+  checkCluster(config);
   if (!Value.Check(MusterConfigSchema, config)) {
     // Safety net: normalize() should have caught everything the schema says.
     const first = Value.Errors(MusterConfigSchema, config).First();
@@ -420,6 +421,26 @@ function checkStore(config: MusterConfig): void {
   }
   if (st.durability !== undefined && st.cluster !== undefined && (st.durability.replicas > 0 || st.durability.aof)) {
     throw new ConfigError('store.durability', undefined, 'no WAIT/WAITAOF with Redis Cluster', { problem: 'a wait must reach the node that took the write' });
+  }
+}
+
+/**
+ * Cluster mode is one Redis for the store and the broker. The broker connects by URL, so a
+ * store reached through Sentinel or a Cluster needs `cluster.redisUrl`; and the sharding
+ * leader's lease and fenced writes live in the Redis store, so with a broker but a store
+ * of its own every instance would lead the fleet.
+ */
+function checkCluster(config: MusterConfig): void {
+  const st = config.store;
+  if (st.kind === 'redis' && st.url === undefined && (st.sentinels !== undefined || st.cluster !== undefined) && config.cluster.redisUrl === undefined) {
+    throw new ConfigError('cluster.redisUrl', undefined, 'a redis:// URL for the cluster broker', {
+      problem: 'the store is reached through Sentinel or a Redis Cluster, which the broker does not use (it connects by URL)',
+    });
+  }
+  if (config.cluster.redisUrl !== undefined && st.kind !== 'redis' && config.dialects.sharding.enabled) {
+    throw new ConfigError('store.kind', st.kind, '"redis" in cluster mode (cluster.redisUrl set) while the sharding dialect is enabled', {
+      problem: "the sharding leader's lease and fenced writes live in the shared Redis store; with a store per instance every instance would lead the fleet",
+    });
   }
 }
 

@@ -35,10 +35,11 @@ describe('store: redis', () => {
     expect(load({ store: { kind: 'redis', url: 'rediss://u:p@db:6380/1', prefix: 'm:' } }).store).toStrictEqual({ kind: 'redis', url: 'rediss://u:p@db:6380/1', prefix: 'm:' });
     const sentinel = load({
       store: { kind: 'redis', sentinels: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }], name: 'mymaster', password: 'pw', sentinelPassword: 'spw' },
+      cluster: { redisUrl: 'redis://s1:6379' },
     }).store;
     expect(sentinel.sentinels).toStrictEqual([{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }]);
     expect(sentinel.name).toBe('mymaster');
-    const cluster = load({ store: { kind: 'redis', cluster: [{ host: 'n1', port: 7000 }], username: 'muster' } }).store;
+    const cluster = load({ store: { kind: 'redis', cluster: [{ host: 'n1', port: 7000 }], username: 'muster' }, cluster: { redisUrl: 'redis://n1:7000' } }).store;
     expect(cluster.cluster).toStrictEqual([{ host: 'n1', port: 7000 }]);
     expect(load({ store: { kind: 'redis', durability: { replicas: 1 } } }).store.durability).toStrictEqual({ replicas: 1, aof: false, timeout: 1000 });
     expect(load({ store: { kind: 'redis', durability: { aof: true, timeout: '250ms' } } }).store.durability).toStrictEqual({ replicas: 0, aof: true, timeout: 250 });
@@ -61,6 +62,17 @@ describe('store: redis', () => {
     expect(configError(() => load({ store: { kind: 'redis', cluster: [{ host: 'b', port: 1 }], durability: { replicas: 1 } } })).key).toBe('store.durability');
     expect(configError(() => load({ store: { kind: 'redis', sentinels: [{ host: 's' }], name: 'm' } })).key).toBe('store.sentinels[0].port');
     expect(configError(() => load({ store: { prefix: 'a{b}' } })).key).toBe('store.prefix');
+  });
+
+  it('cluster mode: a store through Sentinel or a Cluster needs cluster.redisUrl; sharding needs the Redis store', () => {
+    const sentinel = configError(() => load({ store: { kind: 'redis', sentinels: [{ host: 's', port: 26379 }], name: 'm' } }));
+    expect(sentinel.key).toBe('cluster.redisUrl');
+    expect(configError(() => load({ store: { kind: 'redis', cluster: [{ host: 'n', port: 7000 }] } })).key).toBe('cluster.redisUrl');
+    const own = configError(() => load({ store: { kind: 'sqlite' }, cluster: { redisUrl: 'redis://r:6379' } }));
+    expect(own.key).toBe('store.kind');
+    expect(own.message).toMatch(/sharding/);
+    // Without the sharding dialect, a broker over Redis with a store per instance is fine (the bus needs no shared store).
+    expect(load({ store: { kind: 'memory' }, cluster: { redisUrl: 'redis://r:6379' }, dialects: { sharding: { enabled: false } } }).cluster.redisUrl).toBe('redis://r:6379');
   });
 
   it('hands the store its options, logs Redis coming and going without the password, and names the secrets to redact', () => {
