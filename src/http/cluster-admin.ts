@@ -73,7 +73,11 @@ export function localPeers(transport: Transport | undefined, instance: string, d
  */
 export function answerClusterAdmin(o: ClusterAdminOptions): () => void {
   const here = o.broker.instanceId;
-  o.broker.setCloser((id, order) => o.transport()?.kick(id, { by: order.by, note: order.note }) ?? false);
+  o.broker.setCloser((id, order) => {
+    const t = o.transport();
+    if (!t || (order.scope !== undefined && t.get(id)?.dialect.name !== order.scope)) return false;
+    return t.kick(id, { by: order.by, note: order.note });
+  });
   const offs = [
     o.broker.answer(STATUS_KIND, (): NodeStatus => ({ version: o.version, uptimeSeconds: Math.round(process.uptime()), connections: o.transport()?.countByDialect() ?? {} })),
     o.broker.answer(PEERS_KIND, (q) => {

@@ -110,6 +110,13 @@ describe('HTTP: admin API', () => {
       expect.arrayContaining(['/api/v1/connections', '/api/v1/connections/{id}', '/api/v1/bus/services', '/api/v1/bus/groups', '/api/v1/status']),
     );
     expect(doc.paths['/api/v1/connections/{id}']).toHaveProperty('delete');
+    const kick = doc.paths['/api/v1/connections/{id}']?.delete as { parameters: Array<{ name: string }>; responses: Record<string, unknown> };
+    expect(kick.parameters.map((p) => p.name)).toEqual(['id', 'reason']);
+    expect(Object.keys(kick.responses)).toEqual(expect.arrayContaining(['200', '404', '503']));
+    const status = doc.paths['/api/v1/status']?.get as { responses: { '200': { content: { 'application/json': { schema: { properties: Record<string, unknown> } } } } } };
+    expect(Object.keys(status.responses['200'].content['application/json'].schema.properties)).toEqual(
+      expect.arrayContaining(['version', 'connections', 'dialects', 'instances']),
+    );
   });
 
   it('summarizes the server for `muster status`', async () => {

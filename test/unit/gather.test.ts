@@ -132,6 +132,16 @@ describe('Gatherer over several instances', () => {
     expect(res.reachable).toBe(true);
   });
 
+  it("counts another instance's error as its answer (not missing)", async () => {
+    const { g } = cluster(['a', 'b']);
+    g.get('b')!.answer('who', () => {
+      throw new Error('b is busy');
+    });
+    const res = await g.get('a')!.gather('who', null);
+    expect(res.answers.get('b')).toEqual({ ok: false, error: 'b is busy' });
+    expect(res.missing).toEqual([]);
+  });
+
   it('names an instance that did not answer once the timeout passes', async () => {
     const { hub, g } = cluster(['a', 'b', 'c']);
     hub.deaf.add('c');
