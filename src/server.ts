@@ -134,6 +134,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     timeouts: config.http,
     failedAuthPerIpPerMinute: () => config.admin.failedAuthPerIpPerMinute,
     clusterReady: broker.kind === 'local' ? undefined : () => broker.ready,
+    broker,
   });
   const transport = new Transport({ server: http.server, dialects, limits: config.limits, scheduler, metrics, logger, secrets: () => secretValues(config) });
   try {

@@ -9,17 +9,26 @@
  *   mode can carry the same deliveries to the instance holding the connection without a
  *   dialect knowing which broker runs.
  *
+ * - Questions to every instance and closes wherever the connection is (gather.ts): the
+ *   admin API's cluster-wide lists and kick. A local broker answers alone.
+ *
  * Deliveries are scoped by dialect (a group "jobs" of one dialect is not another's).
  * The in-process broker (here) calls local connections directly, with no serialisation;
  * the Redis broker (redis-broker.ts, cluster mode) does the same for local connections
  * and carries the rest over Redis pub/sub.
  */
+import { Gatherer, type Answerer, type CloseOrder, type CloseResult, type Closer, type Gathered, type GatherOptions } from './gather.js';
+
+export type { Answer, Answerer, CloseOrder, CloseResult, Closer, Gathered, GatherOptions } from './gather.js';
+
 export type BrokerHandler = (message: Buffer, topic: string) => void;
 
 /** A connection the broker can hand a frame to (core's Connection fits). */
 export interface DeliveryEndpoint {
   readonly id: string;
   send(frame: string | Buffer): boolean;
+  /** Closes the socket (what `closeConn` does when no closer is set; core's Connection fits). */
+  close?(code: number, reason: string): void;
 }
 
 /** Who asked: the instance and connection a reply goes back to. */
@@ -65,6 +74,25 @@ export interface Broker {
   leave(scope: string, group: string, connId: string): void;
   /** Hands `frame` to every connection `target` names; returns how many took it here. */
   deliver(scope: string, target: DeliveryTarget, frame: string | Buffer): number;
+  /**
+   * Asks every live instance, this one first, a question of `kind` (answered there by
+   * `answer`); see gather.ts for when it resolves and what `missing` means.
+   */
+  gather(kind: string, question: unknown, opts?: GatherOptions): Promise<Gathered>;
+  /** Answers questions of `kind` on this instance (one answerer per kind); returns a function that stops. */
+  answer(kind: string, handler: Answerer): () => void;
+  /**
+   * Closes a connection on whichever instance holds it: this one first, then the others
+   * are asked. Resolves `closed: false` with `reachable: false` when it is not here and
+   * the others cannot be asked (Redis down), and with `missing` instances that did not
+   * answer in time (it may be on one of them).
+   */
+  closeConn(connId: string, order: CloseOrder): Promise<CloseResult>;
+  /**
+   * How this instance closes a connection it holds when asked (the transport's kick).
+   * Until set, an attached endpoint's `close(order.code, order.reason)` does.
+   */
+  setCloser(closer: Closer): void;
   close(): Promise<void>;
 }
 
@@ -81,9 +109,13 @@ export class LocalBroker implements Broker {
   readonly ready = true;
   readonly #subs = new Map<string, Set<BrokerHandler>>();
   readonly #scopes = new Map<string, Scope>();
+  readonly #gatherer: Gatherer;
 
   constructor(instanceId = 'local') {
     this.instanceId = instanceId;
+    // Alone: no peers to ask and nobody to hear from.
+    const link = { instanceId, ready: () => true, peers: () => [], publish: () => {}, subscribe: () => () => {} };
+    this.#gatherer = new Gatherer(link, (id, order) => this.closeLocal(id, order));
   }
 
   async start(): Promise<void> {}
@@ -208,6 +240,35 @@ export class LocalBroker implements Broker {
     }
   }
 
+  gather(kind: string, question: unknown, opts?: GatherOptions): Promise<Gathered> {
+    return this.#gatherer.gather(kind, question, opts);
+  }
+
+  answer(kind: string, handler: Answerer): () => void {
+    return this.#gatherer.answer(kind, handler);
+  }
+
+  closeConn(connId: string, order: CloseOrder): Promise<CloseResult> {
+    return this.#gatherer.close(connId, order);
+  }
+
+  setCloser(closer: Closer): void {
+    this.#gatherer.setCloser(closer);
+  }
+
+  /** Closes an endpoint attached here (in `order.scope`, or any); false if none is or it cannot close. */
+  closeLocal(connId: string, order: CloseOrder): boolean {
+    const scopes = order.scope !== undefined ? [this.#scopes.get(order.scope)] : [...this.#scopes.values()];
+    for (const s of scopes) {
+      const conn = s?.conns.get(connId);
+      if (conn?.close) {
+        conn.close(order.code, order.reason);
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Members of `group` in `scope` here. */
   groupSize(scope: string, group: string): number {
     return this.#scopes.get(scope)?.groups.get(group)?.size ?? 0;
@@ -231,6 +292,7 @@ export class LocalBroker implements Broker {
   }
 
   async close(): Promise<void> {
+    this.#gatherer.stop();
     this.#subs.clear();
     this.#scopes.clear();
   }

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Presence } from './redis-presence.js';
+import { pack, type Header, type Out, type Sub } from './redis-wire.js';
 import { LocalBroker, type Broker, type BrokerHandler, type DeliveryEndpoint, type DeliveryTarget, type PeerHandler } from './broker.js';
+import { Gatherer, type Answerer, type CloseOrder, type CloseResult, type Closer, type Gathered, type GatherOptions } from './gather.js';
 
 /**
  * The Broker of cluster mode: several instances behind one Redis.
@@ -26,6 +28,8 @@ import { LocalBroker, type Broker, type BrokerHandler, type DeliveryEndpoint, ty
  * - Redis down: local deliveries go on; remote ones are refused and counted
  *   (`stats.refused`), `ready` is false. ioredis reconnects; then the broker subscribes
  *   again, re-registers its connections and reports every live peer `up` again.
+ * - Gathers and closes (gather.ts) are topics like any other; the peers asked are the
+ *   instances seen alive. Redis down: only this instance answers, the rest are `missing`.
  */
 export interface RedisBrokerOptions {
   readonly url: string;
@@ -48,27 +52,6 @@ export interface RedisBrokerStats {
   unroutable: number;
 }
 
-type Sub =
-  | { readonly kind: 'inst' }
-  | { readonly kind: 'grp'; readonly scope: string; readonly group: string }
-  | { readonly kind: 'all'; readonly scope: string }
-  | { readonly kind: 'topic'; readonly topic: string };
-
-/** A message's header: origin instance, scope, connection, except, binary frame. */
-interface Header {
-  readonly o: string;
-  readonly s?: string;
-  readonly c?: string;
-  readonly x?: string;
-  readonly b?: 1;
-}
-
-interface Out {
-  channel: string | undefined;
-  readonly conn?: string;
-  readonly payload: Buffer;
-}
-
 const WHERE_CACHE = 10_000;
 
 export class RedisBroker implements Broker {
@@ -82,6 +65,7 @@ export class RedisBroker implements Broker {
   readonly #cmd: Redis;
   readonly #sub: Redis;
   readonly #presence: Presence;
+  readonly #gatherer: Gatherer;
   /** Channels this instance wants to hear, and what each carries. */
   readonly #channels = new Map<string, Sub>();
   readonly #peers = new Set<string>();
@@ -125,6 +109,8 @@ export class RedisBroker implements Broker {
     this.#presence = new Presence(this.#cmd, this.instanceId, this.#p, this.#ttl, () => this.#local.connectionIds());
     this.#sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#onMessage(channel.toString(), message));
     this.#want(this.#chan('inst', this.instanceId), { kind: 'inst' });
+    const link = { instanceId: this.instanceId, ready: () => this.ready, peers: () => this.peers, publish: this.publish.bind(this), subscribe: this.subscribe.bind(this) };
+    this.#gatherer = new Gatherer(link, (id, order) => this.#local.closeLocal(id, order));
   }
 
   get ready(): boolean {
@@ -235,6 +221,19 @@ export class RedisBroker implements Broker {
     }
   }
 
+  gather(kind: string, question: unknown, opts?: GatherOptions): Promise<Gathered> {
+    return this.#gatherer.gather(kind, question, opts);
+  }
+  answer(kind: string, handler: Answerer): () => void {
+    return this.#gatherer.answer(kind, handler);
+  }
+  closeConn(connId: string, order: CloseOrder): Promise<CloseResult> {
+    return this.#gatherer.close(connId, order);
+  }
+  setCloser(closer: Closer): void {
+    this.#gatherer.setCloser(closer);
+  }
+
   /** Connections attached in `scope` here (for leak checks). */
   attached(scope: string): number {
     return this.#local.attached(scope);
@@ -246,6 +245,7 @@ export class RedisBroker implements Broker {
     this.#closed = true;
     this.#joined = false;
     clearInterval(this.#beat);
+    this.#gatherer.stop();
     if (this.#cmd.status === 'ready') {
       try {
         await this.#presence.leave();
@@ -482,9 +482,4 @@ export class RedisBroker implements Broker {
       }
     }
   }
-}
-
-function pack(h: Header, frame: string | Buffer): Buffer {
-  const head = Buffer.from(`${JSON.stringify(h)}\n`);
-  return Buffer.concat([head, typeof frame === 'string' ? Buffer.from(frame) : frame]);
 }

@@ -11,6 +11,8 @@ import { bodyChecker } from './body.js';
 import { dashboardRoutes, mountDashboard } from './dashboard.js';
 import { buildOpenApi } from './openapi.js';
 import { Errors, httpError } from '../common/errors.js';
+import { LocalBroker, type Broker } from '../cluster/broker.js';
+import { answerClusterAdmin, clusterPeers, clusterStatus, documentClusterAdmin, instancesSchema, kickAnywhere, type ClusterAdminOptions } from './cluster-admin.js';
 
 /**
  * The HTTP side of the one listener: health, readiness, metrics, and the admin API
@@ -37,6 +39,11 @@ export interface HttpAppOptions {
   failedAuthPerIpPerMinute?: (() => number) | undefined;
   /** Cluster mode: whether this instance has joined its peers over Redis (for /readyz). */
   clusterReady?: (() => boolean) | undefined;
+  /**
+   * The broker the admin lists, status and kick reach every instance through (see
+   * cluster-admin.ts). Default: a LocalBroker, this instance alone.
+   */
+  broker?: Broker | undefined;
 }
 
 export interface HttpTimeouts {
@@ -50,7 +57,7 @@ const DEFAULT_TIMEOUTS: HttpTimeouts = { headersTimeout: 10_000, requestTimeout:
 
 export const ADMIN_PREFIX = '/api/v1';
 
-export function coreRoutes(opts: HttpAppOptions): HttpRoute[] {
+export function coreRoutes(opts: HttpAppOptions, cluster: ClusterAdminOptions): HttpRoute[] {
   const connectionSchema = {
     type: 'object',
     properties: {
@@ -59,6 +66,7 @@ export function coreRoutes(opts: HttpAppOptions): HttpRoute[] {
       remoteAddress: { type: 'string' },
       connectedAt: { type: 'string', format: 'date-time' },
       identity: { type: ['string', 'null'] },
+      instance: { type: 'string', description: 'the instance holding it' },
     },
   };
   return [
@@ -66,47 +74,70 @@ export function coreRoutes(opts: HttpAppOptions): HttpRoute[] {
       method: 'GET',
       url: `${ADMIN_PREFIX}/connections`,
       access: 'admin',
-      summary: 'Every open WebSocket connection',
+      summary: 'Every open WebSocket connection, on every instance (headers muster-instances and muster-instances-missing say which answered)',
       response: { type: 'array', items: connectionSchema },
-      handler: () => ({
-        body: (opts.transport()?.connections() ?? []).map((c) => ({
-          id: c.id,
-          dialect: c.dialect,
-          remoteAddress: c.remoteAddress,
-          connectedAt: new Date(c.connectedAt).toISOString(),
-          identity: c.identity ?? null,
-        })),
-      }),
+      handler: async () => {
+        const { peers, instances } = await clusterPeers(cluster);
+        const missing = instances.filter((i) => !i.answered).map((i) => i.id);
+        return {
+          headers: {
+            'muster-instances': instances.filter((i) => i.answered).map((i) => i.id).join(', '),
+            ...(missing.length > 0 ? { 'muster-instances-missing': missing.join(', ') } : {}),
+          },
+          body: peers.map((c) => ({ id: c.id, dialect: c.dialect, remoteAddress: c.remoteAddress, connectedAt: c.connectedAt, identity: c.identity, instance: c.instance })),
+        };
+      },
     },
     {
       method: 'DELETE',
       url: `${ADMIN_PREFIX}/connections/:id`,
       access: 'admin',
-      summary: "Kick a connection (it gets its dialect's goodbye)",
-      response: { type: 'object', properties: { kicked: { type: 'string' } } },
-      handler: (req) => {
-        const id = req.params.id ?? '';
-        return opts.transport()?.kick(id)
-          ? { status: 200, body: { kicked: id } }
-          : httpError('NOT_FOUND', `no connection ${id}`);
-      },
+      summary: "Kick a connection on any instance (it gets its dialect's goodbye); `?reason=` is logged where it closes",
+      response: { type: 'object', properties: { kicked: { type: 'string' }, instance: { type: 'string', description: 'the instance that closed it' } } },
+      handler: (req) => kickAnywhere(cluster, req),
     },
     {
       method: 'GET',
       url: `${ADMIN_PREFIX}/status`,
       access: 'admin',
-      summary: 'A one-screen summary: connections per dialect and what each dialect holds',
-      response: { type: 'object' },
-      handler: () => ({
-        body: {
-          version: opts.version,
-          ...(opts.instanceId !== undefined ? { instanceId: opts.instanceId } : {}),
-          uptimeSeconds: Math.round(process.uptime()),
-          store: opts.store.kind,
-          connections: opts.transport()?.countByDialect() ?? {},
-          dialects: Object.fromEntries(opts.dialects.map((d) => [d.name, { path: d.path, ...(d.summary?.() ?? {}) }])),
+      summary: 'A one-screen summary: connections per dialect over every instance, each instance, and what each dialect holds',
+      response: {
+        type: 'object',
+        properties: {
+          version: { type: 'string', description: 'this instance' },
+          instanceId: { type: 'string', description: 'this instance' },
+          uptimeSeconds: { type: 'integer', description: 'this instance' },
+          store: { type: 'string' },
+          connections: { type: 'object', additionalProperties: { type: 'integer' }, description: 'open connections per dialect, summed over the instances that answered' },
+          dialects: { type: 'object', description: "each dialect's path and summary, as this instance sees it" },
+          instances: {
+            ...instancesSchema,
+            items: {
+              ...instancesSchema.items,
+              properties: {
+                ...instancesSchema.items.properties,
+                version: { type: 'string' },
+                uptimeSeconds: { type: 'integer' },
+                connections: { type: 'object', additionalProperties: { type: 'integer' }, description: "that instance's open connections per dialect" },
+              },
+            },
+          },
         },
-      }),
+      },
+      handler: async () => {
+        const { connections, instances } = await clusterStatus(cluster);
+        return {
+          body: {
+            version: opts.version,
+            ...(opts.instanceId !== undefined ? { instanceId: opts.instanceId } : {}),
+            uptimeSeconds: Math.round(process.uptime()),
+            store: opts.store.kind,
+            connections,
+            dialects: Object.fromEntries(opts.dialects.map((d) => [d.name, { path: d.path, ...(d.summary?.() ?? {}) }])),
+            instances,
+          },
+        };
+      },
     },
   ];
 }
@@ -147,8 +178,13 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     return reply.type(opts.metrics.registry.contentType).send(body);
   });
 
-  const routes = [...coreRoutes(opts), ...opts.dialects.flatMap((d) => d.routes?.() ?? []), ...dashboardRoutes(opts)];
+  const broker = opts.broker ?? new LocalBroker(opts.instanceId);
+  const cluster: ClusterAdminOptions = { broker, transport: opts.transport, version: opts.version };
+  const stopAnswering = answerClusterAdmin(cluster);
+  app.addHook('onClose', async () => stopAnswering());
+  const routes = [...coreRoutes(opts, cluster), ...opts.dialects.flatMap((d) => d.routes?.() ?? []), ...dashboardRoutes(opts, cluster)];
   const openapi = buildOpenApi(routes, opts.version);
+  documentClusterAdmin(openapi.paths as Parameters<typeof documentClusterAdmin>[0]);
   routes.push({
     method: 'GET',
     url: `${ADMIN_PREFIX}/openapi.json`,

@@ -6,6 +6,7 @@ import type { Scheduler } from '../core/scheduler.js';
 import type { Transport } from '../transport/upgrade.js';
 import { EventHub, EVENTS_URL } from './events.js';
 import { Errors, httpError } from '../common/errors.js';
+import { clusterPeers, instancesSchema, type ClusterAdminOptions } from './cluster-admin.js';
 
 /**
  * The dashboard: a static page (built into dist/dashboard by `npm run build`) served at
@@ -27,7 +28,7 @@ export const PEERS_URL = '/api/v1/peers';
 
 const peerSchema = {
   type: 'object',
-  required: ['id', 'dialect', 'identity', 'remoteAddress', 'connectedAt', 'lastSeen', 'latencyMs'],
+  required: ['id', 'dialect', 'identity', 'remoteAddress', 'connectedAt', 'lastSeen', 'latencyMs', 'instance'],
   properties: {
     id: { type: 'string', description: 'connection id (DELETE /api/v1/connections/{id} kicks it)' },
     dialect: { type: 'string' },
@@ -39,44 +40,33 @@ const peerSchema = {
       type: ['number', 'null'],
       description: 'round trip of the last answered WebSocket ping (sharding: sent with each HEARTBEAT ACK); null until measured or where the dialect does not ping',
     },
+    instance: { type: 'string', description: 'the instance holding the connection' },
   },
 };
 
 /** Admin routes the dashboard adds (documented in the OpenAPI document like every other). */
-export function dashboardRoutes(opts: DashboardOptions): HttpRoute[] {
+export function dashboardRoutes(opts: DashboardOptions, cluster: ClusterAdminOptions): HttpRoute[] {
   return [
     {
       method: 'GET',
       url: PEERS_URL,
       access: 'admin',
-      summary: 'Every connected peer with its identity, address, connection time and last ping round trip; `?dialect=NAME` for one dialect',
+      summary: 'Every connected peer, on every instance, with its identity, address, connection time, last ping round trip and instance; `?dialect=NAME` for one dialect',
       response: {
         type: 'object',
         properties: {
-          counts: { type: 'object', additionalProperties: { type: 'integer' }, description: 'open connections per dialect' },
+          counts: { type: 'object', additionalProperties: { type: 'integer' }, description: 'open connections per dialect, summed over the instances that answered' },
           peers: { type: 'array', items: peerSchema },
+          instances: instancesSchema,
         },
       },
-      handler: (req) => {
+      handler: async (req) => {
         const dialect = req.query.dialect;
         if (dialect !== undefined && !opts.dialects.some((d) => d.name === dialect)) {
           const names = opts.dialects.map((d) => d.name).join(', ');
           return httpError('BAD_REQUEST', `"dialect" must be one of: ${names}`);
         }
-        const t = opts.transport();
-        const peers = (t?.connections() ?? [])
-          .filter((c) => dialect === undefined || c.dialect === dialect)
-          .sort((a, b) => a.connectedAt - b.connectedAt || a.id.localeCompare(b.id))
-          .map((c) => ({
-            id: c.id,
-            dialect: c.dialect,
-            identity: c.identity ?? null,
-            remoteAddress: c.remoteAddress,
-            connectedAt: new Date(c.connectedAt).toISOString(),
-            lastSeen: new Date(c.lastSeen).toISOString(),
-            latencyMs: c.latencyMs,
-          }));
-        return { body: { counts: t?.countByDialect() ?? {}, peers } };
+        return { body: await clusterPeers(cluster, dialect) };
       },
     },
   ];

@@ -33,6 +33,9 @@ export interface TransportOptions {
   secrets?: () => readonly string[];
 }
 
+/** The close of a kick when the dialect has no goodbye of its own (1008, as every dialect's kick). */
+export const KICK_REASON = 'kicked by an operator';
+
 const REFUSAL_REASONS = ['not_found', 'shutting_down', 'max_connections', 'rate_limited', 'unauthorized', 'client_gone', 'bad_handshake'] as const;
 type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
@@ -93,13 +96,19 @@ export class Transport {
     return out;
   }
 
-  /** Closes a connection on an operator's request. */
-  kick(id: string): boolean {
+  /**
+   * Closes a connection on an operator's request (asked on this instance or another);
+   * `by` and `note` (who asked, and why) go to the `admin.kick` log line.
+   */
+  kick(id: string, ask: { by?: string | undefined; note?: string | undefined } = {}): boolean {
     const e = this.#conns.get(id);
     if (!e) return false;
-    e.conn.markWhy('kicked');
-    if (e.dialect.kick) e.dialect.kick(e.conn);
-    else e.conn.close(CloseCode.POLICY_VIOLATION, 'kicked by an operator');
+    const c = e.conn;
+    const fields = { event: 'admin.kick', dialect: c.dialect, conn: c.id, remote: c.remoteAddress, identity: c.identity, by: ask.by ?? null, note: ask.note ?? null };
+    this.#opts.logger.info(fields, `${c.dialect}: kicked by an operator`);
+    c.markWhy('kicked');
+    if (e.dialect.kick) e.dialect.kick(c);
+    else c.close(CloseCode.POLICY_VIOLATION, KICK_REASON);
     return true;
   }
 

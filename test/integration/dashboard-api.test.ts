@@ -90,7 +90,8 @@ describe('dashboard: GET /api/v1/peers', () => {
     const body = (await res.json()) as { counts: Record<string, number>; peers: Array<Record<string, unknown>> };
     expect(body.counts.bus).toBe(1);
     expect(body.peers).toHaveLength(1);
-    expect(body.peers[0]).toMatchObject({ dialect: 'bus', identity: 'svc-a', remoteAddress: '127.0.0.1', latencyMs: null });
+    expect(body.peers[0]).toMatchObject({ dialect: 'bus', identity: 'svc-a', remoteAddress: '127.0.0.1', latencyMs: null, instance: srv.muster.instanceId });
+    expect((body as unknown as { instances: unknown }).instances).toEqual([{ id: srv.muster.instanceId, answered: true }]);
     expect(typeof body.peers[0]!.connectedAt).toBe('string');
   });
 
@@ -156,7 +157,7 @@ describe('dashboard: GET /api/v1/events', () => {
     const first = [await ev.next(), await ev.next()];
     expect(first.map((e) => (e.data as { topic: string }).topic).sort()).toEqual(['bus.services', 'peers']);
     expect(first[0]!.data).toMatchObject({ status: 200 });
-    expect((first.find((e) => (e.data as { topic: string }).topic === 'peers')!.data as { body: unknown }).body).toEqual({ counts: { bus: 0 }, peers: [] });
+    expect((first.find((e) => (e.data as { topic: string }).topic === 'peers')!.data as { body: unknown }).body).toEqual({ counts: { bus: 0 }, peers: [], instances: [{ id: t.muster.instanceId, answered: true }] });
 
     const p = await busPeer(t.wsBase, 'svc-b');
     await roundTrip(p);

@@ -78,7 +78,9 @@ describe('HTTP: admin API', () => {
     const p = await RawPeer.open(`${srv.wsBase}/bus`);
     let res = await srv.muster.http.inject({ url: '/api/v1/connections', headers: auth });
     const [c] = res.json() as Array<Record<string, unknown>>;
-    expect(c).toEqual({ id: expect.any(String), dialect: 'bus', remoteAddress: '127.0.0.1', connectedAt: expect.any(String), identity: null });
+    expect(c).toEqual({ id: expect.any(String), dialect: 'bus', remoteAddress: '127.0.0.1', connectedAt: expect.any(String), identity: null, instance: srv.muster.instanceId });
+    expect(res.headers['muster-instances']).toBe(srv.muster.instanceId);
+    expect(res.headers['muster-instances-missing']).toBeUndefined();
     p.send({ op: 1, data: { token: BUS_TOKEN, name: 'svc-a' } });
     await p.next();
     res = await srv.muster.http.inject({ url: '/api/v1/connections', headers: auth });
@@ -93,6 +95,7 @@ describe('HTTP: admin API', () => {
     const [c] = (await srv.muster.http.inject({ url: '/api/v1/connections', headers: auth })).json() as Array<{ id: string }>;
     const res = await srv.muster.http.inject({ method: 'DELETE', url: `/api/v1/connections/${c?.id}`, headers: auth });
     expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ kicked: c?.id, instance: srv.muster.instanceId });
     expect((await p.waitClose()).code).toBe(1008);
     const missing = await srv.muster.http.inject({ method: 'DELETE', url: '/api/v1/connections/nope', headers: auth });
     expect(missing.statusCode).toBe(404);
@@ -107,6 +110,13 @@ describe('HTTP: admin API', () => {
       expect.arrayContaining(['/api/v1/connections', '/api/v1/connections/{id}', '/api/v1/bus/services', '/api/v1/bus/groups', '/api/v1/status']),
     );
     expect(doc.paths['/api/v1/connections/{id}']).toHaveProperty('delete');
+    const kick = doc.paths['/api/v1/connections/{id}']?.delete as { parameters: Array<{ name: string }>; responses: Record<string, unknown> };
+    expect(kick.parameters.map((p) => p.name)).toEqual(['id', 'reason']);
+    expect(Object.keys(kick.responses)).toEqual(expect.arrayContaining(['200', '404', '503']));
+    const status = doc.paths['/api/v1/status']?.get as { responses: { '200': { content: { 'application/json': { schema: { properties: Record<string, unknown> } } } } } };
+    expect(Object.keys(status.responses['200'].content['application/json'].schema.properties)).toEqual(
+      expect.arrayContaining(['version', 'connections', 'dialects', 'instances']),
+    );
   });
 
   it('summarizes the server for `muster status`', async () => {
@@ -117,6 +127,7 @@ describe('HTTP: admin API', () => {
       store: 'memory',
       connections: { bus: 0 },
       dialects: { bus: { path: '/bus', services: 0 } },
+      instances: [{ id: srv.muster.instanceId, answered: true, version: expect.any(String), uptimeSeconds: expect.any(Number), connections: { bus: 0 } }],
     });
   });
 });
