@@ -168,13 +168,19 @@ function accept(tx: Tx, from: string, info: SlaveInfo): void {
   const { w } = tx;
   const local = w.slaves.get(info.id);
   if (local) {
-    const here = tx.cfg.cluster?.instance ?? '';
-    const later = info.at > local.registeredAt || (info.at === local.registeredAt && from > here);
     // Ours is the later one: the other instance closes its connection when it hears of ours.
-    if (!later) return;
+    if (!later(info.at, from, local.registeredAt, tx.cfg.cluster?.instance ?? '')) return;
     replace(tx, local);
   }
+  // A third instance's later registration stays: this one is about to be replaced there.
+  const known = w.replicas.get(info.id);
+  if (known && known.instance !== from && later(known.at, known.instance, info.at, from)) return;
   w.replicas.set(info.id, { ...info, instance: from });
+}
+
+/** Whether registration (at, instance) is later than (otherAt, other): by time, then instance id. */
+function later(at: number, instance: string, otherAt: number, other: string): boolean {
+  return at > otherAt || (at === otherAt && instance > other);
 }
 
 /** Records read again from the store; a record written here since the read was issued stays as it is. */
