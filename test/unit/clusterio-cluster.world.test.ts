@@ -217,6 +217,11 @@ describe('clusterio world across instances: the shared registry', () => {
     // A record the store no longer has is dropped by a full read.
     p.B.d.feed({ type: 'registryRead', now: p.B.clock.now(), gen: p.B.world().writeGen, slaves: [], instances: [instance(42, null)] });
     expect(p.B.world().registry.instances.has('43')).toBe(false);
+    // No read out: the write numbers are dropped.
+    expect(p.B.world().written.size).toBe(0);
+    // A failed read applies nothing.
+    p.B.d.feed({ type: 'registryRead', now: p.B.clock.now(), gen: p.B.world().writeGen, slaves: [], instances: [], failed: true });
+    expect(p.B.world().registry.instances.has('42')).toBe(true);
   });
 
   it('in one process (no cluster config) says nothing to other instances', () => {

@@ -144,7 +144,10 @@ export class ClusterioDialect implements Dialect {
         (r) => {
           if (!this.#rt.stopped) this.#rt.feed({ type: 'registryRead', now: scheduler.now(), gen, ns, key, slaves: r.slaves, instances: r.instances });
         },
-        (err: unknown) => logger.warn({ err, ns, key }, 'clusterio: could not read the registry again after another instance changed it'),
+        (err: unknown) => {
+          logger.warn({ err, ns, key }, 'clusterio: could not read the registry again after another instance changed it');
+          if (!this.#rt.stopped) this.#rt.feed({ type: 'registryRead', now: scheduler.now(), gen, ns, key, slaves: [], instances: [], failed: true });
+        },
       )
       .catch((err: unknown) => logger.error({ err }, 'clusterio: failed on a registry read'));
   }

@@ -96,7 +96,7 @@ export function onPeer(tx: Tx, instance: string, up: boolean): void {
   if (up) {
     const mine = [...w.slaves.values()].map(infoOf);
     tell(tx, instance, { t: 'sync', slaves: mine, ask: true });
-    if (tx.cfg.cluster) tx.out.push({ type: 'reread', gen: w.writeGen });
+    reread(tx);
     return;
   }
   for (const [id, r] of [...w.replicas]) if (r.instance === instance) w.replicas.delete(id);
@@ -130,8 +130,7 @@ export function onRemote(tx: Tx, from: string, msg: ClusterMsg): void {
       return;
     }
     case 'changed':
-      tx.out.push({ type: 'reread', gen: w.writeGen, ns: msg.ns, key: msg.key });
-      return;
+      return reread(tx, msg.ns, msg.key);
     case 'ask': {
       const slave = w.slaves.get(msg.slave);
       if (!slave) return tell(tx, from, { t: 'fail', id: msg.id, reason: `Slave ${msg.slave} is not connected` });
@@ -183,8 +182,26 @@ function later(at: number, instance: string, otherAt: number, other: string): bo
   return at > otherAt || (at === otherAt && instance > other);
 }
 
+/** Asks for the registry (or one record) to be read again from the store. */
+function reread(tx: Tx, ns?: string, key?: string): void {
+  if (!tx.cfg.cluster) return;
+  tx.w.rereads++;
+  tx.out.push(ns !== undefined && key !== undefined ? { type: 'reread', gen: tx.w.writeGen, ns, key } : { type: 'reread', gen: tx.w.writeGen });
+}
+
 /** Records read again from the store; a record written here since the read was issued stays as it is. */
 export function onRegistryRead(tx: Tx, ev: Extract<WorldEvent, { type: 'registryRead' }>): void {
+  const { w } = tx;
+  w.rereads = Math.max(0, w.rereads - 1);
+  try {
+    if (ev.failed !== true) apply(tx, ev);
+  } finally {
+    // With no read out, no write here can be overtaken by one: the numbers are not needed.
+    if (w.rereads === 0) w.written.clear();
+  }
+}
+
+function apply(tx: Tx, ev: Extract<WorldEvent, { type: 'registryRead' }>): void {
   const { w } = tx;
   const fresh = (ns: string, key: string): boolean => (w.written.get(`${ns}\n${key}`) ?? 0) <= ev.gen;
   const all = ev.key === undefined;
@@ -207,5 +224,4 @@ export function onRegistryRead(tx: Tx, ev: Extract<WorldEvent, { type: 'registry
       } else w.registry.instances.set(id, rec);
     }
   }
-  if (all) for (const [k, gen] of [...w.written]) if (gen <= ev.gen) w.written.delete(k);
 }

@@ -237,9 +237,11 @@ export interface ClusterioWorld {
   /** Cluster mode: requests asked of other instances for their slaves, by key. */
   readonly asks: Map<string, RemoteAsk>;
   nextAsk: number;
-  /** Cluster mode: registry writes made here, numbered, and the last one of each record. */
+  /** Cluster mode: registry writes made here, numbered, and the last one of each record (kept while a read is out). */
   writeGen: number;
   readonly written: Map<string, number>;
+  /** Cluster mode: registry reads asked for (`reread`) and not yet back. */
+  rereads: number;
 }
 
 export function initialWorld(): ClusterioWorld {
@@ -259,6 +261,7 @@ export function initialWorld(): ClusterioWorld {
     nextAsk: 1,
     writeGen: 0,
     written: new Map(),
+    rereads: 0,
   };
 }
 
@@ -315,6 +318,8 @@ export type WorldEvent =
       readonly key?: string | undefined;
       readonly slaves: readonly SlaveRecord[];
       readonly instances: readonly InstanceRecord[];
+      /** The read failed: nothing to apply. */
+      readonly failed?: boolean;
     }
   /** A /metrics scrape: ask every attached slave, answer the call with what came back. */
   | { readonly type: 'scrape'; readonly now: number; readonly call: string }
