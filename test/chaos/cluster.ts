@@ -25,8 +25,7 @@
  *   (NO_ROUTE, TIMEOUT) are fine, a misdelivery is not.
  * - no acknowledged Clusterio instance lost: before each step a Clusterio control creates
  *   an instance on a random live instance; every acknowledged one must be in the shared
- *   store after every step (Clusterio is not cluster-aware yet: what must survive is what
- *   is stored).
+ *   store after every step, and listed by every live instance's admin API within 5 s.
  * Gamelist registrations live only as long as their socket, on one instance, and are not
  * stored: nothing of theirs can survive a kill, so there is nothing to check here.
  */
@@ -229,6 +228,20 @@ export class ClusterChaos {
       if (lost.length > 0) this.violation(`${step}: acknowledged Clusterio instances missing from the store: ${lost.join(', ')}`);
     } finally {
       await store.close();
+    }
+    // The registry is one across instances: each live one lists them all.
+    for (const inst of this.c.live) {
+      const listed = async (): Promise<number[]> => {
+        try {
+          const r = await fetch(`${inst.server?.base}/api/v1/clusterio/instances`, { headers: { authorization: `Bearer ${SECRETS.admin}` }, signal: AbortSignal.timeout(2000) });
+          const ids = new Set(((await r.json()) as Array<{ id: number }>).map((i) => i.id));
+          return this.clusterioAcked.filter((id) => !ids.has(id));
+        } catch {
+          return this.clusterioAcked;
+        }
+      };
+      if (await pollUntil(async () => (await listed()).length === 0, 5_000)) continue;
+      this.violation(`${step}: acknowledged Clusterio instances not listed by ${inst.id}: ${(await listed()).join(', ')}`);
     }
   }
 

@@ -5,6 +5,11 @@
  * `authenticated`), the registry read from the store at start-up (`registryLoaded`),
  * writes settled (the runtime's `settled`), and the slaves' metrics at scrape time (a
  * `scrape` call). Frames for other sockets go through the Broker (`deliver`).
+ *
+ * In cluster mode (a broker that is not local) the world also talks to the Clusterio
+ * worlds on the other instances (world/cluster.ts): its `cluster` messages go out on
+ * Broker topics and come back in as `remote` events, the Broker's peer reports as `peer`
+ * events, and the records it is told to read again (`reread`) come back as `registryRead`.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Connection } from '../../core/connection.js';
@@ -12,8 +17,9 @@ import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type 
 import { assertNever, DialectRuntime } from '../../core/runtime.js';
 import { ClusterioClose, clusterioCloseCodes, CloseReason } from '../../protocols/clusterio/messages.js';
 import { createMetrics, publishSlaveMetrics, type DialectMetrics, type SlaveFamily } from './metrics.js';
+import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
 import { clusterioRoutes } from './routes.js';
-import { loadRegistry } from './store.js';
+import { loadRegistry, readRecord, type Read } from './store.js';
 import { TokenVerifier } from './token.js';
 import { DEFAULT_METRICS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, type ClusterioDialectConfig } from './types.js';
 import { INSTANCES_NS } from './world/registry.js';
@@ -56,6 +62,7 @@ export class ClusterioDialect implements Dialect {
   /** authSecret's key, imported once per secret. */
   #tokens: TokenVerifier;
   #scrapes = 0;
+  readonly #unhook: Array<() => void> = [];
 
   constructor(cfg: ClusterioDialectConfig, ctx: DialectContext) {
     const full: Required<ClusterioDialectConfig> = {
@@ -83,6 +90,7 @@ export class ClusterioDialect implements Dialect {
       preAuthMaxBytes: full.preAuthMaxBytes,
       sessionBufferBytes: full.sessionBufferBytes,
       newSessionId: () => crypto.randomUUID(),
+      ...(ctx.broker.kind === 'local' ? {} : { cluster: { instance: ctx.broker.instanceId } }),
     };
     this.#rt = new DialectRuntime({
       name: 'clusterio',
@@ -107,6 +115,47 @@ export class ClusterioDialect implements Dialect {
         this.#rt.feed({ type: 'registryLoaded', now: ctx.scheduler.now(), slaves: [], instances: [] });
       },
     );
+    if (world.cluster) this.#joinCluster(world.cluster.instance);
+  }
+
+  #joinCluster(here: string): void {
+    const b = this.#ctx.broker;
+    const fromCluster = (m: Buffer): void => {
+      const d = decodeClusterMsg(m);
+      // Its own broadcasts come back to it: only the others' are news.
+      if (!d || d.from === here || this.#rt.stopped) return;
+      this.#rt.feed({ type: 'remote', now: this.#ctx.scheduler.now(), from: d.from, msg: d.msg });
+    };
+    this.#unhook.push(
+      b.subscribe(CLUSTER_TOPIC, fromCluster),
+      b.subscribe(instanceTopic(here), fromCluster),
+      b.onPeer((instance, up) => {
+        if (!this.#rt.stopped) this.#rt.feed({ type: 'peer', now: this.#ctx.scheduler.now(), instance, up });
+      }),
+    );
+  }
+
+  /** Reads the registry (or one record) again, after the start-up read, and feeds what it holds now. */
+  #reread(gen: number, ns: string | undefined, key: string | undefined): void {
+    const { store, logger, scheduler } = this.#ctx;
+    this.#loading
+      .then((): Promise<Read> => (ns !== undefined && key !== undefined ? readRecord(store, logger, ns, key) : loadRegistry(store, logger)))
+      .then(
+        (r) => {
+          if (!this.#rt.stopped) this.#rt.feed({ type: 'registryRead', now: scheduler.now(), gen, ns, key, slaves: r.slaves, instances: r.instances });
+        },
+        (err: unknown) => {
+          logger.warn({ err, ns, key }, 'clusterio: could not read the registry again after another instance changed it');
+          if (!this.#rt.stopped) this.#rt.feed({ type: 'registryRead', now: scheduler.now(), gen, ns, key, slaves: [], instances: [], failed: true });
+        },
+      )
+      .catch((err: unknown) => logger.error({ err }, 'clusterio: failed on a registry read'));
+  }
+
+  #publish(to: string | null, msg: Parameters<typeof encodeClusterMsg>[1]): void {
+    if (this.#rt.stopped) return;
+    const b = this.#ctx.broker;
+    b.publish(to === null ? CLUSTER_TOPIC : instanceTopic(to), encodeClusterMsg(b.instanceId, msg));
   }
 
   /** Live counts, for leak checks and `muster status`. */
@@ -158,6 +207,7 @@ export class ClusterioDialect implements Dialect {
 
   async stop(): Promise<void> {
     await this.#loading;
+    for (const off of this.#unhook.splice(0)) off();
     this.#rt.feed({ type: 'shutdown', now: this.#ctx.scheduler.now() });
     for (const name of this.#families.keys()) this.#ctx.registry.removeSingleMetric(name);
     this.#families.clear();
@@ -226,6 +276,16 @@ export class ClusterioDialect implements Dialect {
         return;
       case 'plugin':
         this.#m.pluginEvents.inc({ type: e.label, action: e.action });
+        return;
+      case 'cluster': {
+        const { to, msg } = e;
+        // A record written here is announced once it is in the store, so the others read it.
+        if (e.afterWrites) void this.#rt.settled().then(() => this.#publish(to, msg));
+        else this.#publish(to, msg);
+        return;
+      }
+      case 'reread':
+        this.#reread(e.gen, e.ns, e.key);
         return;
       default:
         assertNever(e, 'clusterio effect');

@@ -1,6 +1,8 @@
 /**
  * The admin API's Clusterio routes: the slaves the master knows and the instances with
- * their configs (numbers JS cannot hold exactly are sent as their digits).
+ * their configs (numbers JS cannot hold exactly are sent as their digits). In cluster
+ * mode they cover every instance: the registry is shared, and slaves connected to
+ * another instance are shown connected, with that instance's id.
  */
 import type { HttpRoute } from '../../core/dialect.js';
 import { idForHttp, isLosslessNumber, type LJson } from '../../protocols/clusterio/codec.js';
@@ -35,6 +37,7 @@ export function clusterioRoutes(view: RouteView): HttpRoute[] {
             attached: { type: 'boolean' },
             remoteAddress: { type: ['string', 'null'] },
             instances: { type: 'integer' },
+            instance: { type: 'string', description: 'Cluster mode: the Muster instance the slave is connected to, when it is another one' },
           },
         },
       },
@@ -48,6 +51,21 @@ export function clusterioRoutes(view: RouteView): HttpRoute[] {
         return {
           body: sortedSlaves(w).map((s) => {
             const p = w.slaves.get(s.id);
+            const r = p ? undefined : w.replicas.get(s.id);
+            if (r) {
+              return {
+                id: idForHttp(s.id),
+                name: s.name,
+                agent: s.agent,
+                version: s.version,
+                connected: true,
+                mode: r.mode,
+                attached: r.attached,
+                remoteAddress: null,
+                instances: hosted.get(s.id) ?? 0,
+                instance: r.instance,
+              };
+            }
             return {
               id: idForHttp(s.id),
               name: s.name,
@@ -89,7 +107,7 @@ export function clusterioRoutes(view: RouteView): HttpRoute[] {
             id: idForHttp(id),
             name: instanceName(rec.config),
             assigned_slave: slave === null ? null : idForHttp(slave),
-            slave_connected: slave !== null && view.world().slaves.has(slave),
+            slave_connected: slave !== null && (view.world().slaves.has(slave) || view.world().replicas.has(slave)),
             status: rec.status ?? 'unknown',
             serialized_config: toHttpJson(rec.config as unknown as LJson),
           };

@@ -9,6 +9,7 @@ import { idOf, numberNode, stringifyTree, type Envelope, type LJson, type LObjec
 import { assignedSlave, instanceId } from '../../../protocols/clusterio/config.js';
 import { BROADCAST_PLUGIN_EVENTS, responseTypeOf } from '../../../protocols/clusterio/messages.js';
 import { MAX_EXPIRED_SEQS } from '../types.js';
+import { requestSlave, slaveOnline, tell } from './cluster.js';
 import { feedLink } from './links.js';
 import { findInstance } from './messages.js';
 import { sendPeer } from './peers.js';
@@ -24,12 +25,13 @@ export function requestPeer(tx: Tx, peer: PeerRec, type: string, data: string, t
   tx.out.push({ type: 'timer', key: { kind: 'request', key }, at: tx.now + timeoutMs });
 }
 
-function take(tx: Tx, o: Outstanding): void {
+export function take(tx: Tx, o: Outstanding): void {
   tx.w.pending.delete(o.key);
   tx.out.push({ type: 'timer', key: { kind: 'request', key: o.key }, at: null });
 }
 
-function answer(tx: Tx, origin: Origin, env: Envelope): void {
+/** A request's answer, for what waits on it. */
+export function answer(tx: Tx, origin: Origin, env: Envelope): void {
   switch (origin.kind) {
     case 'relay': {
       const { control, req, instance } = origin;
@@ -47,10 +49,13 @@ function answer(tx: Tx, origin: Origin, env: Envelope): void {
     case 'gather':
       if (Array.isArray(env.data.results)) origin.gather.results[origin.index] = { slaveId: origin.slave, results: env.data.results };
       return gathered(tx, origin.gather);
+    case 'remote':
+      return tell(tx, origin.instance, { t: 'answer', id: origin.id, type: env.type, data: stringifyTree(env.tree) });
   }
 }
 
-function fail(tx: Tx, origin: Origin, reason: string): void {
+/** A request failed (`reason` for the error response), for what waits on it. */
+export function fail(tx: Tx, origin: Origin, reason: string): void {
   switch (origin.kind) {
     case 'relay':
       return respondError(tx, origin.control, origin.req, reason);
@@ -58,6 +63,8 @@ function fail(tx: Tx, origin: Origin, reason: string): void {
       return logAssignFailed(tx, origin.slave, reason);
     case 'gather':
       return gathered(tx, origin.gather);
+    case 'remote':
+      return tell(tx, origin.instance, { t: 'fail', id: origin.id, reason });
   }
 }
 
@@ -92,12 +99,23 @@ export function onResponse(tx: Tx, link: LinkRec, peer: PeerRec, env: Envelope):
 /** A request's deadline passed. */
 export function onRequestTimeout(tx: Tx, key: string): void {
   const o = tx.w.pending.get(key);
-  if (!o) return;
+  if (!o) {
+    // Cluster mode: a request asked of another instance.
+    const a = tx.w.asks.get(key);
+    if (!a) return;
+    tx.w.asks.delete(key);
+    return fail(tx, a.origin, `Slave ${a.slaveId} did not answer ${a.requestType} in time`);
+  }
   tx.w.pending.delete(key);
   const { peer, seq, requestType } = o;
+  expire(peer, seq);
+  fail(tx, o.origin, `Slave ${peer.slaveId} did not answer ${requestType} in time`);
+}
+
+/** A late answer to `seq` will be ignored, not taken for a protocol error. */
+export function expire(peer: PeerRec, seq: number): void {
   peer.expired.add(seq);
   if (peer.expired.size > MAX_EXPIRED_SEQS) peer.expired.delete(peer.expired.values().next().value as number);
-  fail(tx, o.origin, `Slave ${peer.slaveId} did not answer ${requestType} in time`);
 }
 
 /** The peer is gone for good: every request it was asked fails. */
@@ -114,6 +132,11 @@ export function failAll(tx: Tx, reason: string): void {
   for (const o of [...tx.w.pending.values()]) {
     take(tx, o);
     fail(tx, o.origin, reason);
+  }
+  for (const a of [...tx.w.asks.values()]) {
+    tx.w.asks.delete(a.key);
+    tx.out.push({ type: 'timer', key: { kind: 'request', key: a.key }, at: null });
+    fail(tx, a.origin, reason);
   }
 }
 
@@ -144,19 +167,21 @@ export function forward(tx: Tx, peer: PeerRec, env: Envelope): void {
   const id = instanceId(rec.config);
   const slaveId = assignedSlave(rec.config);
   if (slaveId === null) return respondError(tx, peer, env, `Instance ${id} is not assigned to a slave`);
-  const slave = tx.w.slaves.get(slaveId);
-  if (!slave) return respondError(tx, peer, env, `Slave ${slaveId} hosting instance ${id} is not connected`);
+  if (!slaveOnline(tx, slaveId)) return respondError(tx, peer, env, `Slave ${slaveId} hosting instance ${id} is not connected`);
   tx.out.push({ type: 'forwarded', requestType: env.type });
-  requestPeer(tx, slave, env.type, stringifyTree(env.tree), tx.cfg.requestTimeout, { kind: 'relay', control: peer, req: env, instance: { id, rec } });
+  // Here, or on the instance it is connected to (cluster mode).
+  requestSlave(tx, slaveId, env.type, stringifyTree(env.tree), { kind: 'relay', control: peer, req: env, instance: { id, rec } });
 }
 
 export function assignData(rec: InstanceRecord): string {
   return stringifyTree({ instance_id: numberNode(instanceId(rec.config)), serialized_config: rec.config as unknown as LJson });
 }
 
-/** Sends the slave `assign_instance_request` for `rec` and relays its answer to `peer`. */
-export function pushAssignment(tx: Tx, slave: PeerRec, rec: InstanceRecord, peer: PeerRec, req: Envelope): void {
-  requestPeer(tx, slave, 'assign_instance_request', assignData(rec), tx.cfg.requestTimeout, { kind: 'relay', control: peer, req });
+/** Sends the slave (a peer here, or the id of one on another instance) `assign_instance_request` for `rec` and relays its answer to `peer`. */
+export function pushAssignment(tx: Tx, slave: PeerRec | string, rec: InstanceRecord, peer: PeerRec, req: Envelope): void {
+  const origin: Origin = { kind: 'relay', control: peer, req };
+  if (typeof slave !== 'string') return requestPeer(tx, slave, 'assign_instance_request', assignData(rec), tx.cfg.requestTimeout, origin);
+  if (!requestSlave(tx, slave, 'assign_instance_request', assignData(rec), origin)) fail(tx, origin, `Slave ${slave} is not connected`);
 }
 
 /** A /metrics scrape: every attached slave is asked; the call is answered with what came back. */
@@ -174,6 +199,7 @@ export function instanceOutput(tx: Tx, env: Envelope): void {
   const id = idOf(env.tree.instance_id) as string;
   const data = stringifyTree(env.tree);
   for (const c of tx.w.controls) if (c.subscriptions.has(id)) sendPeer(tx, c, 'instance_output_event', data);
+  tell(tx, null, { t: 'output', instance: id, data });
 }
 
 export function pluginEvent(tx: Tx, from: PeerRec, env: Envelope): void {
@@ -185,6 +211,7 @@ export function pluginEvent(tx: Tx, from: PeerRec, env: Envelope): void {
   tx.out.push({ type: 'plugin', label, action: 'broadcast' });
   const data = stringifyTree(env.tree);
   for (const s of tx.w.slaves.values()) if (s !== from) sendPeer(tx, s, env.type, data);
+  tell(tx, null, { t: 'plugin', from: from.slaveId, type: env.type, data });
 }
 
 /** Plugin types as a metric label, capped so a client cannot grow the label set without bound. */

@@ -34,7 +34,7 @@ export function deliverMessage(tx: Tx, link: LinkRec, peer: PeerRec, env: Envelo
           version: s.version,
           name: s.name,
           id: numberNode(s.id),
-          connected: w.slaves.has(s.id),
+          connected: w.slaves.has(s.id) || w.replicas.has(s.id),
         })),
       });
     case 'list_instances_request':
@@ -113,8 +113,9 @@ function assignCommand(tx: Tx, peer: PeerRec, env: Envelope): void {
   if (!rec) return;
   const slaveId = idOf(env.tree.slave_id) as string;
   const slave = tx.w.slaves.get(slaveId);
-  if (!slave) return respondError(tx, peer, env, `Slave ${slaveId} is not connected`);
-  const group = beginWrite(tx, { kind: 'assigned', peer, req: env, instance: rec, slave });
+  // Here, or (cluster mode) on another instance.
+  if (!slave && !tx.w.replicas.has(slaveId)) return respondError(tx, peer, env, `Slave ${slaveId} is not connected`);
+  const group = beginWrite(tx, { kind: 'assigned', peer, req: env, instance: rec, slave, slaveId });
   assign(tx, rec, slaveId, group);
   endWrite(tx, group);
 }

@@ -7,6 +7,7 @@
 import { encodeFrame } from '../../../protocols/clusterio/codec.js';
 import { ClusterioClose, CloseReason, kindOf, SEED_CONTROL_ACCEPTS, SEED_SLAVE_ACCEPTS } from '../../../protocols/clusterio/messages.js';
 import type { RegisterMessage } from '../machine.js';
+import { registrationTime, slaveDown, slaveUp } from './cluster.js';
 import { failPeer } from './forwarding.js';
 import { ackSession, armHandshake, closeLink, feedLink, flushDeferred, frameTo, refuse, startHeartbeat } from './links.js';
 import { putSlave } from './registry.js';
@@ -60,12 +61,15 @@ function admit(tx: Tx, link: LinkRec, msg: RegisterMessage, session: boolean): v
     subscriptions: new Set(),
     expired: new Set(),
     alive: true,
-    registeredAt: tx.now,
+    // Cluster mode: after any registration of the id known on another instance (cluster.ts).
+    registeredAt: msg.role === 'slave' ? registrationTime(tx, msg.id) : tx.now,
   };
   link.peer = peer;
   if (s) w.sessions.set(s.id, peer);
-  if (msg.role === 'slave') w.slaves.set(msg.id, peer);
-  else w.controls.add(peer);
+  if (msg.role === 'slave') {
+    w.slaves.set(msg.id, peer);
+    slaveUp(tx, peer);
+  } else w.controls.add(peer);
   tx.out.push({ type: 'identity', conn: link.conn, identity: identityOf(peer) });
   const ready = s ? JSON.stringify({ session_token: s.id, heartbeat_interval: tx.cfg.heartbeatInterval / 1000 }) : '{}';
   startHeartbeat(tx, link);
@@ -77,8 +81,8 @@ function identityOf(peer: PeerRec): string {
   return peer.role === 'slave' ? `slave ${peer.slaveId} (${peer.name})` : `control (${peer.agent})`;
 }
 
-/** A slave id registered again: its older connection goes, and so does its session. */
-function replace(tx: Tx, old: PeerRec): void {
+/** A slave id registered again (here or, in cluster mode, on another instance): its older connection goes, and so does its session. */
+export function replace(tx: Tx, old: PeerRec): void {
   const oldLink = old.link;
   if (oldLink) {
     oldLink.peer = undefined;
@@ -128,6 +132,7 @@ export function resume(tx: Tx, link: LinkRec, token: string, lastSeq: number): v
   link.peer = peer;
   ackSession(s, lastSeq);
   tx.out.push({ type: 'count', metric: 'resumes' });
+  slaveUp(tx, peer);
   tx.out.push({ type: 'identity', conn: link.conn, identity: identityOf(peer) });
   startHeartbeat(tx, link);
   feedLink(tx, link, { type: 'resumed', role: peer.role, lastReceived: peer.lastReceived, replayAfter: lastSeq, now: tx.now });
@@ -140,6 +145,7 @@ export function detachSession(tx: Tx, peer: PeerRec): void {
   if (!s) return;
   s.detachedAt = tx.now;
   tx.out.push({ type: 'timer', key: { kind: 'session', token: s.id }, at: tx.now + tx.cfg.sessionTimeout });
+  slaveUp(tx, peer);
 }
 
 /** The resume window of a session has passed. */
@@ -158,7 +164,10 @@ export function retire(tx: Tx, peer: PeerRec, why: string): void {
     w.sessions.delete(peer.session.id);
     tx.out.push({ type: 'timer', key: { kind: 'session', token: peer.session.id }, at: null });
   }
-  if (peer.role === 'slave' && w.slaves.get(peer.slaveId) === peer) w.slaves.delete(peer.slaveId);
+  if (peer.role === 'slave' && w.slaves.get(peer.slaveId) === peer) {
+    w.slaves.delete(peer.slaveId);
+    slaveDown(tx, peer.slaveId);
+  }
   w.controls.delete(peer);
   failPeer(tx, peer, why);
   tx.out.push({ type: 'log', level: 'debug', msg: 'clusterio: peer retired', data: { peer: peer.key, why } });

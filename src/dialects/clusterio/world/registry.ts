@@ -9,6 +9,7 @@
  */
 import { stringifyTree } from '../../../protocols/clusterio/codec.js';
 import { assignedSlave, instanceId, setAssignedSlave } from '../../../protocols/clusterio/config.js';
+import { recordWritten, slaveOnline } from './cluster.js';
 import { pushAssignment, relay, respond, respondError } from './forwarding.js';
 import { onRegisterSaved } from './peers.js';
 import type { InstanceRecord, SlaveRecord, Then, Tx } from './state.js';
@@ -58,14 +59,13 @@ function runThen(tx: Tx, then: Then, ok: boolean): void {
     case 'configured': {
       if (!ok) return respondError(tx, then.peer, then.req, SAVE_FAILED);
       const slaveId = assignedSlave(then.instance.config);
-      const slave = slaveId === null ? undefined : tx.w.slaves.get(slaveId);
-      if (!slave) return respond(tx, then.peer, then.req);
-      // Push the new config to the slave hosting the instance, and answer with its answer.
-      return pushAssignment(tx, slave, then.instance, then.peer, then.req);
+      if (slaveId === null || !slaveOnline(tx, slaveId)) return respond(tx, then.peer, then.req);
+      // Push the new config to the slave hosting the instance (here or on another instance), and answer with its answer.
+      return pushAssignment(tx, tx.w.slaves.get(slaveId) ?? slaveId, then.instance, then.peer, then.req);
     }
     case 'assigned':
       if (!ok) return respondError(tx, then.peer, then.req, SAVE_FAILED);
-      return pushAssignment(tx, then.slave, then.instance, then.peer, then.req);
+      return pushAssignment(tx, then.slave ?? then.slaveId, then.instance, then.peer, then.req);
     case 'deleted':
       return ok ? relay(tx, then.peer, then.req, then.answer) : respondError(tx, then.peer, then.req, SAVE_FAILED);
   }
@@ -82,6 +82,7 @@ export function putSlave(tx: Tx, rec: SlaveRecord, then: Then): boolean {
   if (cur && cur.name === rec.name && cur.agent === rec.agent && cur.version === rec.version) return false;
   const id = beginWrite(tx, then);
   tx.out.push({ type: 'persist', namespace: SLAVES_NS, key: rec.id, value: { name: rec.name, agent: rec.agent, version: rec.version }, ...counted(tx, id) });
+  recordWritten(tx, SLAVES_NS, rec.id);
   return true;
 }
 
@@ -91,12 +92,14 @@ export function putInstance(tx: Tx, rec: InstanceRecord, group?: string): void {
   tx.w.registry.instances.set(id, rec);
   const value = { config: stringifyTree(rec.config), status: rec.status };
   tx.out.push({ type: 'persist', namespace: INSTANCES_NS, key: id, value, ...counted(tx, group) });
+  recordWritten(tx, INSTANCES_NS, id);
 }
 
 /** Removes an instance (if known); part of write group `group` if given. */
 export function deleteInstance(tx: Tx, id: string, group?: string): void {
   if (!tx.w.registry.instances.delete(id)) return;
   tx.out.push({ type: 'unpersist', namespace: INSTANCES_NS, key: id, ...counted(tx, group) });
+  recordWritten(tx, INSTANCES_NS, id);
 }
 
 export function assign(tx: Tx, rec: InstanceRecord, slaveId: string | null, group?: string): void {

@@ -29,6 +29,8 @@ export interface WorldConfig {
   readonly sessionBufferBytes: number;
   /** A new session token (unguessable). */
   readonly newSessionId: () => string;
+  /** Cluster mode: this Muster instance's id (absent: one process, no `cluster` effects). */
+  readonly cluster?: { readonly instance: string };
 }
 
 /** One socket. */
@@ -131,7 +133,50 @@ export type Origin =
   /** A config pushed to a slave after update_instances: only failures are logged. */
   | { readonly kind: 'log'; readonly slave: PeerRec }
   /** A /metrics scrape. */
-  | { readonly kind: 'gather'; readonly gather: Gather; readonly index: number; readonly slave: string };
+  | { readonly kind: 'gather'; readonly gather: Gather; readonly index: number; readonly slave: string }
+  /** Cluster mode: another instance's request (`id`) for a slave here; the answer goes back to it. */
+  | { readonly kind: 'remote'; readonly instance: string; readonly id: string };
+
+/** Cluster mode: a request for a slave on another instance, asked of that instance. */
+export interface RemoteAsk {
+  readonly key: string;
+  readonly instance: string;
+  readonly slaveId: string;
+  readonly requestType: string;
+  readonly origin: Origin;
+}
+
+/** Cluster mode: a slave connected to another instance, as that instance announces it. */
+export interface SlaveInfo {
+  readonly id: string;
+  readonly mode: Mode;
+  readonly attached: boolean;
+  /** When it registered there (that instance's clock): of one id on two instances, the later wins. */
+  readonly at: number;
+}
+
+export interface SlaveReplica extends SlaveInfo {
+  readonly instance: string;
+}
+
+/** What the Clusterio world on one instance tells the one on another (cluster mode). */
+export type ClusterMsg =
+  /** A slave is connected here (registered, resumed or detached in its session window). */
+  | { readonly t: 'up'; readonly slave: SlaveInfo }
+  | { readonly t: 'down'; readonly id: string }
+  /** Every slave here (replaces what the receiver held of this instance); `ask`: send yours back. */
+  | { readonly t: 'sync'; readonly slaves: readonly SlaveInfo[]; readonly ask: boolean }
+  /** A registry record was written (durably): read it again from the shared store. */
+  | { readonly t: 'changed'; readonly ns: string; readonly key: string }
+  /** Forward request `type` (data as JSON text) to slave `slave`, connected to the receiver. */
+  | { readonly t: 'ask'; readonly id: string; readonly slave: string; readonly type: string; readonly data: string }
+  /** The slave's response to ask `id` (its whole data, as JSON text). */
+  | { readonly t: 'answer'; readonly id: string; readonly type: string; readonly data: string }
+  | { readonly t: 'fail'; readonly id: string; readonly reason: string }
+  /** A broadcast plugin event from slave `from`, for every slave on the receiver. */
+  | { readonly t: 'plugin'; readonly from: string; readonly type: string; readonly data: string }
+  /** instance_output_event (data as JSON text) for the controls subscribed to `instance` on the receiver. */
+  | { readonly t: 'output'; readonly instance: string; readonly data: string };
 
 /** A request the master sent a peer and still waits on (the forwarding table). */
 export interface Outstanding {
@@ -151,7 +196,15 @@ export type Then =
   /** set_instance_config_field: answer, or push the config to the hosting slave and relay its answer. */
   | { readonly kind: 'configured'; readonly peer: PeerRec; readonly req: Envelope; readonly instance: InstanceRecord }
   /** assign_instance_command: push the config to the slave, relay its answer. */
-  | { readonly kind: 'assigned'; readonly peer: PeerRec; readonly req: Envelope; readonly instance: InstanceRecord; readonly slave: PeerRec }
+  | {
+      readonly kind: 'assigned';
+      readonly peer: PeerRec;
+      readonly req: Envelope;
+      readonly instance: InstanceRecord;
+      /** The slave here, or (undefined) the one on another instance (cluster mode). */
+      readonly slave: PeerRec | undefined;
+      readonly slaveId: string;
+    }
   /** A relayed delete_instance: relay the slave's answer. */
   | { readonly kind: 'deleted'; readonly peer: PeerRec; readonly req: Envelope; readonly answer: Envelope };
 
@@ -179,6 +232,16 @@ export interface ClusterioWorld {
   readonly registry: Registry;
   /** Plugin types seen, as metric labels (capped). */
   readonly pluginTypes: Set<string>;
+  /** Cluster mode: slaves connected to other instances, by id. */
+  readonly replicas: Map<string, SlaveReplica>;
+  /** Cluster mode: requests asked of other instances for their slaves, by key. */
+  readonly asks: Map<string, RemoteAsk>;
+  nextAsk: number;
+  /** Cluster mode: registry writes made here, numbered, and the last one of each record (kept while a read is out). */
+  writeGen: number;
+  readonly written: Map<string, number>;
+  /** Cluster mode: registry reads asked for (`reread`) and not yet back. */
+  rereads: number;
 }
 
 export function initialWorld(): ClusterioWorld {
@@ -193,6 +256,12 @@ export function initialWorld(): ClusterioWorld {
     nextWrite: 1,
     registry: { slaves: new Map(), instances: new Map() },
     pluginTypes: new Set(),
+    replicas: new Map(),
+    asks: new Map(),
+    nextAsk: 1,
+    writeGen: 0,
+    written: new Map(),
+    rereads: 0,
   };
 }
 
@@ -233,6 +302,25 @@ export type WorldEvent =
   | { readonly type: 'registryLoaded'; readonly now: number; readonly slaves: readonly SlaveRecord[]; readonly instances: readonly InstanceRecord[] }
   /** A write with `settled: id` is durable (`ok`) or failed. */
   | { readonly type: 'settled'; readonly now: number; readonly id: string; readonly ok: boolean }
+  /** Cluster mode: a message from the Clusterio world on another instance. */
+  | { readonly type: 'remote'; readonly now: number; readonly from: string; readonly msg: ClusterMsg }
+  /** Cluster mode: another instance came up (or was seen again) or went away. */
+  | { readonly type: 'peer'; readonly now: number; readonly instance: string; readonly up: boolean }
+  /**
+   * Cluster mode: registry records read again from the store (a `reread`): every record
+   * (`key` absent), or the one record `ns`/`key` (absent from the lists: deleted).
+   */
+  | {
+      readonly type: 'registryRead';
+      readonly now: number;
+      readonly gen: number;
+      readonly ns?: string | undefined;
+      readonly key?: string | undefined;
+      readonly slaves: readonly SlaveRecord[];
+      readonly instances: readonly InstanceRecord[];
+      /** The read failed: nothing to apply. */
+      readonly failed?: boolean;
+    }
   /** A /metrics scrape: ask every attached slave, answer the call with what came back. */
   | { readonly type: 'scrape'; readonly now: number; readonly call: string }
   | { readonly type: 'shutdown'; readonly now: number }
@@ -256,7 +344,11 @@ export type ClusterioEffect =
   | { readonly type: 'phase'; readonly conn: string; readonly from: string; readonly to: string }
   | { readonly type: 'count'; readonly metric: Counted }
   | { readonly type: 'forwarded'; readonly requestType: string }
-  | { readonly type: 'plugin'; readonly label: string; readonly action: 'broadcast' | 'dropped' };
+  | { readonly type: 'plugin'; readonly label: string; readonly action: 'broadcast' | 'dropped' }
+  /** Cluster mode: a message for instance `to`, or (`to: null`) every other; `afterWrites`: once the writes so far are durable. */
+  | { readonly type: 'cluster'; readonly to: string | null; readonly msg: ClusterMsg; readonly afterWrites?: boolean }
+  /** Cluster mode: read the registry (or record `ns`/`key`) again; feed `registryRead` with `gen`. */
+  | { readonly type: 'reread'; readonly gen: number; readonly ns?: string; readonly key?: string };
 
 export type Eff = CoreEffect<TimerKey> | ClusterioEffect;
 

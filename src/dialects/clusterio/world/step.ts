@@ -4,6 +4,7 @@
  */
 import { assertNever, type Stepped } from '../../../core/runtime.js';
 import { ClusterioClose, CloseReason } from '../../../protocols/clusterio/messages.js';
+import { onPeer, onRegistryRead, onRemote } from './cluster.js';
 import { failAll, onRequestTimeout, scrape } from './forwarding.js';
 import { closeLink, feedLink, flushDeferred, onBeat, onFrame, onLinkClosed, openLink } from './links.js';
 import { onAuthenticated, onSessionExpired, retire } from './peers.js';
@@ -47,6 +48,15 @@ export function step(w: ClusterioWorld, ev: WorldEvent, cfg: WorldConfig): Stepp
       break;
     case 'settled':
       onSettled(tx, ev.id, ev.ok);
+      break;
+    case 'remote':
+      onRemote(tx, ev.from, ev.msg);
+      break;
+    case 'peer':
+      onPeer(tx, ev.instance, ev.up);
+      break;
+    case 'registryRead':
+      onRegistryRead(tx, ev);
       break;
     case 'scrape':
       scrape(tx, ev.call);
