@@ -9,6 +9,7 @@ import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { discodoCloseCodes, CloseCodes, encode, snowflakeKey, type ResumedForm, type Snowflake } from '../../protocols/discodo/messages.js';
 import { VERSION } from '../../version.js';
 import { noopVoiceBackend, type VoiceBackend } from './backend.js';
+import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
 import { nodeStatusProvider, type NodeStatus } from './status.js';
 import { initialWorld, step, timerId, worldSummary, type DiscodoEffect, type DiscodoWorld, type SessionRec, type TimerKey, type WorldConfig, type WorldEvent } from './world.js';
 
@@ -16,7 +17,8 @@ import { initialWorld, step, timerId, worldSummary, type DiscodoEffect, type Dis
  * The discodo dialect's glue on the core runtime: the runtime feeds the pure world
  * (world.ts: sockets, sessions, resume, voice clients) and runs its effects; this file
  * checks the password at the upgrade, counts metrics, calls the voice backend and
- * serves the admin views.
+ * serves the admin views. In cluster mode it carries the world's messages to the other
+ * instances on Broker topics (world-cluster.ts: a session follows its bot's socket).
  */
 export interface DiscodoDialectConfig {
   path: string;
@@ -28,6 +30,8 @@ export interface DiscodoDialectConfig {
   /** ms of silence (no frame at all) before the socket is closed with 4000. */
   handshakeTimeout: number;
   compat: ResumedForm;
+  /** ms a session claim waits for another instance that does not answer (cluster mode; default 2000). */
+  claimTimeout?: number;
   /** Unsent bytes per connection before it is cut as a slow consumer (default 4 MiB). */
   maxBufferedBytes?: number;
 }
@@ -65,8 +69,11 @@ export class DiscodoDialect implements Dialect {
   /** Live sockets by id (the world names them; the admin views show their address). */
   readonly #conns = new Map<string, Connection>();
   readonly #rt: DialectRuntime<DiscodoWorld, WorldEvent, TimerKey, DiscodoEffect>;
+  /** Undoes the topic subscriptions and the peer listener. */
+  readonly #unhook: Array<() => void> = [];
   readonly #m: {
     resumes: Counter<'kind'>;
+    handoffs: Counter<'direction'>;
     expiries: Counter;
     forbidden: Counter;
     vcCreated: Counter;
@@ -89,6 +96,7 @@ export class DiscodoDialect implements Dialect {
       vcTimeout: cfg.vcTimeout,
       compat: cfg.compat,
       newId: this.#newId,
+      ...(cfg.claimTimeout !== undefined ? { claimTimeout: cfg.claimTimeout } : {}),
     };
     if (cfg.heartbeatInterval >= cfg.handshakeTimeout) {
       ctx.logger.warn(
@@ -114,8 +122,22 @@ export class DiscodoDialect implements Dialect {
       },
     });
 
+    const here = ctx.broker.instanceId;
+    const fromCluster = (m: Buffer): void => {
+      const d = decodeClusterMsg(m);
+      // Its own claims come back to it on one process: only the others' are news.
+      if (!d || d.from === here) return;
+      this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from: d.from, msg: d.msg });
+    };
+    this.#unhook.push(
+      ctx.broker.subscribe(CLUSTER_TOPIC, fromCluster),
+      ctx.broker.subscribe(instanceTopic(here), fromCluster),
+      ctx.broker.onPeer((instance, up) => this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up })),
+    );
+
     const registers = [ctx.registry];
     this.#m = {
+      handoffs: new Counter({ name: 'muster_discodo_handoffs_total', help: 'Sessions moved between instances (cluster mode), by direction (out: to another instance; in: from one)', labelNames: ['direction'], registers }),
       resumes: new Counter({ name: 'muster_discodo_resumes_total', help: 'Sessions resumed by an IDENTIFY with the same key, by kind (detached: within vcTimeout; takeover: from a live socket)', labelNames: ['kind'], registers }),
       expiries: new Counter({ name: 'muster_discodo_session_expiries_total', help: 'Detached sessions released after vcTimeout', registers }),
       forbidden: new Counter({ name: 'muster_discodo_forbidden_total', help: 'Sockets refused with FORBIDDEN (wrong or missing password)', registers }),
@@ -182,6 +204,7 @@ export class DiscodoDialect implements Dialect {
 
   /** Releases every session's voice clients (the backend hears 'shutdown') and every timer. */
   stop(): Promise<void> {
+    for (const off of this.#unhook.splice(0)) off();
     this.#rt.feed({ type: 'shutdown', now: this.#ctx.scheduler.now() });
     return this.#rt.stop();
   }
@@ -260,16 +283,25 @@ export class DiscodoDialect implements Dialect {
       case 'voice': {
         const ref = { key: e.session };
         if (e.call === 'connect') {
-          this.#m.vcCreated.inc();
+          // A voice client that moved here with its session was created elsewhere.
+          if (e.moved !== true) this.#m.vcCreated.inc();
           this.#callBackend(() => this.#backend.connect(e.vc, ref));
         } else if (e.call === 'update') {
           this.#callBackend(() => this.#backend.update(e.vc, ref));
         } else {
-          this.#m.vcDestroyed.inc({ reason: e.reason });
+          if (e.reason !== 'moved') this.#m.vcDestroyed.inc({ reason: e.reason });
           this.#callBackend(() => this.#backend.disconnect(e.vc, ref, e.reason));
         }
         return;
       }
+      case 'cluster': {
+        const b = this.#ctx.broker;
+        b.publish(e.to === null ? CLUSTER_TOPIC : instanceTopic(e.to), encodeClusterMsg(b.instanceId, e.msg));
+        return;
+      }
+      case 'handoff':
+        this.#m.handoffs.inc({ direction: e.direction });
+        return;
       case 'status':
         this.#conns.get(e.conn)?.send(encode.status(this.#statusBody()));
         return;
