@@ -68,12 +68,12 @@ afterEach(async () => {
 });
 
 /** A bot socket the way Discodo 3's client opens one: IDENTIFY right away. Returns it after HELLO. */
-async function bot(s: RunningServer): Promise<RawPeer> {
+async function bot(s: RunningServer, identify = IDENTIFY): Promise<RawPeer> {
   const peer = new RawPeer(`${s.ws}/ws`, { headers: AUTH });
   peers.push(peer);
   await new Promise<void>((resolve, reject) => {
     peer.ws.once('open', () => {
-      peer.send(IDENTIFY);
+      peer.send(identify);
       resolve();
     });
     peer.ws.once('error', reject);
@@ -82,10 +82,22 @@ async function bot(s: RunningServer): Promise<RawPeer> {
   return peer;
 }
 
-async function sessions(s: RunningServer): Promise<Array<{ key: string; state: string; instance?: string; voiceClients: unknown[] }>> {
-  const r = await fetch(`${s.base}/api/v1/discodo/sessions`, { headers: { authorization: `Bearer ${SECRETS.admin}` } });
+interface SessionView {
+  key: string;
+  state: string;
+  instance?: string;
+  voiceClients: Array<{ id: string }>;
+}
+
+async function admin<T>(s: RunningServer, path: string): Promise<{ status: number; body: T }> {
+  const r = await fetch(`${s.base}${path}`, { headers: { authorization: `Bearer ${SECRETS.admin}` } });
+  return { status: r.status, body: (await r.json()) as T };
+}
+
+async function sessions(s: RunningServer): Promise<SessionView[]> {
+  const r = await admin<SessionView[]>(s, '/api/v1/discodo/sessions');
   expect(r.status).toBe(200);
-  return (await r.json()) as Array<{ key: string; state: string; voiceClients: unknown[] }>;
+  return r.body;
 }
 
 describe.skipIf(!haveRedisServer)('discodo across two instances', () => {
@@ -106,8 +118,18 @@ describe.skipIf(!haveRedisServer)('discodo across two instances', () => {
     expect(await second.nextRaw()).toBe('{"op":"RESUMED","d":{"voice_clients":[[1,10]]}}');
     second.send('{"op":"getState","d":{"guild_id":1}}');
     expect(await second.next()).toMatchObject({ op: 'getState', d: { id: created.d.id, guild_id: 1, channel_id: 10 } });
-    // The session left A.
-    expect((await sessions(a)).filter((x) => x.key === KEY && x.instance !== 'b')).toEqual([]);
+    // The session left A; the admin API of either instance lists every instance's sessions.
+    const other = await bot(a, '{"op":"IDENTIFY","d":{"user_id":42}}');
+    expect(await other.nextRaw()).toBe('{"op":"IDENTIFIED","d":{}}');
+    for (const s of [a, b]) {
+      expect(await sessions(s)).toEqual([
+        expect.objectContaining({ key: '42', state: 'connected', instance: 'a', voiceClients: [] }),
+        expect.objectContaining({ key: KEY, state: 'connected', instance: 'b', voiceClients: [expect.objectContaining({ id: created.d.id })] }),
+      ]);
+    }
+    expect(await admin(a, `/api/v1/discodo/sessions/${KEY}`)).toMatchObject({ status: 200, body: { key: KEY, instance: 'b' } });
+    expect(await admin(b, '/api/v1/discodo/sessions/42')).toMatchObject({ status: 200, body: { key: '42', instance: 'a' } });
+    expect((await admin(a, '/api/v1/discodo/sessions/77')).status).toBe(404);
   });
 
   it('a newer socket on B takes over the session live on A: A closes its socket 4005', { timeout: 30_000 }, async () => {

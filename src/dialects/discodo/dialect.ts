@@ -9,6 +9,7 @@ import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { discodoCloseCodes, CloseCodes, encode, snowflakeKey, type ResumedForm, type Snowflake } from '../../protocols/discodo/messages.js';
 import { VERSION } from '../../version.js';
 import { noopVoiceBackend, type VoiceBackend } from './backend.js';
+import { ClusterLister, type View } from './admin-cluster.js';
 import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
 import { nodeStatusProvider, type NodeStatus } from './status.js';
 import { initialWorld, step, timerId, worldSummary, type DiscodoEffect, type DiscodoWorld, type SessionRec, type TimerKey, type WorldConfig, type WorldEvent } from './world.js';
@@ -71,6 +72,8 @@ export class DiscodoDialect implements Dialect {
   readonly #rt: DialectRuntime<DiscodoWorld, WorldEvent, TimerKey, DiscodoEffect>;
   /** Undoes the topic subscriptions and the peer listener. */
   readonly #unhook: Array<() => void> = [];
+  /** The admin views of every instance (cluster mode). */
+  readonly #lister: ClusterLister;
   readonly #m: {
     resumes: Counter<'kind'>;
     handoffs: Counter<'direction'>;
@@ -123,16 +126,21 @@ export class DiscodoDialect implements Dialect {
     });
 
     const here = ctx.broker.instanceId;
+    this.#lister = new ClusterLister(ctx.broker, ctx.scheduler, (key) => this.#localViews(key), () => this.#rt.state.cluster.live);
     const fromCluster = (m: Buffer): void => {
       const d = decodeClusterMsg(m);
       // Its own claims come back to it on one process: only the others' are news.
       if (!d || d.from === here) return;
+      if (d.msg.t === 'list' || d.msg.t === 'listed') return this.#lister.onMessage(d.from, d.msg);
       this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from: d.from, msg: d.msg });
     };
     this.#unhook.push(
       ctx.broker.subscribe(CLUSTER_TOPIC, fromCluster),
       ctx.broker.subscribe(instanceTopic(here), fromCluster),
-      ctx.broker.onPeer((instance, up) => this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up })),
+      ctx.broker.onPeer((instance, up) => {
+        this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up });
+        if (!up) this.#lister.onPeerGone(instance);
+      }),
     );
 
     const registers = [ctx.registry];
@@ -205,6 +213,7 @@ export class DiscodoDialect implements Dialect {
   /** Releases every session's voice clients (the backend hears 'shutdown') and every timer. */
   stop(): Promise<void> {
     for (const off of this.#unhook.splice(0)) off();
+    this.#lister.stop();
     this.#rt.feed({ type: 'shutdown', now: this.#ctx.scheduler.now() });
     return this.#rt.stop();
   }
@@ -232,16 +241,24 @@ export class DiscodoDialect implements Dialect {
         detachedSince: { type: ['string', 'null'], format: 'date-time' },
         expiresAt: { type: ['string', 'null'], format: 'date-time' },
         voiceClients: { type: 'array', items: vcSchema },
+        instance: { type: 'string', description: 'cluster mode only: the instance holding the session' },
       },
     };
+    const cluster = this.#ctx.broker.kind !== 'local';
+    const byKey = (a: View, b: View): number => a.key.localeCompare(b.key) || String(a.instance).localeCompare(String(b.instance));
+    const missingHeader = (missing: string[]): Record<string, string> => (missing.length > 0 ? { 'x-muster-missing-instances': missing.join(',') } : {});
     return [
       {
         method: 'GET',
         url: '/api/v1/discodo/sessions',
         access: 'admin',
-        summary: 'Discodo sessions: connected or detached (resumable until expiresAt), with their voice clients',
+        summary: 'Discodo sessions: connected or detached (resumable until expiresAt), with their voice clients; in cluster mode, every instance\'s',
         response: { type: 'array', items: sessionSchema },
-        handler: () => ({ body: [...this.#rt.state.sessions.values()].map((s) => this.#view(s)).sort((a, b) => a.key.localeCompare(b.key)) }),
+        handler: async () => {
+          if (!cluster) return { body: this.#localViews(null).sort(byKey) };
+          const { views, missing } = await this.#lister.list(null);
+          return { body: views.sort(byKey), headers: missingHeader(missing) };
+        },
       },
       {
         method: 'GET',
@@ -249,14 +266,24 @@ export class DiscodoDialect implements Dialect {
         access: 'admin',
         summary: 'One discodo session by key (user_id or user_id-shard_id)',
         response: sessionSchema,
-        handler: (req) => {
-          const s = this.#rt.state.sessions.get(req.params.key ?? '');
-          return s
-            ? { body: this.#view(s) }
-            : httpError('NOT_FOUND', `no discodo session ${req.params.key ?? ''}`);
+        handler: async (req) => {
+          const key = req.params.key ?? '';
+          const s = this.#rt.state.sessions.get(key);
+          if (s) return { body: cluster ? { ...this.#view(s), instance: this.#ctx.broker.instanceId } : this.#view(s) };
+          const found = cluster ? await this.#lister.list(key) : { views: [], missing: [] };
+          const v = found.views[0];
+          return v ? { body: v } : { ...httpError('NOT_FOUND', `no discodo session ${key}`), headers: missingHeader(found.missing) };
         },
       },
     ];
+  }
+
+  /** This instance's sessions (all, or the one with `key`), as the admin API shows them. */
+  #localViews(key: string | null): View[] {
+    const state = this.#rt.state;
+    if (key === null) return [...state.sessions.values()].map((s) => this.#view(s));
+    const s = state.sessions.get(key);
+    return s ? [this.#view(s)] : [];
   }
 
   // ---- the state machine's effects ----
