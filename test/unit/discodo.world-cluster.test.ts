@@ -140,9 +140,18 @@ describe('discodo world across instances', () => {
     // HEARTBEAT needs no session: answered at once.
     expect(c.sent(c.frame('B', 'b', '{"op":"HEARTBEAT","d":7}'), 'b')).toEqual(['HEARTBEAT_ACK']);
     expect(c.frame('B', 'b', '{"op":"getQueue","d":{"guild_id":1}}')).toEqual([]);
+    expect(c.frame('B', 'b', '{"op":"GET_STATUS"}')).toEqual([]);
     expect(c.frame('B', 'b', '{"op":"VC_DESTROY","d":{"guild_id":1}}')).toEqual([]);
     const atB = c.deliver();
     expect(c.sent(atB, 'b')).toEqual(['IDENTIFIED', 'RESUMED', 'getQueue', 'VC_DESTROYED']);
+    // STATUS (the dialect's to answer) comes between them, in order.
+    expect(atB.filter((e) => e.type === 'send' || e.type === 'status').map((e) => (e.type === 'status' ? 'STATUS' : (JSON.parse((e as { frame: string }).frame) as { op: string }).op))).toEqual([
+      'IDENTIFIED',
+      'RESUMED',
+      'getQueue',
+      'STATUS',
+      'VC_DESTROYED',
+    ]);
     expect(c.frames(atB, 'b')[1]).toMatchObject({ d: { voice_clients: { '1': { channel: 10 } } } });
     expect(worldSummary(c.at('B').d.state())).toMatchObject({ sessions: 1, voiceClients: 0 });
   });

@@ -100,7 +100,7 @@ export type DiscodoEffect =
   | { readonly type: 'handoff'; readonly direction: 'in' | 'out' };
 
 /** What a socket's machine asks of its session. */
-export type SessionOp = Extract<ConnEffect, { type: 'discord-event' | 'vc-destroy' | 'query' }>;
+export type SessionOp = Extract<ConnEffect, { type: 'discord-event' | 'vc-destroy' | 'query' | 'status' }>;
 
 export type WorldEffect = CoreEffect<TimerKey> | DiscodoEffect;
 
@@ -170,10 +170,8 @@ function onConn(w: DiscodoWorld, conn: string, ev: Parameters<typeof connStep>[1
       case 'discord-event':
       case 'vc-destroy':
       case 'query':
-        sessionEffect(w, conn, e, ev.now, cfg, fx);
-        break;
       case 'status':
-        fx.push({ type: 'status', conn });
+        sessionEffect(w, conn, e, ev.now, cfg, fx);
         break;
       default: {
         const never: never = e;
@@ -183,10 +181,18 @@ function onConn(w: DiscodoWorld, conn: string, ev: Parameters<typeof connStep>[1
   }
 }
 
-/** What a socket asks of its session; kept for later while its session is being fetched from another instance. */
+/**
+ * What an identified socket asks (of its session, or STATUS); kept for later, in order,
+ * while its session is being fetched from another instance.
+ */
 export function sessionEffect(w: DiscodoWorld, conn: string, e: SessionOp, now: number, cfg: WorldConfig, fx: WorldEffect[]): void {
+  if (w.cluster.claimByConn.has(conn)) return queueOp(w, conn, e, now, fx);
+  if (e.type === 'status') {
+    fx.push({ type: 'status', conn });
+    return;
+  }
   const s = sessionOf(w, conn);
-  if (!s) return queueOp(w, conn, e, now, fx);
+  if (!s) return;
   switch (e.type) {
     case 'discord-event':
       return applyVoice(w, s, onDiscordEvent(s.bot, e.event.t, e.event.d, { now, newId: cfg.newId }), fx);
