@@ -269,6 +269,25 @@ describe('discodo world across instances', () => {
     for (const n of ['A', 'C']) expect(worldSummary(c.at(n).d.state())).toMatchObject({ sessions: 0 });
   });
 
+  it('an overtaken claim wins after all when the instance that overtook it goes away', () => {
+    const c = cluster(['A', 'B', 'C']);
+    withVoice(c, 'C', 'x');
+    c.close('C', 'x');
+    c.open('A', 'a');
+    c.frame('A', 'a', IDENTIFY);
+    c.clock.advance(1);
+    c.open('B', 'b');
+    c.frame('B', 'b', IDENTIFY);
+    // A hears B's later claim (overtaken), and C's handoff; then B dies before answering A.
+    c.deliver((m) => m.to === 'A' && m.from === 'B');
+    c.deliver((m) => m.to === 'C' && m.from === 'A');
+    c.deliver((m) => m.to === 'A' && m.from === 'C');
+    const fx = c.at('A').d.feed({ type: 'peer', now: c.clock.now(), instance: 'B', up: false });
+    expect(c.sent(fx, 'a')).toEqual(['IDENTIFIED', 'RESUMED']);
+    expect(fx.filter((e) => e.type === 'close')).toEqual([]);
+    expect(worldSummary(c.at('A').d.state())).toMatchObject({ liveSessions: 1, voiceClients: 1 });
+  });
+
   it('shutdown ends claims out with their timers', () => {
     const c = cluster(['A', 'B']);
     c.open('B', 'b');
