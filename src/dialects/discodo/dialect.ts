@@ -9,6 +9,8 @@ import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { discodoCloseCodes, CloseCodes, encode, snowflakeKey, type ResumedForm, type Snowflake } from '../../protocols/discodo/messages.js';
 import { VERSION } from '../../version.js';
 import { noopVoiceBackend, type VoiceBackend } from './backend.js';
+import { ClusterLister, type View } from './admin-cluster.js';
+import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
 import { nodeStatusProvider, type NodeStatus } from './status.js';
 import { initialWorld, step, timerId, worldSummary, type DiscodoEffect, type DiscodoWorld, type SessionRec, type TimerKey, type WorldConfig, type WorldEvent } from './world.js';
 
@@ -16,7 +18,8 @@ import { initialWorld, step, timerId, worldSummary, type DiscodoEffect, type Dis
  * The discodo dialect's glue on the core runtime: the runtime feeds the pure world
  * (world.ts: sockets, sessions, resume, voice clients) and runs its effects; this file
  * checks the password at the upgrade, counts metrics, calls the voice backend and
- * serves the admin views.
+ * serves the admin views. In cluster mode it carries the world's messages to the other
+ * instances on Broker topics (world-cluster.ts: a session follows its bot's socket).
  */
 export interface DiscodoDialectConfig {
   path: string;
@@ -28,6 +31,8 @@ export interface DiscodoDialectConfig {
   /** ms of silence (no frame at all) before the socket is closed with 4000. */
   handshakeTimeout: number;
   compat: ResumedForm;
+  /** ms a session claim waits for another instance that does not answer (cluster mode; default 2000). */
+  claimTimeout?: number;
   /** Unsent bytes per connection before it is cut as a slow consumer (default 4 MiB). */
   maxBufferedBytes?: number;
 }
@@ -65,8 +70,13 @@ export class DiscodoDialect implements Dialect {
   /** Live sockets by id (the world names them; the admin views show their address). */
   readonly #conns = new Map<string, Connection>();
   readonly #rt: DialectRuntime<DiscodoWorld, WorldEvent, TimerKey, DiscodoEffect>;
+  /** Undoes the topic subscriptions and the peer listener. */
+  readonly #unhook: Array<() => void> = [];
+  /** The admin views of every instance (cluster mode). */
+  readonly #lister: ClusterLister;
   readonly #m: {
     resumes: Counter<'kind'>;
+    handoffs: Counter<'direction'>;
     expiries: Counter;
     forbidden: Counter;
     vcCreated: Counter;
@@ -89,6 +99,7 @@ export class DiscodoDialect implements Dialect {
       vcTimeout: cfg.vcTimeout,
       compat: cfg.compat,
       newId: this.#newId,
+      ...(cfg.claimTimeout !== undefined ? { claimTimeout: cfg.claimTimeout } : {}),
     };
     if (cfg.heartbeatInterval >= cfg.handshakeTimeout) {
       ctx.logger.warn(
@@ -114,8 +125,27 @@ export class DiscodoDialect implements Dialect {
       },
     });
 
+    const here = ctx.broker.instanceId;
+    this.#lister = new ClusterLister(ctx.broker, ctx.scheduler, (key) => this.#localViews(key), () => this.#rt.state.cluster.live);
+    const fromCluster = (m: Buffer): void => {
+      const d = decodeClusterMsg(m);
+      // Its own claims come back to it on one process: only the others' are news.
+      if (!d || d.from === here) return;
+      if (d.msg.t === 'list' || d.msg.t === 'listed') return this.#lister.onMessage(d.from, d.msg);
+      this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from: d.from, msg: d.msg });
+    };
+    this.#unhook.push(
+      ctx.broker.subscribe(CLUSTER_TOPIC, fromCluster),
+      ctx.broker.subscribe(instanceTopic(here), fromCluster),
+      ctx.broker.onPeer((instance, up) => {
+        this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up });
+        if (!up) this.#lister.onPeerGone(instance);
+      }),
+    );
+
     const registers = [ctx.registry];
     this.#m = {
+      handoffs: new Counter({ name: 'muster_discodo_handoffs_total', help: 'Sessions moved between instances (cluster mode), by direction (out: to another instance; in: from one)', labelNames: ['direction'], registers }),
       resumes: new Counter({ name: 'muster_discodo_resumes_total', help: 'Sessions resumed by an IDENTIFY with the same key, by kind (detached: within vcTimeout; takeover: from a live socket)', labelNames: ['kind'], registers }),
       expiries: new Counter({ name: 'muster_discodo_session_expiries_total', help: 'Detached sessions released after vcTimeout', registers }),
       forbidden: new Counter({ name: 'muster_discodo_forbidden_total', help: 'Sockets refused with FORBIDDEN (wrong or missing password)', registers }),
@@ -182,6 +212,8 @@ export class DiscodoDialect implements Dialect {
 
   /** Releases every session's voice clients (the backend hears 'shutdown') and every timer. */
   stop(): Promise<void> {
+    for (const off of this.#unhook.splice(0)) off();
+    this.#lister.stop();
     this.#rt.feed({ type: 'shutdown', now: this.#ctx.scheduler.now() });
     return this.#rt.stop();
   }
@@ -209,16 +241,24 @@ export class DiscodoDialect implements Dialect {
         detachedSince: { type: ['string', 'null'], format: 'date-time' },
         expiresAt: { type: ['string', 'null'], format: 'date-time' },
         voiceClients: { type: 'array', items: vcSchema },
+        instance: { type: 'string', description: 'cluster mode only: the instance holding the session' },
       },
     };
+    const cluster = this.#ctx.broker.kind !== 'local';
+    const byKey = (a: View, b: View): number => a.key.localeCompare(b.key) || String(a.instance).localeCompare(String(b.instance));
+    const missingHeader = (missing: string[]): Record<string, string> => (missing.length > 0 ? { 'x-muster-missing-instances': missing.join(',') } : {});
     return [
       {
         method: 'GET',
         url: '/api/v1/discodo/sessions',
         access: 'admin',
-        summary: 'Discodo sessions: connected or detached (resumable until expiresAt), with their voice clients',
+        summary: 'Discodo sessions: connected or detached (resumable until expiresAt), with their voice clients; in cluster mode, every instance\'s',
         response: { type: 'array', items: sessionSchema },
-        handler: () => ({ body: [...this.#rt.state.sessions.values()].map((s) => this.#view(s)).sort((a, b) => a.key.localeCompare(b.key)) }),
+        handler: async () => {
+          if (!cluster) return { body: this.#localViews(null).sort(byKey) };
+          const { views, missing } = await this.#lister.list(null);
+          return { body: views.sort(byKey), headers: missingHeader(missing) };
+        },
       },
       {
         method: 'GET',
@@ -226,14 +266,24 @@ export class DiscodoDialect implements Dialect {
         access: 'admin',
         summary: 'One discodo session by key (user_id or user_id-shard_id)',
         response: sessionSchema,
-        handler: (req) => {
-          const s = this.#rt.state.sessions.get(req.params.key ?? '');
-          return s
-            ? { body: this.#view(s) }
-            : httpError('NOT_FOUND', `no discodo session ${req.params.key ?? ''}`);
+        handler: async (req) => {
+          const key = req.params.key ?? '';
+          const s = this.#rt.state.sessions.get(key);
+          if (s) return { body: cluster ? { ...this.#view(s), instance: this.#ctx.broker.instanceId } : this.#view(s) };
+          const found = cluster ? await this.#lister.list(key) : { views: [], missing: [] };
+          const v = found.views[0];
+          return v ? { body: v } : { ...httpError('NOT_FOUND', `no discodo session ${key}`), headers: missingHeader(found.missing) };
         },
       },
     ];
+  }
+
+  /** This instance's sessions (all, or the one with `key`), as the admin API shows them. */
+  #localViews(key: string | null): View[] {
+    const state = this.#rt.state;
+    if (key === null) return [...state.sessions.values()].map((s) => this.#view(s));
+    const s = state.sessions.get(key);
+    return s ? [this.#view(s)] : [];
   }
 
   // ---- the state machine's effects ----
@@ -260,16 +310,25 @@ export class DiscodoDialect implements Dialect {
       case 'voice': {
         const ref = { key: e.session };
         if (e.call === 'connect') {
-          this.#m.vcCreated.inc();
+          // A voice client that moved here with its session was created elsewhere.
+          if (e.moved !== true) this.#m.vcCreated.inc();
           this.#callBackend(() => this.#backend.connect(e.vc, ref));
         } else if (e.call === 'update') {
           this.#callBackend(() => this.#backend.update(e.vc, ref));
         } else {
-          this.#m.vcDestroyed.inc({ reason: e.reason });
+          if (e.reason !== 'moved') this.#m.vcDestroyed.inc({ reason: e.reason });
           this.#callBackend(() => this.#backend.disconnect(e.vc, ref, e.reason));
         }
         return;
       }
+      case 'cluster': {
+        const b = this.#ctx.broker;
+        b.publish(e.to === null ? CLUSTER_TOPIC : instanceTopic(e.to), encodeClusterMsg(b.instanceId, e.msg));
+        return;
+      }
+      case 'handoff':
+        this.#m.handoffs.inc({ direction: e.direction });
+        return;
       case 'status':
         this.#conns.get(e.conn)?.send(encode.status(this.#statusBody()));
         return;

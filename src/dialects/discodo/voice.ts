@@ -48,7 +48,8 @@ export interface BotState {
   readonly pending: ReadonlyMap<string, PendingVoice>;
 }
 
-export type DestroyReason = 'left' | 'requested' | 'expired' | 'shutdown';
+/** `moved`: the session moved to another instance of a cluster (which connects it there). */
+export type DestroyReason = 'left' | 'requested' | 'expired' | 'shutdown' | 'moved';
 
 export type VoiceEffect =
   | { readonly type: 'send'; readonly frame: string }
@@ -228,6 +229,19 @@ export function playerQuery(state: BotState, op: 'getState' | 'getQueue', guildI
 export function releaseAll(state: BotState, reason: DestroyReason): VoiceStep {
   const effects: VoiceEffect[] = [...state.voiceClients.values()].map((vc) => ({ type: 'disconnect', vc, reason }));
   return { state: { ...state, voiceClients: new Map(), pending: new Map() }, effects };
+}
+
+/**
+ * One session's state from two holders (cluster mode: two instances handed over parts of
+ * it): `a`'s voice clients and halves, then `b`'s for guilds `a` has none for.
+ */
+export function mergeBots(a: BotState, b: BotState): BotState {
+  if (b.voiceClients.size === 0 && b.pending.size === 0) return a;
+  const voiceClients = new Map(a.voiceClients);
+  for (const [k, vc] of b.voiceClients) if (!voiceClients.has(k)) voiceClients.set(k, vc);
+  let pending: ReadonlyMap<string, PendingVoice> = a.pending;
+  for (const [k, half] of b.pending) if (!pending.has(k)) pending = keepHalf(pending, k, half);
+  return { ...a, voiceClients, pending };
 }
 
 /** What RESUMED lists, in creation order. */

@@ -1,6 +1,7 @@
 import type { CoreEffect, Stepped, TimerEvent } from '../../core/runtime.js';
-import { CloseCodes, encode, sessionKey, type IdentifyData, type ResumedForm } from '../../protocols/discodo/messages.js';
-import { initialState, step as connStep, type ConnState, type MachineConfig } from './machine.js';
+import { encode, sessionKey, type IdentifyData, type ResumedForm } from '../../protocols/discodo/messages.js';
+import type { ClusterMsg } from './cluster-wire.js';
+import { initialState, step as connStep, type ConnState, type Effect as ConnEffect, type MachineConfig } from './machine.js';
 import {
   destroyVoiceClient,
   newBotState,
@@ -13,11 +14,13 @@ import {
   type VoiceClientState,
   type VoiceStep,
 } from './voice.js';
+import { claimTimedOut, connClosed, identifyRemote, initialCluster, onPeer, onRemote, queueOp, shutdownClaims, takeOver, type ClusterState } from './world-cluster.js';
 
 /**
  * The discodo world, as a pure step: every socket's protocol state (machine.ts), the
  * bot sessions keyed by user (and shard), their voice clients (voice.ts), resume and
- * takeover, the silence deadline and the resume window as typed timers. The core
+ * takeover (across instances too: world-cluster.ts), the silence deadline and the
+ * resume window as typed timers. The core
  * runtime feeds it socket events and deadlines and carries out what it returns; the
  * dialect (dialect.ts) only adds metrics, the voice backend calls and STATUS's load.
  *
@@ -30,8 +33,10 @@ export interface WorldConfig extends MachineConfig {
   /** ms a closed socket's session and voice clients are kept for a resume. */
   readonly vcTimeout: number;
   readonly compat: ResumedForm;
-  /** Voice client ids. */
+  /** Voice client ids, and claim ids in cluster mode. */
   readonly newId: () => string;
+  /** ms a claim for a session waits for an instance that does not answer (cluster mode; default 2000). */
+  readonly claimTimeout?: number;
 }
 
 export interface PeerRec {
@@ -51,21 +56,29 @@ export interface SessionRec {
 export interface DiscodoWorld {
   readonly peers: Map<string, PeerRec>;
   readonly sessions: Map<string, SessionRec>;
+  /** Other instances and this one's claims for sessions held there (cluster mode). */
+  readonly cluster: ClusterState;
 }
 
 export type TimerKey =
   /** The socket's silence deadline (handshakeTimeout). */
   | { readonly kind: 'silence'; readonly conn: string }
   /** A detached session's resume window (vcTimeout). */
-  | { readonly kind: 'expire'; readonly session: string };
+  | { readonly kind: 'expire'; readonly session: string }
+  /** A claim for a session held on another instance (cluster mode): how long it waits for answers. */
+  | { readonly kind: 'claim'; readonly claim: string };
 
-export const timerId = (key: TimerKey): string => (key.kind === 'silence' ? `s:${key.conn}` : `e:${key.session}`);
+export const timerId = (key: TimerKey): string => (key.kind === 'silence' ? `s:${key.conn}` : key.kind === 'expire' ? `e:${key.session}` : `c:${key.claim}`);
 
 export type WorldEvent =
   | { readonly type: 'open'; readonly now: number; readonly conn: string; readonly forbidden?: string | undefined }
   | { readonly type: 'frame'; readonly now: number; readonly conn: string; readonly data: Buffer; readonly binary: boolean }
   | { readonly type: 'closed'; readonly now: number; readonly conn: string }
   | TimerEvent<TimerKey>
+  /** Another instance came up or went away (cluster mode). */
+  | { readonly type: 'peer'; readonly now: number; readonly instance: string; readonly up: boolean }
+  /** A message from another instance's discodo dialect (cluster mode). */
+  | { readonly type: 'remote'; readonly now: number; readonly from: string; readonly msg: ClusterMsg }
   /** The server stops: every session's voice clients are released. */
   | { readonly type: 'shutdown'; readonly now: number };
 
@@ -76,16 +89,23 @@ export type DiscodoEffect =
   | { readonly type: 'resumed'; readonly kind: 'detached' | 'takeover' }
   | { readonly type: 'expired'; readonly session: string }
   /** The voice backend: a voice client was created, changed or destroyed. */
-  | { readonly type: 'voice'; readonly call: 'connect'; readonly session: string; readonly vc: VoiceClientState }
+  | { readonly type: 'voice'; readonly call: 'connect'; readonly session: string; readonly vc: VoiceClientState; readonly moved?: boolean }
   | { readonly type: 'voice'; readonly call: 'update'; readonly session: string; readonly vc: VoiceClientState }
   | { readonly type: 'voice'; readonly call: 'disconnect'; readonly session: string; readonly vc: VoiceClientState; readonly reason: DestroyReason }
   /** STATUS for the socket (load and counts are the dialect's to read). */
-  | { readonly type: 'status'; readonly conn: string };
+  | { readonly type: 'status'; readonly conn: string }
+  /** A message to another instance (`to`), or to every one (null). */
+  | { readonly type: 'cluster'; readonly to: string | null; readonly msg: ClusterMsg }
+  /** A session moved to another instance (`out`) or from one (`in`). */
+  | { readonly type: 'handoff'; readonly direction: 'in' | 'out' };
+
+/** What a socket's machine asks of its session. */
+export type SessionOp = Extract<ConnEffect, { type: 'discord-event' | 'vc-destroy' | 'query' | 'status' }>;
 
 export type WorldEffect = CoreEffect<TimerKey> | DiscodoEffect;
 
 export function initialWorld(): DiscodoWorld {
-  return { peers: new Map(), sessions: new Map() };
+  return { peers: new Map(), sessions: new Map(), cluster: initialCluster() };
 }
 
 export function step(w: DiscodoWorld, ev: WorldEvent, cfg: WorldConfig): Stepped<DiscodoWorld, WorldEffect> {
@@ -104,9 +124,17 @@ export function step(w: DiscodoWorld, ev: WorldEvent, cfg: WorldConfig): Stepped
       break;
     case 'timer':
       if (ev.key.kind === 'silence') onConn(w, ev.key.conn, { type: 'deadline', now: ev.now }, cfg, fx);
-      else expire(w, ev.key.session, fx);
+      else if (ev.key.kind === 'expire') expire(w, ev.key.session, fx);
+      else claimTimedOut(w, ev.key.claim, ev.now, cfg, fx);
+      break;
+    case 'peer':
+      onPeer(w, ev.instance, ev.up, ev.now, cfg, fx);
+      break;
+    case 'remote':
+      onRemote(w, ev.from, ev.msg, ev.now, cfg, fx);
       break;
     case 'shutdown':
+      shutdownClaims(w, fx);
       for (const s of w.sessions.values()) {
         applyVoice(w, s, releaseAll(s.bot, 'shutdown'), fx);
         if (s.attached === null) fx.push({ type: 'timer', key: { kind: 'expire', session: s.key }, at: null });
@@ -139,29 +167,40 @@ function onConn(w: DiscodoWorld, conn: string, ev: Parameters<typeof connStep>[1
       case 'identify':
         identify(w, conn, e.data, ev.now, cfg, fx);
         break;
-      case 'discord-event': {
-        const s = sessionOf(w, conn);
-        if (s) applyVoice(w, s, onDiscordEvent(s.bot, e.event.t, e.event.d, { now: ev.now, newId: cfg.newId }), fx);
-        break;
-      }
-      case 'vc-destroy': {
-        const s = sessionOf(w, conn);
-        if (s) applyVoice(w, s, destroyVoiceClient(s.bot, e.op, e.guildId), fx);
-        break;
-      }
-      case 'query': {
-        const s = sessionOf(w, conn);
-        if (s) fx.push({ type: 'send', conn, frame: playerQuery(s.bot, e.op, e.guildId) });
-        break;
-      }
+      case 'discord-event':
+      case 'vc-destroy':
+      case 'query':
       case 'status':
-        fx.push({ type: 'status', conn });
+        sessionEffect(w, conn, e, ev.now, cfg, fx);
         break;
       default: {
         const never: never = e;
         throw new Error(`unhandled discodo machine effect ${JSON.stringify(never)}`);
       }
     }
+  }
+}
+
+/**
+ * What an identified socket asks (of its session, or STATUS); kept for later, in order,
+ * while its session is being fetched from another instance.
+ */
+export function sessionEffect(w: DiscodoWorld, conn: string, e: SessionOp, now: number, cfg: WorldConfig, fx: WorldEffect[]): void {
+  if (w.cluster.claimByConn.has(conn)) return queueOp(w, conn, e, now, fx);
+  if (e.type === 'status') {
+    fx.push({ type: 'status', conn });
+    return;
+  }
+  const s = sessionOf(w, conn);
+  if (!s) return;
+  switch (e.type) {
+    case 'discord-event':
+      return applyVoice(w, s, onDiscordEvent(s.bot, e.event.t, e.event.d, { now, newId: cfg.newId }), fx);
+    case 'vc-destroy':
+      return applyVoice(w, s, destroyVoiceClient(s.bot, e.op, e.guildId), fx);
+    case 'query':
+      fx.push({ type: 'send', conn, frame: playerQuery(s.bot, e.op, e.guildId) });
+      return;
   }
 }
 
@@ -176,6 +215,8 @@ function identify(w: DiscodoWorld, conn: string, data: IdentifyData, now: number
   if (!peer) return;
   fx.push({ type: 'identified', conn, key });
   const existing = w.sessions.get(key);
+  // Not held here: another instance may hold it (cluster mode).
+  if (!existing && identifyRemote(w, conn, key, data, now, cfg, fx)) return;
   w.peers.set(conn, { ...peer, session: key });
   if (!existing) {
     w.sessions.set(key, { key, bot: newBotState(data.userId, data.shardId), attached: conn, detachedAt: null });
@@ -185,10 +226,7 @@ function identify(w: DiscodoWorld, conn: string, data: IdentifyData, now: number
   const old = existing.attached;
   if (old !== null && old !== conn) {
     // A newer socket takes a live session over; the older one is closed with 4005.
-    const o = w.peers.get(old);
-    if (o) w.peers.set(old, { conn: { ...o.conn, phase: 'closed' }, session: null });
-    fx.push({ type: 'timer', key: { kind: 'silence', conn: old }, at: null });
-    fx.push({ type: 'close', conn: old, code: CloseCodes.TAKEN_OVER, reason: 'session taken over by a newer connection' });
+    takeOver(w, old, fx);
   }
   fx.push({ type: 'resumed', kind: old !== null ? 'takeover' : 'detached' });
   if (old === null) fx.push({ type: 'timer', key: { kind: 'expire', session: key }, at: null });
@@ -202,6 +240,7 @@ function closed(w: DiscodoWorld, conn: string, now: number, cfg: WorldConfig, fx
   if (!peer) return;
   w.peers.delete(conn);
   fx.push({ type: 'timer', key: { kind: 'silence', conn }, at: null });
+  connClosed(w, conn);
   const s = peer.session === null ? undefined : w.sessions.get(peer.session);
   // Keep the voice clients for vcTimeout, unless a newer socket already holds the session.
   if (!s || s.attached !== conn) return;
@@ -219,7 +258,7 @@ function expire(w: DiscodoWorld, key: string, fx: WorldEffect[]): void {
 }
 
 /** A voice step on a session: its new state, frames to its socket, calls to the backend. */
-function applyVoice(w: DiscodoWorld, s: SessionRec, vs: VoiceStep, fx: WorldEffect[]): void {
+export function applyVoice(w: DiscodoWorld, s: SessionRec, vs: VoiceStep, fx: WorldEffect[]): void {
   if (w.sessions.get(s.key) === s) w.sessions.set(s.key, { ...s, bot: vs.state });
   for (const e of vs.effects) {
     switch (e.type) {
