@@ -9,7 +9,8 @@ import { RawPeer } from '../support/server.js';
  * processes on it (test/support/muster-cluster.ts, no sharding CONTROLs). Game servers
  * register on different instances; every instance lists all of them (public and admin
  * routes), a join through one instance reaches a game server on another, and a killed
- * instance's servers leave the others' lists within the presence TTL.
+ * instance's servers leave the others' lists within the presence TTL; a game server that
+ * reconnects to another instance keeps its server_id.
  */
 
 const JOIN_TIMEOUT = 1000;
@@ -122,6 +123,20 @@ describe.skipIf(!haveRedisServer)('gamelist across three instances', () => {
     await a.peer.next(1000);
     // An unknown server is 404 everywhere.
     expect((await join(1, 'no-such-server')).status).toBe(404);
+  });
+
+  it('keeps a game server’s server_id when it reconnects to another instance', async () => {
+    const g = await register(0, 'mover', { port: 40000 });
+    expect(await pollUntil(async () => (await ids(2)).includes(g.id), 5000)).toBe(true);
+    g.peer.close();
+    await g.peer.closed;
+    expect(await pollUntil(async () => !(await ids(2)).includes(g.id), 5000)).toBe(true);
+    const again = await register(2, 'mover', { port: 40000 });
+    expect(again.id).toBe(g.id);
+    expect(await pollUntil(async () => (await ids(0)).includes(g.id), 5000)).toBe(true);
+    again.peer.close();
+    await again.peer.closed;
+    expect(await pollUntil(async () => !(await ids(0)).includes(g.id) && !(await ids(1)).includes(g.id), 5000)).toBe(true);
   });
 
   it('takes a killed instance’s servers off every list within the presence TTL, and a restarted one gets the list back', async () => {

@@ -266,6 +266,60 @@ describe('gamelist world across instances: replicas', () => {
   });
 });
 
+describe('gamelist world across instances: kept server ids', () => {
+  it('a game server that reconnects to another instance within registrationTtl keeps its server_id', () => {
+    const c = cluster(['a', 'b', 'c']);
+    c.meet();
+    const id = c.listed('a', 'g1', '10.0.0.1', { name: 'keep-me' });
+    c.node('a').d.feed({ type: 'closed', now: c.node('a').clock.now(), conn: 'g1' });
+    expect(c.node('b').d.state().cluster.kept.size).toBe(1);
+    expect(c.listed('b', 'g1b', '10.0.0.1', { name: 'keep-me' })).toBe(id);
+    // Everyone forgets it: a's own reservation and c's copy.
+    expect(c.node('a').d.state().reserved.size).toBe(0);
+    expect(c.node('c').d.state().cluster.kept.size).toBe(0);
+    expect(c.node('c').d.timers.size).toBe(0);
+    expect(c.replicas('a')).toEqual([id]);
+    // The digest stands for the key: the regToken never crosses.
+    expect(JSON.stringify(c.wire)).not.toContain('"tok"');
+  });
+
+  it('another game server (other address, name or port) does not take the kept id, and it ends after registrationTtl', () => {
+    const c = cluster(['a', 'b']);
+    c.meet();
+    const id = c.listed('a', 'g1', '10.0.0.1');
+    c.node('a').d.feed({ type: 'closed', now: c.node('a').clock.now(), conn: 'g1' });
+    expect(c.listed('b', 'x1', '10.0.0.2')).not.toBe(id);
+    expect(c.listed('b', 'x2', '10.0.0.1', { port: 1 })).not.toBe(id);
+    c.node('b').d.advance(30_000);
+    expect(c.node('b').d.state().cluster.kept.size).toBe(0);
+    expect(c.listed('b', 'g1b', '10.0.0.1')).not.toBe(id);
+  });
+
+  it('never gives a kept id that is listed again elsewhere', () => {
+    const c = cluster(['a', 'b']);
+    c.meet();
+    const id = c.listed('a', 'g1');
+    c.node('a').d.feed({ type: 'closed', now: c.node('a').clock.now(), conn: 'g1' });
+    // b misses the claim when the game server comes back to a.
+    c.setDrop((_f, to, m) => to === 'b' && m.t === 'claim');
+    expect(c.listed('a', 'g1a')).toBe(id);
+    c.setDrop(undefined);
+    expect(c.node('b').d.state().cluster.kept.size).toBe(1);
+    expect(c.listed('b', 'g1b')).not.toBe(id);
+    expect(c.node('b').d.state().cluster.kept.size).toBe(0);
+  });
+
+  it('drops kept ids on shutdown', () => {
+    const c = cluster(['a', 'b']);
+    c.meet();
+    c.listed('a', 'g1');
+    c.node('a').d.feed({ type: 'closed', now: c.node('a').clock.now(), conn: 'g1' });
+    c.node('b').d.feed({ type: 'shutdown', now: c.node('b').clock.now() });
+    expect(c.node('b').d.state().cluster.kept.size).toBe(0);
+    expect(c.node('b').d.timers.size).toBe(0);
+  });
+});
+
 describe('gamelist world across instances: joins', () => {
   it('sends a join for another instance’s server there; the game server’s answer comes back with its conv', () => {
     const c = cluster(['a', 'b']);
@@ -387,6 +441,8 @@ describe('gamelist cluster wire', () => {
       JSON.stringify({ f: 'a', t: 'sync', servers: [{}], ask: true }),
       JSON.stringify({ f: 'a', t: 'joined', id: '1', status: 200, body: { success: 'yes' } }),
       JSON.stringify({ f: 'a', t: 'what' }),
+      JSON.stringify({ f: 'a', t: 'down', id: 'x', keep: 1 }),
+      JSON.stringify({ f: 'a', t: 'claim' }),
     ];
     for (const b of bad) expect(decodeGamelistMsg(Buffer.from(b))).toBeUndefined();
     const ok = { t: 'joined', id: '1', status: 200, body: { success: false, conv: 3, error: { type: 1, msg: 'full' } } } as const;

@@ -75,7 +75,10 @@ function toMsg(h: Record<string, unknown>): ClusterMsg | undefined {
       return s ? { t: 'up', s } : undefined;
     }
     case 'down':
-      return str(h.id) ? { t: 'down', id: h.id } : undefined;
+      if (!str(h.id) || (h.keep !== undefined && !str(h.keep))) return undefined;
+      return str(h.keep) ? { t: 'down', id: h.id, keep: h.keep } : { t: 'down', id: h.id };
+    case 'claim':
+      return str(h.keep) ? { t: 'claim', keep: h.keep } : undefined;
     case 'sync': {
       if (!Array.isArray(h.servers) || typeof h.ask !== 'boolean') return undefined;
       const servers: ReplicaInfo[] = [];

@@ -12,9 +12,15 @@
  *   answer, its joinTimeout) and sends the answer back (`joined`). The asking instance
  *   answers 504 at its own joinTimeout if nothing comes back, and 502 if the instance
  *   goes away first.
+ * - Kept server ids: when a socket closes, its instance tells the others (`down` with
+ *   `keep`, a digest of the reservation key: regToken, name, port and address), and each
+ *   keeps the id for that digest for registrationTtl, so a game server that reconnects to
+ *   another instance keeps its server_id too. Whoever gives a kept id back says so
+ *   (`claim`), and every instance forgets it.
  * - The world knows no instance id of its own and no broker: messages come in as
  *   `remote` and `peer` events and go out as `cluster` effects (the glue carries them).
  */
+import { createHash } from 'node:crypto';
 import { JoinFailure, type JoinAnswer } from '../../protocols/gamelist/api.js';
 import type { ServerInfo } from '../../protocols/gamelist/messages.js';
 import { hasPassword, type ListedServer } from './snapshot.js';
@@ -38,7 +44,8 @@ export interface JoinOrigin {
 
 export type ClusterMsg =
   | { readonly t: 'up'; readonly s: ReplicaInfo }
-  | { readonly t: 'down'; readonly id: string }
+  | { readonly t: 'down'; readonly id: string; readonly keep?: string }
+  | { readonly t: 'claim'; readonly keep: string }
   | { readonly t: 'sync'; readonly servers: readonly ReplicaInfo[]; readonly ask: boolean }
   | { readonly t: 'join'; readonly id: string; readonly serverId: string; readonly body: unknown }
   | { readonly t: 'joined'; readonly id: string; readonly status: number; readonly body: JoinAnswer };
@@ -54,7 +61,22 @@ export interface ClusterState {
   readonly forwarded: Map<string, { readonly call: string; readonly instance: string }>;
   /** Joins run here for another instance: their call → where the answer goes. */
   readonly answerTo: Map<string, JoinOrigin>;
+  /** Server ids another instance keeps for a reconnecting game server, by key digest. */
+  readonly kept: Map<string, string>;
   nextForward: number;
+}
+
+/** What a remote message may need of the rest of the world. */
+export interface RemoteEnv {
+  readonly now: number;
+  readonly registrationTtl: number;
+  /** Listed or held here. */
+  readonly isLocal: (serverId: string) => boolean;
+  readonly local: () => Iterable<ReplicaInfo>;
+  /** Servers listed here (for `list` effects). */
+  readonly servers: number;
+  /** Forgets an id kept here for the key with this digest. */
+  readonly dropReserved: (digest: string) => void;
 }
 
 /** A `cluster` effect: to one instance, or (`null`) to every other one. */
@@ -68,13 +90,35 @@ export interface ClusterEffect {
 export type ClusterFx =
   | ClusterEffect
   | { readonly type: 'list'; readonly change: 'listed' | 'refreshed' | 'unlisted'; readonly serverId: string; readonly servers: number }
-  | { readonly type: 'timer'; readonly key: { readonly kind: 'forward'; readonly id: string }; readonly at: number | null }
+  | { readonly type: 'timer'; readonly key: { readonly kind: 'forward'; readonly id: string } | { readonly kind: 'kept'; readonly key: string }; readonly at: number | null }
   | { readonly type: 'reply'; readonly call: string; readonly status: number; readonly body: unknown }
   | { readonly type: 'count'; readonly metric: 'joins'; readonly result: 'timeout' | 'server_gone' | 'shutting_down' }
   | { readonly type: 'log'; readonly level: 'debug' | 'warn'; readonly msg: string; readonly data?: Record<string, unknown> };
 
 export function initialCluster(): ClusterState {
-  return { replicas: new Map(), byInstance: new Map(), perIp: new Map(), forwarded: new Map(), answerTo: new Map(), nextForward: 0 };
+  return { replicas: new Map(), byInstance: new Map(), perIp: new Map(), forwarded: new Map(), answerTo: new Map(), kept: new Map(), nextForward: 0 };
+}
+
+/** The reservation key as it crosses: a digest (the key holds the regToken). */
+export function keepDigest(key: string): string {
+  return createHash('sha256').update(key).digest('base64url');
+}
+
+/**
+ * A game server registering here may take an id another instance kept for it (unless
+ * that server is listed again meanwhile). Every instance is told to forget it.
+ */
+export function claimKept(c: ClusterState, digest: string, out: ClusterFx[]): string | undefined {
+  out.push({ type: 'cluster', to: null, msg: { t: 'claim', keep: digest } });
+  const id = c.kept.get(digest);
+  if (id === undefined) return undefined;
+  c.kept.delete(digest);
+  out.push({ type: 'timer', key: { kind: 'kept', key: digest }, at: null });
+  return c.replicas.has(id) ? undefined : id;
+}
+
+export function keptExpired(c: ClusterState, digest: string): void {
+  c.kept.delete(digest);
 }
 
 /** A password's value never leaves its instance: replicas only know that there is one. */
@@ -118,20 +162,29 @@ export function onPeer(c: ClusterState, instance: string, up: boolean, local: It
 }
 
 /** A message from another instance (not `join`: the glue feeds that as a join event). */
-export function onRemote(c: ClusterState, from: string, msg: ClusterMsg, isLocal: (serverId: string) => boolean, local: () => Iterable<ReplicaInfo>, servers: number, out: ClusterFx[]): void {
+export function onRemote(c: ClusterState, from: string, msg: ClusterMsg, env: RemoteEnv, out: ClusterFx[]): void {
   switch (msg.t) {
     case 'up':
-      addReplica(c, from, msg.s, isLocal, servers, out);
+      addReplica(c, from, msg.s, env, out);
       return;
     case 'down':
-      if (c.replicas.get(msg.id)?.instance === from) dropReplica(c, msg.id, servers, out);
+      if (c.replicas.get(msg.id)?.instance !== from) return;
+      dropReplica(c, msg.id, env.servers, out);
+      if (msg.keep !== undefined) {
+        c.kept.set(msg.keep, msg.id);
+        out.push({ type: 'timer', key: { kind: 'kept', key: msg.keep }, at: env.now + env.registrationTtl });
+      }
+      return;
+    case 'claim':
+      env.dropReserved(msg.keep);
+      if (c.kept.delete(msg.keep)) out.push({ type: 'timer', key: { kind: 'kept', key: msg.keep }, at: null });
       return;
     case 'sync': {
       // The whole truth about `from`: what it no longer lists goes (it may have missed some `down`s).
       const keep = new Set(msg.servers.map((s) => s.serverId));
-      for (const id of [...(c.byInstance.get(from) ?? [])]) if (!keep.has(id)) dropReplica(c, id, servers, out);
-      for (const s of msg.servers) addReplica(c, from, s, isLocal, servers, out);
-      if (msg.ask) out.push({ type: 'cluster', to: from, msg: syncMsg(local(), false) });
+      for (const id of [...(c.byInstance.get(from) ?? [])]) if (!keep.has(id)) dropReplica(c, id, env.servers, out);
+      for (const s of msg.servers) addReplica(c, from, s, env, out);
+      if (msg.ask) out.push({ type: 'cluster', to: from, msg: syncMsg(env.local(), false) });
       return;
     }
     case 'joined': {
@@ -171,6 +224,8 @@ export function shutdownCluster(c: ClusterState, out: ClusterFx[]): void {
     out.push(failure(f.call, 503, JoinFailure.SHUTTING_DOWN, 'The masterserver is shutting down'));
   }
   c.forwarded.clear();
+  for (const key of c.kept.keys()) out.push({ type: 'timer', key: { kind: 'kept', key }, at: null });
+  c.kept.clear();
 }
 
 /**
@@ -189,8 +244,8 @@ export function routeAnswers<E extends { readonly type: string }>(c: ClusterStat
   }
 }
 
-function addReplica(c: ClusterState, instance: string, s: ReplicaInfo, isLocal: (serverId: string) => boolean, servers: number, out: ClusterFx[]): void {
-  if (isLocal(s.serverId)) {
+function addReplica(c: ClusterState, instance: string, s: ReplicaInfo, env: RemoteEnv, out: ClusterFx[]): void {
+  if (env.isLocal(s.serverId)) {
     out.push({ type: 'log', level: 'warn', msg: 'gamelist: another instance lists a server id listed here; ignored', data: { server: s.serverId, instance } });
     return;
   }
@@ -202,7 +257,7 @@ function addReplica(c: ClusterState, instance: string, s: ReplicaInfo, isLocal: 
   if (!ids) c.byInstance.set(instance, (ids = new Set()));
   ids.add(s.serverId);
   c.perIp.set(s.address, (c.perIp.get(s.address) ?? 0) + 1);
-  out.push({ type: 'list', change: old ? 'refreshed' : 'listed', serverId: s.serverId, servers });
+  out.push({ type: 'list', change: old ? 'refreshed' : 'listed', serverId: s.serverId, servers: env.servers });
 }
 
 function dropReplica(c: ClusterState, serverId: string, servers: number, out: ClusterFx[]): void {

@@ -73,7 +73,9 @@ export type TimerKey =
   /** A join's joinTimeout, by request id. */
   | { readonly kind: 'join'; readonly id: string }
   /** A join sent to another instance: its joinTimeout, by forward id. */
-  | { readonly kind: 'forward'; readonly id: string };
+  | { readonly kind: 'forward'; readonly id: string }
+  /** A server id another instance kept: its end, by key digest. */
+  | { readonly kind: 'kept'; readonly key: string };
 
 export function timerId(key: TimerKey): string {
   switch (key.kind) {
@@ -91,6 +93,8 @@ export function timerId(key: TimerKey): string {
       return `j:${key.id}`;
     case 'forward':
       return `f:${key.id}`;
+    case 'kept':
+      return `k:${key.key}`;
   }
 }
 

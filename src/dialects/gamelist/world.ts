@@ -87,9 +87,18 @@ export function step(w: GamelistWorld, ev: WorldEvent, cfg: WorldConfig): Steppe
     case 'set-request-id':
       w.nextRequestId = ev.next;
       break;
-    case 'remote':
-      cluster.onRemote(w.cluster, ev.from, ev.msg, (id) => w.held.has(id), () => w.listed.values(), w.listed.size, fx as cluster.ClusterFx[]);
+    case 'remote': {
+      const env: cluster.RemoteEnv = {
+        now: ev.now,
+        registrationTtl: cfg.registrationTtl,
+        isLocal: (id) => w.held.has(id),
+        local: () => w.listed.values(),
+        servers: w.listed.size,
+        dropReserved: (digest) => dropReserved(w, digest, fx),
+      };
+      cluster.onRemote(w.cluster, ev.from, ev.msg, env, fx as cluster.ClusterFx[]);
       break;
+    }
     case 'peer':
       cluster.onPeer(w.cluster, ev.instance, ev.up, w.listed.values(), w.listed.size, fx as cluster.ClusterFx[]);
       break;
@@ -143,6 +152,9 @@ function onTimer(w: GamelistWorld, key: TimerKey, now: number, cfg: WorldConfig,
     }
     case 'forward':
       cluster.forwardTimedOut(w.cluster, key.id, cfg.joinTimeout, fx as cluster.ClusterFx[]);
+      return;
+    case 'kept':
+      cluster.keptExpired(w.cluster, key.key);
       return;
   }
 }
@@ -260,7 +272,7 @@ function register(w: GamelistWorld, conn: string, msg: RegisterMessage, now: num
   }
   const first = p.serverId === null;
   fx.push({ type: 'timer', key: { kind: 'deadline', conn }, at: null });
-  const serverId = p.serverId ?? claimReserved(w, msg, p.address, fx) ?? freshServerId(w, cfg);
+  const serverId = p.serverId ?? claimReserved(w, msg, p.address, cfg, fx) ?? freshServerId(w, cfg);
   w.peers.set(conn, { ...p, serverId });
   w.held.add(serverId);
   w.listed.set(serverId, { conn, address: p.address, serverId, info: msg.info, regToken: msg.regToken, registeredAt: now, lastRefresh: now });
@@ -275,20 +287,22 @@ function register(w: GamelistWorld, conn: string, msg: RegisterMessage, now: num
 }
 
 function freshServerId(w: GamelistWorld, cfg: WorldConfig): string {
-  const kept = new Set(w.reserved.values());
+  const kept = new Set([...w.reserved.values(), ...w.cluster.kept.values()]);
   for (;;) {
     const id = cfg.newServerId();
     if (!w.held.has(id) && !kept.has(id) && !w.cluster.replicas.has(id)) return id;
   }
 }
 
-function claimReserved(w: GamelistWorld, msg: RegisterMessage, address: string, fx: WorldEffect[]): string | undefined {
+function claimReserved(w: GamelistWorld, msg: RegisterMessage, address: string, cfg: WorldConfig, fx: WorldEffect[]): string | undefined {
   const key = reservationKey(msg.regToken, msg.info, address);
+  // Cluster mode: an id kept by another instance (the game server reconnected here); all forget it.
+  const elsewhere = cfg.cluster === true ? cluster.claimKept(w.cluster, cluster.keepDigest(key), fx as cluster.ClusterFx[]) : undefined;
   const id = w.reserved.get(key);
-  if (id === undefined) return undefined;
+  if (id === undefined) return elsewhere !== undefined && !w.held.has(elsewhere) ? elsewhere : undefined;
   w.reserved.delete(key);
   fx.push({ type: 'timer', key: { kind: 'reserve', key }, at: null });
-  return w.held.has(id) ? undefined : id;
+  return w.held.has(id) || w.cluster.replicas.has(id) ? undefined : id;
 }
 
 /** Takes the server off the list. On a socket close, its id is kept for registrationTtl. */
@@ -300,11 +314,20 @@ function unlist(w: GamelistWorld, l: Listing, reserve: boolean, now: number, cfg
   if (n > 0) w.perIp.set(l.address, n);
   else w.perIp.delete(l.address);
   fx.push({ type: 'list', change: 'unlisted', serverId: l.serverId, servers: w.listed.size });
-  if (cfg.cluster === true) fx.push({ type: 'cluster', to: null, msg: { t: 'down', id: l.serverId } });
-  if (reserve) {
-    const key = reservationKey(l.regToken, l.info, l.address);
+  const key = reserve ? reservationKey(l.regToken, l.info, l.address) : undefined;
+  if (cfg.cluster === true) fx.push({ type: 'cluster', to: null, msg: key === undefined ? { t: 'down', id: l.serverId } : { t: 'down', id: l.serverId, keep: cluster.keepDigest(key) } });
+  if (key !== undefined) {
     w.reserved.set(key, l.serverId);
     fx.push({ type: 'timer', key: { kind: 'reserve', key }, at: now + cfg.registrationTtl });
+  }
+}
+
+/** Another instance gave a game server the id kept here for it. */
+function dropReserved(w: GamelistWorld, digest: string, fx: WorldEffect[]): void {
+  for (const key of w.reserved.keys()) {
+    if (cluster.keepDigest(key) !== digest) continue;
+    w.reserved.delete(key);
+    fx.push({ type: 'timer', key: { kind: 'reserve', key }, at: null });
   }
 }
 
