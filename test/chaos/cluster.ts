@@ -26,13 +26,15 @@
  * - no acknowledged Clusterio instance lost: before each step a Clusterio control creates
  *   an instance on a random live instance; every acknowledged one must be in the shared
  *   store after every step, and listed by every live instance's admin API within 5 s.
- * Gamelist registrations live only as long as their socket, on one instance, and are not
- * stored: nothing of theirs can survive a kill, so there is nothing to check here.
+ * - no acknowledged gamelist registration lost: before each step a game server registers
+ *   on a random live instance; after every step each one whose socket is still open is on
+ *   every live instance's list (cluster-gamelist.ts).
  */
 import WebSocket from 'ws';
 import { INSTANCES_NS } from '../../src/dialects/clusterio/world/registry.js';
 import { RedisStore } from '../../src/store/redis.js';
 import { config as instanceConfig, Control as ClusterioControl } from './crash.js';
+import { GamelistChaos } from './cluster-gamelist.js';
 import { MusterCluster, pollUntil, type Instance } from '../support/muster-cluster.js';
 import { rng, SECRETS } from './server.js';
 
@@ -94,11 +96,14 @@ export class ClusterChaos {
   /** Clusterio instance ids whose create_instance was acknowledged. */
   readonly clusterioAcked: number[] = [];
   #nextInstance = 1;
+  readonly gamelist: GamelistChaos;
 
   constructor(
     readonly c: MusterCluster,
     readonly log: (line: string) => void,
-  ) {}
+  ) {
+    this.gamelist = new GamelistChaos(c, (what) => this.violation(what));
+  }
 
   get deadlineMs(): number {
     const t = this.c.timing;
@@ -247,6 +252,7 @@ export class ClusterChaos {
 
   async run(step: ClusterStep, rand: () => number): Promise<void> {
     await this.clusterioCreate(rand);
+    await this.gamelist.register(rand);
     const row: StepRow = { step, settledMs: undefined, requests: 0, replies: 0, notes: '' };
     const t = this.c.timing;
     switch (step) {
@@ -327,9 +333,10 @@ export class ClusterChaos {
     await this.heal();
     await this.settle(step, performance.now());
     await this.checkStored(step);
+    await this.gamelist.check(step);
     if (this.c.doubleOwned.length > 0) this.violation(`${step}: a shard had two owners: ${JSON.stringify(this.c.doubleOwned.splice(0))}`);
     this.rows.push(row);
-    this.log(`  ${step}: settled in ${row.settledMs ?? '-'} ms; bus ${row.replies}/${row.requests}; clusterio instances stored ${this.clusterioAcked.length}; ${row.notes}`);
+    this.log(`  ${step}: settled in ${row.settledMs ?? '-'} ms; bus ${row.replies}/${row.requests}; clusterio instances stored ${this.clusterioAcked.length}; game servers listed ${this.gamelist.held}; ${row.notes}`);
   }
 
   /** Requests from a to b only. */
@@ -367,6 +374,7 @@ export async function clusterChaos(seed: number, steps: number, log: (line: stri
     }
   } finally {
     for (const s of chaos.services) s.ws.terminate();
+    chaos.gamelist.close();
     await c.close();
   }
   return { seed, rows: chaos.rows, violations: chaos.violations };

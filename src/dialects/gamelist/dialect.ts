@@ -3,7 +3,9 @@
  * (world.ts: sockets, registrations, TTL, kept ids, the registration deadline, ping/pong
  * and joins) and runs its effects; this file pings sockets, counts metrics, keeps the
  * public list's snapshot (a read model over the world's listings, list.ts) and turns a
- * join request into a call the world answers.
+ * join request into a call the world answers. In cluster mode it carries the world's
+ * messages to the other instances' gamelists over Broker topics (cluster-wire.ts), and
+ * theirs and the Broker's peer reports back in as events.
  */
 import { randomInt, randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -13,6 +15,7 @@ import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type 
 import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { JoinFailure, type JoinAnswer } from '../../protocols/gamelist/api.js';
 import { GamelistClose, gamelistCloseCodes, UINT32_MAX } from '../../protocols/gamelist/messages.js';
+import { decodeGamelistMsg, encodeGamelistMsg, GAMELIST_CLUSTER_TOPIC, gamelistInstanceTopic } from './cluster-wire.js';
 import { changed, gamelistRoutes } from './list.js';
 import { GAMELIST_MAX_BUFFERED_BYTES, type GamelistDialectConfig, type GamelistDialectDeps, type Hub } from './types.js';
 import { initialWorld, step, timerId, worldSummary, type GamelistEffect, type GamelistWorld, type TimerKey, type WorldConfig, type WorldEvent } from './world.js';
@@ -39,6 +42,7 @@ export class GamelistDialect implements Dialect {
   readonly #conns = new Map<string, Connection>();
   readonly #rt: DialectRuntime<GamelistWorld, WorldEvent, TimerKey, GamelistEffect>;
   #calls = 0;
+  readonly #unhook: Array<() => void> = [];
 
   constructor(cfg: GamelistDialectConfig, ctx: DialectContext, deps: GamelistDialectDeps) {
     this.path = cfg.path;
@@ -59,6 +63,7 @@ export class GamelistDialect implements Dialect {
       maxServersPerIp: cfg.maxServersPerIp,
       newServerId: deps.newServerId ?? randomUUID,
       newConv: () => randomInt(0, UINT32_MAX + 1),
+      cluster: ctx.broker.kind !== 'local',
     };
     this.#rt = new DialectRuntime({
       name: 'gamelist',
@@ -72,10 +77,29 @@ export class GamelistDialect implements Dialect {
       scheduler: ctx.scheduler,
       logger: ctx.logger,
     });
+    if (this.#world.cluster === true) {
+      const here = ctx.broker.instanceId;
+      const fromCluster = (m: Buffer): void => {
+        const d = decodeGamelistMsg(m);
+        // Its own broadcasts come back to it: only the others' are news.
+        if (!d || d.from === here) return;
+        if (d.msg.t === 'join') this.#remoteJoin(d.from, d.msg.id, d.msg.serverId, d.msg.body);
+        else this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from: d.from, msg: d.msg });
+      };
+      this.#unhook.push(
+        ctx.broker.subscribe(GAMELIST_CLUSTER_TOPIC, fromCluster),
+        ctx.broker.subscribe(gamelistInstanceTopic(here), fromCluster),
+        ctx.broker.onPeer((instance, up) => {
+          if (!this.#rt.stopped) this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up });
+        }),
+      );
+    }
     const registers = [ctx.registry];
     this.#hub = {
       cfg,
       listed: this.#rt.state.listed,
+      replicas: this.#rt.state.cluster.replicas,
+      instanceId: ctx.broker.instanceId,
       connectedAt: (conn) => this.#conns.get(conn)?.connectedAt,
       join: (req) => this.#join(req),
       now: () => ctx.scheduler.now(),
@@ -114,6 +138,12 @@ export class GamelistDialect implements Dialect {
   /** Live counts, for leak checks and `muster status`. */
   summary(): { connections: number; servers: number; pendingJoins: number; reservedIds: number } {
     return worldSummary(this.#rt.state);
+  }
+
+  /** Cluster mode: the other instances' servers held here, and joins sent to them or run for them. */
+  clusterSummary(): { replicas: number; forwardedJoins: number; joinsForOthers: number } {
+    const c = this.#rt.state.cluster;
+    return { replicas: c.replicas.size, forwardedJoins: c.forwarded.size, joinsForOthers: c.answerTo.size };
   }
 
   /** How the public list's snapshot is doing. */
@@ -161,6 +191,7 @@ export class GamelistDialect implements Dialect {
 
   /** Waiting joins get 503; kept server ids and every timer are dropped. */
   stop(): Promise<void> {
+    for (const u of this.#unhook.splice(0)) u();
     this.#rt.feed({ type: 'shutdown', now: this.#ctx.scheduler.now() });
     return this.#rt.stop();
   }
@@ -187,6 +218,20 @@ export class GamelistDialect implements Dialect {
     const unreachable = target !== undefined && target.closing;
     const call = `join-${++this.#calls}`;
     return this.#rt.call(call, { type: 'join', now: this.#ctx.scheduler.now(), call, serverId, body: req.body, unreachable });
+  }
+
+  /** Another instance's player joins a server here: run it as a local join; the world sends the answer back. */
+  #remoteJoin(from: string, id: string, serverId: string, body: unknown): void {
+    const now = this.#ctx.scheduler.now();
+    if (this.#rt.stopped) {
+      const answer: JoinAnswer = { success: false, error: { type: JoinFailure.SHUTTING_DOWN, msg: 'The masterserver is shutting down' } };
+      this.#effect({ type: 'cluster', to: from, msg: { t: 'joined', id, status: 503, body: answer } });
+      return;
+    }
+    const l = this.#rt.state.listed.get(serverId);
+    const target = l === undefined ? undefined : this.#conns.get(l.conn);
+    const unreachable = target !== undefined && target.closing;
+    this.#rt.feed({ type: 'join', now, call: `remote-join-${++this.#calls}`, serverId, body, unreachable, origin: { instance: from, id } });
   }
 
   #effect(e: GamelistEffect): void {
@@ -216,6 +261,11 @@ export class GamelistDialect implements Dialect {
         changed(this.#hub, e.change, e.serverId);
         this.#hub.m.servers.set(e.servers);
         return;
+      case 'cluster': {
+        const b = this.#ctx.broker;
+        b.publish(e.to === null ? GAMELIST_CLUSTER_TOPIC : gamelistInstanceTopic(e.to), encodeGamelistMsg(b.instanceId, e.msg));
+        return;
+      }
       default:
         assertNever(e, 'gamelist effect');
     }

@@ -6,6 +6,7 @@ import type { HttpReply, HttpRequest, HttpRoute } from '../../core/dialect.js';
 import { buildSnapshot, hasPassword, parseFilters, parseListQuery, queryAll, queryPage, toNorthstar, type Snapshot } from './snapshot.js';
 import { PAGE_CACHE_ENTRIES, PUBLIC_RATE_BUCKET, SNAPSHOT_MIN_AGE_MS, type Hub } from './types.js';
 import { httpError } from '../../common/errors.js';
+import type { ReplicaInfo } from './world-cluster.js';
 
 /** The list changed (the world says so): the next request past a second rebuilds. */
 export function changed(hub: Hub, change: 'listed' | 'refreshed' | 'unlisted', serverId: string): void {
@@ -22,7 +23,7 @@ export function changed(hub: Hub, change: 'listed' | 'refreshed' | 'unlisted', s
 export function snapshot(hub: Hub): Snapshot {
   const now = hub.now();
   if (!hub.snap || (hub.dirty && now - hub.snap.builtAt >= SNAPSHOT_MIN_AGE_MS)) {
-    hub.snap = buildSnapshot(hub.listed.values(), now);
+    hub.snap = buildSnapshot(hub.replicas.size === 0 ? hub.listed.values() : [...hub.listed.values(), ...hub.replicas.values()], now);
     hub.gone.clear();
     hub.dirty = false;
     hub.builds++;
@@ -66,7 +67,7 @@ export function clientServers(hub: Hub, req: HttpRequest): HttpReply {
 }
 
 export function adminList(hub: Hub): Array<Record<string, unknown>> {
-  return [...hub.listed.values()].map((l) => ({
+  const row = (l: ReplicaInfo, instance: string, connectedAt: number): Record<string, unknown> => ({
     server_id: l.serverId,
     name: l.info.name,
     desc: l.info.desc,
@@ -79,10 +80,15 @@ export function adminList(hub: Hub): Array<Record<string, unknown>> {
     address: l.address,
     port: l.info.port,
     connectionId: l.conn,
-    connectedAt: new Date(hub.connectedAt(l.conn) ?? l.registeredAt).toISOString(),
+    instance,
+    connectedAt: new Date(connectedAt).toISOString(),
     registeredAt: new Date(l.registeredAt).toISOString(),
     lastSeen: new Date(l.lastRefresh).toISOString(),
-  }));
+  });
+  const out = [...hub.listed.values()].map((l) => row(l, hub.instanceId, hub.connectedAt(l.conn) ?? l.registeredAt));
+  // Another instance's socket: its opening time is not shared, its registration is.
+  for (const r of hub.replicas.values()) out.push(row(r, r.instance, r.registeredAt));
+  return out;
 }
 
 const publicServerSchema = {
@@ -172,7 +178,7 @@ export function gamelistRoutes(hub: Hub): HttpRoute[] {
       method: 'GET',
       url: '/api/v1/gamelist/servers',
       access: 'admin',
-      summary: "Every listed game server, live, with its address and connection id",
+      summary: "Every listed game server (on every instance, in cluster mode), live, with its address, connection id and instance",
       response: {
         type: 'array',
         items: {
@@ -182,6 +188,7 @@ export function gamelistRoutes(hub: Hub): HttpRoute[] {
             address: { type: 'string' },
             port: { type: 'integer' },
             connectionId: { type: 'string' },
+            instance: { type: 'string' },
             connectedAt: { type: 'string', format: 'date-time' },
             registeredAt: { type: 'string', format: 'date-time' },
           },

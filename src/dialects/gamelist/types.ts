@@ -7,6 +7,7 @@ import { GAMELIST_LIMITS } from '../../config/dialects/gamelist.js';
 import type { HttpReply, HttpRequest } from '../../core/dialect.js';
 import type { Snapshot } from './snapshot.js';
 import type { Listing } from './world.js';
+import type { Replica } from './world-cluster.js';
 
 export interface GamelistDialectConfig {
   path: string;
@@ -47,6 +48,10 @@ export interface Hub {
   cfg: GamelistDialectConfig;
   /** The world's listings, updated in place by its steps (read only here). */
   readonly listed: ReadonlyMap<string, Listing>;
+  /** The other instances' listings (cluster mode; empty in one process), likewise. */
+  readonly replicas: ReadonlyMap<string, Replica>;
+  /** This instance's id (the admin list names each server's instance). */
+  readonly instanceId: string;
   /** When a socket opened (the admin list shows it). */
   readonly connectedAt: (conn: string) => number | undefined;
   /** Feeds a join to the world and waits for its answer. */

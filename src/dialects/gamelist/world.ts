@@ -1,4 +1,4 @@
-import type { CoreEffect, Stepped, TimerEvent } from '../../core/runtime.js';
+import type { Stepped } from '../../core/runtime.js';
 import { JoinFailure, type JoinAnswer } from '../../protocols/gamelist/api.js';
 import {
   canonicalInt64,
@@ -14,9 +14,11 @@ import {
   type ResponseMessage,
   type ServerInfo,
 } from '../../protocols/gamelist/messages.js';
-import { initialState, step as connStep, type ConnState, type GamelistEvent, type MachineConfig } from './machine.js';
-import { hasPassword, type ListedServer } from './snapshot.js';
-import type { JoinResult, RegistrationResult } from './types.js';
+import { initialState, step as connStep, type ConnState, type GamelistEvent } from './machine.js';
+import { hasPassword } from './snapshot.js';
+import type { JoinResult } from './types.js';
+import * as cluster from './world-cluster.js';
+import type { CallReply, GamelistWorld, Listing, PeerRec, TimerKey, WorldConfig, WorldEffect, WorldEvent } from './world-types.js';
 
 /**
  * The gamelist world, as a pure step: every game server socket's protocol state
@@ -32,126 +34,12 @@ import type { JoinResult, RegistrationResult } from './types.js';
  * The public list snapshot (snapshot.ts) is a read model outside the world: the world
  * says when a server is listed, refreshed or unlisted (`list` effects) and holds the
  * listings (`listed`) the snapshot is built from.
+ *
+ * In cluster mode (`cluster` set) it also holds the other instances' listings and sends
+ * joins for them to their instance (world-cluster.ts).
  */
 
-export interface WorldConfig {
-  readonly machine: MachineConfig;
-  readonly registrationTtl: number;
-  readonly pingInterval: number;
-  readonly pongTimeout: number;
-  readonly joinTimeout: number;
-  readonly maxServers: number;
-  readonly maxServersPerIp: number;
-  readonly newServerId: () => string;
-  /** A random conv (0..UINT32_MAX). */
-  readonly newConv: () => number;
-}
-
-export interface PeerRec {
-  readonly conn: string;
-  readonly address: string;
-  readonly state: ConnState;
-  /** Given on the socket's first listing; kept for the socket's life. */
-  readonly serverId: string | null;
-  /** Everything the socket held is released (it is closing). */
-  readonly detached: boolean;
-}
-
-export interface Listing extends ListedServer {
-  readonly conn: string;
-  readonly address: string;
-  readonly regToken: string;
-}
-
-export interface JoinWait {
-  readonly conn: string;
-  readonly conv: number;
-  readonly call: string;
-}
-
-export interface GamelistWorld {
-  readonly peers: Map<string, PeerRec>;
-  readonly listed: Map<string, Listing>;
-  /** Server ids held by open sockets (listed or not). */
-  readonly held: Set<string>;
-  readonly perIp: Map<string, number>;
-  /** Server ids kept for a server that reconnects within registrationTtl, by reservationKey. */
-  readonly reserved: Map<string, string>;
-  /** Joins waiting for their answer, by canonical request id. */
-  readonly joins: Map<string, JoinWait>;
-  readonly convs: Set<number>;
-  /** The MS's next request id (INT64, wraps to 1). */
-  nextRequestId: bigint;
-}
-
-export type TimerKey =
-  | { readonly kind: 'ping'; readonly conn: string }
-  | { readonly kind: 'pong'; readonly conn: string }
-  /** A socket's time to get listed (registrationTtl from its opening). */
-  | { readonly kind: 'deadline'; readonly conn: string }
-  /** A listing's TTL check. */
-  | { readonly kind: 'ttl'; readonly serverId: string }
-  /** A kept server id's end. */
-  | { readonly kind: 'reserve'; readonly key: string }
-  /** A join's joinTimeout, by request id. */
-  | { readonly kind: 'join'; readonly id: string };
-
-export function timerId(key: TimerKey): string {
-  switch (key.kind) {
-    case 'ping':
-      return `p:${key.conn}`;
-    case 'pong':
-      return `o:${key.conn}`;
-    case 'deadline':
-      return `d:${key.conn}`;
-    case 'ttl':
-      return `t:${key.serverId}`;
-    case 'reserve':
-      return `r:${key.key}`;
-    case 'join':
-      return `j:${key.id}`;
-  }
-}
-
-export type WorldEvent =
-  | { readonly type: 'open'; readonly now: number; readonly conn: string; readonly address: string }
-  | { readonly type: 'frame'; readonly now: number; readonly conn: string; readonly data: Buffer; readonly binary: boolean }
-  | { readonly type: 'pong'; readonly now: number; readonly conn: string }
-  /** Close the socket (kick, shutdown, slow consumer): its server leaves the list at once. */
-  | { readonly type: 'close'; readonly now: number; readonly conn: string; readonly code: number; readonly reason: string }
-  /** The socket has gone. */
-  | { readonly type: 'closed'; readonly now: number; readonly conn: string }
-  | TimerEvent<TimerKey>
-  /**
-   * POST /v2/servers/:server_id/join, answered by a `reply` naming `call`. `unreachable`:
-   * the listed server's socket takes no more frames (it is closing).
-   */
-  | { readonly type: 'join'; readonly now: number; readonly call: string; readonly serverId: string; readonly body: unknown; readonly unreachable?: boolean }
-  /** The server stops: waiting joins get 503, kept ids are dropped. */
-  | { readonly type: 'shutdown'; readonly now: number }
-  /** Where the MS's request ids continue. */
-  | { readonly type: 'set-request-id'; readonly now: number; readonly next: bigint };
-
-/** The dialect's own effects. */
-export type GamelistEffect =
-  | { readonly type: 'ping'; readonly conn: string }
-  | { readonly type: 'phase'; readonly conn: string; readonly from: string; readonly to: string }
-  | { readonly type: 'authenticated'; readonly conn: string }
-  | { readonly type: 'auth-failed'; readonly conn: string; readonly detail: string }
-  | { readonly type: 'identity'; readonly conn: string; readonly identity: string }
-  | { readonly type: 'count'; readonly metric: 'registrations'; readonly result: RegistrationResult }
-  | { readonly type: 'count'; readonly metric: 'joins'; readonly result: JoinResult }
-  /** The list changed (for the snapshot read model and the servers gauge). */
-  | { readonly type: 'list'; readonly change: 'listed' | 'refreshed' | 'unlisted'; readonly serverId: string; readonly servers: number };
-
-/** A core `reply` that answers a call (a join). */
-export type CallReply = Extract<CoreEffect<TimerKey>, { type: 'reply' }> & { readonly call: string };
-
-export type WorldEffect = CoreEffect<TimerKey> | GamelistEffect;
-
-export function initialWorld(): GamelistWorld {
-  return { peers: new Map(), listed: new Map(), held: new Set(), perIp: new Map(), reserved: new Map(), joins: new Map(), convs: new Set(), nextRequestId: 1n };
-}
+export * from './world-types.js';
 
 export function step(w: GamelistWorld, ev: WorldEvent, cfg: WorldConfig): Stepped<GamelistWorld, WorldEffect> {
   const fx: WorldEffect[] = [];
@@ -194,11 +82,28 @@ export function step(w: GamelistWorld, ev: WorldEvent, cfg: WorldConfig): Steppe
       w.joins.clear();
       for (const key of w.reserved.keys()) fx.push({ type: 'timer', key: { kind: 'reserve', key }, at: null });
       w.reserved.clear();
+      cluster.shutdownCluster(w.cluster, fx as cluster.ClusterFx[]);
       break;
     case 'set-request-id':
       w.nextRequestId = ev.next;
       break;
+    case 'remote': {
+      const env: cluster.RemoteEnv = {
+        now: ev.now,
+        registrationTtl: cfg.registrationTtl,
+        isLocal: (id) => w.held.has(id),
+        local: () => w.listed.values(),
+        servers: w.listed.size,
+        dropReserved: (digest) => dropReserved(w, digest, fx),
+      };
+      cluster.onRemote(w.cluster, ev.from, ev.msg, env, fx as cluster.ClusterFx[]);
+      break;
+    }
+    case 'peer':
+      cluster.onPeer(w.cluster, ev.instance, ev.up, w.listed.values(), w.listed.size, fx as cluster.ClusterFx[]);
+      break;
   }
+  if (w.cluster.answerTo.size > 0) cluster.routeAnswers(w.cluster, fx);
   return { state: w, effects: fx };
 }
 
@@ -245,6 +150,12 @@ function onTimer(w: GamelistWorld, key: TimerKey, now: number, cfg: WorldConfig,
       fx.push(failure(j.call, 504, JoinFailure.TIMEOUT, `The game server did not answer within ${cfg.joinTimeout} ms`, j.conv));
       return;
     }
+    case 'forward':
+      cluster.forwardTimedOut(w.cluster, key.id, cfg.joinTimeout, fx as cluster.ClusterFx[]);
+      return;
+    case 'kept':
+      cluster.keptExpired(w.cluster, key.key);
+      return;
   }
 }
 
@@ -346,25 +257,29 @@ function register(w: GamelistWorld, conn: string, msg: RegisterMessage, now: num
   if (current && current.conn === conn) {
     w.listed.set(current.serverId, { ...current, info: msg.info, regToken: msg.regToken, lastRefresh: now });
     fx.push({ type: 'list', change: 'refreshed', serverId: current.serverId, servers: w.listed.size });
+    announce(w, current.serverId, cfg, fx);
     fx.push({ type: 'count', metric: 'registrations', result: 'refreshed' });
     fx.push({ type: 'identity', conn, identity: `${msg.info.name} (${current.serverId})` });
     fx.push({ type: 'send', conn, frame: encodeResponse(MessageType.REGISTER_RESPONSE, msg.id, true) });
     return;
   }
-  if (w.listed.size >= cfg.maxServers || (w.perIp.get(p.address) ?? 0) >= cfg.maxServersPerIp) {
+  // Cluster-wide in cluster mode: the other instances' listings count too.
+  const others = cluster.replicaCounts(w.cluster, p.address);
+  if (w.listed.size + others.servers >= cfg.maxServers || (w.perIp.get(p.address) ?? 0) + others.fromAddress >= cfg.maxServersPerIp) {
     fx.push({ type: 'count', metric: 'registrations', result: 'server_limit' });
     fx.push({ type: 'send', conn, frame: encodeRegistrationError(msg.id, RegistrationError.SERVER_LIMIT) });
     return;
   }
   const first = p.serverId === null;
   fx.push({ type: 'timer', key: { kind: 'deadline', conn }, at: null });
-  const serverId = p.serverId ?? claimReserved(w, msg, p.address, fx) ?? freshServerId(w, cfg);
+  const serverId = p.serverId ?? claimReserved(w, msg, p.address, cfg, fx) ?? freshServerId(w, cfg);
   w.peers.set(conn, { ...p, serverId });
   w.held.add(serverId);
   w.listed.set(serverId, { conn, address: p.address, serverId, info: msg.info, regToken: msg.regToken, registeredAt: now, lastRefresh: now });
   fx.push({ type: 'timer', key: { kind: 'ttl', serverId }, at: now + cfg.registrationTtl });
   w.perIp.set(p.address, (w.perIp.get(p.address) ?? 0) + 1);
   fx.push({ type: 'list', change: 'listed', serverId, servers: w.listed.size });
+  announce(w, serverId, cfg, fx);
   fx.push({ type: 'count', metric: 'registrations', result: 'listed' });
   fx.push({ type: 'phase', conn, from: 'open', to: 'listed' });
   fx.push({ type: 'identity', conn, identity: `${msg.info.name} (${serverId})` });
@@ -372,20 +287,22 @@ function register(w: GamelistWorld, conn: string, msg: RegisterMessage, now: num
 }
 
 function freshServerId(w: GamelistWorld, cfg: WorldConfig): string {
-  const kept = new Set(w.reserved.values());
+  const kept = new Set([...w.reserved.values(), ...w.cluster.kept.values()]);
   for (;;) {
     const id = cfg.newServerId();
-    if (!w.held.has(id) && !kept.has(id)) return id;
+    if (!w.held.has(id) && !kept.has(id) && !w.cluster.replicas.has(id)) return id;
   }
 }
 
-function claimReserved(w: GamelistWorld, msg: RegisterMessage, address: string, fx: WorldEffect[]): string | undefined {
+function claimReserved(w: GamelistWorld, msg: RegisterMessage, address: string, cfg: WorldConfig, fx: WorldEffect[]): string | undefined {
   const key = reservationKey(msg.regToken, msg.info, address);
+  // Cluster mode: an id kept by another instance (the game server reconnected here); all forget it.
+  const elsewhere = cfg.cluster === true ? cluster.claimKept(w.cluster, cluster.keepDigest(key), fx as cluster.ClusterFx[]) : undefined;
   const id = w.reserved.get(key);
-  if (id === undefined) return undefined;
+  if (id === undefined) return elsewhere !== undefined && !w.held.has(elsewhere) ? elsewhere : undefined;
   w.reserved.delete(key);
   fx.push({ type: 'timer', key: { kind: 'reserve', key }, at: null });
-  return w.held.has(id) ? undefined : id;
+  return w.held.has(id) || w.cluster.replicas.has(id) ? undefined : id;
 }
 
 /** Takes the server off the list. On a socket close, its id is kept for registrationTtl. */
@@ -397,10 +314,20 @@ function unlist(w: GamelistWorld, l: Listing, reserve: boolean, now: number, cfg
   if (n > 0) w.perIp.set(l.address, n);
   else w.perIp.delete(l.address);
   fx.push({ type: 'list', change: 'unlisted', serverId: l.serverId, servers: w.listed.size });
-  if (reserve) {
-    const key = reservationKey(l.regToken, l.info, l.address);
+  const key = reserve ? reservationKey(l.regToken, l.info, l.address) : undefined;
+  if (cfg.cluster === true) fx.push({ type: 'cluster', to: null, msg: key === undefined ? { t: 'down', id: l.serverId } : { t: 'down', id: l.serverId, keep: cluster.keepDigest(key) } });
+  if (key !== undefined) {
     w.reserved.set(key, l.serverId);
     fx.push({ type: 'timer', key: { kind: 'reserve', key }, at: now + cfg.registrationTtl });
+  }
+}
+
+/** Another instance gave a game server the id kept here for it. */
+function dropReserved(w: GamelistWorld, digest: string, fx: WorldEffect[]): void {
+  for (const key of w.reserved.keys()) {
+    if (cluster.keepDigest(key) !== digest) continue;
+    w.reserved.delete(key);
+    fx.push({ type: 'timer', key: { kind: 'reserve', key }, at: null });
   }
 }
 
@@ -425,7 +352,11 @@ function join(w: GamelistWorld, ev: Extract<WorldEvent, { type: 'join' }>, cfg: 
     fx.push({ type: 'count', metric: 'joins', result });
     fx.push(reply);
   };
+  if (ev.origin !== undefined) w.cluster.answerTo.set(ev.call, ev.origin);
   const l = w.listed.get(ev.serverId);
+  const r = l === undefined && ev.origin === undefined ? w.cluster.replicas.get(ev.serverId) : undefined;
+  // The instance holding the game server's socket checks the password and runs the join.
+  if (r !== undefined) return cluster.forwardJoin(w.cluster, r, ev.call, ev.body, ev.now + cfg.joinTimeout, fx as cluster.ClusterFx[]);
   if (!l) return fail('not_found', failure(ev.call, 404, JoinFailure.NOT_FOUND, `No listed server ${ev.serverId}`));
   const body = isObj(ev.body) ? ev.body : {};
   const password = l.info.password;
@@ -453,6 +384,12 @@ function join(w: GamelistWorld, ev: Extract<WorldEvent, { type: 'join' }>, cfg: 
   // cancels the deadline) while this step's effects are still being carried out.
   fx.push({ type: 'timer', key: { kind: 'join', id: canonicalInt64(id) }, at: ev.now + cfg.joinTimeout });
   fx.push({ type: 'send', conn: l.conn, frame: encodeJoin(id, { sessionToken, username, clantag, conv }) });
+}
+
+/** Cluster mode: the other instances learn the listing as it is now. */
+function announce(w: GamelistWorld, serverId: string, cfg: WorldConfig, fx: WorldEffect[]): void {
+  const l = w.listed.get(serverId);
+  if (cfg.cluster === true && l) fx.push({ type: 'cluster', to: null, msg: { t: 'up', s: cluster.replicaInfo(l) } });
 }
 
 function failure(call: string, status: number, type: JoinFailure, msg: string, conv?: number): CallReply {

@@ -219,7 +219,7 @@ function decodeMetadata(v: Obj): Metadata | string {
  */
 const absent = (v: unknown): boolean => v === undefined;
 
-function decodeInfo(v: unknown): ServerInfo | string {
+export function decodeInfo(v: unknown): ServerInfo | string {
   if (!isObj(v)) return '"info" must be an object';
   const keys = checkKeys(v, 'info', ['name', 'desc', 'port', 'map', 'playlist', 'curPlayers', 'maxPlayers', 'gameState'], ['password']);
   if (keys) return keys;
