@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Presence } from './redis-presence.js';
-import { LocalBroker, type Broker, type BrokerHandler, type DeliveryEndpoint, type DeliveryTarget, type PeerHandler } from './broker.js';
+import { LocalBroker, type Broker, type BrokerHandler, type DeliveryEndpoint, type DeliveryTarget, type NameClaims, type PeerHandler } from './broker.js';
 
 /**
  * The Broker of cluster mode: several instances behind one Redis.
@@ -126,6 +126,14 @@ export class RedisBroker implements Broker {
     this.#sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#onMessage(channel.toString(), message));
     this.#want(this.#chan('inst', this.instanceId), { kind: 'inst' });
   }
+
+  /** Names unique cluster-wide (claims in Redis, redis-presence.ts); refused while not joined. */
+  readonly names: NameClaims = {
+    claim: (scope, name, conn) => (this.ready ? this.#presence.claim(`${scope}:${name}`, conn) : Promise.reject(new Error('not joined over Redis'))),
+    release: (scope, name, conn) => {
+      if (this.#cmd.status === 'ready') this.#presence.release(`${scope}:${name}`, conn);
+    },
+  };
 
   get ready(): boolean {
     return this.#joined && this.#cmd.status === 'ready' && this.#sub.status === 'ready';
