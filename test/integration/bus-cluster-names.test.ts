@@ -120,6 +120,29 @@ describe('bus names across instances', () => {
     expect(Object.values(await claims())).toEqual([expect.stringMatching(/^one\//)]);
   });
 
+  it("after losing Redis an instance drops its claims whose connection has gone, and keeps the live ones", async () => {
+    const live = await open(one);
+    live.send({ op: 1, data: { token: BUS_TOKEN, name: 'kept' } });
+    expect((await live.next<Answer>()).op).toBe(1);
+    const r = new Redis(redis.url);
+    try {
+      // A claim left from a connection that went while Redis was unreachable (its release lost).
+      await r.hset(`${prefix}claims`, 'bus:stale', 'one/00000000-dead-4000-8000-000000000000');
+      await r.sadd(`${prefix}claims:one`, 'bus:stale');
+      const broker = one.muster.broker as RedisBroker;
+      const lost = new Promise<void>((resolve) => broker.onReady((ok) => ok || resolve()));
+      const back = lost.then(() => new Promise<void>((resolve) => broker.onReady((ok) => ok && resolve())));
+      const list = (await r.client('LIST')) as string;
+      for (const line of list.split('\n').filter((l) => l.includes('name=muster-one-'))) await r.client('KILL', 'ID', /id=(\d+)/.exec(line)?.[1] as string);
+      await back;
+      expect(Object.keys(await r.hgetall(`${prefix}claims`))).toEqual(['bus:kept']);
+      expect(await r.smembers(`${prefix}claims:one`)).toEqual(['bus:kept']);
+    } finally {
+      r.disconnect();
+    }
+    expect((await identify(two, 'stale')).op).toBe(1);
+  });
+
   it('while Redis is down a name is refused with UNAVAILABLE (1013, retry later); a service without one still identifies', { timeout: 20_000 }, async () => {
     const broker = one.muster.broker as RedisBroker;
     const down = new Promise<void>((resolve) => broker.onReady((r) => r || resolve()));
