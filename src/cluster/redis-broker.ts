@@ -100,6 +100,8 @@ export class RedisBroker implements Broker {
   #joining: Promise<void> | undefined;
   #closed = false;
   #beat: NodeJS.Timeout | undefined;
+  /** The header of every topic message this instance publishes (the same bytes each time). */
+  #topicHead: Buffer | undefined;
 
   constructor(opts: RedisBrokerOptions) {
     this.instanceId = opts.instanceId ?? randomUUID();
@@ -169,7 +171,8 @@ export class RedisBroker implements Broker {
 
   publish(topic: string, message: Buffer): void {
     this.#local.publish(topic, message);
-    this.#send({ channel: this.#chan('topic', topic), payload: pack({ o: this.instanceId }, message) });
+    const head = (this.#topicHead ??= Buffer.from(`${JSON.stringify({ o: this.instanceId })}\n`));
+    this.#send({ channel: this.#chan('topic', topic), payload: Buffer.concat([head, message], head.length + message.length) });
   }
 
   subscribe(topic: string, handler: BrokerHandler): () => void {

@@ -358,7 +358,7 @@ export class BusDialect implements Dialect {
         (names ? names.claim('bus', name, conn) : Promise.resolve(true)).then(
           (ok) => answer(ok ? 'ok' : 'taken'),
           (err: unknown) => {
-            this.#ctx.logger.warn({ err, name }, 'bus: a name could not be claimed cluster-wide (Redis unreachable); IDENTIFY refused with UNAVAILABLE');
+            this.#ctx.logger.debug({ err, name }, 'bus: a name could not be claimed cluster-wide (Redis unreachable); IDENTIFY refused with UNAVAILABLE');
             answer('unavailable');
           },
         );
