@@ -120,6 +120,37 @@ describe('bus names across instances', () => {
     expect(Object.values(await claims())).toEqual([expect.stringMatching(/^one\//)]);
   });
 
+  it('the broker: a claim is refused while another instance holds the name, released only by its holder, taken over from a dead instance', { timeout: 10_000 }, async () => {
+    const b1 = one.muster.broker as RedisBroker;
+    const b2 = two.muster.broker as RedisBroker;
+    expect(await b1.names.claim('s', 'n', 'c1')).toBe(true);
+    expect(await b1.names.claim('s', 'n', 'c1')).toBe(true);
+    expect(await b2.names.claim('s', 'n', 'c2')).toBe(false);
+    // The same instance may take it over (its caller knows no connection here uses it).
+    expect(await b1.names.claim('s', 'n', 'c3')).toBe(true);
+    b1.names.release('s', 'n', 'c1');
+    expect(await b2.names.claim('s', 'n', 'c2')).toBe(false);
+    expect((await claims())['s:n']).toBe('one/c3');
+    // Another scope is another name.
+    expect(await b2.names.claim('t', 'n', 'c2')).toBe(true);
+    b1.names.release('s', 'n', 'c3');
+    await b1.flushed();
+    expect(await b2.names.claim('s', 'n', 'c2')).toBe(true);
+    // A dead instance's claim is taken over once its presence has expired, before anyone reaps it.
+    gone.add(two);
+    b2.halt();
+    expect(await b1.names.claim('s', 'n', 'c4')).toBe(false);
+    const r = new Redis(redis.url);
+    try {
+      for (let i = 0; i < 300 && (await r.exists(`${prefix}alive:two`)) === 1; i++) await new Promise((res) => setTimeout(res, 10));
+    } finally {
+      r.disconnect();
+    }
+    expect(await b1.names.claim('s', 'n', 'c4')).toBe(true);
+    b1.names.release('s', 'n', 'c4');
+    await b1.flushed();
+  });
+
   it("after losing Redis an instance drops its claims whose connection has gone, and keeps the live ones", async () => {
     const live = await open(one);
     live.send({ op: 1, data: { token: BUS_TOKEN, name: 'kept' } });
