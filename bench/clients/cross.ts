@@ -13,6 +13,7 @@
  * start {maxMs} / count / stop     closed loop (as P1): each pair sends its next request
  *                                  when the reply arrives; count = round trips so far
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Socket } from 'socket.io-client';
 import { MESSAGE_BYTES, padTo, type Impl } from '../lib/constants.js';
@@ -117,6 +118,10 @@ serve({
   },
   paced: async (p: { rate: number; ms: number }) => {
     const lat: number[] = [];
+    /** Send times of the replies slower than 4 ms: a stall delays a run of them at once. */
+    const slowAt: number[] = [];
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    loop.enable();
     let sent = 0;
     let failed = 0;
     let answered = 0;
@@ -132,7 +137,11 @@ serve({
           pair.send((error) => {
             answered++;
             if (error) failed++;
-            else lat.push(performance.now() - start);
+            else {
+              const ms = performance.now() - start;
+              lat.push(ms);
+              if (ms > 4) slowAt.push(start);
+            }
           });
         }
         if (sent >= total) {
@@ -145,8 +154,24 @@ serve({
     const until = performance.now() + 5000;
     while (answered < sent && performance.now() < until) await sleep(5);
     const ms = performance.now() - t0;
+    loop.disable();
     lat.sort((a, b) => a - b);
-    return { sent, answered, errors: failed, ms, p50: pct(lat, 50), p99: pct(lat, 99), max: lat[lat.length - 1] ?? Number.NaN };
+    // Slow replies whose requests were sent within 20 ms of each other count as one stall.
+    let stalls = 0;
+    for (let i = 0; i < slowAt.length; i++) if (i === 0 || (slowAt[i] as number) - (slowAt[i - 1] as number) > 20) stalls++;
+    return {
+      sent,
+      answered,
+      errors: failed,
+      ms,
+      p50: pct(lat, 50),
+      p99: pct(lat, 99),
+      max: lat[lat.length - 1] ?? Number.NaN,
+      slow: slowAt.length,
+      stalls,
+      lagP99: loop.percentile(99) / 1e6,
+      lagMax: loop.max / 1e6,
+    };
   },
   start: (p: { maxMs: number }) => {
     running = true;

@@ -6,6 +6,7 @@ import { cpuMicros } from '../lib/proc.js';
 import { startRedis } from '../lib/redis.js';
 import { compareTable, med, record, type Samples, type Scenario, type ScenarioContext, type ScenarioResult } from '../lib/scenario.js';
 import { startServer, type ServerHandle } from '../lib/servers.js';
+import type { LagReport } from '../servers/common.js';
 import { fmt, median } from '../lib/stats.js';
 
 const IMPLS: Impl[] = ['muster', 'sio'];
@@ -31,6 +32,12 @@ interface Paced {
   p50: number;
   p99: number;
   max: number;
+  /** Replies slower than 4 ms, and the stalls they fall in (sent within 20 ms of each other). */
+  slow: number;
+  stalls: number;
+  /** The load generator's own event-loop lag in the window (ms). */
+  lagP99: number;
+  lagMax: number;
 }
 
 export const p8: Scenario = {
@@ -66,6 +73,8 @@ export const p8: Scenario = {
             cluster: { redisUrl: redis.url },
             instanceId: `p8-${name}`,
             pingMs: 25_000,
+            // --profile: both Muster servers (the whole run: P8 records no windows).
+            cpuProfDir: ctx.cpuProfDir !== undefined ? `${ctx.cpuProfDir}-${name}` : undefined,
           }),
         ),
       )) as [ServerHandle, ServerHandle];
@@ -115,6 +124,7 @@ export const p8: Scenario = {
     const rate = { cross: {} as Samples, single: {} as Samples };
     const cpu = { cross: {} as Samples, single: {} as Samples };
     let errors = 0;
+    const stalls: string[] = [];
     for (let rep = 0; rep < ctx.reps; rep++) {
       const f = await paced(floor, pacedMs);
       floorP50.push(f.p50);
@@ -122,7 +132,17 @@ export const p8: Scenario = {
       ctx.progress(`P8 rep ${rep + 1}/${ctx.reps} Redis pub/sub alone, two hops at ${RATE}/s: p50 ${fmt(f.p50)} p99 ${fmt(f.p99)} max ${fmt(f.max)} ms`);
       for (const r of rotation(rigs, rep)) {
         ctx.checkDeadline();
+        // Where a slow reply waited: the servers' loops (and their GC) and the load generator's.
+        await Promise.all(r.servers.map((s) => s.child?.call('lagStart')));
         const pc = await paced(r.cross, pacedMs);
+        const lags = await Promise.all(r.servers.map((s) => s.child?.call<LagReport>('lagStop')));
+        const lagText = (l: LagReport | undefined): string =>
+          l ? `loop lag p99 ${fmt(l.p99)} max ${fmt(l.max)}, GC max ${fmt(l.gcMax ?? 0)} total ${fmt(l.gcTotal ?? 0)} (${l.gcCount ?? 0})` : 'n/a';
+        stalls.push(
+          `rep ${rep + 1} ${IMPL_LABEL[r.impl]}: cross p99 ${fmt(pc.p99)} ms, ${pc.slow} replies over 4 ms in ${pc.stalls} stalls; ` +
+            `server A ${lagText(lags[0])}; server B ${lagText(lags[1])}; load generator loop lag p99 ${fmt(pc.lagP99)} max ${fmt(pc.lagMax)} ms`,
+        );
+        ctx.progress(`P8 ${stalls[stalls.length - 1] as string}`);
         const ps = await paced(r.single, pacedMs);
         errors += pc.errors + ps.errors + (pc.sent - pc.answered) + (ps.sent - ps.answered);
         record(p50.cross, r.impl, pc.p50);
@@ -177,6 +197,7 @@ export const p8: Scenario = {
         `The floor on this machine: a message and its answer each crossing Redis pub/sub once, with no server in between (clients/redis-echo.ts, both sides in one process, ${RATE}/s): p50 ${fmt(median(floorP50))} ms, p99 ${fmt(median(floorP99))} ms (runs: ${floorP99.map((x) => fmt(x)).join(' / ')} ms p99).`,
         `Latency windows ${pacedMs} ms, throughput windows ${windowMs} ms, after a warm-up; ${errors} error or missing replies in total (should be 0).`,
         'Latencies are read in the load generator, which shares the 2 cores with both servers, Redis and the other helpers\' load: a scheduling delay on the box is part of every figure.',
+        `Where the slow replies waited (cross, at ${RATE}/s; A holds the responders, B the requesters; ms): ${stalls.join('; ')}.`,
       ],
     };
   },

@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import type { Handlers } from '../lib/ipc.js';
 
 /** What every Node server child answers, besides its own methods. */
@@ -7,6 +7,10 @@ export interface LagReport {
   p99: number;
   max: number;
   mean: number;
+  /** Garbage collection in the window: pauses, their longest and their sum (ms). */
+  gcCount?: number;
+  gcMax?: number;
+  gcTotal?: number;
 }
 
 /**
@@ -15,6 +19,8 @@ export interface LagReport {
  */
 export function serverHandlers(stop: () => Promise<void>): Handlers {
   let h: ReturnType<typeof monitorEventLoopDelay> | undefined;
+  let gcObs: PerformanceObserver | undefined;
+  const gc = { count: 0, max: 0, total: 0 };
   return {
     gc: () => {
       const gc = (globalThis as { gc?: () => void }).gc;
@@ -32,13 +38,25 @@ export function serverHandlers(stop: () => Promise<void>): Handlers {
       // 1 ms resolution: the histogram samples the loop's delay every millisecond.
       h = monitorEventLoopDelay({ resolution: 1 });
       h.enable();
+      gcObs?.disconnect();
+      gc.count = gc.max = gc.total = 0;
+      gcObs = new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) {
+          gc.count++;
+          gc.total += e.duration;
+          gc.max = Math.max(gc.max, e.duration);
+        }
+      });
+      gcObs.observe({ entryTypes: ['gc'] });
       return true;
     },
     lagStop: (): LagReport => {
       if (!h) throw new Error('lagStart was not called');
       h.disable();
       const ms = (ns: number): number => ns / 1e6;
-      const r = { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max), mean: ms(h.mean) };
+      gcObs?.disconnect();
+      gcObs = undefined;
+      const r = { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max), mean: ms(h.mean), gcCount: gc.count, gcMax: gc.max, gcTotal: gc.total };
       h = undefined;
       return r;
     },

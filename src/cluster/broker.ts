@@ -50,8 +50,25 @@ export type DeliveryTarget =
 /** Another instance came up (or was seen again after an outage: `up` again) or went away. */
 export type PeerHandler = (instance: string, up: boolean) => void;
 
+/**
+ * Names unique across instances (cluster mode). A claim is made for one connection here
+ * and is released by it, or with the instance when it leaves or is found dead.
+ */
+export interface NameClaims {
+  /**
+   * Takes `name` in `scope` for connection `conn` here: true if it was free (or its holder's
+   * instance is gone, or the holder was this instance's, which the caller knows is not
+   * using it), false if another connection holds it. Rejects when Redis cannot answer.
+   */
+  claim(scope: string, name: string, conn: string): Promise<boolean>;
+  /** Frees `name` if `conn` still holds it (best effort: what fails goes with presence). */
+  release(scope: string, name: string, conn: string): void;
+}
+
 export interface Broker {
   readonly kind: string;
+  /** Cluster-wide name claims; absent with one process, where the caller's own map decides. */
+  readonly names?: NameClaims | undefined;
   /** A stable id of this instance, used to tell local from remote deliveries. */
   readonly instanceId: string;
   /** Whether remote deliveries can go out now (for /readyz); a local broker always can. */

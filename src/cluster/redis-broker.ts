@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Presence } from './redis-presence.js';
 import { pack, type Header, type Out, type Sub } from './redis-wire.js';
-import { LocalBroker, type Broker, type BrokerHandler, type DeliveryEndpoint, type DeliveryTarget, type PeerHandler } from './broker.js';
+import { LocalBroker, type Broker, type BrokerHandler, type DeliveryEndpoint, type DeliveryTarget, type NameClaims, type PeerHandler } from './broker.js';
 import { Gatherer, type Answerer, type CloseOrder, type CloseResult, type Closer, type Gathered, type GatherOptions } from './gather.js';
 
 /**
@@ -84,6 +84,8 @@ export class RedisBroker implements Broker {
   #joining: Promise<void> | undefined;
   #closed = false;
   #beat: NodeJS.Timeout | undefined;
+  /** The header of every topic message this instance publishes (the same bytes each time). */
+  #topicHead: Buffer | undefined;
 
   constructor(opts: RedisBrokerOptions) {
     this.instanceId = opts.instanceId ?? randomUUID();
@@ -112,6 +114,14 @@ export class RedisBroker implements Broker {
     const link = { instanceId: this.instanceId, ready: () => this.ready, peers: () => this.peers, publish: this.publish.bind(this), subscribe: this.subscribe.bind(this) };
     this.#gatherer = new Gatherer(link, (id, order) => this.#local.closeLocal(id, order));
   }
+
+  /** Names unique cluster-wide (claims in Redis, redis-presence.ts); refused while not joined. */
+  readonly names: NameClaims = {
+    claim: (scope, name, conn) => (this.ready ? this.#presence.claim(`${scope}:${name}`, conn) : Promise.reject(new Error('not joined over Redis'))),
+    release: (scope, name, conn) => {
+      if (this.#cmd.status === 'ready') this.#presence.release(`${scope}:${name}`, conn);
+    },
+  };
 
   get ready(): boolean {
     return this.#joined && this.#cmd.status === 'ready' && this.#sub.status === 'ready';
@@ -147,7 +157,8 @@ export class RedisBroker implements Broker {
 
   publish(topic: string, message: Buffer): void {
     this.#local.publish(topic, message);
-    this.#send({ channel: this.#chan('topic', topic), payload: pack({ o: this.instanceId }, message) });
+    const head = (this.#topicHead ??= Buffer.from(`${JSON.stringify({ o: this.instanceId })}\n`));
+    this.#send({ channel: this.#chan('topic', topic), payload: Buffer.concat([head, message], head.length + message.length) });
   }
 
   subscribe(topic: string, handler: BrokerHandler): () => void {

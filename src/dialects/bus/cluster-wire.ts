@@ -25,7 +25,14 @@ export function encodeClusterMsg(from: string, msg: ClusterMsg): Buffer {
     frame = f;
     head = { f: from, ...rest };
   } else head = { f: from, ...msg };
-  return Buffer.concat([Buffer.from(`${JSON.stringify(head)}\n`), frame]);
+  // One buffer, written in place (this is on every request and reply across instances).
+  const text = JSON.stringify(head);
+  const len = Buffer.byteLength(text);
+  const out = Buffer.allocUnsafe(len + 1 + frame.length);
+  out.write(text, 0, len);
+  out[len] = 0x0a;
+  frame.copy(out, len + 1);
+  return out;
 }
 
 export function decodeClusterMsg(buf: Buffer): { from: string; msg: ClusterMsg } | undefined {

@@ -7,7 +7,7 @@ import { BatchedHistogram } from '../../core/batched-histogram.js';
 import { CloseCode } from '../../common/errors.js';
 import { busCloseCodes, closeCodeFor, DisconnectReason, encode } from '../../protocols/bus/messages.js';
 import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
-import { initialWorld, remoteCount, step, timerId, worldSummary, type BusEffect, type BusWorld, type BusWorldConfig, type TimerKey, type WorldEvent } from './world.js';
+import { initialWorld, remoteCount, step, timerId, worldSummary, type BusEffect, type BusWorld, type ClaimOutcome, type BusWorldConfig, type TimerKey, type WorldEvent } from './world.js';
 
 export interface BusDialectConfig {
   path: string;
@@ -103,6 +103,8 @@ export class BusDialect implements Dialect {
       eventRate: { perSecond: events, burst: 2 * events },
       byteRate: { perSecond: bytes, burst: Math.max(2 * bytes, cfg.maxMessageBytes) },
       lastSeen: (id) => this.#conns.get(id)?.lastSeen ?? 0,
+      // Cluster mode: names are claimed in Redis before IDENTIFY succeeds (world-names.ts).
+      claimNames: ctx.broker.names !== undefined,
     };
     const world = this.#world;
     this.#rt = new DialectRuntime({
@@ -346,6 +348,25 @@ export class BusDialect implements Dialect {
         b.publish(e.to === null ? CLUSTER_TOPIC : instanceTopic(e.to), encodeClusterMsg(b.instanceId, e.msg));
         return;
       }
+      case 'claim': {
+        const { conn, name } = e;
+        const answer = (outcome: ClaimOutcome): void => {
+          this.#rt.feed({ type: 'claimed', now: this.#ctx.scheduler.now(), conn, name, outcome });
+        };
+        // (Without claims the world asks none; a claim would simply be granted.)
+        const names = this.#ctx.broker.names;
+        (names ? names.claim('bus', name, conn) : Promise.resolve(true)).then(
+          (ok) => answer(ok ? 'ok' : 'taken'),
+          (err: unknown) => {
+            this.#ctx.logger.debug({ err, name }, 'bus: a name could not be claimed cluster-wide (Redis unreachable); IDENTIFY refused with UNAVAILABLE');
+            answer('unavailable');
+          },
+        );
+        return;
+      }
+      case 'release':
+        this.#ctx.broker.names?.release('bus', e.name, e.conn);
+        return;
       default:
         assertNever(e, 'bus effect');
     }

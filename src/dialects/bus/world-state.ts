@@ -4,7 +4,7 @@
 import type { GoneWhy } from '../../core/peer-log.js';
 import type { CoreEffect, TimerEvent } from '../../core/runtime.js';
 import type { Rate, TokenBucket } from '../../core/ratelimit.js';
-import type { DisconnectReason, ExpectReply } from '../../protocols/bus/messages.js';
+import type { DisconnectReason, ExpectReply, IdentifyData } from '../../protocols/bus/messages.js';
 import type { ConnState, MachineConfig } from './machine.js';
 
 /**
@@ -28,6 +28,19 @@ export interface BusWorldConfig {
   readonly byteRate: Rate;
   /** When a connection was last heard from (frame or pong). */
   readonly lastSeen: (conn: string) => number;
+  /**
+   * Names are claimed cluster-wide before IDENTIFY succeeds (cluster mode: a `claim`
+   * effect, answered by a `claimed` event). False with one process: the world's own
+   * maps decide at once.
+   */
+  readonly claimNames?: boolean;
+}
+
+/** An IDENTIFY with a name, waiting for the cluster-wide claim (cluster mode). */
+export interface Claim {
+  readonly data: IdentifyData;
+  /** Frames that came meanwhile, handled in order once the claim is answered. */
+  readonly held: Array<{ readonly data: Buffer; readonly binary: boolean }>;
 }
 
 export interface Service {
@@ -53,6 +66,9 @@ export interface Service {
   /** The sender's EVENT rate limit: count and bytes (made on its first EVENT). */
   events: TokenBucket | undefined;
   eventBytes: TokenBucket | undefined;
+  /** Set while its name is being claimed cluster-wide; `claimed` once it holds the claim. */
+  claim?: Claim | undefined;
+  claimed?: boolean;
 }
 
 export interface Request {
@@ -107,6 +123,8 @@ export interface BusWorld {
   routing: Request | undefined;
   /** Replicas of services on other instances, by instance (cluster mode). */
   readonly remote: Map<string, Set<string>>;
+  /** Names being claimed cluster-wide, and by which connection here (cluster mode). */
+  readonly claims: Map<string, string>;
 }
 
 export function initialWorld(): BusWorld {
@@ -123,6 +141,7 @@ export function initialWorld(): BusWorld {
     routed: { GLOBAL: 0, GROUP: 0, DIRECT: 0 },
     routing: undefined,
     remote: new Map(),
+    claims: new Map(),
   };
 }
 
@@ -140,6 +159,8 @@ export type WorldEvent =
   | { readonly type: 'remote'; readonly now: number; readonly from: string; readonly msg: ClusterMsg }
   /** Another instance came up (or was seen again) or went away. */
   | { readonly type: 'peer'; readonly now: number; readonly instance: string; readonly up: boolean }
+  /** The answer to a `claim` effect: the name is now `conn`'s, another's, or Redis could not say. */
+  | { readonly type: 'claimed'; readonly now: number; readonly conn: string; readonly name: string; readonly outcome: ClaimOutcome }
   | TimerEvent<TimerKey>;
 
 /** The bus's own effects; the dialect's glue runs them. */
@@ -152,7 +173,12 @@ export type BusEffect =
   | { readonly type: 'count'; readonly metric: 'noRoute' | 'rateLimited' | 'repliesDropped' }
   | { readonly type: 'observe'; readonly outcome: 'complete' | 'timeout' | 'gone'; readonly seconds: number }
   /** A message for the bus on instance `to`, or (`to: null`) on every other instance. */
-  | { readonly type: 'cluster'; readonly to: string | null; readonly msg: ClusterMsg };
+  | { readonly type: 'cluster'; readonly to: string | null; readonly msg: ClusterMsg }
+  /** Claim `name` cluster-wide for `conn` (answered by a `claimed` event); release it. */
+  | { readonly type: 'claim'; readonly conn: string; readonly name: string }
+  | { readonly type: 'release'; readonly conn: string; readonly name: string };
+
+export type ClaimOutcome = 'ok' | 'taken' | 'unavailable';
 
 /** A service as its instance announces it to the others. */
 export interface ServiceInfo {

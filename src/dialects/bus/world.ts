@@ -17,6 +17,8 @@ import {
 import { initialState, step as machineStep, type ConnState } from './machine.js';
 import { relayed } from './relay.js';
 import { askRemote, info, onPeer, onRemote } from './world-cluster.js';
+import { claimName, hold, onClaimed } from './world-names.js';
+import { onTimer } from './world-timers.js';
 import type { BusEffect, BusWorld, BusWorldConfig, Eff, Request, Service, TimerKey, WorldEvent } from './world-state.js';
 
 export * from './world-state.js';
@@ -56,7 +58,8 @@ export function step(w: BusWorld, ev: WorldEvent, cfg: BusWorldConfig): Stepped<
     }
     case 'frame': {
       const svc = w.services.get(ev.conn);
-      if (svc) feed(w, svc, ev, cfg, out, ev.data);
+      if (svc?.claim) hold(w, svc, ev.data, ev.binary, out);
+      else if (svc) feed(w, svc, ev, cfg, out, ev.data);
       break;
     }
     case 'closed': {
@@ -107,6 +110,9 @@ export function step(w: BusWorld, ev: WorldEvent, cfg: BusWorldConfig): Stepped<
     case 'peer':
       onPeer(w, ev.instance, ev.up, out);
       break;
+    case 'claimed':
+      onClaimed(w, ev, cfg, out);
+      break;
     case 'timer':
       onTimer(w, ev.key, ev.now, cfg, out);
       break;
@@ -117,60 +123,13 @@ export function step(w: BusWorld, ev: WorldEvent, cfg: BusWorldConfig): Stepped<
 const CLOSED: ConnState = { phase: 'closed' };
 
 /** Sets a shared timer unless it is set already (a timer that fires early re-arms itself). */
-function arm(w: BusWorld, out: Eff[], key: TimerKey, at: number): void {
+export function arm(w: BusWorld, out: Eff[], key: TimerKey, at: number): void {
   if (w.armed[key] !== null) return;
   w.armed[key] = at;
   out.push({ type: 'timer', key, at });
 }
 
-function onTimer(w: BusWorld, key: TimerKey, now: number, cfg: BusWorldConfig, out: Eff[]): void {
-  w.armed[key] = null;
-  switch (key) {
-    case 'identify':
-      for (const [conn, at] of w.identifying) {
-        if (at > now) break;
-        w.identifying.delete(conn);
-        const svc = w.services.get(conn);
-        if (svc) feed(w, svc, { type: 'identify-deadline' }, cfg, out, undefined);
-      }
-      {
-        const first = w.identifying.values().next();
-        if (!first.done) arm(w, out, 'identify', first.value);
-      }
-      return;
-    case 'requests':
-      for (const r of w.pending.values()) {
-        if (r.deadline > now) break;
-        w.pending.delete(r.key);
-        expire(w, r, out);
-      }
-      {
-        const first = w.pending.values().next();
-        if (!first.done) arm(w, out, 'requests', first.value.deadline);
-      }
-      return;
-    case 'heartbeat':
-      for (;;) {
-        const first = w.heartbeats.entries().next();
-        if (first.done) break;
-        const [conn, slot] = first.value;
-        if (slot.at > now) break;
-        w.heartbeats.delete(conn);
-        slot.at += cfg.heartbeatInterval;
-        if (slot.at <= now) slot.at = now + cfg.heartbeatInterval;
-        w.heartbeats.set(conn, slot);
-        const svc = w.services.get(conn);
-        if (svc) feed(w, svc, { type: 'heartbeat-tick', now, lastSeen: cfg.lastSeen(conn) }, cfg, out, undefined);
-      }
-      {
-        const first = w.heartbeats.values().next();
-        if (!first.done) arm(w, out, 'heartbeat', first.value.at);
-      }
-      return;
-  }
-}
-
-function feed(w: BusWorld, svc: Service, event: Parameters<typeof machineStep>[1], cfg: BusWorldConfig, out: Eff[], bytes: Buffer | undefined): void {
+export function feed(w: BusWorld, svc: Service, event: Parameters<typeof machineStep>[1], cfg: BusWorldConfig, out: Eff[], bytes: Buffer | undefined): void {
   const before = svc.state;
   const { state, effects } = machineStep(before, event, cfg.machine);
   if (state.phase !== before.phase) out.push({ type: 'phase', conn: svc.conn, from: before.phase, to: state.phase });
@@ -200,20 +159,29 @@ function feed(w: BusWorld, svc: Service, event: Parameters<typeof machineStep>[1
   }
 }
 
-function disconnect(w: BusWorld, svc: Service, reason: DisconnectReason, detail: string | undefined, out: Eff[]): void {
+export function disconnect(w: BusWorld, svc: Service, reason: DisconnectReason, detail: string | undefined, out: Eff[]): void {
   svc.state = CLOSED;
   unregister(w, svc, out);
   out.push({ type: 'disconnect', conn: svc.conn, reason, detail });
 }
 
 function register(w: BusWorld, svc: Service, data: IdentifyData, cfg: BusWorldConfig, out: Eff[]): void {
-  w.identifying.delete(svc.conn);
   if (data.name !== undefined) {
-    if (w.names.has(data.name) || w.byId.has(data.name)) {
+    if (w.names.has(data.name) || w.byId.has(data.name) || w.claims.has(data.name)) {
       out.push({ type: 'why', conn: svc.conn, why: 'name in use' });
       disconnect(w, svc, DisconnectReason.NAME_TAKEN, `the name "${data.name}" is in use`, out);
       return;
     }
+    // Cluster mode: free here, but it must be free cluster-wide too (world-names.ts).
+    if (cfg.claimNames === true) return claimName(w, svc, data, out);
+  }
+  enlist(w, svc, data, cfg, out);
+}
+
+/** IDENTIFY succeeds: the service is in the maps, its groups, and told its id. */
+export function enlist(w: BusWorld, svc: Service, data: IdentifyData, cfg: BusWorldConfig, out: Eff[]): void {
+  w.identifying.delete(svc.conn);
+  if (data.name !== undefined) {
     svc.name = data.name;
     w.names.set(data.name, svc);
   }
@@ -423,7 +391,7 @@ function missing(r: Request): string[] {
   return [...r.recipients].filter((id) => !r.replied.has(id));
 }
 
-function expire(w: BusWorld, r: Request, out: Eff[]): void {
+export function expire(w: BusWorld, r: Request, out: Eff[]): void {
   unindex(w, r);
   if (r.origin !== undefined) return;
   out.push({ type: 'observe', outcome: 'timeout', seconds: (w.now - r.startedAt) / 1000 });
@@ -453,6 +421,10 @@ function unregister(w: BusWorld, svc: Service, out: Eff[]): void {
   w.heartbeats.delete(svc.conn);
   if (!svc.identified) return;
   svc.identified = false;
+  if (svc.claimed === true && svc.name !== undefined) {
+    svc.claimed = false;
+    out.push({ type: 'release', conn: svc.conn, name: svc.name });
+  }
   // Off the Broker: no more deliveries, and out of every group there too.
   out.push({ type: 'enlist', conn: svc.conn, on: false });
   out.push({ type: 'cluster', to: null, msg: { t: 'down', id: svc.conn } });

@@ -121,6 +121,7 @@ export const DisconnectReason = {
   SLOW_CONSUMER: 'SLOW_CONSUMER',
   KICKED: 'KICKED',
   SHUTTING_DOWN: 'SHUTTING_DOWN',
+  UNAVAILABLE: 'UNAVAILABLE',
 } as const;
 export type DisconnectReason = (typeof DisconnectReason)[keyof typeof DisconnectReason];
 
@@ -137,6 +138,7 @@ export const closeCodeFor = {
   SLOW_CONSUMER: 4008,
   KICKED: 1008,
   SHUTTING_DOWN: 1001,
+  UNAVAILABLE: 1013,
 } as const satisfies Record<DisconnectReason, number>;
 
 /** The bus close codes, for the docs and the catalogue. */
@@ -147,6 +149,7 @@ export const busCloseCodes = {
   1007: { name: 'INVALID_UTF8', description: 'A text frame that is not UTF-8 (socket layer, no DISCONNECT)', retryable: false },
   1008: { name: 'KICKED', description: 'DISCONNECT `KICKED`: an operator kicked it (`DELETE /api/v1/connections/:id`)', retryable: true, why: 'kicked' },
   1009: { name: 'MESSAGE_TOO_BIG', description: 'DISCONNECT `MESSAGE_TOO_BIG`: a frame over `maxMessageBytes`, or over `preAuthMaxBytes` before IDENTIFY. No DISCONNECT: a frame over `limits.maxPayload`, or over 4 × `preAuthMaxBytes` before IDENTIFY (socket layer)', retryable: false, why: 'protocol error' },
+  1013: { name: 'TRY_AGAIN_LATER', description: 'DISCONNECT `UNAVAILABLE`: IDENTIFY with a `name` while this instance cannot reach the cluster\'s Redis (cluster mode), so the name cannot be checked cluster-wide', retryable: true, why: 'refused' },
   4001: { name: 'PING_TIMEOUT', description: 'DISCONNECT `PING_TIMEOUT`: silent for two heartbeat intervals', retryable: true, why: 'ping timeout' },
   4002: { name: 'BAD_MESSAGE', description: 'DISCONNECT `BAD_MESSAGE` (+ `detail`): malformed JSON, not an object, wrong envelope, unknown op, binary frame. DISCONNECT `ALREADY_IDENTIFIED`: a second IDENTIFY on the same socket', retryable: false, why: 'protocol error' },
   4003: { name: 'NOT_IDENTIFIED', description: 'DISCONNECT `NOT_IDENTIFIED`: any op other than IDENTIFY or PING before IDENTIFY. DISCONNECT `IDENTIFY_TIMEOUT`: no IDENTIFY within `identifyTimeout`', retryable: true, why: 'protocol error' },
