@@ -173,8 +173,8 @@ export interface DecodedIntent {
 
 /**
  * A decoded frame. `raw` is the frame's text, kept so it can be relayed unchanged.
- * Every op has every member (`undefined` where it has none), and decode builds them all
- * through one constructor in one order: the server's hot path then reads one object
+ * Every op has every member (`undefined` where it has none), and decode writes them all
+ * in one order (object literals, no spread): the server's hot path then reads one object
  * shape, not one per op and per optional member present.
  */
 interface Members {
@@ -192,20 +192,6 @@ export type BusMessage =
   | (Members & { readonly op: 1; readonly data: IdentifyData; readonly event: undefined; readonly intent: undefined; readonly expectReply: undefined; readonly to: undefined })
   | (Members & { readonly op: 2 | 3 | 4; readonly id: undefined; readonly event: undefined; readonly intent: undefined; readonly expectReply: undefined; readonly to: undefined })
   | (Members & { readonly op: 5; readonly id: string; readonly intent: undefined; readonly expectReply: undefined });
-
-/** Builds every decoded message, so that they all share one shape. */
-function message<M extends BusMessage>(m: M): M {
-  return {
-    op: m.op,
-    id: m.id,
-    event: m.event,
-    data: m.data,
-    intent: m.intent,
-    expectReply: m.expectReply,
-    to: m.to,
-    raw: m.raw,
-  } as M;
-}
 
 export type DecodeResult = { ok: true; msg: BusMessage } | { ok: false; detail: string };
 
@@ -233,7 +219,7 @@ export function decode(text: string): DecodeResult {
   const f = v as Static<(typeof Frames)[OpName]>;
   const id = typeof f.id === 'string' ? f.id : undefined;
   const event = typeof f.event === 'string' ? f.event : undefined;
-  const none = { id: undefined, event: undefined, data: undefined, intent: undefined, expectReply: undefined, to: undefined, raw: text } as const;
+  // Every literal below names the same members in the same order (one object shape).
   switch (f.op) {
     case Op.EVENT: {
       const er = f.expect_reply;
@@ -243,7 +229,7 @@ export function decode(text: string): DecodeResult {
       const intent: DecodedIntent = w
         ? { target: w.target, identifier: typeof w.identifier === 'string' ? w.identifier : undefined, self: typeof w.self === 'boolean' ? w.self : undefined }
         : { target: 'GLOBAL', identifier: undefined, self: undefined };
-      return { ok: true, msg: message({ op: 0, id, event, data: f.data, intent, expectReply, to: undefined, raw: text }) };
+      return { ok: true, msg: { op: 0, id, event, data: f.data, intent, expectReply, to: undefined, raw: text } };
     }
     case Op.IDENTIFY: {
       const d = f.data ?? {};
@@ -252,19 +238,19 @@ export function decode(text: string): DecodeResult {
       if (typeof d.group === 'string') data.group = d.group;
       if (Array.isArray(d.groups)) data.groups = d.groups;
       if (typeof d.name === 'string') data.name = d.name;
-      return { ok: true, msg: message({ ...none, op: 1, id, data }) };
+      return { ok: true, msg: { op: 1, id, event: undefined, data, intent: undefined, expectReply: undefined, to: undefined, raw: text } };
     }
     case Op.DISCONNECT:
-      return { ok: true, msg: message({ ...none, op: 2, data: f.data }) };
+      return { ok: true, msg: { op: 2, id: undefined, event: undefined, data: f.data, intent: undefined, expectReply: undefined, to: undefined, raw: text } };
     case Op.PING:
-      return { ok: true, msg: message({ ...none, op: 3 }) };
     case Op.PONG:
-      return { ok: true, msg: message({ ...none, op: 4 }) };
+      return { ok: true, msg: { op: f.op, id: undefined, event: undefined, data: undefined, intent: undefined, expectReply: undefined, to: undefined, raw: text } };
     case Op.REPLY: {
       // A REPLY addressed DIRECT to its requester (the seed's style) says which request
       // it answers when one service was asked the same id by several. Never an error.
-      const to = isObj(f.intent) && f.intent.target === 'DIRECT' ? f.intent.identifier : undefined;
-      return { ok: true, msg: message({ ...none, op: 5, id: f.id, event, data: f.data, to: typeof to === 'string' ? to : undefined }) };
+      const named = isObj(f.intent) && f.intent.target === 'DIRECT' ? f.intent.identifier : undefined;
+      const to = typeof named === 'string' ? named : undefined;
+      return { ok: true, msg: { op: 5, id: f.id, event, data: f.data, intent: undefined, expectReply: undefined, to, raw: text } };
     }
   }
 }
