@@ -34,6 +34,9 @@ export type BusEvent =
   | { readonly type: 'identify-deadline' }
   | { readonly type: 'heartbeat-tick'; readonly now: number; readonly lastSeen: number };
 
+type FrameEvent = Extract<BusEvent, { type: 'frame' }>;
+export type EventOrReply = Extract<BusMessage, { op: 0 | 5 }>;
+
 export type Effect =
   | { readonly type: 'send'; readonly frame: string }
   | { readonly type: 'disconnect'; readonly reason: DisconnectReason; readonly detail?: string }
@@ -74,7 +77,8 @@ export function step(state: ConnState, event: BusEvent, cfg: MachineConfig): Ste
   }
 }
 
-function onFrame(state: ConnState, event: Extract<BusEvent, { type: 'frame' }>, cfg: MachineConfig): Step {
+/** A frame's checks and decode, shared by `step` and `routable`: the message, or the disconnect it earns. */
+function decodeFrame(state: ConnState, event: FrameEvent, cfg: MachineConfig): BusMessage | Step {
   if (state.phase === 'awaiting' && cfg.preAuthMaxBytes !== undefined && event.data.length > cfg.preAuthMaxBytes) {
     return disconnect(DisconnectReason.MESSAGE_TOO_BIG, `a frame before IDENTIFY may be at most ${cfg.preAuthMaxBytes} bytes`);
   }
@@ -83,8 +87,24 @@ function onFrame(state: ConnState, event: Extract<BusEvent, { type: 'frame' }>, 
   }
   if (event.binary) return disconnect(DisconnectReason.BAD_MESSAGE, 'binary frames are not accepted; send JSON text');
   const res = decode(event.data.toString('utf8'));
-  if (!res.ok) return disconnect(DisconnectReason.BAD_MESSAGE, res.detail);
-  const msg = res.msg;
+  return res.ok ? res.msg : disconnect(DisconnectReason.BAD_MESSAGE, res.detail);
+}
+
+/**
+ * The step for the common case, without its step and effect objects: a frame from an
+ * identified service that is an EVENT or a REPLY, whose only outcome is `route` or
+ * `reply` with the message (the state stays as it is). Returns that message, or
+ * `undefined` for any other frame, which `step` then handles (the bench's P1 hot path).
+ */
+export function routable(state: ConnState, event: FrameEvent, cfg: MachineConfig): EventOrReply | undefined {
+  if (state.phase !== 'identified') return undefined;
+  const msg = decodeFrame(state, event, cfg);
+  return 'op' in msg && (msg.op === Op.EVENT || msg.op === Op.REPLY) ? msg : undefined;
+}
+
+function onFrame(state: ConnState, event: FrameEvent, cfg: MachineConfig): Step {
+  const msg = decodeFrame(state, event, cfg);
+  if (!('op' in msg)) return msg;
 
   if (state.phase === 'awaiting') {
     switch (msg.op) {

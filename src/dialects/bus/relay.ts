@@ -12,7 +12,10 @@ import type { Service } from './world-state.js';
 export function relayed(svc: Service, raw: string, bytes: Buffer | undefined): Buffer {
   if (!bytes) return Buffer.from(withSource(raw, svc.conn));
   const tail = (svc.sourceTail ??= Buffer.from(`"source":${JSON.stringify(svc.conn)}}`));
-  let head = bytes.lastIndexOf(0x7d);
+  // The last "}" (a plain loop: it is the last byte or close to it, and Buffer's
+  // lastIndexOf goes through a native call per frame).
+  let head = bytes.length - 1;
+  while (head > 0 && bytes[head] !== 0x7d) head--;
   while (head > 0 && isJsonSpace(bytes[head - 1] as number)) head--;
   const comma = bytes[head - 1] === 0x7b ? 0 : 1;
   const buf = Buffer.allocUnsafe(head + comma + tail.length);

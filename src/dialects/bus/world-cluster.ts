@@ -18,7 +18,8 @@
  */
 import { assertNever } from '../../core/runtime.js';
 import type { ConnState } from './machine.js';
-import { answered, dropAsked, finish, forget, track, unindex } from './world.js';
+import { answered, dropAsked, finish, track, unindex } from './requests.js';
+import { forget } from './world.js';
 import type { BusWorld, BusWorldConfig, ClusterMsg, Eff, Request, Service, ServiceInfo } from './world-state.js';
 
 const REPLICA: ConnState = { phase: 'identified' };
@@ -102,7 +103,7 @@ export function onRemote(w: BusWorld, from: string, msg: ClusterMsg, cfg: BusWor
       dropAsked(s, msg.id, r);
       const gone = (r.gone ??= new Set());
       gone.add(s.conn);
-      if (!r.collect || r.replied.size + gone.size >= r.recipients.size) finish(w, r, 'gone', out);
+      if (!r.collect || r.answers + gone.size >= r.recipients.size) finish(w, r, 'gone', out);
       return;
     }
     default:
@@ -134,7 +135,8 @@ function asked(w: BusWorld, from: string, msg: Extract<ClusterMsg, { t: 'ask' }>
     identifier: undefined,
     want: 'all',
     recipients,
-    replied: new Set(),
+    answers: 0,
+    replied: undefined,
     gone: undefined,
     expected: recipients.size,
     collect: msg.collect,

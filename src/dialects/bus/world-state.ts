@@ -82,7 +82,13 @@ export interface Request {
   readonly want: ExpectReply;
   /** Receivers still expected to answer, or who answered. */
   readonly recipients: Set<string>;
-  readonly replied: Set<string>;
+  /** Replies received so far. */
+  answers: number;
+  /**
+   * A collection's receivers who answered (made on the first reply). A DIRECT request
+   * needs none: its one reply ends it.
+   */
+  replied: Set<string> | undefined;
   /** Receivers that left before answering (made when the first one leaves). */
   gone: Set<string> | undefined;
   expected: number;
@@ -217,4 +223,11 @@ export function remoteCount(w: BusWorld): number {
   let n = 0;
   for (const ids of w.remote.values()) n += ids.size;
   return n;
+}
+
+/** Sets a shared timer unless it is set already (a timer that fires early re-arms itself). */
+export function arm(w: BusWorld, out: Eff[], key: TimerKey, at: number): void {
+  if (w.armed[key] !== null) return;
+  w.armed[key] = at;
+  out.push({ type: 'timer', key, at });
 }

@@ -3,8 +3,9 @@
  * timer per kind, armed for the earliest entry, each map kept in deadline order.
  */
 import { DisconnectReason } from '../../protocols/bus/messages.js';
-import { arm, disconnect, expire, feed } from './world.js';
-import type { BusWorld, BusWorldConfig, Eff, TimerKey } from './world-state.js';
+import { expire } from './requests.js';
+import { disconnect, feed } from './world.js';
+import { arm, type BusWorld, type BusWorldConfig, type Eff, type TimerKey } from './world-state.js';
 
 export function onTimer(w: BusWorld, key: TimerKey, now: number, cfg: BusWorldConfig, out: Eff[]): void {
   w.armed[key] = null;

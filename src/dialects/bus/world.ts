@@ -10,16 +10,18 @@ import { TokenBucket } from '../../core/ratelimit.js';
 import {
   DisconnectReason,
   encode,
+  Op,
   ReplyError,
   type BusMessage,
   type IdentifyData,
 } from '../../protocols/bus/messages.js';
-import { initialState, step as machineStep, type ConnState } from './machine.js';
+import { initialState, routable, step as machineStep, type ConnState } from './machine.js';
 import { relayed } from './relay.js';
+import { answered, notDelivered, recipientGone, track, unindex } from './requests.js';
 import { askRemote, info, onPeer, onRemote } from './world-cluster.js';
 import { claimName, hold, onClaimed } from './world-names.js';
 import { onTimer } from './world-timers.js';
-import type { BusEffect, BusWorld, BusWorldConfig, Eff, Request, Service, TimerKey, WorldEvent } from './world-state.js';
+import { arm, type BusEffect, type BusWorld, type BusWorldConfig, type Eff, type Request, type Service, type TimerKey, type WorldEvent } from './world-state.js';
 
 export * from './world-state.js';
 
@@ -58,8 +60,17 @@ export function step(w: BusWorld, ev: WorldEvent, cfg: BusWorldConfig): Stepped<
     }
     case 'frame': {
       const svc = w.services.get(ev.conn);
-      if (svc?.claim) hold(w, svc, ev.data, ev.binary, out);
-      else if (svc) feed(w, svc, ev, cfg, out, ev.data);
+      if (!svc) break;
+      if (svc.claim) {
+        hold(w, svc, ev.data, ev.binary, out);
+        break;
+      }
+      // The common case without the machine's step objects: an identified service's
+      // EVENT or REPLY, whose only outcome is to be routed (machine.ts, `routable`).
+      const msg = routable(svc.state, ev, cfg.machine);
+      if (msg === undefined) feed(w, svc, ev, cfg, out, ev.data);
+      else if (msg.op === Op.EVENT) route(w, svc, msg, cfg, out, ev.data);
+      else reply(w, svc, msg, out, ev.data);
       break;
     }
     case 'closed': {
@@ -121,13 +132,6 @@ export function step(w: BusWorld, ev: WorldEvent, cfg: BusWorldConfig): Stepped<
 }
 
 const CLOSED: ConnState = { phase: 'closed' };
-
-/** Sets a shared timer unless it is set already (a timer that fires early re-arms itself). */
-export function arm(w: BusWorld, out: Eff[], key: TimerKey, at: number): void {
-  if (w.armed[key] !== null) return;
-  w.armed[key] = at;
-  out.push({ type: 'timer', key, at });
-}
 
 export function feed(w: BusWorld, svc: Service, event: Parameters<typeof machineStep>[1], cfg: BusWorldConfig, out: Eff[], bytes: Buffer | undefined): void {
   const before = svc.state;
@@ -241,7 +245,7 @@ function route(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 0 }>, c
   if (intent.target === 'DIRECT') {
     const to = resolve(w, intent.identifier as string);
     if (!to) return noRoute(svc.conn, msg.id, intent.target, intent.identifier, out);
-    if (asks) recipients = new Set([to.conn]);
+    if (asks) recipients = new Set<string>().add(to.conn);
     // A request to another instance goes with what that instance must know (askRemote).
     if (to.instance === undefined) out.push({ type: 'deliver', target: { to: 'conn', conn: to.conn }, frame: relayed(svc, msg.raw, bytes) });
     else if (!asks) out.push({ type: 'deliver', target: { to: 'requester', requester: { instance: to.instance, conn: to.conn } }, frame: relayed(svc, msg.raw, bytes) });
@@ -293,7 +297,8 @@ function route(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 0 }>, c
     identifier: intent.identifier,
     want: msg.expectReply,
     recipients,
-    replied: new Set(),
+    answers: 0,
+    replied: undefined,
     gone: undefined,
     expected,
     collect,
@@ -305,36 +310,6 @@ function route(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 0 }>, c
   track(w, r, out);
   if (w.remote.size > 0) askRemote(w, r, relayed(svc, msg.raw, bytes), out);
   w.routing = r;
-}
-
-/** Makes `r` pending, with its timeout, and indexes it in every recipient's `asked`. */
-export function track(w: BusWorld, r: Request, out: Eff[]): void {
-  w.pending.set(r.key, r);
-  arm(w, out, 'requests', r.deadline);
-  for (const rid of r.recipients) {
-    const to = w.byId.get(rid);
-    if (!to) continue;
-    const asked = (to.asked ??= new Map());
-    const list = asked.get(r.id);
-    if (list) list.push(r);
-    else asked.set(r.id, [r]);
-  }
-}
-
-/** A receiver was cut while the request was being delivered: it was never asked. */
-function notDelivered(r: Request, svc: Service): void {
-  r.recipients.delete(svc.conn);
-  dropAsked(svc, r.id, r);
-  if (r.collect) r.expected = r.want === 'all' ? r.recipients.size : Math.min(r.want, r.recipients.size);
-}
-
-/** Forgets a finished request in every recipient's `asked` index. */
-export function unindex(w: BusWorld, r: Request): void {
-  for (const rid of r.recipients) {
-    if (r.replied.has(rid) || r.gone?.has(rid)) continue;
-    const to = w.byId.get(rid);
-    if (to) dropAsked(to, r.id, r);
-  }
 }
 
 function noRoute(conn: string, id: string | undefined, target: string, identifier: string | undefined, out: Eff[]): void {
@@ -360,60 +335,6 @@ function reply(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 5 }>, o
     if (named) r = list.find((e) => e.requester === named.conn) ?? r;
   }
   answered(w, svc, r, relayed(svc, msg.raw, bytes), out);
-}
-
-/** `svc` answered `r` with `frame`: to the requester (here, or back to its instance). */
-export function answered(w: BusWorld, svc: Service, r: Request, frame: Buffer, out: Eff[]): void {
-  dropAsked(svc, r.id, r);
-  r.replied.add(svc.conn);
-  if (r.origin !== undefined) out.push({ type: 'cluster', to: r.origin, msg: { t: 'reply', svc: svc.conn, requester: r.requester, id: r.id, frame } });
-  else out.push({ type: 'deliver', target: { to: 'conn', conn: r.requester }, frame });
-  if (r.replied.size >= r.expected) finish(w, r, 'complete', out);
-  else if (r.replied.size + (r.gone?.size ?? 0) >= r.recipients.size) finish(w, r, 'gone', out);
-}
-
-/** Ends a request before its deadline: every expected reply came, or nobody is left to answer. */
-export function finish(w: BusWorld, r: Request, outcome: 'complete' | 'gone', out: Eff[]): void {
-  w.pending.delete(r.key);
-  if (w.routing === r) w.routing = undefined;
-  unindex(w, r);
-  // Another instance's request: its own instance answers the requester.
-  if (r.origin !== undefined) return;
-  out.push({ type: 'observe', outcome, seconds: (w.now - r.startedAt) / 1000 });
-  if (r.collect) out.push({ type: 'send', conn: r.requester, frame: encode.replyEnd(r.id, r.replied.size, r.expected, missing(r)) });
-  else if (outcome === 'gone') {
-    out.push({ type: 'send', conn: r.requester, frame: encode.replyError(r.id, ReplyError.NO_ROUTE, { target: 'DIRECT', identifier: r.identifier ?? null }) });
-  }
-}
-
-function missing(r: Request): string[] {
-  if (r.replied.size >= r.expected) return [];
-  return [...r.recipients].filter((id) => !r.replied.has(id));
-}
-
-export function expire(w: BusWorld, r: Request, out: Eff[]): void {
-  unindex(w, r);
-  if (r.origin !== undefined) return;
-  out.push({ type: 'observe', outcome: 'timeout', seconds: (w.now - r.startedAt) / 1000 });
-  if (r.collect) out.push({ type: 'send', conn: r.requester, frame: encode.replyEnd(r.id, r.replied.size, r.expected, missing(r)) });
-  else out.push({ type: 'send', conn: r.requester, frame: encode.replyError(r.id, ReplyError.TIMEOUT) });
-}
-
-/**
- * A recipient left: a DIRECT request to it is answered NO_ROUTE at once; a collection
- * ends at once (REPLY_END) when nobody who could still answer is left.
- */
-export function recipientGone(w: BusWorld, svc: Service, out: Eff[]): void {
-  if (!svc.asked) return;
-  for (const list of svc.asked.values()) {
-    for (const r of list) {
-      const gone = (r.gone ??= new Set());
-      gone.add(svc.conn);
-      if (r.origin !== undefined) out.push({ type: 'cluster', to: r.origin, msg: { t: 'gone', svc: svc.conn, requester: r.requester, id: r.id } });
-      if (!r.collect || r.replied.size + gone.size >= r.recipients.size) finish(w, r, 'gone', out);
-    }
-  }
-  svc.asked.clear();
 }
 
 function unregister(w: BusWorld, svc: Service, out: Eff[]): void {
@@ -449,17 +370,4 @@ export function forget(w: BusWorld, svc: Service, out: Eff[]): void {
   recipientGone(w, svc, out);
   w.byId.delete(svc.conn);
   if (svc.name !== undefined && w.names.get(svc.name) === svc) w.names.delete(svc.name);
-}
-
-/** Removes one request from a service's `asked` index. */
-export function dropAsked(svc: Service, id: string, r: Request): void {
-  const list = svc.asked?.get(id);
-  if (!list) return;
-  if (list.length === 1 && list[0] === r) {
-    svc.asked?.delete(id);
-    return;
-  }
-  const i = list.indexOf(r);
-  if (i >= 0) list.splice(i, 1);
-  if (list.length === 0) svc.asked?.delete(id);
 }

@@ -167,14 +167,34 @@ export const ReplyError = {
 
 export const REPLY_END = 'REPLY_END';
 
-/** A decoded frame. `raw` is the frame's text, kept so it can be relayed unchanged. */
+/** An intent as decoded: every member present (`undefined` when not given). */
+export interface DecodedIntent {
+  readonly target: Target;
+  readonly identifier: string | undefined;
+  readonly self: boolean | undefined;
+}
+
+/**
+ * A decoded frame. `raw` is the frame's text, kept so it can be relayed unchanged.
+ * Every op has every member (`undefined` where it has none), and decode writes them all
+ * in one order (object literals, no spread): the server's hot path then reads one object
+ * shape, not one per op and per optional member present.
+ */
+interface Members {
+  readonly id: string | undefined;
+  readonly event: string | undefined;
+  readonly data: unknown;
+  readonly intent: DecodedIntent | undefined;
+  readonly expectReply: ExpectReply | undefined;
+  /** REPLY: the requester its DIRECT intent names. */
+  readonly to: string | undefined;
+  readonly raw: string;
+}
 export type BusMessage =
-  | { op: 0; id?: string; event?: string; data?: unknown; intent: Intent; expectReply?: ExpectReply; raw: string }
-  | { op: 1; id?: string; data: IdentifyData; raw: string }
-  | { op: 2; data?: unknown; raw: string }
-  | { op: 3; raw: string }
-  | { op: 4; raw: string }
-  | { op: 5; id: string; event?: string; data?: unknown; to?: string; raw: string };
+  | (Members & { readonly op: 0; readonly intent: DecodedIntent; readonly to: undefined })
+  | (Members & { readonly op: 1; readonly data: IdentifyData; readonly event: undefined; readonly intent: undefined; readonly expectReply: undefined; readonly to: undefined })
+  | (Members & { readonly op: 2 | 3 | 4; readonly id: undefined; readonly event: undefined; readonly intent: undefined; readonly expectReply: undefined; readonly to: undefined })
+  | (Members & { readonly op: 5; readonly id: string; readonly intent: undefined; readonly expectReply: undefined });
 
 export type DecodeResult = { ok: true; msg: BusMessage } | { ok: false; detail: string };
 
@@ -200,23 +220,19 @@ export function decode(text: string): DecodeResult {
   const check = isObj(v) && typeof v.op === 'number' ? CHECKS[v.op] : undefined;
   if (check === undefined || !check.Check(v)) return { ok: false, detail: explain(v) };
   const f = v as Static<(typeof Frames)[OpName]>;
+  const id = typeof f.id === 'string' ? f.id : undefined;
+  const event = typeof f.event === 'string' ? f.event : undefined;
+  // Every literal below names the same members in the same order (one object shape).
   switch (f.op) {
     case Op.EVENT: {
       const er = f.expect_reply;
       const expectReply: ExpectReply | undefined = er === undefined || er === null || er === false || er === 0 ? undefined : er === true ? 1 : er;
-      if (expectReply !== undefined && typeof f.id !== 'string') return { ok: false, detail: '"expect_reply" needs an "id"' };
+      if (expectReply !== undefined && id === undefined) return { ok: false, detail: '"expect_reply" needs an "id"' };
       const w = f.intent;
-      const intent: Intent = { target: w ? w.target : 'GLOBAL' };
-      if (w) {
-        if (typeof w.identifier === 'string') intent.identifier = w.identifier;
-        if (typeof w.self === 'boolean') intent.self = w.self;
-      }
-      const msg: BusMessage = { op: 0, intent, raw: text };
-      if (typeof f.id === 'string') msg.id = f.id;
-      if (typeof f.event === 'string') msg.event = f.event;
-      if ('data' in f) msg.data = f.data;
-      if (expectReply !== undefined) msg.expectReply = expectReply;
-      return { ok: true, msg };
+      const intent: DecodedIntent = w
+        ? { target: w.target, identifier: typeof w.identifier === 'string' ? w.identifier : undefined, self: typeof w.self === 'boolean' ? w.self : undefined }
+        : { target: 'GLOBAL', identifier: undefined, self: undefined };
+      return { ok: true, msg: { op: 0, id, event, data: f.data, intent, expectReply, to: undefined, raw: text } };
     }
     case Op.IDENTIFY: {
       const d = f.data ?? {};
@@ -225,25 +241,19 @@ export function decode(text: string): DecodeResult {
       if (typeof d.group === 'string') data.group = d.group;
       if (Array.isArray(d.groups)) data.groups = d.groups;
       if (typeof d.name === 'string') data.name = d.name;
-      const msg: BusMessage = { op: 1, data, raw: text };
-      if (typeof f.id === 'string') msg.id = f.id;
-      return { ok: true, msg };
+      return { ok: true, msg: { op: 1, id, event: undefined, data, intent: undefined, expectReply: undefined, to: undefined, raw: text } };
     }
     case Op.DISCONNECT:
-      return { ok: true, msg: { op: 2, data: f.data, raw: text } };
+      return { ok: true, msg: { op: 2, id: undefined, event: undefined, data: f.data, intent: undefined, expectReply: undefined, to: undefined, raw: text } };
     case Op.PING:
-      return { ok: true, msg: { op: 3, raw: text } };
     case Op.PONG:
-      return { ok: true, msg: { op: 4, raw: text } };
+      return { ok: true, msg: { op: f.op, id: undefined, event: undefined, data: undefined, intent: undefined, expectReply: undefined, to: undefined, raw: text } };
     case Op.REPLY: {
-      const msg: BusMessage = { op: 5, id: f.id, raw: text };
-      if (typeof f.event === 'string') msg.event = f.event;
-      if ('data' in f) msg.data = f.data;
       // A REPLY addressed DIRECT to its requester (the seed's style) says which request
       // it answers when one service was asked the same id by several. Never an error.
-      const to = isObj(f.intent) && f.intent.target === 'DIRECT' ? f.intent.identifier : undefined;
-      if (typeof to === 'string') msg.to = to;
-      return { ok: true, msg };
+      const named = isObj(f.intent) && f.intent.target === 'DIRECT' ? f.intent.identifier : undefined;
+      const to = typeof named === 'string' ? named : undefined;
+      return { ok: true, msg: { op: 5, id: f.id, event, data: f.data, intent: undefined, expectReply: undefined, to, raw: text } };
     }
   }
 }
