@@ -81,7 +81,7 @@ export class BusDialect implements Dialect {
   readonly #world: BusWorldConfig;
   readonly #rt: DialectRuntime<BusWorld, WorldEvent, TimerKey, BusEffect, string | Buffer>;
   readonly #conns = new Map<string, Connection>();
-  /** Undoes the topic subscriptions and the peer listener. */
+  /** Undoes the topic subscriptions, the peer listener and the admin list answerer. */
   readonly #unhook: Array<() => void> = [];
   /** True while a frame is being handled (a receiver cut meanwhile was cut by that frame's delivery). */
   #busy = false;

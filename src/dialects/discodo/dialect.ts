@@ -76,7 +76,7 @@ export class DiscodoDialect implements Dialect {
   /** Live sockets by id (the world names them; the admin views show their address). */
   readonly #conns = new Map<string, Connection>();
   readonly #rt: DialectRuntime<DiscodoWorld, WorldEvent, TimerKey, DiscodoEffect>;
-  /** Undoes the topic subscriptions and the peer listener. */
+  /** Undoes the topic subscriptions, the peer listener and the admin list answerer. */
   readonly #unhook: Array<() => void> = [];
   readonly #m: {
     resumes: Counter<'kind'>;
