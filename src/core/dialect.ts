@@ -81,6 +81,12 @@ export interface HttpRoute {
    * OpenAPI document shows it. A handler with a `body` may trust `req.body`'s shape.
    */
   readonly body?: HttpBody;
+  /**
+   * The answer gathers every instance's part (cluster mode): it carries the headers
+   * `Muster-Instances` and `Muster-Instances-Missing` (`always`: also with one process),
+   * and the OpenAPI document says so.
+   */
+  readonly gathered?: 'always' | 'cluster';
   readonly handler: (req: HttpRequest) => HttpReply | Promise<HttpReply>;
 }
 

@@ -12,6 +12,7 @@ import { dashboardRoutes, mountDashboard } from './dashboard.js';
 import { buildOpenApi } from './openapi.js';
 import { Errors, httpError } from '../common/errors.js';
 import { LocalBroker, type Broker } from '../cluster/broker.js';
+import { instanceHeaders } from '../cluster/admin-view.js';
 import { answerClusterAdmin, clusterPeers, clusterStatus, documentClusterAdmin, instancesSchema, kickAnywhere, type ClusterAdminOptions } from './cluster-admin.js';
 
 /**
@@ -76,14 +77,11 @@ export function coreRoutes(opts: HttpAppOptions, cluster: ClusterAdminOptions): 
       access: 'admin',
       summary: 'Every open WebSocket connection, on every instance (headers muster-instances and muster-instances-missing say which answered)',
       response: { type: 'array', items: connectionSchema },
+      gathered: 'always',
       handler: async () => {
         const { peers, instances } = await clusterPeers(cluster);
-        const missing = instances.filter((i) => !i.answered).map((i) => i.id);
         return {
-          headers: {
-            'muster-instances': instances.filter((i) => i.answered).map((i) => i.id).join(', '),
-            ...(missing.length > 0 ? { 'muster-instances-missing': missing.join(', ') } : {}),
-          },
+          headers: instanceHeaders(instances),
           body: peers.map((c) => ({ id: c.id, dialect: c.dialect, remoteAddress: c.remoteAddress, connectedAt: c.connectedAt, identity: c.identity, instance: c.instance })),
         };
       },

@@ -1,4 +1,5 @@
-import type { Broker, Gathered } from '../cluster/broker.js';
+import type { Broker } from '../cluster/broker.js';
+import { entry, instancesOf, type InstanceEntry } from '../cluster/admin-view.js';
 import type { HttpReply, HttpRequest } from '../core/dialect.js';
 import type { Transport } from '../transport/upgrade.js';
 import { CloseCode, httpError } from '../common/errors.js';
@@ -33,14 +34,6 @@ export interface NodeStatus {
   version: string;
   uptimeSeconds: number;
   connections: Record<string, number>;
-}
-
-/** One instance in a merged answer. */
-export interface InstanceEntry {
-  id: string;
-  answered: boolean;
-  /** The answer was an error, or (with `answered: false`) why it is missing. */
-  error?: string;
 }
 
 export interface ClusterAdminOptions {
@@ -88,18 +81,6 @@ export function answerClusterAdmin(o: ClusterAdminOptions): () => void {
   return () => offs.forEach((off) => off());
 }
 
-/** The instances of a gather: this one first, then by id; those that did not answer too. */
-export function instancesOf(g: Gathered, self: string): Array<InstanceEntry & { value?: unknown }> {
-  const out: Array<InstanceEntry & { value?: unknown }> = [];
-  for (const [id, a] of g.answers) out.push(a.ok ? { id, answered: true, value: a.value } : { id, answered: false, error: a.error });
-  for (const id of g.missing) out.push({ id, answered: false, error: g.reachable ? 'no answer in time' : 'cluster unreachable (Redis down)' });
-  return out.sort((a, b) => (a.id === self ? -1 : b.id === self ? 1 : a.id.localeCompare(b.id)));
-}
-
-function entry(i: InstanceEntry): InstanceEntry {
-  return { id: i.id, answered: i.answered, ...(i.error !== undefined ? { error: i.error } : {}) };
-}
-
 /** Every instance's peers, merged (oldest first) with counts summed per dialect. */
 export async function clusterPeers(o: ClusterAdminOptions, dialect?: string): Promise<{ counts: Record<string, number>; peers: PeerRow[]; instances: InstanceEntry[] }> {
   const g = await o.broker.gather(PEERS_KIND, dialect !== undefined ? { dialect } : {});
@@ -141,7 +122,7 @@ export async function kickAnywhere(o: ClusterAdminOptions, req: HttpRequest): Pr
   return httpError('NOT_FOUND', `no connection ${id} on any instance`);
 }
 
-/** Answers, errors and headers the OpenAPI document adds for the cluster-wide routes. */
+/** Answers and errors the OpenAPI document adds for the kick. */
 export function documentClusterAdmin(paths: Record<string, Record<string, Record<string, unknown>> | undefined>): void {
   const kick = paths['/api/v1/connections/{id}']?.delete;
   if (kick) {
@@ -153,13 +134,6 @@ export function documentClusterAdmin(paths: Record<string, Record<string, Record
       '404': { description: 'No instance has this connection (NOT_FOUND)' },
       '503': { description: 'Not on this instance, and the others cannot be asked (Redis down) or did not all answer in time (UNAVAILABLE); retry' },
     });
-  }
-  const list = (paths['/api/v1/connections']?.get?.responses as Record<string, { headers?: unknown }> | undefined)?.['200'];
-  if (list) {
-    list.headers = {
-      'muster-instances': { description: 'the instances that answered, comma-separated', schema: { type: 'string' } },
-      'muster-instances-missing': { description: 'instances believed alive that did not answer (absent when none)', schema: { type: 'string' } },
-    };
   }
 }
 

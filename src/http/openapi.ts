@@ -11,10 +11,12 @@ export function buildOpenApi(routes: readonly HttpRoute[], version: string): Rec
       required: true,
       schema: { type: 'string' },
     }));
+    const ok: Record<string, unknown> = { description: 'OK', content: { 'application/json': { schema: r.response ?? {} } } };
+    if (r.gathered !== undefined) ok.headers = instanceHeadersDoc(r.gathered);
     const op: Record<string, unknown> = {
       summary: r.summary,
       responses: {
-        '200': { description: 'OK', content: { 'application/json': { schema: r.response ?? {} } } },
+        '200': ok,
         ...(r.access === 'admin' ? { '401': { description: 'Missing or wrong admin token' }, '429': { description: 'Too many failed admin tokens from this address (Retry-After)' } } : { '429': { description: 'Rate limited' } }),
       },
     };
@@ -31,5 +33,14 @@ export function buildOpenApi(routes: readonly HttpRoute[], version: string): Rec
     info: { title: 'Muster admin API', version },
     components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     paths,
+  };
+}
+
+/** The headers of an answer gathered from every instance (see cluster/admin-view.ts). */
+function instanceHeadersDoc(when: 'always' | 'cluster'): Record<string, unknown> {
+  const mode = when === 'cluster' ? 'cluster mode only; ' : '';
+  return {
+    'muster-instances': { description: `${mode}the instances that answered, comma-separated`, schema: { type: 'string' } },
+    'muster-instances-missing': { description: `${mode}instances believed alive that did not answer, comma-separated (absent when none); their rows are not in the list`, schema: { type: 'string' } },
   };
 }

@@ -7,8 +7,9 @@ import { ensureBuilt, SECRETS } from '../chaos/server.js';
 /**
  * The admin API across two real Muster processes on one Redis (A = inst-0, B = inst-1):
  * a bus service connected to B is listed and counted by A, kicked through A (closed by B
- * with the bus's goodbye, and logged by B with who asked), and while Redis is down a kick
- * through A of a peer on B is answered 503 UNAVAILABLE.
+ * with the bus's goodbye, and logged by B with who asked); the bus admin lists of either
+ * instance show both instances' services and groups; and while Redis is down a kick
+ * through A of a peer on B is answered 503 UNAVAILABLE and the lists name B missing.
  */
 
 let cluster: MusterCluster;
@@ -32,10 +33,10 @@ async function api(i: number, path: string, init: RequestInit = {}): Promise<{ s
   return { status: r.status, body: (await r.json()) as Record<string, unknown>, headers: r.headers };
 }
 
-/** A bus service named `name` on instance `i`, identified. */
-async function busService(i: number, name: string): Promise<RawPeer> {
+/** A bus service named `name` on instance `i`, identified (in `groups`). */
+async function busService(i: number, name: string, groups?: string[]): Promise<RawPeer> {
   const p = await RawPeer.open(`${inst(i).server?.ws}/bus`);
-  p.ws.send(JSON.stringify({ op: 1, data: { token: SECRETS.bus, name } }));
+  p.ws.send(JSON.stringify({ op: 1, data: { token: SECRETS.bus, name, ...(groups ? { groups } : {}) } }));
   await p.next();
   return p;
 }
@@ -91,6 +92,39 @@ describe.skipIf(!haveRedisServer)('the admin API across two Muster processes', (
     expect(again.body).toMatchObject({ error: 'NOT_FOUND' });
   }, 30_000);
 
+  it("the bus admin lists on either instance show every instance's services and groups, each row with its instance", async () => {
+    const onA = await busService(0, 'bus-a', ['jobs']);
+    const onB = await busService(1, 'bus-b', ['jobs', 'only-b']);
+    type Svc = { id: string; name: string; groups: string[]; remoteAddress: string; instance: string };
+    let services: Svc[] = [];
+    const both = await pollUntil(async () => {
+      services = (await api(1, '/api/v1/bus/services')).body as unknown as Svc[];
+      return services.length === 2;
+    }, 10_000);
+    expect(both).toBe(true);
+    // The instance asked first, then the others by id.
+    expect(services).toEqual([
+      expect.objectContaining({ name: 'bus-b', groups: ['jobs', 'only-b'], remoteAddress: '127.0.0.1', instance: 'inst-1' }),
+      expect.objectContaining({ name: 'bus-a', groups: ['jobs'], remoteAddress: '127.0.0.1', instance: 'inst-0' }),
+    ]);
+    const list = await api(0, '/api/v1/bus/services');
+    expect([list.headers.get('muster-instances'), list.headers.get('muster-instances-missing')]).toEqual(['inst-0, inst-1', null]);
+    expect((list.body as unknown as Svc[]).map((s) => [s.name, s.instance])).toEqual([
+      ['bus-a', 'inst-0'],
+      ['bus-b', 'inst-1'],
+    ]);
+    const [idA, idB] = ['bus-a', 'bus-b'].map((n) => services.find((s) => s.name === n)?.id);
+    const groups = [
+      { name: 'jobs', members: [idA], instance: 'inst-0' },
+      { name: 'jobs', members: [idB], instance: 'inst-1' },
+      { name: 'only-b', members: [idB], instance: 'inst-1' },
+    ];
+    for (const i of [0, 1]) expect((await api(i, '/api/v1/bus/groups')).body).toEqual(groups);
+    onA.close();
+    onB.close();
+    expect(await pollUntil(async () => ((await api(0, '/api/v1/bus/services')).body as unknown as Svc[]).length === 0, 10_000)).toBe(true);
+  }, 30_000);
+
   it('with Redis stopped, a kick through A of a peer on B is 503 UNAVAILABLE; a peer on A is still kicked', async () => {
     const onB = await busService(1, 'svc-b2');
     const onA = await busService(0, 'svc-a2');
@@ -110,6 +144,10 @@ describe.skipIf(!haveRedisServer)('the admin API across two Muster processes', (
     expect(refused.body).toMatchObject({ error: 'UNAVAILABLE' });
     const status = (await api(0, '/api/v1/status')).body as unknown as StatusBody;
     expect(status.instances).toEqual([expect.objectContaining({ id: 'inst-0', answered: true }), expect.objectContaining({ id: 'inst-1', answered: false })]);
+    // The bus's list says which instance is missing, in the headers every admin list uses.
+    const bus = await api(0, '/api/v1/bus/services');
+    expect([bus.headers.get('muster-instances'), bus.headers.get('muster-instances-missing')]).toEqual(['inst-0', 'inst-1']);
+    expect((bus.body as unknown as Array<{ name: string; instance: string }>).map((s) => [s.name, s.instance])).toEqual([['svc-a2', 'inst-0']]);
 
     const local = await api(0, `/api/v1/connections/${idA}`, { method: 'DELETE' });
     expect(local.status).toBe(200);

@@ -89,9 +89,9 @@ interface SessionView {
   voiceClients: Array<{ id: string }>;
 }
 
-async function admin<T>(s: RunningServer, path: string): Promise<{ status: number; body: T }> {
+async function admin<T>(s: RunningServer, path: string): Promise<{ status: number; body: T; headers: Headers }> {
   const r = await fetch(`${s.base}${path}`, { headers: { authorization: `Bearer ${SECRETS.admin}` } });
-  return { status: r.status, body: (await r.json()) as T };
+  return { status: r.status, body: (await r.json()) as T, headers: r.headers };
 }
 
 async function sessions(s: RunningServer): Promise<SessionView[]> {
@@ -129,7 +129,12 @@ describe.skipIf(!haveRedisServer)('discodo across two instances', () => {
     }
     expect(await admin(a, `/api/v1/discodo/sessions/${KEY}`)).toMatchObject({ status: 200, body: { key: KEY, instance: 'b' } });
     expect(await admin(b, '/api/v1/discodo/sessions/42')).toMatchObject({ status: 200, body: { key: '42', instance: 'a' } });
-    expect((await admin(a, '/api/v1/discodo/sessions/77')).status).toBe(404);
+    const none = await admin(a, '/api/v1/discodo/sessions/77');
+    expect(none.status).toBe(404);
+    expect(none.headers.get('muster-instances')).toBe('a, b');
+    // Every instance answered: the list says so in the headers every admin list uses.
+    const all = await admin(b, '/api/v1/discodo/sessions');
+    expect([all.headers.get('muster-instances'), all.headers.get('muster-instances-missing')]).toEqual(['b, a', null]);
   });
 
   it('a newer socket on B takes over the session live on A: A closes its socket 4005', { timeout: 30_000 }, async () => {

@@ -117,6 +117,12 @@ describe('HTTP: admin API', () => {
     expect(Object.keys(status.responses['200'].content['application/json'].schema.properties)).toEqual(
       expect.arrayContaining(['version', 'connections', 'dialects', 'instances']),
     );
+    // Every list gathered from every instance documents the headers that say which answered.
+    type Ok = { headers?: Record<string, unknown>; content: { 'application/json': { schema: { items: { properties: Record<string, unknown> } } } } };
+    const ok = (path: string): Ok => (doc.paths[path]?.get as { responses: { '200': Ok } }).responses['200'];
+    for (const path of ['/api/v1/connections', '/api/v1/bus/services']) expect(Object.keys(ok(path).headers ?? {})).toEqual(['muster-instances', 'muster-instances-missing']);
+    expect(ok('/api/v1/bus/groups').headers).toBeUndefined();
+    for (const path of ['/api/v1/bus/services', '/api/v1/bus/groups']) expect(ok(path).content['application/json'].schema.items.properties).toHaveProperty('instance');
   });
 
   it('summarizes the server for `muster status`', async () => {

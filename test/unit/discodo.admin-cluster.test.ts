@@ -1,75 +1,98 @@
+import type { IncomingMessage } from 'node:http';
+import pino from 'pino';
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import type { Broker } from '../../src/cluster/broker.js';
+import type { WebSocket } from 'ws';
 import { ManualClock } from '../../src/core/clock.js';
+import { Connection } from '../../src/core/connection.js';
+import type { HttpReply, HttpRequest } from '../../src/core/dialect.js';
 import { Scheduler } from '../../src/core/scheduler.js';
-import { ClusterLister, type View } from '../../src/dialects/discodo/admin-cluster.js';
-import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from '../../src/dialects/discodo/cluster-wire.js';
+import { DiscodoDialect } from '../../src/dialects/discodo/dialect.js';
+import type { Store } from '../../src/store/types.js';
+import { Hub, hubBroker } from '../support/gather-hub.js';
 
-/** The admin views across instances, with a broker that records what it is given and a manual clock. */
-function harness(live: string[]) {
-  const clock = new ManualClock(1_000_000);
-  const scheduler = new Scheduler(clock);
-  const sent: Array<{ topic: string; from: string; msg: unknown }> = [];
-  const broker = {
-    instanceId: 'a',
-    publish: (topic: string, m: Buffer) => {
-      const d = decodeClusterMsg(m);
-      sent.push({ topic, from: d?.from ?? '?', msg: d?.msg });
-    },
-  } as unknown as Broker;
-  const mine: View[] = [{ key: '1', state: 'connected' }];
-  const lister = new ClusterLister(broker, scheduler, (key) => mine.filter((v) => key === null || v.key === key), () => live, 1000);
-  return { clock, lister, sent };
+/**
+ * The discodo admin views across instances: two discodo dialects whose brokers gather
+ * over an in-memory hub (Broker.gather, no Redis), each holding one session. Missing
+ * instances are named in the header every admin list uses, `muster-instances-missing`.
+ */
+
+class FakeWs {
+  bufferedAmount = 0;
+  readyState = 1;
+  send(): void {}
+  close(): void {}
+  terminate(): void {}
+  ping(): void {}
 }
 
-const listed = (id: string, sessions: View[]) => {
-  const d = decodeClusterMsg(encodeClusterMsg('x', { t: 'listed', id, sessions }));
-  if (d?.msg.t !== 'listed') throw new Error('bad');
-  return d.msg;
-};
+function instance(hub: Hub, id: string, peers: () => string[], userId: string): DiscodoDialect {
+  const scheduler = new Scheduler(new ManualClock(1_000_000));
+  const broker = hubBroker(hub, id, peers);
+  const ctx = { scheduler, store: {} as Store, broker, logger: pino({ level: 'silent' }), registry: new Registry() };
+  const d = new DiscodoDialect({ path: '/ws', password: 'pw', heartbeatInterval: 15_000, vcTimeout: 300_000, handshakeTimeout: 60_000, compat: 'seed' }, ctx, { secretEquals: (a, b) => a === b });
+  const conn = new Connection(new FakeWs() as unknown as WebSocket, { id: `${id}-c1`, dialect: 'discodo', remoteAddress: '10.0.0.1', scheduler, maxBufferedBytes: 1 << 20 });
+  const h = d.accept(conn, { headers: { authorization: 'pw' } } as unknown as IncomingMessage);
+  h.onMessage(Buffer.from(`{"op":"IDENTIFY","d":{"user_id":${userId}}}`), false);
+  return d;
+}
 
-describe('discodo admin views across instances', () => {
-  it('gathers every instance\'s sessions, tagged with their instance', async () => {
-    const h = harness(['b', 'c']);
-    const p = h.lister.list(null);
-    expect(h.sent).toEqual([{ topic: CLUSTER_TOPIC, from: 'a', msg: { t: 'list', id: expect.any(String), key: null } }]);
-    const id = (h.sent[0]?.msg as { id: string }).id;
-    h.lister.onMessage('b', listed(id, [{ key: '2', state: 'detached' }]));
-    // An answer to another ask, or a second one from b, changes nothing.
-    h.lister.onMessage('b', listed(id, [{ key: 'dup' }]));
-    h.lister.onMessage('c', listed('other', [{ key: 'zz' }]));
-    h.lister.onMessage('c', listed(id, []));
-    expect(await p).toEqual({
-      views: [
-        { key: '1', state: 'connected', instance: 'a' },
-        { key: '2', state: 'detached', instance: 'b' },
-      ],
-      missing: [],
-    });
+function harness() {
+  const hub = new Hub();
+  let bUp = true;
+  const a = instance(hub, 'a', () => (bUp ? ['b'] : []), '1');
+  const b = instance(hub, 'b', () => ['a'], '2');
+  const get = (d: DiscodoDialect, url: string, params: Record<string, string> = {}): Promise<HttpReply> => {
+    const route = d.routes().find((r) => r.url === url);
+    if (!route) throw new Error(url);
+    return Promise.resolve(route.handler({ params, query: {}, body: undefined, ip: '127.0.0.1', headers: {} } satisfies HttpRequest));
+  };
+  return { hub, a, b, get, gone: () => (bUp = false) };
+}
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+const keysOf = (r: HttpReply): unknown => (r.body as Array<{ key: string; instance: string }>).map((v) => [v.key, v.instance]);
+
+describe('discodo admin views across instances (Broker.gather)', () => {
+  it("gathers every instance's sessions, tagged with their instance", async () => {
+    const h = harness();
+    const r = await h.get(h.a, '/api/v1/discodo/sessions');
+    expect(keysOf(r)).toEqual([
+      ['1', 'a'],
+      ['2', 'b'],
+    ]);
+    expect((r.body as Array<Record<string, unknown>>)[1]).toMatchObject({ key: '2', state: 'connected', connectionId: 'b-c1' });
+    expect(r.headers).toEqual({ 'muster-instances': 'a, b' });
   });
 
   it('answers after the timeout with what it has, naming the instances that did not answer', async () => {
-    const h = harness(['b', 'c']);
-    const p = h.lister.list('1');
-    h.clock.advance(1000);
-    expect(await p).toEqual({ views: [{ key: '1', state: 'connected', instance: 'a' }], missing: ['b', 'c'] });
+    const h = harness();
+    h.hub.deaf.add('b');
+    const list = h.get(h.a, '/api/v1/discodo/sessions');
+    const one = h.get(h.a, '/api/v1/discodo/sessions/:key', { key: '2' });
+    await tick();
+    h.hub.fire();
+    const r = await list;
+    expect(keysOf(r)).toEqual([['1', 'a']]);
+    expect(r.headers).toEqual({ 'muster-instances': 'a', 'muster-instances-missing': 'b' });
+    expect(await one).toMatchObject({ status: 404, headers: { 'muster-instances-missing': 'b' } });
   });
 
   it('does not wait for an instance reported gone; with no other instance it answers at once', async () => {
-    const h = harness(['b']);
-    const p = h.lister.list(null);
-    h.lister.onPeerGone('b');
-    expect((await p).missing).toEqual([]);
-    expect(await harness([]).lister.list(null)).toEqual({ views: [{ key: '1', state: 'connected', instance: 'a' }], missing: [] });
+    const h = harness();
+    h.hub.deaf.add('b');
+    h.gone();
+    const r = await h.get(h.a, '/api/v1/discodo/sessions');
+    expect(keysOf(r)).toEqual([['1', 'a']]);
+    expect(r.headers).toEqual({ 'muster-instances': 'a' });
   });
 
-  it('answers another instance\'s ask on that instance\'s topic', () => {
-    const h = harness(['b']);
-    h.lister.onMessage('b', { t: 'list', id: 'q', key: '1' });
-    h.lister.onMessage('b', { t: 'list', id: 'r', key: 'nope' });
-    expect(h.sent).toEqual([
-      { topic: instanceTopic('b'), from: 'a', msg: { t: 'listed', id: 'q', sessions: [{ key: '1', state: 'connected' }] } },
-      { topic: instanceTopic('b'), from: 'a', msg: { t: 'listed', id: 'r', sessions: [] } },
-    ]);
+  it("answers another instance's ask: one session by key, wherever it is", async () => {
+    const h = harness();
+    expect(await h.get(h.a, '/api/v1/discodo/sessions/:key', { key: '2' })).toMatchObject({ body: { key: '2', instance: 'b' } });
+    expect(await h.get(h.b, '/api/v1/discodo/sessions/:key', { key: '1' })).toMatchObject({ body: { key: '1', instance: 'a' } });
+    const none = await h.get(h.b, '/api/v1/discodo/sessions/:key', { key: '3' });
+    expect(none).toMatchObject({ status: 404 });
+    expect(none.headers).toEqual({ 'muster-instances': 'b, a' });
   });
 });

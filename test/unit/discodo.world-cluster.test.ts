@@ -63,7 +63,7 @@ function cluster(names: string[], over: Partial<WorldConfig> = {}) {
       if (i < 0) return fx;
       const [w] = wire.splice(i, 1) as [{ from: string; to: string; bytes: Buffer }];
       const d = decodeClusterMsg(w.bytes);
-      if (!d || d.msg.t === 'list' || d.msg.t === 'listed') throw new Error('not a world message');
+      if (!d) throw new Error('not a world message');
       fx.push(...at(w.to).d.feed({ type: 'remote', now: clock.now(), from: d.from, msg: d.msg }));
       if (match) return fx;
     }

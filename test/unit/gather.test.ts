@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LocalBroker } from '../../src/cluster/broker.js';
-import { Gatherer, type After, type CloseOrder, type GatherLink } from '../../src/cluster/gather.js';
+import { Gatherer, type CloseOrder } from '../../src/cluster/gather.js';
+import { Hub } from '../support/gather-hub.js';
 
 /**
  * Gathers and closes without Redis: the LocalBroker alone, and Gatherers on an in-memory
@@ -58,43 +59,6 @@ describe('LocalBroker: closeConn and gather', () => {
     expect(() => b.answer('close', () => true)).toThrow(/closer/);
   });
 });
-
-/** In-memory instances on one hub. */
-class Hub {
-  readonly subs = new Map<string, Set<{ inst: string; h: (m: Buffer) => void }>>();
-  readonly down = new Set<string>();
-  readonly deaf = new Set<string>();
-  ready = true;
-  timers: Array<{ fn: () => void; cancelled: boolean }> = [];
-  readonly after: After = (_ms, fn) => {
-    const t = { fn, cancelled: false };
-    this.timers.push(t);
-    return () => (t.cancelled = true);
-  };
-
-  link(inst: string, peers: () => string[]): GatherLink {
-    return {
-      instanceId: inst,
-      ready: () => this.ready,
-      peers,
-      publish: (topic, m) => {
-        for (const s of this.subs.get(topic) ?? []) if (!this.deaf.has(s.inst)) queueMicrotask(() => s.h(m));
-      },
-      subscribe: (topic, h) => {
-        const set = this.subs.get(topic) ?? new Set();
-        this.subs.set(topic, set);
-        const s = { inst, h };
-        set.add(s);
-        return () => set.delete(s);
-      },
-    };
-  }
-
-  /** Fires every pending timer (time passes). */
-  fire(): void {
-    for (const t of this.timers.splice(0)) if (!t.cancelled) t.fn();
-  }
-}
 
 function cluster(ids: string[]): { hub: Hub; g: Map<string, Gatherer>; closed: string[] } {
   const hub = new Hub();

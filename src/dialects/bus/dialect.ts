@@ -6,6 +6,7 @@ import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { BatchedHistogram } from '../../core/batched-histogram.js';
 import { CloseCode } from '../../common/errors.js';
 import { busCloseCodes, closeCodeFor, DisconnectReason, encode } from '../../protocols/bus/messages.js';
+import { gatherRows, instanceHeaders } from '../../cluster/admin-view.js';
 import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
 import { initialWorld, remoteCount, step, timerId, worldSummary, type BusEffect, type BusWorld, type ClaimOutcome, type BusWorldConfig, type TimerKey, type WorldEvent } from './world.js';
 
@@ -23,6 +24,19 @@ export interface BusDialectConfig {
   maxEventBytesPerSecond?: number;
   /** Largest frame before IDENTIFY succeeds (default DEFAULT_PRE_AUTH_MAX_BYTES). */
   preAuthMaxBytes?: number;
+}
+
+/** The gather question (cluster mode) for one instance's bus services, as the admin list shows them. */
+export const SERVICES_KIND = 'bus.services';
+
+/** A service as `GET /api/v1/bus/services` shows it. */
+interface ServiceRow {
+  id: string;
+  name: string | null;
+  groups: string[];
+  remoteAddress: string;
+  connectedAt: string;
+  lastSeen: string;
 }
 
 export interface BusDialectDeps {
@@ -67,7 +81,7 @@ export class BusDialect implements Dialect {
   readonly #world: BusWorldConfig;
   readonly #rt: DialectRuntime<BusWorld, WorldEvent, TimerKey, BusEffect, string | Buffer>;
   readonly #conns = new Map<string, Connection>();
-  /** Undoes the topic subscriptions and the peer listener. */
+  /** Undoes the topic subscriptions, the peer listener and the admin list answerer. */
   readonly #unhook: Array<() => void> = [];
   /** True while a frame is being handled (a receiver cut meanwhile was cut by that frame's delivery). */
   #busy = false;
@@ -134,6 +148,8 @@ export class BusDialect implements Dialect {
       ctx.broker.subscribe(CLUSTER_TOPIC, fromCluster),
       ctx.broker.subscribe(instanceTopic(here), fromCluster),
       ctx.broker.onPeer((instance, up) => this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up })),
+      // The admin list of every instance (cluster mode): each instance answers with its own services.
+      ctx.broker.answer(SERVICES_KIND, () => this.#localServices()),
     );
     const registers = [ctx.registry];
     new Gauge({
@@ -254,12 +270,13 @@ export class BusDialect implements Dialect {
   }
 
   routes(): HttpRoute[] {
+    const cluster = this.#ctx.broker.kind !== 'local';
     return [
       {
         method: 'GET',
         url: '/api/v1/bus/services',
         access: 'admin',
-        summary: 'Identified bus services',
+        summary: "Identified bus services; in cluster mode, every instance's",
         response: {
           type: 'array',
           items: {
@@ -271,42 +288,80 @@ export class BusDialect implements Dialect {
               remoteAddress: { type: 'string' },
               connectedAt: { type: 'string', format: 'date-time' },
               lastSeen: { type: 'string', format: 'date-time' },
+              instance: { type: 'string', description: 'cluster mode only: the instance the service is connected to' },
             },
           },
         },
-        handler: () => ({
-          body: [...this.#rt.state.byId.values()].flatMap((s) => {
-            const conn = this.#conns.get(s.conn);
-            if (!conn) return [];
-            return [
-              {
-                id: s.conn,
-                name: s.name ?? null,
-                groups: [...(s.groups ?? [])],
-                remoteAddress: conn.remoteAddress,
-                connectedAt: new Date(conn.connectedAt).toISOString(),
-                lastSeen: new Date(conn.lastSeen).toISOString(),
-              },
-            ];
-          }),
-        }),
+        gathered: 'cluster',
+        handler: async () => {
+          if (!cluster) return { body: this.#localServices() };
+          const { rows, instances } = await gatherRows<ServiceRow>(this.#ctx.broker, SERVICES_KIND, null);
+          return { body: rows, headers: instanceHeaders(instances) };
+        },
       },
       {
         method: 'GET',
         url: '/api/v1/bus/groups',
         access: 'admin',
-        summary: 'Bus groups and their members',
+        summary: 'Bus groups and their members; in cluster mode, one row per group and instance, from every instance',
         response: {
           type: 'array',
-          items: { type: 'object', properties: { name: { type: 'string' }, members: { type: 'array', items: { type: 'string' } } } },
+          items: {
+            type: 'object',
+            properties: {
+              name: { type: 'string' },
+              members: { type: 'array', items: { type: 'string' } },
+              instance: { type: 'string', description: 'cluster mode only: the instance these members are connected to' },
+            },
+          },
         },
-        handler: () => ({
-          body: [...this.#rt.state.groups]
-            .map(([name, members]) => ({ name, members: [...members] }))
-            .sort((a, b) => a.name.localeCompare(b.name)),
-        }),
+        handler: () => ({ body: cluster ? this.#groupsByInstance() : this.#groups() }),
       },
     ];
+  }
+
+  /** This instance's identified services, in the order they identified. */
+  #localServices(): ServiceRow[] {
+    return [...this.#rt.state.byId.values()].flatMap((s) => {
+      // Replicas of other instances' services have no connection here.
+      const conn = this.#conns.get(s.conn);
+      if (!conn) return [];
+      return [
+        {
+          id: s.conn,
+          name: s.name ?? null,
+          groups: [...(s.groups ?? [])],
+          remoteAddress: conn.remoteAddress,
+          connectedAt: new Date(conn.connectedAt).toISOString(),
+          lastSeen: new Date(conn.lastSeen).toISOString(),
+        },
+      ];
+    });
+  }
+
+  /** Every group and its members, by name. */
+  #groups(): Array<{ name: string; members: string[] }> {
+    return [...this.#rt.state.groups].map(([name, members]) => ({ name, members: [...members] })).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * Cluster mode: the groups split by the instance each member is connected to, from the
+   * world's replicas of other instances' services (no instance is asked): by name, then
+   * instance id.
+   */
+  #groupsByInstance(): Array<{ name: string; members: string[]; instance: string }> {
+    const w = this.#rt.state;
+    const here = this.#ctx.broker.instanceId;
+    return this.#groups()
+      .flatMap(({ name, members }) => {
+        const by = new Map<string, string[]>();
+        for (const id of members) {
+          const inst = w.byId.get(id)?.instance ?? here;
+          by.set(inst, [...(by.get(inst) ?? []), id]);
+        }
+        return [...by].map(([instance, ids]) => ({ name, members: ids, instance }));
+      })
+      .sort((a, b) => a.name.localeCompare(b.name) || a.instance.localeCompare(b.instance));
   }
 
   stop(): void {

@@ -29,14 +29,6 @@ export type ClusterMsg =
   /** The answer to claim `id`: the session, handed over (`attached`: a socket held it there). */
   | { readonly t: 'handoff'; readonly id: string; readonly key: string; readonly attached: boolean; readonly bot: BotState };
 
-/**
- * The admin API's questions to the other instances (not the world's business): every
- * session they hold (`key` null) or one, answered with their admin views.
- */
-export type AdminMsg =
-  | { readonly t: 'list'; readonly id: string; readonly key: string | null }
-  | { readonly t: 'listed'; readonly id: string; readonly sessions: ReadonlyArray<Record<string, unknown>> };
-
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 const idOut = (s: Snowflake): Json => (typeof s === 'string' ? s : { n: s.value });
@@ -114,12 +106,12 @@ export function botIn(v: unknown, key: string): BotState | undefined {
 
 const keyOf = (s: Snowflake): string => (typeof s === 'string' ? s : s.value);
 
-export function encodeClusterMsg(from: string, msg: ClusterMsg | AdminMsg): Buffer {
+export function encodeClusterMsg(from: string, msg: ClusterMsg): Buffer {
   const body = msg.t === 'handoff' ? { f: from, ...msg, bot: botOut(msg.bot) } : { f: from, ...msg };
   return Buffer.from(JSON.stringify(body));
 }
 
-export function decodeClusterMsg(buf: Buffer): { from: string; msg: ClusterMsg | AdminMsg } | undefined {
+export function decodeClusterMsg(buf: Buffer): { from: string; msg: ClusterMsg } | undefined {
   let v: unknown;
   try {
     v = JSON.parse(buf.toString('utf8'));
@@ -138,14 +130,6 @@ export function decodeClusterMsg(buf: Buffer): { from: string; msg: ClusterMsg |
       if (typeof v.key !== 'string' || typeof v.attached !== 'boolean') return undefined;
       const bot = botIn(v.bot, v.key);
       return bot ? { from, msg: { t: 'handoff', id: v.id, key: v.key, attached: v.attached, bot } } : undefined;
-    }
-    case 'list':
-      if (v.key !== null && typeof v.key !== 'string') return undefined;
-      return { from, msg: { t: 'list', id: v.id, key: v.key } };
-    case 'listed': {
-      const list = v.sessions;
-      if (!Array.isArray(list) || !list.every((x) => obj(x) && typeof x.key === 'string')) return undefined;
-      return { from, msg: { t: 'listed', id: v.id, sessions: list as Array<Record<string, unknown>> } };
     }
     default:
       return undefined;

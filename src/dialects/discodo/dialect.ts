@@ -9,7 +9,7 @@ import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { discodoCloseCodes, CloseCodes, encode, snowflakeKey, type ResumedForm, type Snowflake } from '../../protocols/discodo/messages.js';
 import { VERSION } from '../../version.js';
 import { noopVoiceBackend, type VoiceBackend } from './backend.js';
-import { ClusterLister, type View } from './admin-cluster.js';
+import { gatherRows, instanceHeaders } from '../../cluster/admin-view.js';
 import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
 import { nodeStatusProvider, type NodeStatus } from './status.js';
 import { initialWorld, step, timerId, worldSummary, type DiscodoEffect, type DiscodoWorld, type SessionRec, type TimerKey, type WorldConfig, type WorldEvent } from './world.js';
@@ -49,6 +49,12 @@ export interface DiscodoDialectDeps {
 
 export const DEFAULT_MAX_BUFFERED_BYTES = DISCODO_LIMITS.maxBufferedBytes;
 
+/** The gather question (cluster mode) for one instance's admin views of its sessions: all (null) or one key. */
+export const SESSIONS_KIND = 'discodo.sessions';
+
+/** A session as the admin API shows it. */
+type View = Record<string, unknown> & { readonly key: string };
+
 export class DiscodoDialect implements Dialect {
   readonly name = 'discodo';
   readonly path: string;
@@ -70,10 +76,8 @@ export class DiscodoDialect implements Dialect {
   /** Live sockets by id (the world names them; the admin views show their address). */
   readonly #conns = new Map<string, Connection>();
   readonly #rt: DialectRuntime<DiscodoWorld, WorldEvent, TimerKey, DiscodoEffect>;
-  /** Undoes the topic subscriptions and the peer listener. */
+  /** Undoes the topic subscriptions, the peer listener and the admin list answerer. */
   readonly #unhook: Array<() => void> = [];
-  /** The admin views of every instance (cluster mode). */
-  readonly #lister: ClusterLister;
   readonly #m: {
     resumes: Counter<'kind'>;
     handoffs: Counter<'direction'>;
@@ -126,21 +130,18 @@ export class DiscodoDialect implements Dialect {
     });
 
     const here = ctx.broker.instanceId;
-    this.#lister = new ClusterLister(ctx.broker, ctx.scheduler, (key) => this.#localViews(key), () => this.#rt.state.cluster.live);
     const fromCluster = (m: Buffer): void => {
       const d = decodeClusterMsg(m);
       // Its own claims come back to it on one process: only the others' are news.
       if (!d || d.from === here) return;
-      if (d.msg.t === 'list' || d.msg.t === 'listed') return this.#lister.onMessage(d.from, d.msg);
       this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from: d.from, msg: d.msg });
     };
     this.#unhook.push(
       ctx.broker.subscribe(CLUSTER_TOPIC, fromCluster),
       ctx.broker.subscribe(instanceTopic(here), fromCluster),
-      ctx.broker.onPeer((instance, up) => {
-        this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up });
-        if (!up) this.#lister.onPeerGone(instance);
-      }),
+      ctx.broker.onPeer((instance, up) => this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up })),
+      // The admin views of every instance (cluster mode): each instance answers with its own.
+      ctx.broker.answer(SESSIONS_KIND, (q) => this.#localViews(typeof q === 'string' ? q : null)),
     );
 
     const registers = [ctx.registry];
@@ -213,7 +214,6 @@ export class DiscodoDialect implements Dialect {
   /** Releases every session's voice clients (the backend hears 'shutdown') and every timer. */
   stop(): Promise<void> {
     for (const off of this.#unhook.splice(0)) off();
-    this.#lister.stop();
     this.#rt.feed({ type: 'shutdown', now: this.#ctx.scheduler.now() });
     return this.#rt.stop();
   }
@@ -246,7 +246,6 @@ export class DiscodoDialect implements Dialect {
     };
     const cluster = this.#ctx.broker.kind !== 'local';
     const byKey = (a: View, b: View): number => a.key.localeCompare(b.key) || String(a.instance).localeCompare(String(b.instance));
-    const missingHeader = (missing: string[]): Record<string, string> => (missing.length > 0 ? { 'x-muster-missing-instances': missing.join(',') } : {});
     return [
       {
         method: 'GET',
@@ -254,10 +253,11 @@ export class DiscodoDialect implements Dialect {
         access: 'admin',
         summary: 'Discodo sessions: connected or detached (resumable until expiresAt), with their voice clients; in cluster mode, every instance\'s',
         response: { type: 'array', items: sessionSchema },
+        gathered: 'cluster',
         handler: async () => {
           if (!cluster) return { body: this.#localViews(null).sort(byKey) };
-          const { views, missing } = await this.#lister.list(null);
-          return { body: views.sort(byKey), headers: missingHeader(missing) };
+          const { rows, instances } = await gatherRows<View>(this.#ctx.broker, SESSIONS_KIND, null);
+          return { body: rows.sort(byKey), headers: instanceHeaders(instances) };
         },
       },
       {
@@ -270,9 +270,11 @@ export class DiscodoDialect implements Dialect {
           const key = req.params.key ?? '';
           const s = this.#rt.state.sessions.get(key);
           if (s) return { body: cluster ? { ...this.#view(s), instance: this.#ctx.broker.instanceId } : this.#view(s) };
-          const found = cluster ? await this.#lister.list(key) : { views: [], missing: [] };
-          const v = found.views[0];
-          return v ? { body: v } : { ...httpError('NOT_FOUND', `no discodo session ${key}`), headers: missingHeader(found.missing) };
+          if (!cluster) return httpError('NOT_FOUND', `no discodo session ${key}`);
+          // A session is held by one instance: the first that has it answers.
+          const { rows, instances } = await gatherRows<View>(this.#ctx.broker, SESSIONS_KIND, key, (found) => found.length > 0);
+          const v = rows[0];
+          return v ? { body: v } : { ...httpError('NOT_FOUND', `no discodo session ${key}`), headers: instanceHeaders(instances) };
         },
       },
     ];
