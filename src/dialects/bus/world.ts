@@ -151,20 +151,17 @@ function onTimer(w: BusWorld, key: TimerKey, now: number, cfg: BusWorldConfig, o
       return;
     case 'heartbeat':
       for (;;) {
-        const first = w.heartbeats.entries().next();
-        if (first.done) break;
-        const [conn, slot] = first.value;
-        if (slot.at > now) break;
-        w.heartbeats.delete(conn);
-        slot.at += cfg.heartbeatInterval;
-        if (slot.at <= now) slot.at = now + cfg.heartbeatInterval;
-        w.heartbeats.set(conn, slot);
-        const svc = w.services.get(conn);
-        if (svc) feed(w, svc, { type: 'heartbeat-tick', now, lastSeen: cfg.lastSeen(conn) }, cfg, out, undefined);
+        const at = w.heartbeats.nextAt();
+        if (at === undefined || at > now) break;
+        const svc = w.heartbeats.shift();
+        let next = at + cfg.heartbeatInterval;
+        if (next <= now) next = now + cfg.heartbeatInterval;
+        w.heartbeats.push(svc, next);
+        feed(w, svc, { type: 'heartbeat-tick', now, lastSeen: cfg.lastSeen(svc.conn) }, cfg, out, undefined);
       }
       {
-        const first = w.heartbeats.values().next();
-        if (!first.done) arm(w, out, 'heartbeat', first.value.at);
+        const first = w.heartbeats.nextAt();
+        if (first !== undefined) arm(w, out, 'heartbeat', first);
       }
       return;
   }
@@ -221,7 +218,8 @@ function register(w: BusWorld, svc: Service, data: IdentifyData, cfg: BusWorldCo
   w.byId.set(svc.conn, svc);
   const groups = new Set<string>(data.groups ?? []);
   if (data.group !== undefined) groups.add(data.group);
-  svc.groups = groups;
+  // No Set for a service in no group (most of them): the readers take undefined as none.
+  svc.groups = groups.size > 0 ? groups : undefined;
   out.push({ type: 'identified', conn: svc.conn, identity: svc.name ?? svc.conn });
   out.push({ type: 'enlist', conn: svc.conn, on: true });
   out.push({ type: 'cluster', to: null, msg: { t: 'up', svc: info(svc) } });
@@ -232,9 +230,8 @@ function register(w: BusWorld, svc: Service, data: IdentifyData, cfg: BusWorldCo
     out.push({ type: 'join', group: g, conn: svc.conn });
   }
   out.push({ type: 'send', conn: svc.conn, frame: encode.identified(svc.conn, cfg.heartbeatInterval) });
-  w.heartbeats.delete(svc.conn);
   const at = w.now + cfg.heartbeatInterval;
-  w.heartbeats.set(svc.conn, { at });
+  w.heartbeats.push(svc, at);
   arm(w, out, 'heartbeat', at);
 }
 
@@ -450,7 +447,7 @@ export function recipientGone(w: BusWorld, svc: Service, out: Eff[]): void {
 
 function unregister(w: BusWorld, svc: Service, out: Eff[]): void {
   w.identifying.delete(svc.conn);
-  w.heartbeats.delete(svc.conn);
+  // Its heartbeat entry is dropped when it reaches the front (BeatQueue).
   if (!svc.identified) return;
   svc.identified = false;
   // Off the Broker: no more deliveries, and out of every group there too.
