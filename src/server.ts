@@ -15,8 +15,7 @@ import { formatMode, secureDataDir } from './config/datadir.js';
 import { generateInstanceId } from './config/instance-id.js';
 import { constantTimeEqual } from './config/secrets.js';
 import type { MusterConfig } from './config/schema.js';
-import { buildDialects, dialectSecrets } from './dialects/index.js';
-import { STORE_NS as SHARDING_STORE_NS } from './dialects/sharding/dialect.js';
+import { buildLoaded, dialectSecrets, loadDialectFactories } from './dialects/load.js';
 import { buildHttpApp } from './http/app.js';
 import { redisSecrets, redisStoreOptions } from './store/from-config.js';
 import { createStore } from './store/index.js';
@@ -73,6 +72,13 @@ export interface Muster {
 
 export async function startMuster(opts: MusterOptions): Promise<Muster> {
   let config = opts.config;
+  // The enabled dialects' modules, and the sharding store namespace's name for a lease on
+  // a Redis store, are loaded first: from here to joining the cluster nothing waits.
+  const factories = await loadDialectFactories(config);
+  const shardingNs =
+    opts.leadership === undefined && (opts.store ? opts.store instanceof RedisStore : config.store.kind === 'redis')
+      ? (await import('./dialects/sharding/dialect.js')).STORE_NS
+      : undefined;
   const logger = opts.logger ?? pino({ level: config.log.level });
   const clock = opts.clock ?? new SystemClock();
   const scheduler = new Scheduler(clock, (err) => logger.error({ err }, 'a scheduled task failed'));
@@ -101,10 +107,10 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
   // Cluster mode with a Redis store: the sharding orchestrator runs under a Redis lease on the
   // namespace it writes, so its writes are fenced by the lease's token.
   const lease =
-    opts.leadership === undefined && store instanceof RedisStore && broker.kind !== 'local'
+    shardingNs !== undefined && store instanceof RedisStore && broker.kind !== 'local'
       ? new RedisLease({
           store,
-          ns: SHARDING_STORE_NS,
+          ns: shardingNs,
           instanceId,
           clock,
           leaseMs: config.cluster.leaseTtl,
@@ -113,7 +119,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
       : undefined;
   lease?.onChange((leader, token) => logger.info({ instanceId, token }, leader ? 'cluster: this instance leads the sharding fleet' : 'cluster: this instance no longer leads the sharding fleet'));
   const leadership = opts.leadership ?? lease;
-  const dialects = buildDialects(config, ctx, { secretEquals: constantTimeEqual, ...(leadership ? { leadership } : {}) });
+  const dialects = buildLoaded(factories, config, ctx, { secretEquals: constantTimeEqual, ...(leadership ? { leadership } : {}) });
   // Joins the cluster now that the dialects have subscribed to what they hear from it.
   await broker.start();
   void lease?.start();

@@ -1,4 +1,5 @@
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import v8 from 'node:v8';
 import type { Handlers } from '../lib/ipc.js';
 
 /** What every Node server child answers, besides its own methods. */
@@ -31,6 +32,10 @@ export function serverHandlers(stop: () => Promise<void>): Handlers {
     },
     /** The V8 heap / external / array buffer split, to explain an RSS figure. */
     mem: () => process.memoryUsage(),
+    /** V8's heap spaces (used and committed bytes each), to tell the young generation from the rest. */
+    /** Writes a heap snapshot to `file` (to see where a figure goes). */
+    snapshot: (file: string) => v8.writeHeapSnapshot(file),
+    heapSpaces: () => v8.getHeapSpaceStatistics().map((s) => ({ name: s.space_name, used: s.space_used_size, committed: s.space_size })),
     /** CLOCK_MONOTONIC in µs: the clock V8's CPU profiles use, to cut a profile to the measured windows. */
     mark: () => Number(process.hrtime.bigint() / 1000n),
     lagStart: () => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { ioredis } from '../store/redis.js';
 import type { Logger } from 'pino';
 import { Presence } from './redis-presence.js';
 import { pack, type Header, type Out, type Sub } from './redis-wire.js';
@@ -100,8 +101,9 @@ export class RedisBroker implements Broker {
       maxRetriesPerRequest: 1,
       retryStrategy: (times: number) => Math.min(50 * times, 1000),
     };
-    this.#cmd = new Redis(opts.url, { ...base, connectionName: `muster-${this.instanceId}-cmd` });
-    this.#sub = new Redis(opts.url, { ...base, connectionName: `muster-${this.instanceId}-sub` });
+    const { Redis: Client } = ioredis();
+    this.#cmd = new Client(opts.url, { ...base, connectionName: `muster-${this.instanceId}-cmd` });
+    this.#sub = new Client(opts.url, { ...base, connectionName: `muster-${this.instanceId}-sub` });
     for (const r of [this.#cmd, this.#sub]) {
       r.on('ready', () => void this.#join());
       r.on('close', () => this.#lost());

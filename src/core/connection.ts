@@ -35,6 +35,12 @@ export interface ConnectionOptions {
    * Absent: limits.maxPayload throughout.
    */
   frameLimits?: { readonly preAuth: number; readonly max: number };
+  /**
+   * The settings above, as one object shared by the dialect's connections (see
+   * `connectionShared`); given, `dialect`, `scheduler`, `maxBufferedBytes`, `observer`,
+   * `log`, `closeCodes` and `frameLimits` are read from it.
+   */
+  shared?: ConnectionShared;
 }
 
 /** What happens when the backlog passes maxBufferedBytes. Set by the dialect. */
@@ -62,9 +68,53 @@ function closeSlowConsumer(c: Connection): void {
 /** How long a closing socket may take to drain its close frame before it is destroyed. */
 export const CLOSE_DRAIN_MS = 5000;
 
+/**
+ * What every connection of one dialect shares: one object per dialect (the transport
+ * makes it once, see `connectionShared`), not seven fields on each of tens of thousands
+ * of idle connections.
+ */
+export interface ConnectionShared {
+  readonly dialect: string;
+  readonly scheduler: Scheduler;
+  readonly maxBuffered: number;
+  readonly observer: ConnectionObserver | undefined;
+  readonly log: PeerLog | undefined;
+  readonly closeCodes: CloseCodeTable | undefined;
+  readonly frameLimits: { readonly preAuth: number; readonly max: number } | undefined;
+}
+
+/** The shared part of `opts` (the transport calls it once per dialect and passes it as `opts.shared`). */
+export function connectionShared(opts: Omit<ConnectionOptions, 'id' | 'remoteAddress' | 'shared'>): ConnectionShared {
+  return {
+    dialect: opts.dialect,
+    scheduler: opts.scheduler,
+    maxBuffered: opts.maxBufferedBytes,
+    observer: opts.observer,
+    log: opts.log,
+    closeCodes: opts.closeCodes,
+    frameLimits: opts.frameLimits,
+  };
+}
+
+// Connection's yes/no state, in one number.
+const CORKED = 1;
+const SLOW = 2;
+const CLOSING = 4;
+const CLOSED = 8;
+const AUTHENTICATED = 16;
+const AUTH_LOGGED = 32;
+
+/** What only a closing connection, or one with close listeners, needs (made when first needed). */
+interface Rare {
+  drainTimer: Timer | undefined;
+  closeListeners: Array<(code: number, reason: string) => void> | undefined;
+  why: GoneWhy | undefined;
+  sentCode: number | undefined;
+  sentReason: string;
+}
+
 export class Connection {
   readonly id: string;
-  readonly dialect: string;
   readonly remoteAddress: string;
   readonly connectedAt: number;
   /** Last time anything arrived from the peer (frame or pong). */
@@ -76,60 +126,48 @@ export class Connection {
   onSlowConsumer: SlowConsumerHandler;
 
   readonly #ws: Socket;
-  readonly #scheduler: Scheduler;
-  readonly #maxBuffered: number;
-  readonly #observer: ConnectionObserver | undefined;
-  #corked = false;
-  #slow = false;
-  #closing = false;
-  #closed = false;
-  #drainTimer: Timer | undefined;
+  readonly #s: ConnectionShared;
+  /** CORKED | SLOW | CLOSING | CLOSED | AUTHENTICATED | AUTH_LOGGED. */
+  #flags = 0;
   /** Bytes handed to the socket since it opened (to tell how far the backlog has drained). */
   #written = 0;
   /** The last frame larger than the whole allowance: its length, and #written at its end. */
   #bigLen = 0;
   #bigEnd = 0;
-  #authenticated = false;
-  readonly #frameLimits: { readonly preAuth: number; readonly max: number } | undefined;
-  /** Made when the first listener is added (most connections have none). */
-  #closeListeners: Array<(code: number, reason: string) => void> | undefined;
   #pingAt: number | undefined;
-  readonly #log: PeerLog | undefined;
-  readonly #closeCodes: CloseCodeTable | undefined;
   #identity: string | undefined;
-  #why: GoneWhy | undefined;
-  #sentCode: number | undefined;
-  #sentReason = '';
-  #authLogged = false;
+  #rare: Rare | undefined;
 
   /** On a Socket; a bare `ws` WebSocket is adapted (WsSocket). */
   constructor(ws: Socket | WebSocket, opts: ConnectionOptions) {
     this.#ws = isSocket(ws) ? ws : new WsSocket(ws);
     this.id = opts.id;
-    this.dialect = opts.dialect;
     this.remoteAddress = opts.remoteAddress;
-    this.#scheduler = opts.scheduler;
-    this.#maxBuffered = opts.maxBufferedBytes;
-    this.#observer = opts.observer;
+    this.#s = opts.shared ?? connectionShared(opts);
     this.connectedAt = opts.scheduler.now();
     this.lastSeen = this.connectedAt;
-    this.#log = opts.log;
-    this.#closeCodes = opts.closeCodes;
     this.onSlowConsumer = closeSlowConsumer;
-    this.#frameLimits = opts.frameLimits;
-    if (opts.frameLimits) this.#ws.setFrameLimit(opts.frameLimits.preAuth);
+    if (this.#s.frameLimits) this.#ws.setFrameLimit(this.#s.frameLimits.preAuth);
+  }
+
+  get dialect(): string {
+    return this.#s.dialect;
+  }
+
+  #r(): Rare {
+    return (this.#rare ??= { drainTimer: undefined, closeListeners: undefined, why: undefined, sentCode: undefined, sentReason: '' });
   }
 
   /** True once the dialect has said the peer proved who it is. */
   get authenticated(): boolean {
-    return this.#authenticated;
+    return (this.#flags & AUTHENTICATED) !== 0;
   }
 
   /** The peer has authenticated: from now on the socket layer takes frames up to limits.maxPayload. */
   markAuthenticated(): void {
-    if (this.#authenticated) return;
-    this.#authenticated = true;
-    if (this.#frameLimits) this.#ws.setFrameLimit(this.#frameLimits.max);
+    if (this.#flags & AUTHENTICATED) return;
+    this.#flags |= AUTHENTICATED;
+    if (this.#s.frameLimits) this.#ws.setFrameLimit(this.#s.frameLimits.max);
   }
 
   /**
@@ -143,38 +181,38 @@ export class Connection {
   set identity(value: string | undefined) {
     const previous = this.#identity;
     this.#identity = value;
-    if (value !== undefined && value !== previous) this.#log?.identified(this, previous);
+    if (value !== undefined && value !== previous) this.#s.log?.identified(this, previous);
   }
 
   /** Says why the peer is going, for its "gone" line (the first reason given wins). */
   markWhy(why: GoneWhy): void {
-    this.#why ??= why;
+    this.#r().why ??= why;
   }
 
   /** A failed authentication: a rate-limited warning with the remote address; the close that follows is "refused". */
   authFailed(detail: string): void {
-    this.#authLogged = true;
-    this.#log?.authFailed(this.dialect, this.remoteAddress, detail, this.id);
+    this.#flags |= AUTH_LOGGED;
+    this.#s.log?.authFailed(this.dialect, this.remoteAddress, detail, this.id);
     this.markWhy('refused');
   }
 
   /** The dialect's state for this peer changed (debug). */
   stateChanged(from: string, to: string): void {
-    if (from !== to) this.#log?.state(this, from, to);
+    if (from !== to) this.#s.log?.state(this, from, to);
   }
 
   /** True once close() was called or the socket went away. Nothing more is sent. */
   get closing(): boolean {
-    return this.#closing || this.#closed;
+    return (this.#flags & (CLOSING | CLOSED)) !== 0;
   }
 
   get closed(): boolean {
-    return this.#closed;
+    return (this.#flags & CLOSED) !== 0;
   }
 
   /** True once the receiver was found too slow. */
   get slow(): boolean {
-    return this.#slow;
+    return (this.#flags & SLOW) !== 0;
   }
 
   /** Bytes queued for this peer and not yet handed to the kernel. */
@@ -198,12 +236,13 @@ export class Connection {
    * one before the first has gone out marks the receiver slow.
    */
   send(data: Buffer | string): boolean {
-    if (this.#closing || this.#closed) return false;
+    if (this.#flags & (CLOSING | CLOSED)) return false;
     const len = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     const buffered = this.#ws.bufferedAmount;
     const big = this.#bigUnsent(buffered);
-    if (len > this.#maxBuffered) {
-      if (big > 0 || buffered > this.#maxBuffered) {
+    const max = this.#s.maxBuffered;
+    if (len > max) {
+      if (big > 0 || buffered > max) {
         this.#markSlow();
         return false;
       }
@@ -212,7 +251,7 @@ export class Connection {
       this.#bigEnd = this.#written;
       return true;
     }
-    if (buffered - big + len > this.#maxBuffered) {
+    if (buffered - big + len > max) {
       this.#markSlow();
       return false;
     }
@@ -233,16 +272,16 @@ export class Connection {
 
   /** Sends regardless of backpressure (for a final goodbye frame behind the backlog). */
   sendFinal(data: Buffer | string): void {
-    if (this.#closed || !this.#ws.open) return;
+    if (this.#flags & CLOSED || !this.#ws.open) return;
     this.#write(data, typeof data === 'string' ? Buffer.byteLength(data) : data.length);
   }
 
   #write(data: Buffer | string, len: number): void {
     // As the socket counts it: the payload plus an unmasked frame header.
     this.#written += len + (len < 126 ? 2 : len < 65_536 ? 4 : 10);
-    if (!this.#corked) {
+    if (!(this.#flags & CORKED)) {
       if (this.#ws.cork()) {
-        this.#corked = true;
+        this.#flags |= CORKED;
         corked.add(this);
         if (!flushQueued) {
           flushQueued = true;
@@ -251,21 +290,22 @@ export class Connection {
       }
     }
     this.#ws.send(data);
-    if (this.#log?.frames) this.#log.frame(this, 'out', data);
+    const s = this.#s;
+    if (s.log?.frames) s.log.frame(this, 'out', data);
     this.framesOut++;
-    this.#observer?.framesOut(this.dialect, 1);
+    s.observer?.framesOut(s.dialect, 1);
   }
 
   /** @internal */
   _uncork(): void {
-    if (!this.#corked) return;
-    this.#corked = false;
+    if (!(this.#flags & CORKED)) return;
+    this.#flags &= ~CORKED;
     this.#ws.uncork();
   }
 
   #markSlow(): void {
-    if (this.#slow) return;
-    this.#slow = true;
+    if (this.#flags & SLOW) return;
+    this.#flags |= SLOW;
     this.markWhy('slow consumer');
     this.onSlowConsumer(this);
   }
@@ -277,22 +317,23 @@ export class Connection {
 
   /** Records inbound activity. */
   touch(): void {
-    this.lastSeen = this.#scheduler.now();
+    const s = this.#s;
+    this.lastSeen = s.scheduler.now();
     this.framesIn++;
-    this.#observer?.framesIn(this.dialect, 1);
+    s.observer?.framesIn(s.dialect, 1);
   }
 
   /** Records a pong (activity, but not a frame). */
   touchPong(): void {
-    this.lastSeen = this.#scheduler.now();
+    this.lastSeen = this.#s.scheduler.now();
     if (this.#pingAt !== undefined) this.latencyMs = this.lastSeen - this.#pingAt;
     this.#pingAt = undefined;
   }
 
   ping(): void {
-    if (this.#closing || this.#closed) return;
+    if (this.#flags & (CLOSING | CLOSED)) return;
     // An unanswered ping keeps its start: the next pong measures from the oldest one.
-    this.#pingAt ??= this.#scheduler.now();
+    this.#pingAt ??= this.#s.scheduler.now();
     try {
       this.#ws.ping();
     } catch {
@@ -306,13 +347,14 @@ export class Connection {
    * is destroyed.
    */
   close(code: number, reason: string, why?: GoneWhy): void {
-    if (this.#closing || this.#closed) return;
+    if (this.#flags & (CLOSING | CLOSED)) return;
     if (why !== undefined) this.markWhy(why);
     // A close that refuses credentials is a failed authentication, whichever dialect sends it.
-    if (!this.#authLogged && (this.#why ?? this.#closeCodes?.[code]?.why) === 'refused') this.authFailed(reason);
-    this.#closing = true;
-    this.#sentCode = code;
-    this.#sentReason = reason;
+    if (!(this.#flags & AUTH_LOGGED) && (this.#rare?.why ?? this.#s.closeCodes?.[code]?.why) === 'refused') this.authFailed(reason);
+    this.#flags |= CLOSING;
+    const r = this.#r();
+    r.sentCode = code;
+    r.sentReason = reason;
     this._uncork();
     try {
       this.#ws.close(code, truncateReason(reason));
@@ -320,20 +362,21 @@ export class Connection {
       this.#ws.terminate();
       return;
     }
-    this.#drainTimer = this.#scheduler.after(CLOSE_DRAIN_MS, () => {
-      if (!this.#closed) this.#ws.terminate();
+    r.drainTimer = this.#s.scheduler.after(CLOSE_DRAIN_MS, () => {
+      if (!(this.#flags & CLOSED)) this.#ws.terminate();
     });
   }
 
   /** Drops the socket at once, without a close frame. */
   terminate(): void {
-    this.#closing = true;
+    this.#flags |= CLOSING;
     this.#ws.terminate();
   }
 
   #goneWhy(code: number): GoneWhy {
-    if (this.#why !== undefined) return this.#why;
-    if (this.#sentCode !== undefined) return this.#closeCodes?.[this.#sentCode]?.why ?? 'closed by server';
+    const r = this.#rare;
+    if (r?.why !== undefined) return r.why;
+    if (r?.sentCode !== undefined) return this.#s.closeCodes?.[r.sentCode]?.why ?? 'closed by server';
     if (code === 1006) return 'dead';
     // The socket layer refused a frame (bad UTF-8, too big, bad framing).
     if (code === 1002 || code === 1007 || code === 1009) return 'protocol error';
@@ -341,21 +384,23 @@ export class Connection {
   }
 
   onClose(listener: (code: number, reason: string) => void): void {
-    (this.#closeListeners ??= []).push(listener);
+    (this.#r().closeListeners ??= []).push(listener);
   }
 
   /** @internal Called by the transport when the socket has closed. */
   _closed(code: number, reason: string): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#closing = true;
-    this.#drainTimer?.cancel();
+    if (this.#flags & CLOSED) return;
+    this.#flags |= CLOSED | CLOSING;
+    const r = this.#rare;
+    r?.drainTimer?.cancel();
     corked.delete(this);
-    this.#observer?.closed(this.dialect, code);
+    const s = this.#s;
+    s.observer?.closed(s.dialect, code);
     // The code and reason the server sent, when it closed; else what the peer sent (1006: nothing).
-    if (this.#log) this.#log.gone(this, this.#sentCode ?? code, this.#sentCode !== undefined ? this.#sentReason : reason, this.#goneWhy(code));
-    const listeners = this.#closeListeners;
-    this.#closeListeners = undefined;
+    const sent = r?.sentCode;
+    if (s.log) s.log.gone(this, sent ?? code, sent !== undefined ? (r?.sentReason ?? '') : reason, this.#goneWhy(code));
+    const listeners = r?.closeListeners;
+    if (r) r.closeListeners = undefined;
     if (listeners) for (const l of listeners) l(code, reason);
   }
 }

@@ -24,7 +24,8 @@
  * TTLs: an entry's expiry is measured on the injected clock (the instance's), like the
  * other stores; Redis deletes the key EXPIRY_GRACE_MS after that, to reclaim memory.
  */
-import { Cluster, Redis } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Cluster, Redis } from 'ioredis';
 import { MusterError } from '../common/errors.js';
 import { addDelta, assertJsonValue, canonicalJson, expiryFor } from './memory.js';
 import * as scripts from './redis-scripts.js';
@@ -77,6 +78,16 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 
 export type RedisClient = Redis | Cluster;
 
+/**
+ * ioredis (about 1 MiB of heap and more of code) is loaded when the first Redis client is
+ * made, not by every server: one on the memory or SQLite store outside cluster mode
+ * never needs it.
+ */
+let ioredisModule: typeof import('ioredis') | undefined;
+export function ioredis(): typeof import('ioredis') {
+  return (ioredisModule ??= createRequire(import.meta.url)('ioredis') as typeof import('ioredis'));
+}
+
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 export const DEFAULT_REDIS_PREFIX = 'muster:';
 
@@ -98,7 +109,7 @@ export function createRedisClient(opts: RedisConnectionOptions): RedisClient {
   };
   if (opts.cluster && opts.cluster.length > 0) {
     const { retryStrategy: _r, enableOfflineQueue: _q, ...redisOptions } = common;
-    return new Cluster(opts.cluster.map((n) => ({ host: n.host, port: n.port })), {
+    return new (ioredis().Cluster)(opts.cluster.map((n) => ({ host: n.host, port: n.port })), {
       redisOptions,
       enableOfflineQueue: true,
       clusterRetryStrategy: retryDelay,
@@ -106,7 +117,7 @@ export function createRedisClient(opts: RedisConnectionOptions): RedisClient {
   }
   if (opts.sentinels && opts.sentinels.length > 0) {
     if (opts.name === undefined) throw new RangeError('Redis Sentinel needs the name of the primary (store.name)');
-    return new Redis({
+    return new (ioredis().Redis)({
       ...common,
       sentinels: opts.sentinels.map((n) => ({ host: n.host, port: n.port })),
       name: opts.name,
@@ -114,7 +125,7 @@ export function createRedisClient(opts: RedisConnectionOptions): RedisClient {
       sentinelRetryStrategy: retryDelay,
     });
   }
-  return new Redis(opts.url ?? DEFAULT_REDIS_URL, common);
+  return new (ioredis().Redis)(opts.url ?? DEFAULT_REDIS_URL, common);
 }
 
 /** The URL without its password, for banners and logs. */

@@ -3,7 +3,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { Connection } from '../core/connection.js';
+import { Connection, connectionShared, type ConnectionShared } from '../core/connection.js';
 import { WsSocket } from '../core/socket.js';
 import { PRE_AUTH_SOCKET_FACTOR, type ConnectionHandler, type Dialect } from '../core/dialect.js';
 import { CloseCode } from '../common/errors.js';
@@ -52,7 +52,9 @@ export class Transport {
   readonly #opts: TransportOptions;
   readonly #wss: WebSocketServer;
   readonly #byPath = new Map<string, Dialect>();
-  readonly #conns = new Map<string, { conn: Connection; dialect: Dialect; handler: ConnectionHandler | undefined }>();
+  /** Open connections by id (a connection's dialect is `#byName.get(conn.dialect)`). */
+  readonly #conns = new Map<string, Connection>();
+  readonly #byName = new Map<string, Dialect>();
   readonly #handshakes = new Map<string, { windowStart: number; count: number }>();
   readonly #sweep: Timer;
   #accepting = true;
@@ -64,7 +66,10 @@ export class Transport {
   constructor(opts: TransportOptions) {
     this.#opts = opts;
     this.#peerLog = new PeerLog({ logger: opts.logger, now: () => opts.scheduler.now(), ...(opts.secrets ? { secrets: opts.secrets } : {}) });
-    for (const d of opts.dialects) this.#byPath.set(d.path, d);
+    for (const d of opts.dialects) {
+      this.#byPath.set(d.path, d);
+      this.#byName.set(d.name, d);
+    }
     // Every reason is exported from the start, at 0.
     for (const reason of REFUSAL_REASONS) opts.metrics.upgradesRefused.inc({ reason }, 0);
     this.#wss = new WebSocketServer({
@@ -82,17 +87,22 @@ export class Transport {
   }
 
   connections(): Connection[] {
-    return [...this.#conns.values()].map((e) => e.conn);
+    return [...this.#conns.values()];
   }
 
   get(id: string): { conn: Connection; dialect: Dialect } | undefined {
-    return this.#conns.get(id);
+    const conn = this.#conns.get(id);
+    return conn && { conn, dialect: this.#dialectOf(conn) };
+  }
+
+  #dialectOf(conn: Connection): Dialect {
+    return this.#byName.get(conn.dialect) as Dialect;
   }
 
   countByDialect(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const d of this.#opts.dialects) out[d.name] = 0;
-    for (const { dialect } of this.#conns.values()) out[dialect.name] = (out[dialect.name] ?? 0) + 1;
+    for (const { dialect } of this.#conns.values()) out[dialect] = (out[dialect] ?? 0) + 1;
     return out;
   }
 
@@ -101,13 +111,13 @@ export class Transport {
    * `by` and `note` (who asked, and why) go to the `admin.kick` log line.
    */
   kick(id: string, ask: { by?: string | undefined; note?: string | undefined } = {}): boolean {
-    const e = this.#conns.get(id);
-    if (!e) return false;
-    const c = e.conn;
+    const c = this.#conns.get(id);
+    if (!c) return false;
     const fields = { event: 'admin.kick', dialect: c.dialect, conn: c.id, remote: c.remoteAddress, identity: c.identity, by: ask.by ?? null, note: ask.note ?? null };
     this.#opts.logger.info(fields, `${c.dialect}: kicked by an operator`);
     c.markWhy('kicked');
-    if (e.dialect.kick) e.dialect.kick(c);
+    const dialect = this.#dialectOf(c);
+    if (dialect.kick) dialect.kick(c);
     else c.close(CloseCode.POLICY_VIOLATION, KICK_REASON);
     return true;
   }
@@ -116,14 +126,15 @@ export class Transport {
   async shutdown(timeoutMs: number): Promise<void> {
     this.#accepting = false;
     this.#sweep.cancel();
-    for (const { conn, dialect } of this.#conns.values()) {
+    for (const conn of this.#conns.values()) {
+      const dialect = this.#dialectOf(conn);
       conn.markWhy('shutdown');
       if (dialect.goodbye) dialect.goodbye(conn);
       else conn.close(CloseCode.GOING_AWAY, 'server shutting down');
     }
     // Waiting on sockets is waiting on I/O, so this deadline is real time, not the scheduler's.
     if (!(await this.#drain(timeoutMs))) {
-      for (const { conn } of this.#conns.values()) conn.terminate();
+      for (const conn of this.#conns.values()) conn.terminate();
       await this.#drain(1000);
     }
     this.#wss.close();
@@ -223,16 +234,25 @@ export class Transport {
     return end;
   }
 
-  /** Each dialect's frame limits, one object shared by its connections. */
-  readonly #limitsByDialect = new Map<Dialect, { preAuth: number; max: number }>();
+  /** What each dialect's connections share (settings, frame limits): one object per dialect. */
+  readonly #sharedByDialect = new Map<Dialect, ConnectionShared>();
 
-  #frameLimits(dialect: Dialect, preAuthMaxBytes: number): { preAuth: number; max: number } {
-    let limits = this.#limitsByDialect.get(dialect);
-    if (!limits) {
-      limits = preAuthFrameLimits(preAuthMaxBytes, this.#opts.limits.maxPayload);
-      this.#limitsByDialect.set(dialect, limits);
+  #shared(dialect: Dialect): ConnectionShared {
+    let shared = this.#sharedByDialect.get(dialect);
+    if (!shared) {
+      const { scheduler, metrics } = this.#opts;
+      shared = connectionShared({
+        dialect: dialect.name,
+        scheduler,
+        maxBufferedBytes: dialect.maxBufferedBytes,
+        observer: metrics,
+        log: this.#peerLog,
+        closeCodes: dialect.closeCodes,
+        ...(dialect.preAuthMaxBytes === undefined ? {} : { frameLimits: preAuthFrameLimits(dialect.preAuthMaxBytes, this.#opts.limits.maxPayload) }),
+      });
+      this.#sharedByDialect.set(dialect, shared);
     }
-    return limits;
+    return shared;
   }
 
   /** Upgrades counted and not yet opened or given back (they hold connection slots). */
@@ -257,45 +277,36 @@ export class Transport {
   }
 
   #open(ws: WebSocket, req: IncomingMessage, dialect: Dialect, ip: string): void {
-    const { scheduler, metrics, logger } = this.#opts;
+    const { scheduler, metrics } = this.#opts;
+    const shared = this.#shared(dialect);
     const conn = new Connection(new WsSocket(ws), {
       id: randomUUID(),
       dialect: dialect.name,
       remoteAddress: ip,
       scheduler,
       maxBufferedBytes: dialect.maxBufferedBytes,
-      observer: metrics,
-      log: this.#peerLog,
-      closeCodes: dialect.closeCodes,
-      ...(dialect.preAuthMaxBytes === undefined ? {} : { frameLimits: this.#frameLimits(dialect, dialect.preAuthMaxBytes) }),
+      shared,
     });
     this.#peerLog.connected(conn, dialect.path);
-    const entry: { conn: Connection; dialect: Dialect; handler: ConnectionHandler | undefined } = { conn, dialect, handler: undefined };
-    this.#conns.set(conn.id, entry);
+    this.#conns.set(conn.id, conn);
     metrics.connections.inc({ dialect: dialect.name });
-
-    this.#wire(ws, conn, entry, dialect);
-
-    try {
-      entry.handler = dialect.accept(conn, req);
-    } catch (err) {
-      logger.error({ err, dialect: dialect.name }, 'dialect failed to accept a connection');
-      conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
-    }
+    this.#wire(ws, conn, dialect, () => dialect.accept(conn, req));
   }
 
   /**
-   * The socket's listeners. Kept out of #open so that their closures do not hold the
-   * upgrade request (about 1 KiB per idle connection).
+   * The socket's listeners, then the dialect's handler (`accept`). Kept out of #open so
+   * that their closures do not hold the upgrade request (about 1 KiB per idle
+   * connection); the handler lives in their shared context, not in an object per socket.
    */
-  #wire(ws: WebSocket, conn: Connection, entry: { handler: ConnectionHandler | undefined }, dialect: Dialect): void {
+  #wire(ws: WebSocket, conn: Connection, dialect: Dialect, accept: () => ConnectionHandler): void {
     const { metrics, logger } = this.#opts;
+    let handler: ConnectionHandler | undefined;
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (conn.closing) return;
       conn.touch();
       if (this.#peerLog.frames) this.#peerLog.frame(conn, 'in', data, isBinary);
       try {
-        entry.handler?.onMessage(data, isBinary);
+        handler?.onMessage(data, isBinary);
       } catch (err) {
         logger.error({ err, conn: conn.id, dialect: dialect.name }, 'handler failed on a frame');
         conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
@@ -303,7 +314,7 @@ export class Transport {
     });
     ws.on('pong', () => {
       conn.touchPong();
-      entry.handler?.onPong?.();
+      handler?.onPong?.();
     });
     ws.on('error', (err) => {
       // ws closes the socket itself after a protocol error (1002, 1007 bad UTF-8, 1009 too big).
@@ -319,11 +330,17 @@ export class Transport {
       }
       conn._closed(code, reason);
       try {
-        entry.handler?.onClose(code, reason);
+        handler?.onClose(code, reason);
       } catch (err) {
         logger.error({ err, conn: conn.id, dialect: dialect.name }, 'handler failed on close');
       }
     });
+    try {
+      handler = accept();
+    } catch (err) {
+      logger.error({ err, dialect: dialect.name }, 'dialect failed to accept a connection');
+      conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
+    }
   }
 }
 

@@ -80,7 +80,8 @@ export class BusDialect implements Dialect {
   readonly #ctx: DialectContext;
   readonly #world: BusWorldConfig;
   readonly #rt: DialectRuntime<BusWorld, WorldEvent, TimerKey, BusEffect, string | Buffer>;
-  readonly #conns = new Map<string, Connection>();
+  /** The connection being released (its close is fed after the runtime has forgotten it). */
+  #releasing: Connection | undefined;
   /** Undoes the topic subscriptions, the peer listener and the admin list answerer. */
   readonly #unhook: Array<() => void> = [];
   /** True while a frame is being handled (a receiver cut meanwhile was cut by that frame's delivery). */
@@ -116,7 +117,7 @@ export class BusDialect implements Dialect {
       limited: events > 0 || bytes > 0,
       eventRate: { perSecond: events, burst: 2 * events },
       byteRate: { perSecond: bytes, burst: Math.max(2 * bytes, cfg.maxMessageBytes) },
-      lastSeen: (id) => this.#conns.get(id)?.lastSeen ?? 0,
+      lastSeen: (id) => this.#conn(id)?.lastSeen ?? 0,
       // Cluster mode: names are claimed in Redis before IDENTIFY succeeds (world-names.ts).
       claimNames: ctx.broker.names !== undefined,
     };
@@ -227,7 +228,6 @@ export class BusDialect implements Dialect {
 
   accept(conn: Connection, req: IncomingMessage): ConnectionHandler {
     const socket = new Socket(this, conn, headerToken(req));
-    this.#conns.set(conn.id, conn);
     // On the Broker only once it has identified (GLOBAL reaches identified services).
     this.#rt.attach(conn, false);
     this.#rt.feed({ type: 'open', now: this.#ctx.scheduler.now(), conn: conn.id, headerToken: socket.headerToken });
@@ -239,6 +239,16 @@ export class BusDialect implements Dialect {
   readonly #onSlowConsumer = (conn: Connection): void => {
     this.#rt.feed({ type: 'slow', now: this.#ctx.scheduler.now(), conn: conn.id, buffered: conn.bufferedAmount, during: this.#busy });
   };
+
+  /**
+   * A connection here by id: the runtime holds them (the bus attaches each socket it
+   * accepts, and only sockets), so no second map per connection is kept here.
+   */
+  #conn(id: string): Connection | undefined {
+    const r = this.#releasing;
+    if (r !== undefined && r.id === id) return r;
+    return this.#rt.connection(id) as Connection | undefined;
+  }
 
   /** @internal A frame from a service's socket (Socket.onMessage). */
   _frame(socket: Socket, data: Buffer, binary: boolean): void {
@@ -255,8 +265,12 @@ export class BusDialect implements Dialect {
   _release(socket: Socket): void {
     const id = socket.conn.id;
     this.#rt.detach(id);
-    this.#rt.feed({ type: 'closed', now: this.#ctx.scheduler.now(), conn: id });
-    this.#conns.delete(id);
+    this.#releasing = socket.conn;
+    try {
+      this.#rt.feed({ type: 'closed', now: this.#ctx.scheduler.now(), conn: id });
+    } finally {
+      this.#releasing = undefined;
+    }
   }
 
   kick(conn: Connection): void {
@@ -324,7 +338,7 @@ export class BusDialect implements Dialect {
   #localServices(): ServiceRow[] {
     return [...this.#rt.state.byId.values()].flatMap((s) => {
       // Replicas of other instances' services have no connection here.
-      const conn = this.#conns.get(s.conn);
+      const conn = this.#conn(s.conn);
       if (!conn) return [];
       return [
         {
@@ -373,24 +387,24 @@ export class BusDialect implements Dialect {
     switch (e.type) {
       case 'disconnect': {
         this.#m.disconnects.inc({ reason: e.reason });
-        const conn = this.#conns.get(e.conn);
+        const conn = this.#conn(e.conn);
         if (!conn) return;
         conn.sendFinal(encode.disconnect(e.reason, e.detail));
         conn.close(closeCodeFor[e.reason], e.reason);
         return;
       }
       case 'identified': {
-        const conn = this.#conns.get(e.conn);
+        const conn = this.#conn(e.conn);
         if (!conn) return;
         conn.markAuthenticated();
         conn.identity = e.identity;
         return;
       }
       case 'why':
-        this.#conns.get(e.conn)?.markWhy(e.why);
+        this.#conn(e.conn)?.markWhy(e.why);
         return;
       case 'phase':
-        this.#conns.get(e.conn)?.stateChanged(e.from, e.to);
+        this.#conn(e.conn)?.stateChanged(e.from, e.to);
         return;
       case 'count':
         this.#m[e.metric].inc();

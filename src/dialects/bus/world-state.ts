@@ -2,6 +2,7 @@
  * The bus world's state (and the empty world), its events and its effects; the step is in world.ts.
  */
 import type { GoneWhy } from '../../core/peer-log.js';
+import { BeatQueue } from './beats.js';
 import type { CoreEffect, TimerEvent } from '../../core/runtime.js';
 import type { Rate, TokenBucket } from '../../core/ratelimit.js';
 import type { DisconnectReason, ExpectReply, IdentifyData } from '../../protocols/bus/messages.js';
@@ -120,7 +121,7 @@ export interface BusWorld {
   /** Connections that have not identified, by their identify deadline, oldest first. */
   readonly identifying: Map<string, number>;
   /** Identified services' next heartbeat, in tick order. */
-  readonly heartbeats: Map<string, { at: number }>;
+  readonly heartbeats: BeatQueue;
   /** When each shared timer is set to fire (null: not set). */
   readonly armed: Record<TimerKey, number | null>;
   /** EVENTs routed since the metrics last read them, by intent. */
@@ -142,7 +143,7 @@ export function initialWorld(): BusWorld {
     groups: new Map(),
     pending: new Map(),
     identifying: new Map(),
-    heartbeats: new Map(),
+    heartbeats: new BeatQueue(),
     armed: { identify: null, requests: null, heartbeat: null },
     routed: { GLOBAL: 0, GROUP: 0, DIRECT: 0 },
     routing: undefined,

@@ -37,20 +37,17 @@ export function onTimer(w: BusWorld, key: TimerKey, now: number, cfg: BusWorldCo
       return;
     case 'heartbeat':
       for (;;) {
-        const first = w.heartbeats.entries().next();
-        if (first.done) break;
-        const [conn, slot] = first.value;
-        if (slot.at > now) break;
-        w.heartbeats.delete(conn);
-        slot.at += cfg.heartbeatInterval;
-        if (slot.at <= now) slot.at = now + cfg.heartbeatInterval;
-        w.heartbeats.set(conn, slot);
-        const svc = w.services.get(conn);
-        if (svc) feed(w, svc, { type: 'heartbeat-tick', now, lastSeen: cfg.lastSeen(conn) }, cfg, out, undefined);
+        const at = w.heartbeats.nextAt();
+        if (at === undefined || at > now) break;
+        const svc = w.heartbeats.shift();
+        let next = at + cfg.heartbeatInterval;
+        if (next <= now) next = now + cfg.heartbeatInterval;
+        w.heartbeats.push(svc, next);
+        feed(w, svc, { type: 'heartbeat-tick', now, lastSeen: cfg.lastSeen(svc.conn) }, cfg, out, undefined);
       }
       {
-        const first = w.heartbeats.values().next();
-        if (!first.done) arm(w, out, 'heartbeat', first.value.at);
+        const first = w.heartbeats.nextAt();
+        if (first !== undefined) arm(w, out, 'heartbeat', first);
       }
       return;
   }

@@ -193,7 +193,8 @@ export function enlist(w: BusWorld, svc: Service, data: IdentifyData, cfg: BusWo
   w.byId.set(svc.conn, svc);
   const groups = new Set<string>(data.groups ?? []);
   if (data.group !== undefined) groups.add(data.group);
-  svc.groups = groups;
+  // No Set for a service in no group (most of them): the readers take undefined as none.
+  svc.groups = groups.size > 0 ? groups : undefined;
   out.push({ type: 'identified', conn: svc.conn, identity: svc.name ?? svc.conn });
   out.push({ type: 'enlist', conn: svc.conn, on: true });
   out.push({ type: 'cluster', to: null, msg: { t: 'up', svc: info(svc) } });
@@ -204,9 +205,8 @@ export function enlist(w: BusWorld, svc: Service, data: IdentifyData, cfg: BusWo
     out.push({ type: 'join', group: g, conn: svc.conn });
   }
   out.push({ type: 'send', conn: svc.conn, frame: encode.identified(svc.conn, cfg.heartbeatInterval) });
-  w.heartbeats.delete(svc.conn);
   const at = w.now + cfg.heartbeatInterval;
-  w.heartbeats.set(svc.conn, { at });
+  w.heartbeats.push(svc, at);
   arm(w, out, 'heartbeat', at);
 }
 
@@ -339,7 +339,7 @@ function reply(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 5 }>, o
 
 function unregister(w: BusWorld, svc: Service, out: Eff[]): void {
   w.identifying.delete(svc.conn);
-  w.heartbeats.delete(svc.conn);
+  // Its heartbeat entry is dropped when it reaches the front (BeatQueue).
   if (!svc.identified) return;
   svc.identified = false;
   if (svc.claimed === true && svc.name !== undefined) {
