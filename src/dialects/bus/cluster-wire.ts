@@ -1,3 +1,4 @@
+import type { LinkCodec } from '../../cluster/link.js';
 import type { ClusterMsg, ServiceInfo } from './world-state.js';
 
 /**
@@ -9,11 +10,6 @@ import type { ClusterMsg, ServiceInfo } from './world-state.js';
 
 /** Broadcasts to every instance's bus. */
 export const CLUSTER_TOPIC = 'bus:cluster';
-
-/** The topic only the bus on `instance` hears. */
-export function instanceTopic(instance: string): string {
-  return `bus:cluster:${instance}`;
-}
 
 const EMPTY = Buffer.alloc(0);
 
@@ -99,3 +95,6 @@ function toMsg(h: Record<string, unknown>, frame: Buffer): ClusterMsg | undefine
       return undefined;
   }
 }
+
+/** The link to this dialect on the other instances (`ClusterLink`: the topic for all of them, `<topic>:<id>` for one). */
+export const LINK: LinkCodec<ClusterMsg> = { topic: CLUSTER_TOPIC, encode: encodeClusterMsg, decode: decodeClusterMsg };

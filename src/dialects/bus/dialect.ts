@@ -7,7 +7,9 @@ import { BatchedHistogram } from '../../core/batched-histogram.js';
 import { CloseCode } from '../../common/errors.js';
 import { busCloseCodes, closeCodeFor, DisconnectReason, encode } from '../../protocols/bus/messages.js';
 import { gatherRows, instanceHeaders } from '../../cluster/admin-view.js';
-import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
+import { ClusterLink } from '../../cluster/link.js';
+import type { ClusterMsg } from './world-state.js';
+import { LINK } from './cluster-wire.js';
 import { initialWorld, remoteCount, step, timerId, worldSummary, type BusEffect, type BusWorld, type ClaimOutcome, type BusWorldConfig, type TimerKey, type WorldEvent } from './world.js';
 
 export interface BusDialectConfig {
@@ -83,6 +85,7 @@ export class BusDialect implements Dialect {
   /** The connection being released (its close is fed after the runtime has forgotten it). */
   #releasing: Connection | undefined;
   /** Undoes the topic subscriptions, the peer listener and the admin list answerer. */
+  readonly #link: ClusterLink<ClusterMsg>;
   readonly #unhook: Array<() => void> = [];
   /** True while a frame is being handled (a receiver cut meanwhile was cut by that frame's delivery). */
   #busy = false;
@@ -138,17 +141,13 @@ export class BusDialect implements Dialect {
       peerLogRate: { perSecond: 0.1, burst: 1 },
     });
     const state = this.#rt.state;
-    const here = ctx.broker.instanceId;
-    const fromCluster = (m: Buffer): void => {
-      const d = decodeClusterMsg(m);
-      // Its own broadcasts come back to it: only the others' are news.
-      if (!d || d.from === here) return;
-      this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from: d.from, msg: d.msg });
-    };
+    const link = new ClusterLink(ctx.broker, LINK, {
+      remote: (from, msg) => this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from, msg }),
+      peer: (instance, up) => this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up }),
+    });
+    this.#link = link;
     this.#unhook.push(
-      ctx.broker.subscribe(CLUSTER_TOPIC, fromCluster),
-      ctx.broker.subscribe(instanceTopic(here), fromCluster),
-      ctx.broker.onPeer((instance, up) => this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up })),
+      () => link.stop(),
       // The admin list of every instance (cluster mode): each instance answers with its own services.
       ctx.broker.answer(SERVICES_KIND, () => this.#localServices()),
     );
@@ -412,11 +411,9 @@ export class BusDialect implements Dialect {
       case 'observe':
         this.#m.requestDuration.observeOne(e.outcome, e.seconds);
         return;
-      case 'cluster': {
-        const b = this.#ctx.broker;
-        b.publish(e.to === null ? CLUSTER_TOPIC : instanceTopic(e.to), encodeClusterMsg(b.instanceId, e.msg));
+      case 'cluster':
+        this.#link.publish(e.to, e.msg);
         return;
-      }
       case 'claim': {
         const { conn, name } = e;
         const answer = (outcome: ClaimOutcome): void => {

@@ -1,3 +1,4 @@
+import type { LinkCodec } from '../../cluster/link.js';
 import type { ClusterMsg, SlaveInfo } from './world/state.js';
 
 /**
@@ -10,11 +11,6 @@ import type { ClusterMsg, SlaveInfo } from './world/state.js';
 
 /** Broadcasts to every instance's Clusterio world. */
 export const CLUSTER_TOPIC = 'clusterio:cluster';
-
-/** The topic only the Clusterio world on `instance` hears. */
-export function instanceTopic(instance: string): string {
-  return `clusterio:cluster:${instance}`;
-}
 
 export function encodeClusterMsg(from: string, msg: ClusterMsg): Buffer {
   return Buffer.from(JSON.stringify({ f: from, ...msg }));
@@ -79,3 +75,6 @@ function toMsg(h: Record<string, unknown>): ClusterMsg | undefined {
       return undefined;
   }
 }
+
+/** The link to this dialect on the other instances (`ClusterLink`: the topic for all of them, `<topic>:<id>` for one). */
+export const LINK: LinkCodec<ClusterMsg> = { topic: CLUSTER_TOPIC, encode: encodeClusterMsg, decode: decodeClusterMsg };

@@ -17,7 +17,9 @@ import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type 
 import { assertNever, DialectRuntime } from '../../core/runtime.js';
 import { ClusterioClose, clusterioCloseCodes, CloseReason } from '../../protocols/clusterio/messages.js';
 import { createMetrics, publishSlaveMetrics, type DialectMetrics, type SlaveFamily } from './metrics.js';
-import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
+import { ClusterLink } from '../../cluster/link.js';
+import type { ClusterMsg } from './world/state.js';
+import { LINK } from './cluster-wire.js';
 import { clusterioRoutes } from './routes.js';
 import { loadRegistry, readRecord, type Read } from './store.js';
 import { TokenVerifier } from './token.js';
@@ -62,6 +64,8 @@ export class ClusterioDialect implements Dialect {
   /** authSecret's key, imported once per secret. */
   #tokens: TokenVerifier;
   #scrapes = 0;
+  /** Only in cluster mode. */
+  #link: ClusterLink<ClusterMsg> | undefined;
   readonly #unhook: Array<() => void> = [];
 
   constructor(cfg: ClusterioDialectConfig, ctx: DialectContext) {
@@ -115,24 +119,21 @@ export class ClusterioDialect implements Dialect {
         this.#rt.feed({ type: 'registryLoaded', now: ctx.scheduler.now(), slaves: [], instances: [] });
       },
     );
-    if (world.cluster) this.#joinCluster(world.cluster.instance);
+    if (world.cluster) this.#joinCluster();
   }
 
-  #joinCluster(here: string): void {
-    const b = this.#ctx.broker;
-    const fromCluster = (m: Buffer): void => {
-      const d = decodeClusterMsg(m);
-      // Its own broadcasts come back to it: only the others' are news.
-      if (!d || d.from === here || this.#rt.stopped) return;
-      this.#rt.feed({ type: 'remote', now: this.#ctx.scheduler.now(), from: d.from, msg: d.msg });
-    };
-    this.#unhook.push(
-      b.subscribe(CLUSTER_TOPIC, fromCluster),
-      b.subscribe(instanceTopic(here), fromCluster),
-      b.onPeer((instance, up) => {
-        if (!this.#rt.stopped) this.#rt.feed({ type: 'peer', now: this.#ctx.scheduler.now(), instance, up });
-      }),
-    );
+  #joinCluster(): void {
+    const now = (): number => this.#ctx.scheduler.now();
+    const link = new ClusterLink(this.#ctx.broker, LINK, {
+      remote: (from, msg) => {
+        if (!this.#rt.stopped) this.#rt.feed({ type: 'remote', now: now(), from, msg });
+      },
+      peer: (instance, up) => {
+        if (!this.#rt.stopped) this.#rt.feed({ type: 'peer', now: now(), instance, up });
+      },
+    });
+    this.#link = link;
+    this.#unhook.push(() => link.stop());
   }
 
   /** Reads the registry (or one record) again, after the start-up read, and feeds what it holds now. */
@@ -152,10 +153,9 @@ export class ClusterioDialect implements Dialect {
       .catch((err: unknown) => logger.error({ err }, 'clusterio: failed on a registry read'));
   }
 
-  #publish(to: string | null, msg: Parameters<typeof encodeClusterMsg>[1]): void {
+  #publish(to: string | null, msg: ClusterMsg): void {
     if (this.#rt.stopped) return;
-    const b = this.#ctx.broker;
-    b.publish(to === null ? CLUSTER_TOPIC : instanceTopic(to), encodeClusterMsg(b.instanceId, msg));
+    this.#link?.publish(to, msg);
   }
 
   /** Live counts, for leak checks and `muster status`. */

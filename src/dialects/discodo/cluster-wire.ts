@@ -1,3 +1,4 @@
+import type { LinkCodec } from '../../cluster/link.js';
 import { isObj, LosslessNumber, readSnowflake, sessionKey, type Snowflake } from '../../protocols/discodo/messages.js';
 import type { BotState, PendingVoice, VoiceClientState, VoiceServer } from './voice.js';
 
@@ -11,11 +12,6 @@ import type { BotState, PendingVoice, VoiceClientState, VoiceServer } from './vo
 
 /** Claims go to every instance. */
 export const CLUSTER_TOPIC = 'discodo:cluster';
-
-/** The topic only the discodo dialect on `instance` hears (answers to its claims). */
-export function instanceTopic(instance: string): string {
-  return `discodo:cluster:${instance}`;
-}
 
 export type ClusterMsg =
   /**
@@ -135,3 +131,6 @@ export function decodeClusterMsg(buf: Buffer): { from: string; msg: ClusterMsg }
       return undefined;
   }
 }
+
+/** The link to this dialect on the other instances (`ClusterLink`: the topic for all of them, `<topic>:<id>` for one). */
+export const LINK: LinkCodec<ClusterMsg> = { topic: CLUSTER_TOPIC, encode: encodeClusterMsg, decode: decodeClusterMsg };

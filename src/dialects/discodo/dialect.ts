@@ -10,7 +10,8 @@ import { discodoCloseCodes, CloseCodes, encode, snowflakeKey, type ResumedForm, 
 import { VERSION } from '../../version.js';
 import { noopVoiceBackend, type VoiceBackend } from './backend.js';
 import { gatherRows, instanceHeaders } from '../../cluster/admin-view.js';
-import { CLUSTER_TOPIC, decodeClusterMsg, encodeClusterMsg, instanceTopic } from './cluster-wire.js';
+import { ClusterLink } from '../../cluster/link.js';
+import { LINK, type ClusterMsg } from './cluster-wire.js';
 import { nodeStatusProvider, type NodeStatus } from './status.js';
 import { initialWorld, step, timerId, worldSummary, type DiscodoEffect, type DiscodoWorld, type SessionRec, type TimerKey, type WorldConfig, type WorldEvent } from './world.js';
 
@@ -77,6 +78,7 @@ export class DiscodoDialect implements Dialect {
   readonly #conns = new Map<string, Connection>();
   readonly #rt: DialectRuntime<DiscodoWorld, WorldEvent, TimerKey, DiscodoEffect>;
   /** Undoes the topic subscriptions, the peer listener and the admin list answerer. */
+  readonly #link: ClusterLink<ClusterMsg>;
   readonly #unhook: Array<() => void> = [];
   readonly #m: {
     resumes: Counter<'kind'>;
@@ -129,17 +131,13 @@ export class DiscodoDialect implements Dialect {
       },
     });
 
-    const here = ctx.broker.instanceId;
-    const fromCluster = (m: Buffer): void => {
-      const d = decodeClusterMsg(m);
-      // Its own claims come back to it on one process: only the others' are news.
-      if (!d || d.from === here) return;
-      this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from: d.from, msg: d.msg });
-    };
+    const link = new ClusterLink(ctx.broker, LINK, {
+      remote: (from, msg) => this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from, msg }),
+      peer: (instance, up) => this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up }),
+    });
+    this.#link = link;
     this.#unhook.push(
-      ctx.broker.subscribe(CLUSTER_TOPIC, fromCluster),
-      ctx.broker.subscribe(instanceTopic(here), fromCluster),
-      ctx.broker.onPeer((instance, up) => this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up })),
+      () => link.stop(),
       // The admin views of every instance (cluster mode): each instance answers with its own.
       ctx.broker.answer(SESSIONS_KIND, (q) => this.#localViews(typeof q === 'string' ? q : null)),
     );
@@ -323,11 +321,9 @@ export class DiscodoDialect implements Dialect {
         }
         return;
       }
-      case 'cluster': {
-        const b = this.#ctx.broker;
-        b.publish(e.to === null ? CLUSTER_TOPIC : instanceTopic(e.to), encodeClusterMsg(b.instanceId, e.msg));
+      case 'cluster':
+        this.#link.publish(e.to, e.msg);
         return;
-      }
       case 'handoff':
         this.#m.handoffs.inc({ direction: e.direction });
         return;

@@ -1,3 +1,4 @@
+import type { LinkCodec } from '../../cluster/link.js';
 import { decodeInfo } from '../../protocols/gamelist/messages.js';
 import type { JoinAnswer, JoinFailure } from '../../protocols/gamelist/api.js';
 import type { ClusterMsg, ReplicaInfo } from './world-cluster.js';
@@ -10,11 +11,6 @@ import type { ClusterMsg, ReplicaInfo } from './world-cluster.js';
 
 /** Broadcasts to every instance's gamelist. */
 export const GAMELIST_CLUSTER_TOPIC = 'gamelist:cluster';
-
-/** The topic only the gamelist on `instance` hears. */
-export function gamelistInstanceTopic(instance: string): string {
-  return `gamelist:cluster:${instance}`;
-}
 
 export function encodeGamelistMsg(from: string, msg: ClusterMsg): Buffer {
   return Buffer.from(JSON.stringify({ f: from, ...msg }));
@@ -99,3 +95,6 @@ function toMsg(h: Record<string, unknown>): ClusterMsg | undefined {
       return undefined;
   }
 }
+
+/** The link to this dialect on the other instances (`ClusterLink`: the topic for all of them, `<topic>:<id>` for one). */
+export const LINK: LinkCodec<ClusterMsg> = { topic: GAMELIST_CLUSTER_TOPIC, encode: encodeGamelistMsg, decode: decodeGamelistMsg };

@@ -15,7 +15,9 @@ import { DEFAULT_PRE_AUTH_MAX_BYTES, type ConnectionHandler, type Dialect, type 
 import { assertNever, DialectRuntime, timerEvent } from '../../core/runtime.js';
 import { JoinFailure, type JoinAnswer } from '../../protocols/gamelist/api.js';
 import { GamelistClose, gamelistCloseCodes, UINT32_MAX } from '../../protocols/gamelist/messages.js';
-import { decodeGamelistMsg, encodeGamelistMsg, GAMELIST_CLUSTER_TOPIC, gamelistInstanceTopic } from './cluster-wire.js';
+import { ClusterLink } from '../../cluster/link.js';
+import type { ClusterMsg } from './world-cluster.js';
+import { LINK } from './cluster-wire.js';
 import { changed, gamelistRoutes } from './list.js';
 import { GAMELIST_MAX_BUFFERED_BYTES, type GamelistDialectConfig, type GamelistDialectDeps, type Hub } from './types.js';
 import { initialWorld, step, timerId, worldSummary, type GamelistEffect, type GamelistWorld, type TimerKey, type WorldConfig, type WorldEvent } from './world.js';
@@ -42,6 +44,8 @@ export class GamelistDialect implements Dialect {
   readonly #conns = new Map<string, Connection>();
   readonly #rt: DialectRuntime<GamelistWorld, WorldEvent, TimerKey, GamelistEffect>;
   #calls = 0;
+  /** Only in cluster mode. */
+  #link: ClusterLink<ClusterMsg> | undefined;
   readonly #unhook: Array<() => void> = [];
 
   constructor(cfg: GamelistDialectConfig, ctx: DialectContext, deps: GamelistDialectDeps) {
@@ -78,21 +82,17 @@ export class GamelistDialect implements Dialect {
       logger: ctx.logger,
     });
     if (this.#world.cluster === true) {
-      const here = ctx.broker.instanceId;
-      const fromCluster = (m: Buffer): void => {
-        const d = decodeGamelistMsg(m);
-        // Its own broadcasts come back to it: only the others' are news.
-        if (!d || d.from === here) return;
-        if (d.msg.t === 'join') this.#remoteJoin(d.from, d.msg.id, d.msg.serverId, d.msg.body);
-        else this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from: d.from, msg: d.msg });
-      };
-      this.#unhook.push(
-        ctx.broker.subscribe(GAMELIST_CLUSTER_TOPIC, fromCluster),
-        ctx.broker.subscribe(gamelistInstanceTopic(here), fromCluster),
-        ctx.broker.onPeer((instance, up) => {
+      const link = new ClusterLink(ctx.broker, LINK, {
+        remote: (from, msg) => {
+          if (msg.t === 'join') this.#remoteJoin(from, msg.id, msg.serverId, msg.body);
+          else this.#rt.feed({ type: 'remote', now: ctx.scheduler.now(), from, msg });
+        },
+        peer: (instance, up) => {
           if (!this.#rt.stopped) this.#rt.feed({ type: 'peer', now: ctx.scheduler.now(), instance, up });
-        }),
-      );
+        },
+      });
+      this.#link = link;
+      this.#unhook.push(() => link.stop());
     }
     const registers = [ctx.registry];
     this.#hub = {
@@ -261,11 +261,9 @@ export class GamelistDialect implements Dialect {
         changed(this.#hub, e.change, e.serverId);
         this.#hub.m.servers.set(e.servers);
         return;
-      case 'cluster': {
-        const b = this.#ctx.broker;
-        b.publish(e.to === null ? GAMELIST_CLUSTER_TOPIC : gamelistInstanceTopic(e.to), encodeGamelistMsg(b.instanceId, e.msg));
+      case 'cluster':
+        this.#link?.publish(e.to, e.msg);
         return;
-      }
       default:
         assertNever(e, 'gamelist effect');
     }
