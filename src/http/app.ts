@@ -9,7 +9,7 @@ import type { Transport } from '../transport/upgrade.js';
 import { AdminAuthGuard } from './admin-guard.js';
 import { IpRateLimiter } from './ip-limit.js';
 import { bodyChecker } from './body.js';
-import { dashboardRoutes, mountDashboard } from './dashboard.js';
+import { dashboardRoutes, documentDashboard, mountDashboard } from './dashboard.js';
 import { buildOpenApi } from './openapi.js';
 import { Errors, httpError } from '../common/errors.js';
 import { LocalBroker, type Broker } from '../cluster/broker.js';
@@ -206,14 +206,23 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   const stopAnswering = answerClusterAdmin(cluster);
   app.addHook('onClose', async () => stopAnswering());
   const routes = [...coreRoutes(opts, cluster), ...opts.dialects.flatMap((d) => d.routes?.() ?? []), ...dashboardRoutes(opts, cluster)];
-  const openapi = buildOpenApi(routes, opts.version);
-  documentClusterAdmin(openapi.paths as Parameters<typeof documentClusterAdmin>[0]);
+  // The document is built on its first request, not at start: a server that is never
+  // asked for it does not keep it (it is a deep copy of every route's description).
+  let openapi: Record<string, unknown> | undefined;
+  const documented = [...routes]; // not the document's own route
+  const document = (): Record<string, unknown> => {
+    if (openapi !== undefined) return openapi;
+    const doc = buildOpenApi(documented, opts.version);
+    documentClusterAdmin(doc.paths as Parameters<typeof documentClusterAdmin>[0]);
+    documentDashboard(doc, opts, hub);
+    return (openapi = doc);
+  };
   routes.push({
     method: 'GET',
     url: `${ADMIN_PREFIX}/openapi.json`,
     access: 'admin',
     summary: 'This document',
-    handler: () => ({ body: openapi }),
+    handler: () => ({ body: document() }),
   });
 
   const guard = new AdminAuthGuard({
@@ -242,7 +251,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     }
   };
 
-  mountDashboard(app, { opts, routes, openapi, adminAuth });
+  const hub = mountDashboard(app, { opts, routes, adminAuth });
 
   const limiter = new IpRateLimiter(() => opts.scheduler.now());
   for (const r of routes) {
