@@ -1,4 +1,5 @@
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { createRequire } from 'node:module';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Dialect, HttpRequest, HttpRoute } from '../core/dialect.js';
 import type { CoreMetrics } from '../core/metrics.js';
@@ -8,7 +9,7 @@ import type { Transport } from '../transport/upgrade.js';
 import { AdminAuthGuard } from './admin-guard.js';
 import { IpRateLimiter } from './ip-limit.js';
 import { bodyChecker } from './body.js';
-import { dashboardRoutes, mountDashboard } from './dashboard.js';
+import { dashboardRoutes, documentDashboard, mountDashboard } from './dashboard.js';
 import { buildOpenApi } from './openapi.js';
 import { Errors, httpError } from '../common/errors.js';
 import { LocalBroker, type Broker } from '../cluster/broker.js';
@@ -57,6 +58,29 @@ export interface HttpTimeouts {
 const DEFAULT_TIMEOUTS: HttpTimeouts = { headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 };
 
 export const ADMIN_PREFIX = '/api/v1';
+
+/**
+ * Fastify's schema compilers (ajv for validation, fast-json-stringify for responses),
+ * loaded the first time a route with a fastify `schema` is mounted. Muster mounts none
+ * (bodies are checked by http/body.ts, replies are plain JSON), but fastify requires both
+ * packages when it is created unless it is given its compiler factories: about 2 MiB of
+ * baseline memory for code that never runs. A route with a schema (an embedder's own,
+ * on `Muster.http`) gets fastify's default compilers, built by the same factories.
+ */
+const requireFromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
+type Factory = (...args: unknown[]) => unknown;
+type CompilersFactory = NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>;
+const lazyFactory = (pkg: string): Factory => {
+  let real: Factory | undefined;
+  return (...args) => {
+    real ??= (requireFromFastify(pkg) as () => Factory)();
+    return real(...args);
+  };
+};
+export const LAZY_SCHEMA_COMPILERS = {
+  buildValidator: lazyFactory('@fastify/ajv-compiler'),
+  buildSerializer: lazyFactory('@fastify/fast-json-stringify-compiler'),
+} as unknown as CompilersFactory;
 
 export function coreRoutes(opts: HttpAppOptions, cluster: ClusterAdminOptions): HttpRoute[] {
   const connectionSchema = {
@@ -146,6 +170,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: false,
     bodyLimit: 1 << 20,
+    schemaController: { compilersFactory: LAZY_SCHEMA_COMPILERS },
     ...(opts.https ? { https: opts.https } : {}),
   }) as unknown as FastifyInstance;
   applyTimeouts(app.server, opts.timeouts ?? DEFAULT_TIMEOUTS);
@@ -181,14 +206,23 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   const stopAnswering = answerClusterAdmin(cluster);
   app.addHook('onClose', async () => stopAnswering());
   const routes = [...coreRoutes(opts, cluster), ...opts.dialects.flatMap((d) => d.routes?.() ?? []), ...dashboardRoutes(opts, cluster)];
-  const openapi = buildOpenApi(routes, opts.version);
-  documentClusterAdmin(openapi.paths as Parameters<typeof documentClusterAdmin>[0]);
+  // The document is built on its first request, not at start: a server that is never
+  // asked for it does not keep it (it is a deep copy of every route's description).
+  let openapi: Record<string, unknown> | undefined;
+  const documented = [...routes]; // not the document's own route
+  const document = (): Record<string, unknown> => {
+    if (openapi !== undefined) return openapi;
+    const doc = buildOpenApi(documented, opts.version);
+    documentClusterAdmin(doc.paths as Parameters<typeof documentClusterAdmin>[0]);
+    documentDashboard(doc, opts, hub);
+    return (openapi = doc);
+  };
   routes.push({
     method: 'GET',
     url: `${ADMIN_PREFIX}/openapi.json`,
     access: 'admin',
     summary: 'This document',
-    handler: () => ({ body: openapi }),
+    handler: () => ({ body: document() }),
   });
 
   const guard = new AdminAuthGuard({
@@ -217,7 +251,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     }
   };
 
-  mountDashboard(app, { opts, routes, openapi, adminAuth });
+  const hub = mountDashboard(app, { opts, routes, adminAuth });
 
   const limiter = new IpRateLimiter(() => opts.scheduler.now());
   for (const r of routes) {

@@ -94,6 +94,17 @@ function loadAssets(): Map<string, Asset> | undefined {
   return out;
 }
 
+/** Adds the feed and the peer list's query parameter to the OpenAPI document (http/openapi.ts). */
+export function documentDashboard(openapi: Record<string, unknown>, opts: Pick<DashboardOptions, 'dialects'>, hub: EventHub): void {
+  const paths = openapi.paths as Record<string, Record<string, Record<string, unknown>> | undefined>;
+  paths[EVENTS_URL] = hub.openApiPath() as Record<string, Record<string, unknown>>;
+  const peers = paths[PEERS_URL]?.get;
+  if (peers) {
+    peers.parameters = [{ name: 'dialect', in: 'query', required: false, description: 'only this dialect (400 if it is not mounted)', schema: { type: 'string', enum: opts.dialects.map((d) => d.name) } }];
+    (peers.responses as Record<string, unknown>)['400'] = { description: 'Unknown dialect' };
+  }
+}
+
 const SECURITY_HEADERS = {
   'content-security-policy':
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -110,7 +121,7 @@ const SECURITY_HEADERS = {
  */
 export function mountDashboard(
   app: FastifyInstance,
-  ctx: { opts: DashboardOptions; routes: readonly HttpRoute[]; openapi: Record<string, unknown>; adminAuth: preHandlerAsyncHookHandler },
+  ctx: { opts: DashboardOptions; routes: readonly HttpRoute[]; adminAuth: preHandlerAsyncHookHandler },
 ): EventHub {
   const { opts } = ctx;
   const hub = new EventHub({
@@ -121,13 +132,6 @@ export function mountDashboard(
     adminAuth: ctx.adminAuth,
   });
   hub.mount(app);
-  const paths = ctx.openapi.paths as Record<string, Record<string, Record<string, unknown>> | undefined>;
-  paths[EVENTS_URL] = hub.openApiPath() as Record<string, Record<string, unknown>>;
-  const peers = paths[PEERS_URL]?.get;
-  if (peers) {
-    peers.parameters = [{ name: 'dialect', in: 'query', required: false, description: 'only this dialect (400 if it is not mounted)', schema: { type: 'string', enum: opts.dialects.map((d) => d.name) } }];
-    (peers.responses as Record<string, unknown>)['400'] = { description: 'Unknown dialect' };
-  }
   // Before the listener closes: an open stream would otherwise hold it open.
   app.addHook('preClose', async () => hub.close());
 
