@@ -4,6 +4,7 @@
  * the instance id either way), and recovers by itself when Redis comes back.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { RedisBroker } from '../../src/cluster/redis-broker.js';
 import type { RedisStore } from '../../src/store/index.js';
 import { haveRedisServer, startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { ADMIN_TOKEN, BUS_TOKEN, RawPeer, startTestServer, type TestServer } from '../support/server.js';
@@ -14,11 +15,29 @@ afterEach(async () => {
   srv = undefined;
 });
 
-/** Resolves when the server's Redis connection is (back) up: ioredis' own event, no polling. */
-function connected(s: TestServer): Promise<void> {
+/**
+ * Resolves when the server's Redis connections are (back) up, or (`up` false) down: the
+ * store's client and the cluster broker (built on the store's URL) alike, /readyz answers
+ * from both. ioredis' own events and the broker's readiness callback, no polling.
+ */
+function redisState(s: TestServer, up = true): Promise<void> {
   const client = (s.muster.store as RedisStore).client;
-  return client.status === 'ready' ? Promise.resolve() : new Promise((resolve) => client.once('ready', () => resolve()));
+  const store =
+    (client.status === 'ready') === up ? Promise.resolve() : new Promise<void>((resolve) => client.once(up ? 'ready' : 'close', () => resolve()));
+  const broker = s.muster.broker as RedisBroker;
+  const joined =
+    broker.ready === up
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          const off = broker.onReady((ready) => {
+            if (ready !== up) return;
+            off();
+            resolve();
+          });
+        });
+  return Promise.all([store, joined]).then(() => undefined);
 }
+const connected = (s: TestServer): Promise<void> => redisState(s, true);
 
 describe.skipIf(!haveRedisServer)('server on the Redis store', () => {
   let redis: RedisServer;
@@ -55,7 +74,9 @@ describe.skipIf(!haveRedisServer)('server on the Redis store', () => {
       srv = await start(own.url);
       await connected(srv);
       expect((await srv.muster.http.inject({ url: '/readyz' })).statusCode).toBe(200);
+      const gone = redisState(srv, false);
       await own.stop();
+      await gone;
       const down = await srv.muster.http.inject({ url: '/readyz' });
       expect(down.statusCode).toBe(503);
       expect(down.json()).toMatchObject({ status: 'unavailable', instanceId: srv.muster.instanceId });
