@@ -5,7 +5,8 @@
  *   tsx test/chaos/flooder.ts <ws-url> <token> <local-address> <duration-ms>
  *
  * Identifies, sends GLOBAL EVENTs as fast as its own socket drains for the duration,
- * reading every answer, then closes with 1000 and prints one JSON line (FloodResult).
+ * reading every answer, then closes with 1000 and, once the server has answered the close,
+ * prints one JSON line (FloodResult).
  */
 import WebSocket from 'ws';
 
@@ -61,8 +62,9 @@ function flood(): void {
     if (ws.readyState !== WebSocket.OPEN) return;
     if (Date.now() >= stopAt) {
       flooding = false;
+      // The server's close frame ends it ('close' above). A server that never answers it
+      // is caught by the runner, which kills this process and reports it failed.
       ws.close(1000, 'flood over');
-      setTimeout(finish, 2000).unref();
       return;
     }
     // Keep this socket's own buffer bounded: the server sees a steady flood.
