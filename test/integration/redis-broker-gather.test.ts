@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RedisBroker } from '../../src/cluster/redis-broker.js';
+import { describe, expect, it } from 'vitest';
+import type { RedisBroker } from '../../src/cluster/redis-broker.js';
 import type { CloseOrder } from '../../src/cluster/gather.js';
-import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+import { redisBrokers } from '../support/redis-brokers.js';
 
 /**
  * Gathers and remote closes of the Redis broker against a real redis-server: two brokers
@@ -26,33 +26,9 @@ class Endpoint {
 
 const ORDER: CloseOrder = { code: 1008, reason: 'kicked by an operator', by: 'test' };
 
-let redis: RedisServer;
-const brokers: RedisBroker[] = [];
-let prefixN = 0;
-
-beforeAll(async () => {
-  redis = await startRedisServer();
-});
-afterAll(async () => {
-  await redis.close();
-});
-afterEach(async () => {
-  await Promise.all(brokers.splice(0).map((b) => b.close()));
-});
-
+const brokers = redisBrokers('g');
 /** Two started brokers that see each other, on a fresh prefix (a short TTL: they meet within a heartbeat). */
-async function pair(ttl = 900): Promise<[RedisBroker, RedisBroker]> {
-  const prefix = `g${++prefixN}:`;
-  const a = new RedisBroker({ url: redis.url, prefix, presenceTtl: ttl, instanceId: 'one' });
-  const b = new RedisBroker({ url: redis.url, prefix, presenceTtl: ttl, instanceId: 'two' });
-  brokers.push(a, b);
-  const seen = new Promise<void>((resolve) => a.onPeer((id, up) => id === 'two' && up && resolve()));
-  await a.start();
-  await b.start();
-  await seen;
-  await Promise.all([a.subscribed(), b.subscribed()]);
-  return [a, b];
-}
+const pair = (ttl = 900): Promise<[RedisBroker, RedisBroker]> => brokers.pair(ttl, { met: true });
 
 describe('RedisBroker: closes and gathers across instances', () => {
   it('closes a connection held by the other instance, and says which', async () => {
@@ -97,7 +73,7 @@ describe('RedisBroker: closes and gathers across instances', () => {
     one.attach('bus', here);
     two.attach('bus', new Endpoint('c-there'));
     const down = new Promise<void>((resolve) => one.onReady((r) => r || resolve()));
-    await redis.stop('SIGKILL');
+    await brokers.server().stop('SIGKILL');
     try {
       await down;
       expect(await one.closeConn('c-here', ORDER)).toEqual({ closed: true, instance: 'one' });
@@ -108,7 +84,7 @@ describe('RedisBroker: closes and gathers across instances', () => {
       expect(g.missing).toEqual(['two']);
       expect(g.answers.get('one')).toEqual({ ok: true, value: 'one' });
     } finally {
-      await redis.start();
+      await brokers.server().start();
     }
   });
 });

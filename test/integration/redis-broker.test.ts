@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RedisBroker } from '../../src/cluster/redis-broker.js';
-import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+import { describe, expect, it } from 'vitest';
+import type { RedisBroker } from '../../src/cluster/redis-broker.js';
+import { redisBrokers } from '../support/redis-brokers.js';
 
 /**
  * The Redis broker against a real redis-server: two brokers (two instances) on one Redis.
@@ -29,30 +29,9 @@ class Endpoint {
   }
 }
 
-let redis: RedisServer;
-const brokers: RedisBroker[] = [];
-let prefixN = 0;
-
-beforeAll(async () => {
-  redis = await startRedisServer();
-});
-afterAll(async () => {
-  await redis.close();
-});
-afterEach(async () => {
-  await Promise.all(brokers.splice(0).map((b) => b.close()));
-});
-
+const brokers = redisBrokers('t');
 /** Two started brokers on one prefix; with `ttl`, a short presence TTL. */
-async function pair(ttl = 15_000): Promise<[RedisBroker, RedisBroker]> {
-  const prefix = `t${++prefixN}:`;
-  const a = new RedisBroker({ url: redis.url, prefix, presenceTtl: ttl, instanceId: 'one' });
-  const b = new RedisBroker({ url: redis.url, prefix, presenceTtl: ttl, instanceId: 'two' });
-  brokers.push(a, b);
-  await a.start();
-  await b.start();
-  return [a, b];
-}
+const pair = (ttl = 15_000): Promise<[RedisBroker, RedisBroker]> => brokers.pair(ttl);
 
 function peerEvent(b: RedisBroker, instance: string, up: boolean): Promise<void> {
   return new Promise((resolve) => {
@@ -142,14 +121,14 @@ describe('RedisBroker', () => {
   it('finds a crashed instance gone within its presence TTL; its connections leave the directory', async () => {
     const [one, two] = await pair(300);
     two.attach('bus', new Endpoint('doomed'));
-    const probe = new Redis(redis.url);
+    const probe = new Redis(brokers.server().url);
     try {
       await two.flushed();
-      expect(await probe.hget(`t${prefixN}:dir`, 'doomed')).toBe('two');
+      expect(await probe.hget(`${brokers.prefix()}dir`, 'doomed')).toBe('two');
       const gone = peerEvent(one, 'two', false);
       two.halt();
       await gone;
-      expect(await probe.hget(`t${prefixN}:dir`, 'doomed')).toBeNull();
+      expect(await probe.hget(`${brokers.prefix()}dir`, 'doomed')).toBeNull();
       expect(one.peers).toEqual([]);
       const before = one.stats.unroutable;
       one.deliver('bus', { to: 'conn', conn: 'doomed' }, 'x');
@@ -170,7 +149,7 @@ describe('RedisBroker', () => {
     two.join('bus', 'g', 'b');
     await two.subscribed();
     const down = new Promise<void>((resolve) => one.onReady((r) => r || resolve()));
-    await redis.stop('SIGKILL');
+    await brokers.server().stop('SIGKILL');
     await down;
     const refused = one.stats.refused;
     expect(one.deliver('bus', { to: 'group', group: 'g' }, 'during')).toBe(1);
@@ -179,7 +158,7 @@ describe('RedisBroker', () => {
     expect(one.stats.refused).toBeGreaterThan(refused);
     const back = peerEvent(one, 'two', true);
     const backTwo = peerEvent(two, 'one', true);
-    await redis.start();
+    await brokers.server().start();
     await back;
     await backTwo;
     expect(one.ready && two.ready).toBe(true);
