@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
 import { driveWorld, type WorldDriver } from '../support/world-driver.js';
+import { gamelistWorldConfig, INFO, JOIN, registerText } from '../support/gamelist-world.js';
 import { initialWorld, step, timerId, type GamelistWorld, type TimerKey, type WorldConfig, type WorldEffect, type WorldEvent } from '../../src/dialects/gamelist/world.js';
 import type { ClusterMsg } from '../../src/dialects/gamelist/world-cluster.js';
 import { decodeGamelistMsg, encodeGamelistMsg } from '../../src/dialects/gamelist/cluster-wire.js';
@@ -11,9 +12,7 @@ import { decodeGamelistMsg, encodeGamelistMsg } from '../../src/dialects/gamelis
  * Every message crosses through the wire encoding, as over Redis.
  */
 
-const info = { name: 'n', desc: 'd', port: 37015, map: 'm', playlist: 'p', curPlayers: 0, maxPlayers: 8, gameState: 0 };
-const reg = (id = 1, over: Record<string, unknown> = {}): string => JSON.stringify({ metadata: { type: 1, id }, info: { ...info, ...over }, regToken: 'tok' });
-const JOIN = { sessionToken: 's', username: 'u' };
+const reg = (id = 1, over: Record<string, unknown> = {}): string => registerText('tok', id, over);
 
 type Drv = WorldDriver<GamelistWorld, WorldEvent, WorldEffect, TimerKey>;
 
@@ -26,21 +25,7 @@ interface Node {
 }
 
 function cluster(names: string[], over: Partial<WorldConfig> = {}) {
-  let ids = 0;
-  let convs = 0;
-  const cfg: WorldConfig = {
-    machine: { regTokens: ['tok'], maxFailedRegistrations: 3, secretEquals: (a, b) => a === b },
-    registrationTtl: 30_000,
-    pingInterval: 10_000,
-    pongTimeout: 5_000,
-    joinTimeout: 3_000,
-    maxServers: 100,
-    maxServersPerIp: 5,
-    newServerId: () => `srv-${++ids}`,
-    newConv: () => ++convs,
-    cluster: true,
-    ...over,
-  };
+  const cfg = gamelistWorldConfig({ cluster: true, ...over });
   const nodes = new Map<string, Node>();
   /** Every message sent between instances: [from, to, msg]. */
   const wire: Array<[string, string, ClusterMsg]> = [];
@@ -247,7 +232,7 @@ describe('gamelist world across instances: replicas', () => {
       type: 'remote',
       now: c.node('a').clock.now(),
       from: 'b',
-      msg: { t: 'up', s: { serverId: id, info, registeredAt: 0, lastRefresh: 0, conn: 'x', address: '10.9.9.9' } },
+      msg: { t: 'up', s: { serverId: id, info: INFO, registeredAt: 0, lastRefresh: 0, conn: 'x', address: '10.9.9.9' } },
     });
     expect(fx.some((e) => e.type === 'log' && e.level === 'warn')).toBe(true);
     expect(c.replicas('a')).toEqual([]);
@@ -437,7 +422,7 @@ describe('gamelist cluster wire', () => {
       '[]',
       JSON.stringify({ t: 'down', id: 'x' }),
       JSON.stringify({ f: 'a', t: 'down' }),
-      JSON.stringify({ f: 'a', t: 'up', s: { serverId: 'x', info: { ...info, port: 70000 }, registeredAt: 0, lastRefresh: 0, conn: 'c', address: 'a' } }),
+      JSON.stringify({ f: 'a', t: 'up', s: { serverId: 'x', info: { ...INFO, port: 70000 }, registeredAt: 0, lastRefresh: 0, conn: 'c', address: 'a' } }),
       JSON.stringify({ f: 'a', t: 'sync', servers: [{}], ask: true }),
       JSON.stringify({ f: 'a', t: 'joined', id: '1', status: 200, body: { success: 'yes' } }),
       JSON.stringify({ f: 'a', t: 'what' }),

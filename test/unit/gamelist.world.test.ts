@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
 import { driveWorld } from '../support/world-driver.js';
+import { gamelistWorldConfig, JOIN, registerText } from '../support/gamelist-world.js';
 import { initialWorld, step, timerId, worldSummary, type GamelistWorld, type TimerKey, type WorldConfig, type WorldEffect, type WorldEvent } from '../../src/dialects/gamelist/world.js';
 
 /**
@@ -8,26 +9,11 @@ import { initialWorld, step, timerId, worldSummary, type GamelistWorld, type Tim
  * Timers are read off the effects (the test plays the runtime's part).
  */
 
-const info = { name: 'n', desc: 'd', port: 37015, map: 'm', playlist: 'p', curPlayers: 0, maxPlayers: 8, gameState: 0 };
-const reg = (token = 'tok', id = 1, over: Record<string, unknown> = {}): string => JSON.stringify({ metadata: { type: 1, id }, info: { ...info, ...over }, regToken: token });
-const JOIN = { sessionToken: 's', username: 'u' };
+const reg = (token = 'tok', id = 1, over: Record<string, unknown> = {}): string => registerText(token, id, over);
 
 function harness(over: Partial<WorldConfig> = {}) {
   const clock = new ManualClock(1_000_000);
-  let ids = 0;
-  let convs = 0;
-  const cfg: WorldConfig = {
-    machine: { regTokens: ['tok'], maxFailedRegistrations: 3, secretEquals: (a, b) => a === b },
-    registrationTtl: 30_000,
-    pingInterval: 10_000,
-    pongTimeout: 5_000,
-    joinTimeout: 3_000,
-    maxServers: 100,
-    maxServersPerIp: 5,
-    newServerId: () => `srv-${++ids}`,
-    newConv: () => ++convs,
-    ...over,
-  };
+  const cfg = gamelistWorldConfig(over);
   const d = driveWorld<GamelistWorld, WorldEvent, WorldEffect, TimerKey>({
     clock,
     initial: initialWorld(),
