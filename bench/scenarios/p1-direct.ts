@@ -87,8 +87,8 @@ export const p1: Scenario = {
       ],
       verdicts: [
         {
-          target: 'P1: server CPU per round trip ≤ 1.25× the raw ws relay',
-          holds: m <= 1.25 * ws,
+          target: 'P1: server CPU per round trip ≤ 1.2× the raw ws relay',
+          holds: m <= 1.2 * ws,
           detail: `${fmt(m)} µs vs ${fmt(ws)} µs = ${(m / ws).toFixed(2)}×`,
         },
         {
