@@ -38,6 +38,9 @@ interface CorkableStream {
 }
 
 /** A `ws` WebSocket as a Socket. */
+/** Every frame Muster sends: text, uncompressed (`ws` copies the options it is given). */
+const TEXT = { binary: false, compress: false } as const;
+
 export class WsSocket implements Socket {
   readonly #ws: WebSocket;
 
@@ -58,7 +61,7 @@ export class WsSocket implements Socket {
   }
 
   send(data: Buffer | string): void {
-    this.#ws.send(data, { binary: false, compress: false });
+    this.#ws.send(data, TEXT);
   }
 
   close(code: number, reason: string): void {

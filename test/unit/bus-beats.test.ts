@@ -12,6 +12,7 @@ function svc(conn: string): Service {
     identified: true,
     groups: undefined,
     sourceTail: undefined,
+    target: undefined,
     asked: undefined,
     events: undefined,
     eventBytes: undefined,

@@ -42,7 +42,10 @@ export function answered(w: BusWorld, svc: Service, r: Request, frame: Buffer, o
   r.answers++;
   if (r.collect) (r.replied ??= new Set()).add(svc.conn);
   if (r.origin !== undefined) out.push({ type: 'cluster', to: r.origin, msg: { t: 'reply', svc: svc.conn, requester: r.requester, id: r.id, frame } });
-  else out.push({ type: 'deliver', target: { to: 'conn', conn: r.requester }, frame });
+  else {
+    const requester = w.byId.get(r.requester);
+    out.push({ type: 'deliver', target: requester ? (requester.target ??= { to: 'conn', conn: r.requester }) : { to: 'conn', conn: r.requester }, frame });
+  }
   if (r.answers >= r.expected) finish(w, r, 'complete', out);
   else if (r.answers + (r.gone?.size ?? 0) >= r.recipients.size) finish(w, r, 'gone', out);
 }

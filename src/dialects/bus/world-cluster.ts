@@ -161,6 +161,7 @@ function addReplica(w: BusWorld, instance: string, i: ServiceInfo, out: Eff[]): 
     identified: true,
     groups: new Set(i.groups),
     sourceTail: undefined,
+    target: undefined,
     asked: undefined,
     events: undefined,
     eventBytes: undefined,

@@ -59,6 +59,8 @@ export interface Service {
   groups: Set<string> | undefined;
   /** `"source":"<id>"}` as bytes, made the first time this service sends an EVENT or REPLY. */
   sourceTail: Buffer | undefined;
+  /** The Broker's target for a delivery to it (this instance's services), made on its first delivery. */
+  target: { readonly to: 'conn'; readonly conn: string } | undefined;
   /**
    * Pending requests this service was asked and has not answered, by request id, oldest
    * first. Its own map: several requesters may use the same id towards it.

@@ -49,6 +49,7 @@ export function step(w: BusWorld, ev: WorldEvent, cfg: BusWorldConfig): Stepped<
         identified: false,
         groups: undefined,
         sourceTail: undefined,
+        target: undefined,
         asked: undefined,
         events: undefined,
         eventBytes: undefined,
@@ -218,9 +219,9 @@ function route(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 0 }>, c
   const { intent } = msg;
   if (cfg.limited) {
     const size = bytes?.length ?? Buffer.byteLength(msg.raw);
-    const now = (): number => w.now;
-    const events = (svc.events ??= new TokenBucket(now, cfg.eventRate));
-    const eventBytes = (svc.eventBytes ??= new TokenBucket(now, cfg.byteRate));
+    // The buckets read the world's clock; made on the service's first EVENT (no closure per EVENT).
+    const events = (svc.events ??= new TokenBucket(() => w.now, cfg.eventRate));
+    const eventBytes = (svc.eventBytes ??= new TokenBucket(() => w.now, cfg.byteRate));
     const wait = Math.max(events.waitMs(1), eventBytes.waitMs(size));
     if (wait > 0) {
       out.push(RATE_LIMITED_COUNT);
@@ -247,7 +248,7 @@ function route(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 0 }>, c
     if (!to) return noRoute(svc.conn, msg.id, intent.target, intent.identifier, out);
     if (asks) recipients = new Set<string>().add(to.conn);
     // A request to another instance goes with what that instance must know (askRemote).
-    if (to.instance === undefined) out.push({ type: 'deliver', target: { to: 'conn', conn: to.conn }, frame: relayed(svc, msg.raw, bytes) });
+    if (to.instance === undefined) out.push({ type: 'deliver', target: (to.target ??= { to: 'conn', conn: to.conn }), frame: relayed(svc, msg.raw, bytes) });
     else if (!asks) out.push({ type: 'deliver', target: { to: 'requester', requester: { instance: to.instance, conn: to.conn } }, frame: relayed(svc, msg.raw, bytes) });
   } else {
     const except = intent.self ? undefined : svc.conn;
