@@ -93,7 +93,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
   const broker =
     opts.broker ??
     (redisUrl !== undefined
-      ? new RedisBroker({ url: redisUrl, prefix: config.cluster.prefix, presenceTtl: config.cluster.presenceTtl, instanceId, logger })
+      ? new RedisBroker({ url: redisUrl, prefix: config.cluster.prefix, presenceTtl: config.cluster.presenceTtl, gatherTimeout: config.cluster.gatherTimeout, instanceId, logger })
       : new LocalBroker(instanceId));
   const metrics = new CoreMetrics({
     defaultMetrics: opts.defaultMetrics ?? true,

@@ -29,7 +29,7 @@ export interface GatherLink {
 
 export const ASK_TOPIC = 'muster.admin.ask';
 export const answerTopic = (instance: string): string => `muster.admin.answer.${instance}`;
-/** How long a gather waits for instances that have not answered, ms. */
+/** How long a gather waits for instances that have not answered, ms, unless told otherwise (`cluster.gatherTimeout`). */
 export const GATHER_TIMEOUT_MS = 1_000;
 /** The kind of question a close is. */
 export const CLOSE_KIND = 'close';
@@ -106,14 +106,16 @@ const realAfter: After = (ms, fn) => {
 export class Gatherer {
   readonly #link: GatherLink;
   readonly #after: After;
+  readonly #timeoutMs: number;
   readonly #answerers = new Map<string, Answerer>();
   readonly #waiting = new Map<string, Waiting>();
   readonly #unsubscribe: Array<() => void>;
   #closer: Closer;
   #seq = 0;
 
-  constructor(link: GatherLink, fallbackCloser: Closer, after: After = realAfter) {
+  constructor(link: GatherLink, fallbackCloser: Closer, after: After = realAfter, timeoutMs = GATHER_TIMEOUT_MS) {
     this.#link = link;
+    this.#timeoutMs = timeoutMs;
     this.#after = after;
     this.#closer = fallbackCloser;
     this.#unsubscribe = [
@@ -153,7 +155,7 @@ export class Gatherer {
         resolve();
       };
       this.#waiting.set(id, { expected, answers, until: opts.until, done });
-      cancel = this.#after(opts.timeoutMs ?? GATHER_TIMEOUT_MS, done);
+      cancel = this.#after(opts.timeoutMs ?? this.#timeoutMs, done);
       const msg: Question = { id, from: self, kind, q: question };
       this.#link.publish(ASK_TOPIC, Buffer.from(JSON.stringify(msg)));
     });

@@ -40,6 +40,8 @@ export interface RedisBrokerOptions {
   readonly presenceTtl?: number;
   readonly instanceId?: string;
   readonly logger?: Logger;
+  /** How long a gather waits for the other instances, ms (default GATHER_TIMEOUT_MS). */
+  readonly gatherTimeout?: number;
 }
 
 export interface RedisBrokerStats {
@@ -114,7 +116,7 @@ export class RedisBroker implements Broker {
     this.#sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#onMessage(channel.toString(), message));
     this.#want(this.#chan('inst', this.instanceId), { kind: 'inst' });
     const link = { instanceId: this.instanceId, ready: () => this.ready, peers: () => this.peers, publish: this.publish.bind(this), subscribe: this.subscribe.bind(this) };
-    this.#gatherer = new Gatherer(link, (id, order) => this.#local.closeLocal(id, order));
+    this.#gatherer = new Gatherer(link, (id, order) => this.#local.closeLocal(id, order), undefined, opts.gatherTimeout);
   }
 
   /** Names unique cluster-wide (claims in Redis, redis-presence.ts); refused while not joined. */

@@ -86,6 +86,11 @@ export const ClusterSchema = Section({
    * sharding dialect, or CONTROLs fence themselves during a takeover.
    */
   leaseTtl: Duration(6_000, 1_000),
+  /**
+   * How long an admin list, `/status` or a kick waits for the other instances' answers;
+   * the ones that have not answered by then are named missing.
+   */
+  gatherTimeout: Duration(1_000, 100),
 });
 
 export const AdminSchema = Section({

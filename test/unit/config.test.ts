@@ -50,7 +50,7 @@ const EXPECTED_DEFAULTS: MusterConfig = {
   listen: { host: '127.0.0.1', port: 7373 },
   dataDir: './muster-data',
   store: { kind: 'sqlite', prefix: 'muster:' },
-  cluster: { prefix: 'muster:', presenceTtl: 15000, leaseTtl: 6000 },
+  cluster: { prefix: 'muster:', presenceTtl: 15000, leaseTtl: 6000, gatherTimeout: 1000 },
   admin: { failedAuthPerIpPerMinute: 10 },
   limits: { maxPayload: 1048576, maxConnections: 50000, handshakesPerIpPerMinute: 600 },
   http: { headersTimeout: 10000, requestTimeout: 30000, keepAliveTimeout: 5000 },
@@ -95,6 +95,7 @@ const EXPECTED_DEFAULTS: MusterConfig = {
       vcTimeout: 300000,
       handshakeTimeout: 60000,
       compat: 'seed',
+      claimTimeout: 2000,
     },
     gamelist: {
       enabled: true,

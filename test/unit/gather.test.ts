@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LocalBroker } from '../../src/cluster/broker.js';
-import { Gatherer, type CloseOrder } from '../../src/cluster/gather.js';
+import { Gatherer, GATHER_TIMEOUT_MS, type After, type CloseOrder } from '../../src/cluster/gather.js';
 import { Hub } from '../support/gather-hub.js';
 
 /**
@@ -104,6 +104,23 @@ describe('Gatherer over several instances', () => {
     const res = await g.get('a')!.gather('who', null);
     expect(res.answers.get('b')).toEqual({ ok: false, error: 'b is busy' });
     expect(res.missing).toEqual([]);
+  });
+
+  it('waits the timeout it was made with (cluster.gatherTimeout), else GATHER_TIMEOUT_MS; a gather may name its own', async () => {
+    const hub = new Hub();
+    hub.deaf.add('b');
+    const armed: number[] = [];
+    const after: After = (ms, fn) => {
+      armed.push(ms);
+      return hub.after(ms, fn);
+    };
+    const made = new Gatherer(hub.link('a', () => ['b']), () => false, after, 250);
+    const plain = new Gatherer(hub.link('c', () => ['b']), () => false, after);
+    const gathers = [made.gather('who', null), made.gather('who', null, { timeoutMs: 40 }), plain.gather('who', null)];
+    await tick();
+    hub.fire();
+    for (const g of await Promise.all(gathers)) expect(g.missing).toEqual(['b']);
+    expect(armed).toEqual([250, 40, GATHER_TIMEOUT_MS]);
   });
 
   it('names an instance that did not answer once the timeout passes', async () => {

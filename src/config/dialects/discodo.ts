@@ -16,6 +16,11 @@ export const DiscodoSection = Section({
   vcTimeout: Duration(300_000, SECOND),
   handshakeTimeout: Duration(60_000, SECOND),
   compat: Enum([Type.Literal('seed'), Type.Literal('discodo-3')], 'seed'),
+  /**
+   * Cluster mode: how long an IDENTIFY for a session another instance holds waits for that
+   * instance to hand it over before the session is taken as gone there (a new one starts).
+   */
+  claimTimeout: Duration(2_000, 100),
 });
 
 /** Limits that are not config keys. */
