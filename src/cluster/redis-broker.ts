@@ -260,6 +260,8 @@ export class RedisBroker implements Broker {
   /** Leaves the cluster: presence and directory entries removed, connections closed. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    // What was published before the close goes out first, as it would have at the turn's end.
+    this.#outbox.flush();
     this.#closed = true;
     this.#joined = false;
     clearInterval(this.#beat);
