@@ -16,8 +16,9 @@ import { Gatherer, type Answerer, type CloseOrder, type CloseResult, type Closer
  * - Channels (all under `prefix`): `inst:<id>` per instance, for deliveries to one
  *   connection there; `grp:<scope>:<group>` per group and `all:<scope>` per scope, which
  *   an instance subscribes to while it has members (connections); `topic:<name>` per
- *   topic. Messages are a JSON header line and the frame's bytes, as they were; what
- *   goes to one channel in one event-loop turn goes as one `PUBLISH` (a batch, redis-wire.ts).
+ *   topic. Messages are a JSON header line and the frame's bytes, as they were; each run
+ *   of consecutive messages to one channel in an event-loop turn goes as one `PUBLISH`
+ *   (a batch, redis-wire.ts).
  * - Directory: a hash `dir` (connection id -> instance) for deliveries to a connection
  *   whose instance the sender does not know, and a set `conns:<id>` per instance.
  *   Connection ids are UUIDs, unique cluster-wide.
