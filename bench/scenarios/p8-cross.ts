@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import type { Child } from '../lib/child.js';
 import { IMPL_LABEL, MESSAGE_BYTES, type Impl } from '../lib/constants.js';
 import { sleep } from '../lib/ipc.js';
@@ -54,7 +55,8 @@ export const p8: Scenario = {
     'server B emits it to the responder\'s room across servers with an ack (`io.to(id).timeout(5000).emit`), and ' +
     `the answer comes back through the requester's ack. Latency: open loop, ${RATE} requests/s spread over the pairs, ` +
     'each timed from its send to its reply in the load generator. Throughput: closed loop (each pair sends its next ' +
-    'request when the reply arrives), round trips/s, and the CPU of both servers and Redis per round trip. ' +
+    'request when the reply arrives), round trips/s, the CPU of both servers and Redis per round trip, and the commands ' +
+    'Redis ran per round trip (its `total_commands_processed`, read before and after the window). ' +
     'Implementations alternate; every repetition measures everything.',
   budgetMs: 150_000,
   async run(ctx: ScenarioContext): Promise<ScenarioResult> {
@@ -92,19 +94,26 @@ export const p8: Scenario = {
     const floor = (await ctx.group.start({ name: 'p8-redis-floor', script: 'clients/redis-echo.ts', args: ['--url', floorUrl] })).child;
 
     const paced = (c: Child, ms: number): Promise<Paced> => c.call<Paced>('paced', { rate: RATE, ms }, ms + 15_000);
-    const closed = async (r: Rig, c: Child, ms: number): Promise<{ rate: number; cpuPerRt: number; errors: number }> => {
+    const closed = async (r: Rig, c: Child, ms: number): Promise<{ rate: number; cpuPerRt: number; cmdsPerRt: number; errors: number }> => {
       const pids = [r.servers[0].pid, r.servers[1].pid, r.redisPid];
+      // Redis's own count of the commands it ran (PUBLISH and the rest), for every implementation alike.
+      const probe = new Redis(r.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      await probe.connect();
+      const commands = async (): Promise<number> => Number(/total_commands_processed:(\d+)/.exec(await probe.info('stats'))?.[1] ?? Number.NaN);
       await c.call('start', { maxMs: ms + 1500 });
       await sleep(300);
       const c0 = (await c.call<{ count: number }>('count')).count;
       const cpu0 = pids.reduce((s, p) => s + cpuMicros(p), 0);
+      const k0 = await commands();
       const t0 = performance.now();
       await sleep(ms);
       const cpu1 = pids.reduce((s, p) => s + cpuMicros(p), 0);
+      const k1 = await commands();
       const t1 = performance.now();
       const c1 = (await c.call<{ count: number }>('count')).count;
       const st = await c.call<{ errors: number }>('stop', null, 10_000);
-      return { rate: ((c1 - c0) * 1000) / (t1 - t0), cpuPerRt: (cpu1 - cpu0) / (c1 - c0), errors: st.errors };
+      probe.disconnect();
+      return { rate: ((c1 - c0) * 1000) / (t1 - t0), cpuPerRt: (cpu1 - cpu0) / (c1 - c0), cmdsPerRt: (k1 - k0) / (c1 - c0), errors: st.errors };
     };
 
     // Warm-up (JIT, the cluster's directories), not measured.
@@ -124,6 +133,7 @@ export const p8: Scenario = {
     const max: Samples = {};
     const rate = { cross: {} as Samples, single: {} as Samples };
     const cpu = { cross: {} as Samples, single: {} as Samples };
+    const cmds: Samples = {};
     let errors = 0;
     const stalls: string[] = [];
     for (let rep = 0; rep < ctx.reps; rep++) {
@@ -162,9 +172,11 @@ export const p8: Scenario = {
         record(rate.single, r.impl, ts.rate);
         record(cpu.cross, r.impl, tc.cpuPerRt);
         record(cpu.single, r.impl, ts.cpuPerRt);
+        record(cmds, r.impl, tc.cmdsPerRt);
         ctx.progress(
           `P8 rep ${rep + 1}/${ctx.reps} ${IMPL_LABEL[r.impl]}: at ${RATE}/s cross p50 ${fmt(pc.p50)} p99 ${fmt(pc.p99)} max ${fmt(pc.max)} ms ` +
-            `(one instance p99 ${fmt(ps.p99)}); closed loop cross ${fmt(tc.rate)} rt/s vs one instance ${fmt(ts.rate)} rt/s`,
+            `(one instance p99 ${fmt(ps.p99)}); closed loop cross ${fmt(tc.rate)} rt/s vs one instance ${fmt(ts.rate)} rt/s, ` +
+            `${fmt(tc.cpuPerRt)} vs ${fmt(ts.cpuPerRt)} µs CPU and ${fmt(tc.cmdsPerRt)} Redis commands per cross round trip`,
         );
       }
     }
@@ -184,6 +196,7 @@ export const p8: Scenario = {
           { name: 'one instance: round trips/s, closed loop', better: 'higher', samples: rate.single },
           { name: 'cross: CPU µs per round trip (both servers + Redis)', better: 'lower', samples: cpu.cross },
           { name: 'one instance: CPU µs per round trip (both servers + Redis)', better: 'lower', samples: cpu.single },
+          { name: 'cross: Redis commands per round trip, closed loop', better: 'lower', samples: cmds },
         ]),
       ],
       verdicts: [

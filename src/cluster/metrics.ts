@@ -23,6 +23,7 @@ export function registerBrokerMetrics(registry: Registry, broker: RedisBroker): 
   });
   const counts: Array<[keyof RedisBrokerStats, string]> = [
     ['published', 'Messages published to Redis for other instances'],
+    ['publishes', 'PUBLISH commands sent to Redis (one carries consecutive messages to one channel sent in the same event-loop turn)'],
     ['received', 'Messages from other instances handled here'],
     ['refused', 'Remote deliveries not sent because Redis was unreachable'],
     ['unroutable', 'Deliveries to a connection found on no instance'],

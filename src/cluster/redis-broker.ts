@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { ioredis } from '../store/redis.js';
 import type { Logger } from 'pino';
 import { Presence } from './redis-presence.js';
-import { pack, type Header, type Out, type Sub } from './redis-wire.js';
+import { handOut, Outbox, pack, unpackBatch, type Header, type Out, type Sub } from './redis-wire.js';
 import { LocalBroker, type Broker, type BrokerHandler, type DeliveryEndpoint, type DeliveryTarget, type NameClaims, type PeerHandler } from './broker.js';
 import { Gatherer, type Answerer, type CloseOrder, type CloseResult, type Closer, type Gathered, type GatherOptions } from './gather.js';
 
@@ -16,7 +16,9 @@ import { Gatherer, type Answerer, type CloseOrder, type CloseResult, type Closer
  * - Channels (all under `prefix`): `inst:<id>` per instance, for deliveries to one
  *   connection there; `grp:<scope>:<group>` per group and `all:<scope>` per scope, which
  *   an instance subscribes to while it has members (connections); `topic:<name>` per
- *   topic. Messages are a JSON header line and the frame's bytes, as they were.
+ *   topic. Messages are a JSON header line and the frame's bytes, as they were; each run
+ *   of consecutive messages to one channel in an event-loop turn goes as one `PUBLISH`
+ *   (a batch, redis-wire.ts).
  * - Directory: a hash `dir` (connection id -> instance) for deliveries to a connection
  *   whose instance the sender does not know, and a set `conns:<id>` per instance.
  *   Connection ids are UUIDs, unique cluster-wide.
@@ -47,6 +49,8 @@ export interface RedisBrokerOptions {
 export interface RedisBrokerStats {
   /** Messages published to Redis. */
   published: number;
+  /** `PUBLISH` commands sent (a batch carries several messages). */
+  publishes: number;
   /** Messages from other instances handled here. */
   received: number;
   /** Remote deliveries not sent because Redis was unreachable. */
@@ -60,7 +64,7 @@ const WHERE_CACHE = 10_000;
 export class RedisBroker implements Broker {
   readonly kind = 'redis';
   readonly instanceId: string;
-  readonly stats: RedisBrokerStats = { published: 0, received: 0, refused: 0, unroutable: 0 };
+  readonly stats: RedisBrokerStats = { published: 0, publishes: 0, received: 0, refused: 0, unroutable: 0 };
   readonly #p: string;
   readonly #ttl: number;
   readonly #log: Logger | undefined;
@@ -77,6 +81,8 @@ export class RedisBroker implements Broker {
   /** Where remote connections live, as looked up (a connection id is never reused). */
   readonly #where = new Map<string, string>();
   readonly #queue: Out[] = [];
+  /** This turn's publishes, sent as batches once its I/O is handled. */
+  readonly #outbox = new Outbox((channel, payload, n) => this.#flush(channel, payload, n));
   /** Subscribe/unsubscribe commands not yet answered. */
   readonly #subscribing = new Set<Promise<unknown>>();
   /** Waiting for the outbound queue to empty. */
@@ -257,6 +263,8 @@ export class RedisBroker implements Broker {
   /** Leaves the cluster: presence and directory entries removed, connections closed. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    // What was published before the close goes out first, as it would have at the turn's end.
+    this.#outbox.flush();
     this.#closed = true;
     this.#joined = false;
     clearInterval(this.#beat);
@@ -298,6 +306,7 @@ export class RedisBroker implements Broker {
   /** Resolves once everything sent so far has been handed to Redis and Redis has answered. */
   async flushed(): Promise<void> {
     if (this.#queue.length > 0) await new Promise<void>((resolve) => this.#drained.push(resolve));
+    await this.#outbox.whenFlushed();
     if (this.#cmd.status === 'ready') await this.#cmd.ping().catch(() => {});
   }
 
@@ -454,47 +463,27 @@ export class RedisBroker implements Broker {
       this.stats.refused++;
       return;
     }
-    this.stats.published++;
+    this.#outbox.add(channel, payload);
+  }
+
+  /** One `PUBLISH` of `n` messages (a batch when more than one; redis-wire.ts). */
+  #flush(channel: string, payload: Buffer, n: number): void {
+    if (this.#cmd.status !== 'ready') {
+      this.stats.refused += n;
+      return;
+    }
+    this.stats.published += n;
+    this.stats.publishes++;
     this.#cmd.publish(channel, payload).catch(() => {
-      this.stats.refused++;
+      this.stats.refused += n;
     });
   }
 
-  #onMessage(channel: string, message: Buffer): void {
+  #onMessage(channel: string, payload: Buffer): void {
     const sub = this.#channels.get(channel);
     if (!sub) return;
-    const nl = message.indexOf(0x0a);
-    if (nl < 0) return;
-    let h: Header;
-    try {
-      h = JSON.parse(message.subarray(0, nl).toString()) as Header;
-    } catch {
-      return;
-    }
-    // What this instance published to a group, to all or on a topic went to its own
-    // connections and subscribers directly.
-    if (h.o === this.instanceId && sub.kind !== 'inst') return;
-    this.stats.received++;
-    const body = message.subarray(nl + 1);
-    const frame = h.b === 1 ? body : body.toString();
-    const except = h.x !== undefined ? { except: h.x } : {};
-    switch (sub.kind) {
-      case 'topic':
-        this.#local.publish(sub.topic, body);
-        return;
-      case 'inst':
-        if (h.s !== undefined && h.c !== undefined) this.#local.deliver(h.s, { to: 'conn', conn: h.c }, frame);
-        return;
-      case 'grp':
-        this.#local.deliver(sub.scope, { to: 'group', group: sub.group, ...except }, frame);
-        return;
-      case 'all':
-        this.#local.deliver(sub.scope, { to: 'all', ...except }, frame);
-        return;
-      default: {
-        const never: never = sub;
-        throw new Error(`unknown channel kind ${JSON.stringify(never)}`);
-      }
-    }
+    unpackBatch(payload, (message) => {
+      if (handOut(this.#local, this.instanceId, sub, message)) this.stats.received++;
+    });
   }
 }

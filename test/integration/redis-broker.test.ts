@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { RedisBroker } from '../../src/cluster/redis-broker.js';
 import { redisBrokers } from '../support/redis-brokers.js';
 
@@ -116,6 +116,38 @@ describe('RedisBroker', () => {
     await got;
     expect(seen).toEqual(['two:news:hello', 'two:news:again']);
     expect(mine).toEqual(['hello', 'again']);
+  });
+
+  it('batches one turn\'s messages per channel, keeping their order across channels and turns', async () => {
+    const [one, two] = await pair();
+    const log: string[] = [];
+    two.attach('bus', { id: 'b', send: (f) => log.push(typeof f === 'string' ? f : `bin:${f.length}`) > 0 });
+    two.join('bus', 'jobs', 'b');
+    two.subscribe('news', (m) => log.push(`topic:${m.toString()}`));
+    await two.subscribed();
+    const to = { to: 'requester', requester: { instance: 'two', conn: 'b' } } as const;
+    const published = one.stats.published;
+    const publishes = one.stats.publishes;
+    // One turn: runs of one channel (inst, grp, inst, all, topic, inst), frames that look
+    // like batch framing, and one frame too big to share a batch.
+    for (let i = 0; i < 5; i++) one.deliver('bus', to, `r${i}`);
+    one.deliver('bus', { to: 'group', group: 'jobs' }, 'g1');
+    one.deliver('bus', { to: 'group', group: 'jobs' }, '$3\ng2');
+    one.deliver('bus', to, Buffer.alloc(70_000, 0x24));
+    one.deliver('bus', to, 'r5');
+    one.deliver('bus', { to: 'all' }, 'all1');
+    one.publish('news', Buffer.from('n1'));
+    one.deliver('bus', to, 'r6');
+    await one.flushed();
+    // The next turn's messages come after them.
+    one.deliver('bus', to, 'r7');
+    const want = ['r0', 'r1', 'r2', 'r3', 'r4', 'g1', '$3\ng2', 'bin:70000', 'r5', 'all1', 'topic:n1', 'r6', 'r7'];
+    await vi.waitFor(() => expect(log).toHaveLength(want.length));
+    expect(log).toEqual(want);
+    expect(one.stats.published - published).toBe(want.length);
+    // inst (5), grp (2), inst (the big one alone), inst, all, topic, inst; then the next turn's inst.
+    expect(one.stats.publishes - publishes).toBe(8);
+    expect(two.stats.received).toBe(want.length);
   });
 
   it('finds a crashed instance gone within its presence TTL; its connections leave the directory', async () => {
