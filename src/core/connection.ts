@@ -315,7 +315,7 @@ export class Connection {
         }
       }
     }
-    this.#ws.send(data);
+    this.#ws.sendText(data);
     const s = this.#s;
     if (s.log?.frames) s.log.frame(this, 'out', data);
     this.framesOut++;

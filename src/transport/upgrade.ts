@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
 import { Connection, connectionShared, type ConnectionShared } from '../core/connection.js';
-import { WsSocket } from '../core/socket.js';
+import { corkWs, setFrameLimit, TEXT_FRAME, uncorkWs, type Socket } from '../core/socket.js';
 import { PRE_AUTH_SOCKET_FACTOR, type ConnectionHandler, type Dialect } from '../core/dialect.js';
 import { CloseCode } from '../common/errors.js';
 import type { CoreMetrics } from '../core/metrics.js';
@@ -50,13 +50,38 @@ const STATUS_TEXT: Record<number, string> = {
 
 /**
  * The WebSocket the transport's server makes: `ws`'s own, plus the two references its
- * listeners need. The listeners are the transport's (four functions for every socket,
- * see `#listeners`), not four closures and a context per socket: they find the
- * connection and the dialect's handler here, on `this`.
+ * listeners need, and the core's `Socket` itself (no adapter object per connection).
+ * The listeners are the transport's (four functions for every socket, see
+ * `#listeners`), not four closures and a context per socket: they find the connection
+ * and the dialect's handler here, on `this`.
  */
-class TransportSocket extends WebSocket {
+class TransportSocket extends WebSocket implements Socket {
   conn: Connection | undefined = undefined;
   handler: ConnectionHandler | undefined = undefined;
+
+  get raw(): WebSocket {
+    return this;
+  }
+
+  get open(): boolean {
+    return this.readyState === WebSocket.OPEN;
+  }
+
+  sendText(data: Buffer | string): void {
+    this.send(data, TEXT_FRAME);
+  }
+
+  cork(): boolean {
+    return corkWs(this);
+  }
+
+  uncork(): void {
+    uncorkWs(this);
+  }
+
+  setFrameLimit(bytes: number): boolean {
+    return setFrameLimit(this, bytes);
+  }
 }
 
 /** `this` is always a TransportSocket (the server makes no other kind). */
@@ -301,7 +326,8 @@ export class Transport {
   #open(ws: WebSocket, req: IncomingMessage, dialect: Dialect, ip: string): void {
     const { scheduler, metrics } = this.#opts;
     const shared = this.#shared(dialect);
-    const conn = new Connection(new WsSocket(ws), {
+    const socket = ws as TransportSocket;
+    const conn = new Connection(socket, {
       id: randomUUID(),
       dialect: dialect.name,
       remoteAddress: ip,
@@ -312,7 +338,6 @@ export class Transport {
     this.#peerLog.connected(conn, dialect.path);
     this.#conns.set(conn.id, conn);
     metrics.connections.inc({ dialect: dialect.name });
-    const socket = ws as TransportSocket;
     socket.conn = conn;
     const l = this.#listeners;
     socket.on('message', l.message);
