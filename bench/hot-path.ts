@@ -43,7 +43,7 @@ class CountingSocket implements Socket {
   get open(): boolean {
     return true;
   }
-  send(data: Buffer | string): void {
+  sendText(data: Buffer | string): void {
     this.last = data;
     this.frames++;
   }
@@ -119,7 +119,7 @@ const byId = new Map<string, CountingSocket>(pairs.flatMap((p) => [[p.req.id, p.
 function relayHop(data: Buffer, fallback: string): void {
   const msg = JSON.parse(data.toString()) as { intent?: { identifier?: string } };
   const to = msg.intent?.identifier ?? fallback;
-  byId.get(to)?.send(data);
+  byId.get(to)?.sendText(data);
 }
 async function floor(): Promise<number> {
   const t0 = process.hrtime.bigint();

@@ -65,6 +65,15 @@ function closeSlowConsumer(c: Connection): void {
   c.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
 }
 
+/**
+ * `ms` as a small integer when it is one (V8 keeps it in the object), else as it is. The
+ * difference of two timestamps is a heap number in V8's interpreter even when whole.
+ */
+function small(ms: number): number {
+  const i = ms | 0;
+  return i === ms ? i : ms;
+}
+
 /** How long a closing socket may take to drain its close frame before it is destroyed. */
 export const CLOSE_DRAIN_MS = 5000;
 
@@ -81,6 +90,13 @@ export interface ConnectionShared {
   readonly log: PeerLog | undefined;
   readonly closeCodes: CloseCodeTable | undefined;
   readonly frameLimits: { readonly preAuth: number; readonly max: number } | undefined;
+  /**
+   * When this object was made: each connection keeps its times as milliseconds after it.
+   * Those are small integers, which V8 keeps in the object itself; a full timestamp
+   * (about 1.8e12, past V8's small-integer range) would be a separate 16-byte number
+   * per time field per connection.
+   */
+  readonly since: number;
 }
 
 /** The shared part of `opts` (the transport calls it once per dialect and passes it as `opts.shared`). */
@@ -93,6 +109,7 @@ export function connectionShared(opts: Omit<ConnectionOptions, 'id' | 'remoteAdd
     log: opts.log,
     closeCodes: opts.closeCodes,
     frameLimits: opts.frameLimits,
+    since: opts.scheduler.now(),
   };
 }
 
@@ -116,9 +133,6 @@ interface Rare {
 export class Connection {
   readonly id: string;
   readonly remoteAddress: string;
-  readonly connectedAt: number;
-  /** Last time anything arrived from the peer (frame or pong). */
-  lastSeen: number;
   framesIn = 0;
   framesOut = 0;
   /** Round trip of the last answered WebSocket ping, in ms; null until one is answered. */
@@ -134,6 +148,9 @@ export class Connection {
   /** The last frame larger than the whole allowance: its length, and #written at its end. */
   #bigLen = 0;
   #bigEnd = 0;
+  /** connectedAt and lastSeen, in ms after `#s.since` (see ConnectionShared). */
+  readonly #at: number;
+  #seen: number;
   #pingAt: number | undefined;
   #identity: string | undefined;
   #rare: Rare | undefined;
@@ -144,14 +161,23 @@ export class Connection {
     this.id = opts.id;
     this.remoteAddress = opts.remoteAddress;
     this.#s = opts.shared ?? connectionShared(opts);
-    this.connectedAt = opts.scheduler.now();
-    this.lastSeen = this.connectedAt;
+    this.#at = small(opts.scheduler.now() - this.#s.since);
+    this.#seen = this.#at;
     this.onSlowConsumer = closeSlowConsumer;
     if (this.#s.frameLimits) this.#ws.setFrameLimit(this.#s.frameLimits.preAuth);
   }
 
   get dialect(): string {
     return this.#s.dialect;
+  }
+
+  get connectedAt(): number {
+    return this.#s.since + this.#at;
+  }
+
+  /** Last time anything arrived from the peer (frame or pong). */
+  get lastSeen(): number {
+    return this.#s.since + this.#seen;
   }
 
   #r(): Rare {
@@ -289,7 +315,7 @@ export class Connection {
         }
       }
     }
-    this.#ws.send(data);
+    this.#ws.sendText(data);
     const s = this.#s;
     if (s.log?.frames) s.log.frame(this, 'out', data);
     this.framesOut++;
@@ -318,15 +344,17 @@ export class Connection {
   /** Records inbound activity. */
   touch(): void {
     const s = this.#s;
-    this.lastSeen = s.scheduler.now();
+    this.#seen = small(s.scheduler.now() - s.since);
     this.framesIn++;
     s.observer?.framesIn(s.dialect, 1);
   }
 
   /** Records a pong (activity, but not a frame). */
   touchPong(): void {
-    this.lastSeen = this.#s.scheduler.now();
-    if (this.#pingAt !== undefined) this.latencyMs = this.lastSeen - this.#pingAt;
+    const s = this.#s;
+    const now = s.scheduler.now();
+    this.#seen = small(now - s.since);
+    if (this.#pingAt !== undefined) this.latencyMs = now - this.#pingAt;
     this.#pingAt = undefined;
   }
 

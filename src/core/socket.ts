@@ -6,8 +6,8 @@ import type { WebSocket } from 'ws';
  * test/support/fake-socket.ts), so a dialect runs on the core with no network.
  */
 export interface Socket {
-  /** Queues one text frame. */
-  send(data: Buffer | string): void;
+  /** Queues one text frame (a Buffer is sent as text too). */
+  sendText(data: Buffer | string): void;
   /** Starts the close handshake (the reason already fits in 123 bytes). May throw if the socket is gone. */
   close(code: number, reason: string): void;
   /** Drops the connection at once, without a close frame. */
@@ -37,10 +37,22 @@ interface CorkableStream {
   uncork(): void;
 }
 
-/** A `ws` WebSocket as a Socket. */
-/** Every frame Muster sends: text, uncompressed (`ws` copies the options it is given). */
-const TEXT = { binary: false, compress: false } as const;
+/** How every text frame goes out: never compressed, a Buffer as text. */
+export const TEXT_FRAME = { binary: false, compress: false } as const;
 
+/** Corks the `ws` WebSocket's TCP socket; false when it has none (not open yet, or gone). */
+export function corkWs(ws: WebSocket): boolean {
+  const stream = (ws as unknown as { _socket?: CorkableStream })._socket;
+  if (!stream) return false;
+  stream.cork();
+  return true;
+}
+
+export function uncorkWs(ws: WebSocket): void {
+  (ws as unknown as { _socket?: CorkableStream })._socket?.uncork();
+}
+
+/** A `ws` WebSocket as a Socket. */
 export class WsSocket implements Socket {
   readonly #ws: WebSocket;
 
@@ -60,8 +72,8 @@ export class WsSocket implements Socket {
     return this.#ws.readyState === 1;
   }
 
-  send(data: Buffer | string): void {
-    this.#ws.send(data, TEXT);
+  sendText(data: Buffer | string): void {
+    this.#ws.send(data, TEXT_FRAME);
   }
 
   close(code: number, reason: string): void {
@@ -77,14 +89,11 @@ export class WsSocket implements Socket {
   }
 
   cork(): boolean {
-    const stream = (this.#ws as unknown as { _socket?: CorkableStream })._socket;
-    if (!stream) return false;
-    stream.cork();
-    return true;
+    return corkWs(this.#ws);
   }
 
   uncork(): void {
-    (this.#ws as unknown as { _socket?: CorkableStream })._socket?.uncork();
+    uncorkWs(this.#ws);
   }
 
   setFrameLimit(bytes: number): boolean {

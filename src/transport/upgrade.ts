@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import { Connection, connectionShared, type ConnectionShared } from '../core/connection.js';
-import { WsSocket } from '../core/socket.js';
+import { corkWs, setFrameLimit, TEXT_FRAME, uncorkWs, type Socket } from '../core/socket.js';
 import { PRE_AUTH_SOCKET_FACTOR, type ConnectionHandler, type Dialect } from '../core/dialect.js';
 import { CloseCode } from '../common/errors.js';
 import type { CoreMetrics } from '../core/metrics.js';
@@ -48,6 +48,50 @@ const STATUS_TEXT: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+/**
+ * The WebSocket the transport's server makes: `ws`'s own, plus the two references its
+ * listeners need, and the core's `Socket` itself (no adapter object per connection).
+ * The listeners are the transport's (four functions for every socket, see
+ * `#listeners`), not four closures and a context per socket: they find the connection
+ * and the dialect's handler here, on `this`.
+ */
+class TransportSocket extends WebSocket implements Socket {
+  conn: Connection | undefined = undefined;
+  handler: ConnectionHandler | undefined = undefined;
+
+  get raw(): WebSocket {
+    return this;
+  }
+
+  get open(): boolean {
+    return this.readyState === WebSocket.OPEN;
+  }
+
+  sendText(data: Buffer | string): void {
+    this.send(data, TEXT_FRAME);
+  }
+
+  cork(): boolean {
+    return corkWs(this);
+  }
+
+  uncork(): void {
+    uncorkWs(this);
+  }
+
+  setFrameLimit(bytes: number): boolean {
+    return setFrameLimit(this, bytes);
+  }
+}
+
+/** `this` is always a TransportSocket (the server makes no other kind). */
+interface SocketListeners {
+  message(this: WebSocket, data: Buffer, isBinary: boolean): void;
+  pong(this: WebSocket): void;
+  error(this: WebSocket, err: Error): void;
+  close(this: WebSocket, code: number, reasonBuf: Buffer): void;
+}
+
 export class Transport {
   readonly #opts: TransportOptions;
   readonly #wss: WebSocketServer;
@@ -62,6 +106,7 @@ export class Transport {
   readonly #drained = new Set<() => void>();
   #upgrading = 0;
   readonly #peerLog: PeerLog;
+  readonly #listeners: SocketListeners;
 
   constructor(opts: TransportOptions) {
     this.#opts = opts;
@@ -77,7 +122,9 @@ export class Transport {
       maxPayload: opts.limits.maxPayload,
       perMessageDeflate: false,
       clientTracking: false,
+      WebSocket: TransportSocket,
     });
+    this.#listeners = this.#makeListeners();
     opts.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
     this.#sweep = opts.scheduler.every(60_000, () => this.#sweepHandshakes());
   }
@@ -279,7 +326,8 @@ export class Transport {
   #open(ws: WebSocket, req: IncomingMessage, dialect: Dialect, ip: string): void {
     const { scheduler, metrics } = this.#opts;
     const shared = this.#shared(dialect);
-    const conn = new Connection(new WsSocket(ws), {
+    const socket = ws as TransportSocket;
+    const conn = new Connection(socket, {
       id: randomUUID(),
       dialect: dialect.name,
       remoteAddress: ip,
@@ -290,57 +338,72 @@ export class Transport {
     this.#peerLog.connected(conn, dialect.path);
     this.#conns.set(conn.id, conn);
     metrics.connections.inc({ dialect: dialect.name });
-    this.#wire(ws, conn, dialect, () => dialect.accept(conn, req));
+    socket.conn = conn;
+    const l = this.#listeners;
+    socket.on('message', l.message);
+    socket.on('pong', l.pong);
+    socket.on('error', l.error);
+    socket.on('close', l.close);
+    try {
+      socket.handler = dialect.accept(conn, req);
+    } catch (err) {
+      this.#opts.logger.error({ err, dialect: dialect.name }, 'dialect failed to accept a connection');
+      conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
+    }
   }
 
   /**
-   * The socket's listeners, then the dialect's handler (`accept`). Kept out of #open so
-   * that their closures do not hold the upgrade request (about 1 KiB per idle
-   * connection); the handler lives in their shared context, not in an object per socket.
+   * The socket listeners every connection shares (`this` is the socket). Nothing per
+   * socket holds the upgrade request or a closure: an idle connection costs the
+   * `Connection`, the dialect's handler and two fields on the socket.
    */
-  #wire(ws: WebSocket, conn: Connection, dialect: Dialect, accept: () => ConnectionHandler): void {
+  #makeListeners(): SocketListeners {
     const { metrics, logger } = this.#opts;
-    let handler: ConnectionHandler | undefined;
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (conn.closing) return;
-      conn.touch();
-      if (this.#peerLog.frames) this.#peerLog.frame(conn, 'in', data, isBinary);
-      try {
-        handler?.onMessage(data, isBinary);
-      } catch (err) {
-        logger.error({ err, conn: conn.id, dialect: dialect.name }, 'handler failed on a frame');
-        conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
-      }
-    });
-    ws.on('pong', () => {
-      conn.touchPong();
-      handler?.onPong?.();
-    });
-    ws.on('error', (err) => {
-      // ws closes the socket itself after a protocol error (1002, 1007 bad UTF-8, 1009 too big).
-      logger.debug({ err: err.message, conn: conn.id, dialect: dialect.name }, 'socket error');
-    });
-    ws.on('close', (code: number, reasonBuf: Buffer) => {
-      const reason = reasonBuf.toString();
-      this.#conns.delete(conn.id);
-      metrics.connections.dec({ dialect: dialect.name });
-      if (this.#conns.size === 0 && this.#drained.size > 0) {
-        for (const done of this.#drained) done();
-        this.#drained.clear();
-      }
-      conn._closed(code, reason);
-      try {
-        handler?.onClose(code, reason);
-      } catch (err) {
-        logger.error({ err, conn: conn.id, dialect: dialect.name }, 'handler failed on close');
-      }
-    });
-    try {
-      handler = accept();
-    } catch (err) {
-      logger.error({ err, dialect: dialect.name }, 'dialect failed to accept a connection');
-      conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
-    }
+    const peerLog = this.#peerLog;
+    const conns = this.#conns;
+    const drained = this.#drained;
+    return {
+      message(data, isBinary) {
+        const socket = this as TransportSocket;
+        const conn = socket.conn as Connection;
+        if (conn.closing) return;
+        conn.touch();
+        if (peerLog.frames) peerLog.frame(conn, 'in', data, isBinary);
+        try {
+          socket.handler?.onMessage(data, isBinary);
+        } catch (err) {
+          logger.error({ err, conn: conn.id, dialect: conn.dialect }, 'handler failed on a frame');
+          conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
+        }
+      },
+      pong() {
+        const socket = this as TransportSocket;
+        (socket.conn as Connection).touchPong();
+        socket.handler?.onPong?.();
+      },
+      error(err) {
+        // ws closes the socket itself after a protocol error (1002, 1007 bad UTF-8, 1009 too big).
+        const conn = (this as TransportSocket).conn as Connection;
+        logger.debug({ err: err.message, conn: conn.id, dialect: conn.dialect }, 'socket error');
+      },
+      close(code, reasonBuf) {
+        const socket = this as TransportSocket;
+        const conn = socket.conn as Connection;
+        const reason = reasonBuf.toString();
+        conns.delete(conn.id);
+        metrics.connections.dec({ dialect: conn.dialect });
+        if (conns.size === 0 && drained.size > 0) {
+          for (const done of drained) done();
+          drained.clear();
+        }
+        conn._closed(code, reason);
+        try {
+          socket.handler?.onClose(code, reason);
+        } catch (err) {
+          logger.error({ err, conn: conn.id, dialect: conn.dialect }, 'handler failed on close');
+        }
+      },
+    };
   }
 }
 

@@ -22,7 +22,7 @@ export class FakeSocket implements Socket {
     return this.#open;
   }
 
-  send(data: Buffer | string): void {
+  sendText(data: Buffer | string): void {
     this.sent.push(typeof data === 'string' ? data : data.toString('utf8'));
   }
 
