@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BusClient, GameServerClient } from '../../src/client/index.js';
+import { BusClient, ClusterioLink, GameServerClient } from '../../src/client/index.js';
+import { mintToken } from '../../src/dialects/clusterio/token.js';
 import { ensureBuilt, SECRETS } from '../chaos/server.js';
 import { FAST, MusterCluster, pollUntil, type Instance } from '../support/muster-cluster.js';
 import { haveRedisServer } from '../support/redis-server.js';
@@ -12,7 +13,8 @@ import { haveRedisServer } from '../support/redis-server.js';
 /**
  * The dashboard in cluster mode, in a real browser (Debian's chromium through
  * playwright-core): two built Muster processes (inst-0, inst-1) on a private
- * redis-server, a bus service and a game server on each, and the page served by inst-0.
+ * redis-server, a bus service, a game server and a Clusterio slave on each, and the page
+ * served by inst-0.
  * Every table of rows with an instance shows an Instance column naming both; the cluster
  * strip lists both instances as answered, and once inst-1 is killed it shows inst-1
  * missing with a warning that the lists are partial. (The single-process case, where
@@ -64,16 +66,18 @@ describe.skipIf(!existsSync(CHROMIUM) || !haveRedisServer)('dashboard in Chromiu
     cluster = await MusterCluster.start({ instances: 2, controls: 0, timing: { ...FAST, presenceTtl: PRESENCE_TTL } });
     for (const i of [0, 1]) {
       const ws = inst(i).server?.ws ?? '';
-      const bus = new BusClient({ url: `${ws}/bus`, token: SECRETS.bus, name: `svc-${i}`, reconnect: false });
+      const bus = new BusClient({ url: `${ws}/bus`, token: SECRETS.bus, name: `svc-${i}`, group: 'workers', reconnect: false });
       const gs = new GameServerClient({
         url: `${ws}/v2/server/ws`,
         regToken: SECRETS.gamelist,
         reconnect: false,
         info: { name: `Server on ${i}`, desc: '', port: 37015 + i, map: 'mp_glitch', playlist: 'ps', curPlayers: i, maxPlayers: 12, gameState: 1 },
       });
-      peers.push(bus, gs);
+      const slave = new ClusterioLink({ url: `${ws}/api/socket`, role: 'slave', id: 10 + i, name: `host-${i}`, token: await mintToken(SECRETS.clusterio, { aud: 'slave', id: String(10 + i) }), reconnect: false });
+      peers.push(bus, gs, slave);
       await bus.connect();
       await gs.connect();
+      await slave.connect();
     }
     // Each instance has found the other (the status of either lists both, both answering).
     const found = await pollUntil(async () => {
@@ -100,7 +104,7 @@ describe.skipIf(!existsSync(CHROMIUM) || !haveRedisServer)('dashboard in Chromiu
     await cluster?.close();
   }, 30_000);
 
-  it('shows which instance each peer, bus service and game server is on, and both instances answering', async () => {
+  it('shows which instance each peer, bus service and group, Clusterio slave and game server is on, and both instances answering', async () => {
     await page.goto(inst(0).server?.base ?? '');
     await page.getByLabel('Admin token').fill(SECRETS.admin);
     await page.getByRole('button', { name: 'Sign in' }).click();
@@ -108,7 +112,7 @@ describe.skipIf(!existsSync(CHROMIUM) || !haveRedisServer)('dashboard in Chromiu
 
     const strip = page.getByRole('region', { name: 'Cluster instances' });
     await strip.waitFor();
-    await expect.poll(() => strip.locator('li').allTextContents()).toEqual(['● inst-0 answered, 2 connections (this one)', '● inst-1 answered, 2 connections']);
+    await expect.poll(() => strip.locator('li').allTextContents()).toEqual(['● inst-0 answered, 3 connections (this one)', '● inst-1 answered, 3 connections']);
     expect(await strip.getByRole('alert').count()).toBe(0);
 
     await view('Peers');
@@ -127,6 +131,20 @@ describe.skipIf(!existsSync(CHROMIUM) || !haveRedisServer)('dashboard in Chromiu
     await expect.poll(services).toEqual([
       ['svc-0', 'inst-0'],
       ['svc-1', 'inst-1'],
+    ]);
+    // One row per group and instance.
+    expect(await columnTexts('Bus groups', 'Instance')).toEqual(['inst-0', 'inst-1']);
+
+    await view('Clusterio');
+    await page.getByRole('heading', { name: 'Clusterio: 2 slaves' }).waitFor({ timeout: 10_000 });
+    // The API names the instance of a slave on another one; a connected slave without one is on the instance answering.
+    const slaves = async (): Promise<string[][]> => {
+      const [names, at] = await Promise.all([columnTexts('Clusterio slaves', 'Name'), columnTexts('Clusterio slaves', 'Instance')]);
+      return names.map((n, k) => [n, at[k] ?? '']).sort();
+    };
+    await expect.poll(slaves).toEqual([
+      ['host-0', 'inst-0'],
+      ['host-1', 'inst-1'],
     ]);
 
     await view('Game list');
@@ -148,7 +166,7 @@ describe.skipIf(!existsSync(CHROMIUM) || !haveRedisServer)('dashboard in Chromiu
     expect(await strip.locator('li').first().textContent()).toMatch(/^● inst-0 answered/);
     // The peer list is now inst-0's alone.
     await page.getByRole('button', { name: /^all/ }).click();
-    await expect.poll(() => columnTexts('Peers (all)', 'Instance'), { timeout: 10_000 }).toEqual(['inst-0', 'inst-0']);
+    await expect.poll(() => columnTexts('Peers (all)', 'Instance'), { timeout: 10_000 }).toEqual(['inst-0', 'inst-0', 'inst-0']);
     await shot('cluster-partial');
   }, 30_000);
 });
