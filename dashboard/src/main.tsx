@@ -73,7 +73,6 @@ function Login(props: { onToken: (t: string) => void; error: string | null }): p
   );
 }
 
-
 function PeersTable(props: { peers: readonly Peer[]; label: string; onKick: (p: Peer) => void }): preact.JSX.Element {
   const cluster = useCluster();
   const columns: Array<Column<Peer>> = [
