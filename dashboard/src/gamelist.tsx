@@ -1,4 +1,5 @@
 import { useMemo, useState } from 'preact/hooks';
+import { instanceColumn, useCluster } from './cluster.js';
 import { VirtualTable } from './table.js';
 
 type Row = Record<string, unknown>;
@@ -17,6 +18,7 @@ interface Filters {
 const NONE: Filters = { q: '', map: '', playlist: '', gameState: '', hasPassword: '', notFull: false, notEmpty: false };
 
 export function GameList(props: { servers: Row[] | undefined }): preact.JSX.Element {
+  const cluster = useCluster();
   const servers = props.servers ?? [];
   const [f, setF] = useState<Filters>(NONE);
   const set = <K extends keyof Filters>(k: K, v: Filters[K]): void => setF((old) => ({ ...old, [k]: v }));
@@ -99,6 +101,7 @@ export function GameList(props: { servers: Row[] | undefined }): preact.JSX.Elem
           { key: 'pw', title: 'Password', cell: (s) => (s.hasPassword ? '🔒 yes' : 'no') },
           { key: 'addr', title: 'Address', cell: (s) => `${String(s.address)}:${String(s.port)}` },
           { key: 'id', title: 'Id', cell: (s) => <code>{String(s.server_id)}</code> },
+          ...instanceColumn(cluster, servers),
         ]}
       />
     </section>

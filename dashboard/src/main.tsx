@@ -1,10 +1,12 @@
 import { render } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, ApiError, forgetToken, saveToken, savedToken, subscribe, type Snapshot } from './api.js';
+import { ClusterContext, ClusterStrip, clusterOf, instanceColumn, useCluster } from './cluster.js';
 import { GameList } from './gamelist.js';
 import { ShardsView } from './shards.js';
 import { VirtualTable, type Column } from './table.js';
 import type { Fleet, Peer, PeersBody, Shard, StatusBody } from './types.js';
+import { BusView, ClusterioView, DiscodoView, Time, type BusGroup, type BusService, type Row } from './views.js';
 
 /** Renders at most this often, whatever the feed sends (a few updates per second per view). */
 const RENDER_EVERY_MS = 250;
@@ -30,16 +32,6 @@ const VIEWS: readonly ViewDef[] = [
   { id: 'discodo', title: 'Discodo', dialect: 'discodo', topics: ['status', 'discodo.sessions'] },
   { id: 'gamelist', title: 'Game list', dialect: 'gamelist', topics: ['status', 'gamelist.servers'] },
 ];
-
-/**
- * Cluster mode hook: when the admin API starts reporting a cluster (status.cluster with
- * the leader, and an `instance` per peer), the peer tables grow an "Instance" column and
- * the header shows the leader. Until then nothing is shown; nothing is made up.
- */
-function clusterColumns(status: StatusBody | undefined): Array<Column<Peer>> {
-  if (!status?.cluster) return [];
-  return [{ key: 'instance', title: 'Instance', cell: (p) => p.instance ?? '—' }];
-}
 
 function Login(props: { onToken: (t: string) => void; error: string | null }): preact.JSX.Element {
   const [value, setValue] = useState('');
@@ -81,26 +73,15 @@ function Login(props: { onToken: (t: string) => void; error: string | null }): p
   );
 }
 
-function since(iso: string | null | undefined): string {
-  if (!iso) return '—';
-  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  if (s < 60) return `${s}s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
-  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m ago`;
-}
-
-export function Time(props: { iso: string | null | undefined }): preact.JSX.Element {
-  return props.iso ? <time dateTime={props.iso} title={props.iso}>{since(props.iso)}</time> : <span>—</span>;
-}
-
-function PeersTable(props: { peers: readonly Peer[]; status: StatusBody | undefined; label: string; onKick: (p: Peer) => void }): preact.JSX.Element {
+function PeersTable(props: { peers: readonly Peer[]; label: string; onKick: (p: Peer) => void }): preact.JSX.Element {
+  const cluster = useCluster();
   const columns: Array<Column<Peer>> = [
     { key: 'identity', title: 'Identity', cell: (p) => p.identity ?? <span class="muted">(not identified)</span> },
     { key: 'dialect', title: 'Dialect', cell: (p) => p.dialect, width: '7em' },
     { key: 'addr', title: 'Remote address', cell: (p) => p.remoteAddress },
     { key: 'since', title: 'Connected since', cell: (p) => <Time iso={p.connectedAt} /> },
     { key: 'lat', title: 'Last heartbeat latency', cell: (p) => (p.latencyMs === null ? <span class="muted">—</span> : `${p.latencyMs} ms`) },
-    ...clusterColumns(props.status),
+    ...instanceColumn(cluster, props.peers),
     {
       key: 'kick',
       title: 'Action',
@@ -216,6 +197,7 @@ function App(): preact.JSX.Element {
   };
 
   const status = data.status as StatusBody | undefined;
+  const cluster = useMemo(() => clusterOf(status), [status]);
   const mounted = (d?: string): boolean => d === undefined || !status || d in status.dialects;
   const peers = (data.peers as PeersBody | undefined)?.peers ?? [];
   const shownPeers = useMemo(() => (peerDialect === 'all' ? peers : peers.filter((p) => p.dialect === peerDialect)), [peers, peerDialect]);
@@ -235,209 +217,71 @@ function App(): preact.JSX.Element {
   const kick = (p: Peer): void => void act(`Kick ${p.dialect} peer ${p.identity ?? p.id} (${p.remoteAddress})?`, 'DELETE', `/connections/${encodeURIComponent(p.id)}`, undefined, `Kicked ${p.identity ?? p.id}.`);
 
   return (
-    <div class="shell">
-      <header>
-        <h1>Muster</h1>
-        <span class={`live ${live ? 'on' : 'off'}`} role="status">
-          {live ? '● live' : '○ reconnecting…'}
-        </span>
-        {status?.cluster && <span>leader: {status.cluster.leader ?? '—'}</span>}
-        <button type="button" class="small" onClick={() => signOut(null)}>
-          Sign out
-        </button>
-      </header>
-      <nav aria-label="Views">
-        <ul>
-          {VIEWS.filter((v) => mounted(v.dialect)).map((v) => (
-            <li key={v.id}>
-              <a href={`#${v.id}`} aria-current={v.id === view ? 'page' : undefined} onClick={(e) => (e.preventDefault(), setView(v.id))}>
-                {v.title}
-              </a>
-            </li>
-          ))}
-        </ul>
-      </nav>
-      <div aria-live="polite" class="notice-area">
-        {notice && (
-          <p class={notice.error ? 'error' : 'ok'}>
-            {notice.text}{' '}
-            <button type="button" class="small" onClick={() => setNotice(null)} aria-label="Dismiss">
-              ×
-            </button>
-          </p>
-        )}
-      </div>
-      <main>
-        {view === 'overview' && <Overview status={status} />}
-        {view === 'peers' && (
-          <section aria-labelledby="peers-h">
-            <h2 id="peers-h">Peers</h2>
-            <div class="tabs" role="group" aria-label="Dialect">
-              {['all', ...Object.keys(status?.connections ?? {})].map((d) => (
-                <button type="button" key={d} aria-pressed={peerDialect === d} onClick={() => setPeerDialect(d)}>
-                  {d} ({d === 'all' ? peers.length : (status?.connections[d] ?? 0)})
-                </button>
-              ))}
-            </div>
-            <PeersTable peers={shownPeers} status={status} label={`Peers (${peerDialect})`} onKick={kick} />
-          </section>
-        )}
-        {view === 'shards' && (
-          <ShardsView
-            fleet={data.sharding as Fleet | undefined}
-            shards={data['sharding.shards'] as Shard[] | undefined}
-            peers={peers.filter((p) => p.dialect === 'sharding')}
-            spark={spark.current}
-            act={act}
-            onKick={kick}
-          />
-        )}
-        {view === 'bus' && <BusView services={data['bus.services'] as BusService[] | undefined} groups={data['bus.groups'] as BusGroup[] | undefined} peers={peers} onKick={kick} />}
-        {view === 'clusterio' && <ClusterioView slaves={data['clusterio.slaves'] as Row[] | undefined} instances={data['clusterio.instances'] as Row[] | undefined} />}
-        {view === 'discodo' && <DiscodoView sessions={data['discodo.sessions'] as Row[] | undefined} />}
-        {view === 'gamelist' && <GameList servers={data['gamelist.servers'] as Row[] | undefined} />}
-      </main>
-    </div>
-  );
-}
-
-type Row = Record<string, unknown>;
-interface BusService {
-  id: string;
-  name: string | null;
-  groups: string[];
-  remoteAddress: string;
-  connectedAt: string;
-  lastSeen: string;
-}
-interface BusGroup {
-  name: string;
-  members: string[];
-}
-
-function BusView(props: { services: BusService[] | undefined; groups: BusGroup[] | undefined; peers: readonly Peer[]; onKick: (p: Peer) => void }): preact.JSX.Element {
-  const services = props.services ?? [];
-  const byConn = new Map(props.peers.filter((p) => p.dialect === 'bus').map((p) => [p.identity, p]));
-  const cols: Array<Column<BusService>> = [
-    { key: 'name', title: 'Service', cell: (s) => s.name ?? s.id },
-    { key: 'id', title: 'Id', cell: (s) => <code>{s.id}</code> },
-    { key: 'groups', title: 'Groups', cell: (s) => s.groups.join(', ') || '—' },
-    { key: 'addr', title: 'Remote address', cell: (s) => s.remoteAddress },
-    { key: 'since', title: 'Connected since', cell: (s) => <Time iso={s.connectedAt} /> },
-    {
-      key: 'kick',
-      title: 'Action',
-      cell: (s) => {
-        const p = byConn.get(s.name ?? s.id);
-        return (
-          <button
-            type="button"
-            class="danger small"
-            disabled={!p}
-            onClick={() => p && props.onKick(p)}
-            aria-label={`Kick ${s.name ?? s.id}`}
-          >
-            Kick
+    <ClusterContext.Provider value={cluster}>
+      <div class="shell">
+        <header>
+          <h1>Muster</h1>
+          <span class={`live ${live ? 'on' : 'off'}`} role="status">
+            {live ? '● live' : '○ reconnecting…'}
+          </span>
+          <button type="button" class="small" onClick={() => signOut(null)}>
+            Sign out
           </button>
-        );
-      },
-    },
-  ];
-  return (
-    <section aria-labelledby="bus-h">
-      <h2 id="bus-h">Bus: {services.length} services</h2>
-      <VirtualTable label="Bus services" rows={services} columns={cols} rowKey={(s) => s.id} empty="No services." />
-      <h3>Groups</h3>
-      <VirtualTable
-        label="Bus groups"
-        rows={props.groups ?? []}
-        columns={[
-          { key: 'name', title: 'Group', cell: (g: BusGroup) => g.name },
-          { key: 'n', title: 'Members', cell: (g: BusGroup) => g.members.length },
-          { key: 'm', title: 'Member services', cell: (g: BusGroup) => g.members.map((id) => services.find((s) => s.id === id)?.name ?? id).join(', ') },
-        ]}
-        rowKey={(g) => g.name}
-        height={240}
-        empty="No groups."
-      />
-    </section>
-  );
-}
-
-const str = (v: unknown): string => (v === null || v === undefined ? '—' : String(v));
-
-function ClusterioView(props: { slaves: Row[] | undefined; instances: Row[] | undefined }): preact.JSX.Element {
-  const slaves = props.slaves ?? [];
-  const names = new Map(slaves.map((s) => [str(s.id), str(s.name)]));
-  return (
-    <section aria-labelledby="cl-h">
-      <h2 id="cl-h">Clusterio: {slaves.length} slaves</h2>
-      <VirtualTable
-        label="Clusterio slaves"
-        rows={slaves}
-        rowKey={(s) => str(s.id)}
-        height={260}
-        columns={[
-          { key: 'id', title: 'Id', cell: (s) => str(s.id) },
-          { key: 'name', title: 'Name', cell: (s) => str(s.name) },
-          { key: 'c', title: 'Connected', cell: (s) => (s.connected ? '✔ connected' : '✖ offline') },
-          { key: 'addr', title: 'Remote address', cell: (s) => str(s.remoteAddress) },
-          { key: 'v', title: 'Version', cell: (s) => str(s.version) },
-          { key: 'n', title: 'Instances', cell: (s) => str(s.instances) },
-        ]}
-      />
-      <h3>Instances ({(props.instances ?? []).length})</h3>
-      <VirtualTable
-        label="Clusterio instances"
-        rows={props.instances ?? []}
-        rowKey={(i) => str(i.id)}
-        columns={[
-          { key: 'id', title: 'Id', cell: (i) => str(i.id) },
-          { key: 'name', title: 'Name', cell: (i) => str(i.name) },
-          { key: 'st', title: 'Status', cell: (i) => str(i.status) },
-          {
-            key: 's',
-            title: 'Assigned slave',
-            cell: (i) => (i.assigned_slave === null ? '— (unassigned)' : `${names.get(str(i.assigned_slave)) ?? str(i.assigned_slave)} ${i.slave_connected ? '(connected)' : '(offline)'}`),
-          },
-        ]}
-      />
-    </section>
-  );
-}
-
-function DiscodoView(props: { sessions: Row[] | undefined }): preact.JSX.Element {
-  const sessions = props.sessions ?? [];
-  const clients: Row[] = sessions.flatMap((s) => ((s.voiceClients as Row[] | undefined) ?? []).map((v): Row => ({ ...v, session: s.key })));
-  return (
-    <section aria-labelledby="dd-h">
-      <h2 id="dd-h">Discodo: {sessions.length} sessions</h2>
-      <VirtualTable
-        label="Discodo sessions"
-        rows={sessions}
-        rowKey={(s) => str(s.key)}
-        height={280}
-        columns={[
-          { key: 'k', title: 'Session', cell: (s) => str(s.key) },
-          { key: 'st', title: 'State', cell: (s) => (s.state === 'connected' ? '● connected' : '◌ detached') },
-          { key: 'a', title: 'Remote address', cell: (s) => str(s.remoteAddress) },
-          { key: 'e', title: 'Resumable until', cell: (s) => str(s.expiresAt) },
-          { key: 'v', title: 'Voice clients', cell: (s) => ((s.voiceClients as unknown[] | undefined) ?? []).length },
-        ]}
-      />
-      <h3>Voice clients ({clients.length})</h3>
-      <VirtualTable
-        label="Discodo voice clients"
-        rows={clients}
-        rowKey={(v) => `${str(v.session)}/${str(v.guildId)}`}
-        columns={[
-          { key: 's', title: 'Session', cell: (v) => str(v.session) },
-          { key: 'g', title: 'Guild', cell: (v) => str(v.guildId) },
-          { key: 'c', title: 'Channel', cell: (v) => str(v.channelId) },
-          { key: 'e', title: 'Endpoint', cell: (v) => str(v.endpoint) },
-        ]}
-      />
-    </section>
+        </header>
+        <nav aria-label="Views">
+          <ul>
+            {VIEWS.filter((v) => mounted(v.dialect)).map((v) => (
+              <li key={v.id}>
+                <a href={`#${v.id}`} aria-current={v.id === view ? 'page' : undefined} onClick={(e) => (e.preventDefault(), setView(v.id))}>
+                  {v.title}
+                </a>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <ClusterStrip cluster={cluster} />
+        <div aria-live="polite" class="notice-area">
+          {notice && (
+            <p class={notice.error ? 'error' : 'ok'}>
+              {notice.text}{' '}
+              <button type="button" class="small" onClick={() => setNotice(null)} aria-label="Dismiss">
+                ×
+              </button>
+            </p>
+          )}
+        </div>
+        <main>
+          {view === 'overview' && <Overview status={status} />}
+          {view === 'peers' && (
+            <section aria-labelledby="peers-h">
+              <h2 id="peers-h">Peers</h2>
+              <div class="tabs" role="group" aria-label="Dialect">
+                {['all', ...Object.keys(status?.connections ?? {})].map((d) => (
+                  <button type="button" key={d} aria-pressed={peerDialect === d} onClick={() => setPeerDialect(d)}>
+                    {d} ({d === 'all' ? peers.length : (status?.connections[d] ?? 0)})
+                  </button>
+                ))}
+              </div>
+              <PeersTable peers={shownPeers} label={`Peers (${peerDialect})`} onKick={kick} />
+            </section>
+          )}
+          {view === 'shards' && (
+            <ShardsView
+              fleet={data.sharding as Fleet | undefined}
+              shards={data['sharding.shards'] as Shard[] | undefined}
+              peers={peers.filter((p) => p.dialect === 'sharding')}
+              spark={spark.current}
+              act={act}
+              onKick={kick}
+            />
+          )}
+          {view === 'bus' && <BusView services={data['bus.services'] as BusService[] | undefined} groups={data['bus.groups'] as BusGroup[] | undefined} peers={peers} onKick={kick} />}
+          {view === 'clusterio' && <ClusterioView slaves={data['clusterio.slaves'] as Row[] | undefined} instances={data['clusterio.instances'] as Row[] | undefined} />}
+          {view === 'discodo' && <DiscodoView sessions={data['discodo.sessions'] as Row[] | undefined} />}
+          {view === 'gamelist' && <GameList servers={data['gamelist.servers'] as Row[] | undefined} />}
+        </main>
+      </div>
+    </ClusterContext.Provider>
   );
 }
 

@@ -1,4 +1,5 @@
 import { useRef, useState } from 'preact/hooks';
+import { instanceColumn, useCluster } from './cluster.js';
 import { Sparkline, VirtualTable, type Column } from './table.js';
 import type { Control, Fleet, Peer, Shard, ShardState } from './types.js';
 
@@ -34,6 +35,7 @@ export function ShardsView(props: {
   onKick: (p: Peer) => void;
 }): preact.JSX.Element {
   const { fleet, act } = props;
+  const cluster = useCluster();
   const shards = props.shards ?? [];
   const [selected, setSelected] = useState<number | null>(null);
   const [focus, setFocus] = useState(0);
@@ -59,6 +61,8 @@ export function ShardsView(props: {
     { key: 'cap', title: 'Capacity', cell: (c) => `${c.capacity}${c.redundant ? ' (redundant)' : ''}` },
     { key: 'addr', title: 'Remote address', cell: (c) => peerOf.get(c.name)?.remoteAddress ?? '—' },
     { key: 'lat', title: 'Heartbeat latency', cell: (c) => <Sparkline values={props.spark.get(c.name) ?? []} label={`${c.name} heartbeat latency`} /> },
+    // The instance holding the CONTROL's socket (from the peer list).
+    ...instanceColumn(cluster, fleet?.controls ?? [], (c) => peerOf.get(c.name)?.instance),
     {
       key: 'act',
       title: 'Actions',

@@ -6,8 +6,19 @@ export interface StatusBody {
   store: string;
   connections: Record<string, number>;
   dialects: Record<string, Record<string, unknown> & { path: string }>;
-  /** Cluster mode (not in this version): the leader. */
-  cluster?: { leader: string | null };
+  /** This instance's id (when it has one). */
+  instanceId?: string;
+  /** Every instance asked, this one first; `answered: false` is missing from the lists and totals. */
+  instances?: InstanceState[];
+}
+
+export interface InstanceState {
+  id: string;
+  answered: boolean;
+  error?: string;
+  version?: string;
+  uptimeSeconds?: number;
+  connections?: Record<string, number>;
 }
 
 export interface Peer {
@@ -18,7 +29,7 @@ export interface Peer {
   connectedAt: string;
   lastSeen: string;
   latencyMs: number | null;
-  /** Cluster mode (not in this version): the instance the peer is on. */
+  /** The instance holding the connection. */
   instance?: string;
 }
 

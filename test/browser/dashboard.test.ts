@@ -211,6 +211,10 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard in Chromium', () => {
     await view('Peers');
     await page.getByRole('button', { name: /^bus \(2\)$/ }).waitFor();
     await page.getByRole('button', { name: /^all/ }).click();
+    // One process: no cluster strip and no Instance column (each peer still names its instance in the API).
+    await page.getByRole('columnheader', { name: 'Remote address' }).waitFor();
+    expect(await page.getByRole('columnheader', { name: 'Instance' }).count()).toBe(0);
+    expect(await page.getByRole('region', { name: 'Cluster instances' }).count()).toBe(0);
     await shot('peers');
 
     await view('Bus');
@@ -224,6 +228,7 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard in Chromium', () => {
   it('filters the game list', async () => {
     await view('Game list');
     await page.getByRole('heading', { name: 'Game list: 6 of 6 servers' }).waitFor();
+    expect(await page.getByRole('columnheader', { name: 'Instance' }).count()).toBe(0);
     await page.getByLabel('Map').selectOption('mp_thaw');
     await page.getByRole('heading', { name: 'Game list: 2 of 6 servers' }).waitFor();
     await page.getByRole('button', { name: 'Clear' }).click();
