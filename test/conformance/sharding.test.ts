@@ -143,6 +143,16 @@ async function fleetOfTwo(extraA: D = {}, extraB: D = {}): Promise<{ a: Control;
   return { a, b, ra: ca.shards, rb: cb.shards };
 }
 
+/** One CONTROL `a` (expectedControls 1) that got every shard and reported them CONNECTED. */
+async function soleControl(): Promise<Control> {
+  await start({ expectedControls: 1 });
+  const a = await control('a');
+  const ca = await expectOp(a.peer, OP.CONNECT);
+  connected(a.peer, ca.shards);
+  await sync(a.peer);
+  return a;
+}
+
 describe('sharding: connection', () => {
   it('refuses the upgrade with HTTP 401 on a missing or wrong Authorization key, opening no socket', async () => {
     await start();
@@ -650,11 +660,7 @@ describe('sharding: admin API', () => {
   });
 
   it('POST rebalance is make-before-break: OFFLOAD to the new owner, SHUTDOWN to the old only after CONNECTED', async () => {
-    await start({ expectedControls: 1 });
-    const a = await control('a');
-    const ca = await expectOp(a.peer, OP.CONNECT);
-    connected(a.peer, ca.shards);
-    await sync(a.peer);
+    const a = await soleControl();
     const c = await control('c');
     // Documented: a CONTROL that arrives after start-up gets a standby CONNECT.
     await c.peer.quiet();
@@ -822,11 +828,7 @@ describe('sharding: more edges', () => {
   });
 
   it('make-before-break: the incoming owner may get identify grants before it reports CONNECTED', async () => {
-    await start({ expectedControls: 1 });
-    const a = await control('a');
-    const ca = await expectOp(a.peer, OP.CONNECT);
-    connected(a.peer, ca.shards);
-    await sync(a.peer);
+    await soleControl();
     const c = await control('c');
     await c.peer.quiet();
     for (const f of await drain(c.peer)) {
