@@ -87,6 +87,9 @@ export async function startSharding(sharding: Record<string, unknown> = {}, opts
   };
 }
 
+/** A CONTROL that has identified: its peer, the INITIALISE it got and the IDENTIFIED. */
+type Identified = { peer: RawPeer; init: Frame; identified: Frame };
+
 export class ShardingHarness extends Harness<ShardingServer, [sharding?: Overrides, opts?: StartOptions]> {
   /** `defaults` go under every start's own sharding settings (its key and bot token among them). */
   constructor(readonly defaults: Overrides = {}) {
@@ -108,6 +111,25 @@ export class ShardingHarness extends Harness<ShardingServer, [sharding?: Overrid
     this.track(c.peer);
     return c;
   }
+
+  /** Starts a server expecting two CONTROLs (with `cfg`): a on 0-7 and b on 8-15, both CONNECTED. */
+  async fleet(cfg: Record<string, unknown> = {}): Promise<{ a: Identified; b: Identified }> {
+    await this.start({ expectedControls: 2, ...cfg });
+    const a = await this.control('a');
+    const b = await this.control('b');
+    await expectOp(a.peer, 6);
+    await connected(a.peer, [[0, 7]]);
+    await expectOp(b.peer, 6);
+    await connected(b.peer, [[8, 15]]);
+    return { a, b };
+  }
+}
+
+/** CONNECTING, then CONNECTED for `ranges`, and a round trip. */
+export async function connected(p: RawPeer, ranges: number[][]): Promise<void> {
+  p.send({ o: 11, d: null });
+  p.send({ o: 12, d: { shards: ranges } });
+  await sync(p);
 }
 
 export async function openPeer(srv: ShardingServer, key: string | null = KEY): Promise<RawPeer> {
