@@ -143,6 +143,13 @@ async function fleetOfTwo(extraA: D = {}, extraB: D = {}): Promise<{ a: Control;
   return { a, b, ra: ca.shards, rb: cb.shards };
 }
 
+/** Top-level config for a SQLite store in a fresh data directory (removed after the run), to start again with. */
+function sqliteTop(): D {
+  const dataDir = mkdtempSync(join(tmpdir(), 'muster-sharding-conf-'));
+  dirs.push(dataDir);
+  return { dataDir, store: { kind: 'sqlite' } };
+}
+
 /** One CONTROL `a` (expectedControls 1) that got every shard and reported them CONNECTED. */
 async function soleControl(): Promise<Control> {
   await start({ expectedControls: 1 });
@@ -691,9 +698,7 @@ describe('sharding: admin API', () => {
 
 describe('sharding: persistence and shutdown', () => {
   it('assignments survive a MASTER restart: CONTROLs that reconnect with their shards are kept', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'muster-sharding-conf-'));
-    dirs.push(dataDir);
-    const top = { dataDir, store: { kind: 'sqlite' } };
+    const top = sqliteTop();
     await start({}, top);
     const { a, b, ra, rb } = await fleetOfTwo();
     await s().stop();
@@ -719,9 +724,7 @@ describe('sharding: persistence and shutdown', () => {
   });
 
   it('halted state is persisted across a restart', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'muster-sharding-conf-'));
-    dirs.push(dataDir);
-    const top = { dataDir, store: { kind: 'sqlite' } };
+    const top = sqliteTop();
     await start({ expectedControls: 1 }, top);
     await post('/api/v1/sharding/halt');
     await h.release().stop();
@@ -855,9 +858,7 @@ describe('sharding: more edges', () => {
 
 describe('sharding: reconciliation after a restart', () => {
   it('a CONTROL that claims shards stored for another CONTROL gets SHUTDOWN for them', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'muster-sharding-conf-'));
-    dirs.push(dataDir);
-    const top = { dataDir, store: { kind: 'sqlite' } };
+    const top = sqliteTop();
     await start({}, top);
     const { a, b, ra, rb } = await fleetOfTwo();
     await s().stop();
