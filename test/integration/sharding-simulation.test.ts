@@ -36,6 +36,7 @@ import { startMuster, type Muster } from '../../src/server.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { ADMIN_TOKEN } from '../support/server.js';
 import { KEY } from '../support/harness/sharding.js';
+import { mulberry32 } from '../support/random.js';
 
 /** A clock that can say when its next wake-up is due, so time moves one instant at a time. */
 interface Wake {
@@ -101,17 +102,6 @@ class SkewedClock implements Clock {
   wake(ms: number, cb: () => void): () => void {
     return this.sim.wake(Math.ceil(Math.max(0, ms) * this.rate + this.rand() * this.lagMs), cb);
   }
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const CFG = {

@@ -11,6 +11,7 @@ import { expand, toRanges, type Range } from '../../src/protocols/sharding/range
 import { FakeSocket } from './fake-socket.js';
 import { FencedMemoryStore, HandLeadership } from './leadership.js';
 import { dialectConfig } from './sharding-config.js';
+import { mulberry32 } from './random.js';
 
 /**
  * Cluster mode in one process, for tests: several sharding dialects (one per "instance")
@@ -20,17 +21,6 @@ import { dialectConfig } from './sharding-config.js';
  */
 
 export const T0 = 1_700_000_000_000;
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const flush = async (): Promise<void> => {
   for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));

@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { STORE_NS } from '../../src/dialects/sharding/dialect.js';
 import { edgeTopic, encodeLink } from '../../src/dialects/sharding/link.js';
 import { encodeMaster, Op } from '../../src/protocols/sharding/messages.js';
-import { Cluster, config, Control, Instance, mulberry32, startCluster } from '../support/sharding-cluster.js';
+import { mulberry32 } from '../support/random.js';
+import { Cluster, config, Control, Instance, startCluster } from '../support/sharding-cluster.js';
 
 /**
  * Cluster mode in one process: several sharding dialects (one per "instance") share one
