@@ -1,3 +1,5 @@
+import { loadConfig } from '../../src/config/load.js';
+import type { MusterConfig } from '../../src/config/schema.js';
 import type { ShardingDialectConfig } from '../../src/dialects/sharding/dialect.js';
 import type { MachineConfig } from '../../src/dialects/sharding/machine.js';
 
@@ -23,4 +25,30 @@ export const MACHINE_CONFIG: MachineConfig = {
 /** A sharding dialect's config on /sharding with the key `key`: MACHINE_CONFIG with the given changes. */
 export function dialectConfig(over: Partial<ShardingDialectConfig> = {}): ShardingDialectConfig {
   return { path: '/sharding', authorization: 'key', ...MACHINE_CONFIG, ...over };
+}
+
+/**
+ * A server config with only the sharding dialect on (`sharding` its settings, beside
+ * `enabled: true`): 127.0.0.1:`port` (0: any), the `top` keys, a memory store unless
+ * `top` names one, the admin token, silent logs, a 2 s shutdown.
+ */
+export function shardingOnlyConfig(sharding: Record<string, unknown>, o: { adminToken: string; port?: number | undefined; top?: Record<string, unknown> | undefined }): MusterConfig {
+  return loadConfig({
+    env: {},
+    overrides: {
+      ...o.top,
+      listen: { host: '127.0.0.1', port: o.port ?? 0 },
+      store: o.top?.store ?? { kind: 'memory' },
+      admin: { token: o.adminToken },
+      log: { level: 'silent' },
+      shutdownTimeout: 2000,
+      dialects: {
+        bus: { enabled: false },
+        clusterio: { enabled: false },
+        discodo: { enabled: false },
+        gamelist: { enabled: false },
+        sharding: { enabled: true, ...sharding },
+      },
+    } as never,
+  });
 }

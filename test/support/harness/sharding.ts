@@ -7,13 +7,13 @@
 import pino from 'pino';
 import { expect } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
-import { loadConfig } from '../../../src/config/load.js';
 import type { ShardingDialect } from '../../../src/dialects/sharding/dialect.js';
 import { startMuster, type Muster } from '../../../src/server.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/types.js';
 import { ADMIN_TOKEN, RawPeer } from '../server.js';
 import { Harness, type Overrides } from './harness.js';
+import { shardingOnlyConfig } from '../sharding-config.js';
 
 export const KEY = 'sharding-key-for-tests';
 export const BOT_TOKEN = 'bot-token-for-tests';
@@ -51,25 +51,8 @@ export async function startSharding(sharding: Record<string, unknown> = {}, opts
   const clock = opts.clock ?? new ManualClock();
   const ownStore = opts.top?.store !== undefined;
   const store = ownStore ? undefined : (opts.store ?? new MemoryStore({ now: () => clock.now() }));
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      ...opts.top,
-      listen: { host: '127.0.0.1', port: opts.port ?? 0 },
-      store: opts.top?.store ?? { kind: 'memory' },
-      admin: { token: ADMIN_TOKEN },
-      log: { level: 'silent' },
-      shutdownTimeout: 2000,
-      dialects: {
-        bus: { enabled: false },
-        clusterio: { enabled: false },
-        discodo: { enabled: false },
-        gamelist: { enabled: false },
-        // identifyMargin 0: tests step the clock by whole identify windows.
-        sharding: { enabled: true, authorization: KEY, botToken: BOT_TOKEN, identifyMargin: 0, ...sharding },
-      },
-    } as never,
-  });
+  // identifyMargin 0: tests step the clock by whole identify windows.
+  const config = shardingOnlyConfig({ authorization: KEY, botToken: BOT_TOKEN, identifyMargin: 0, ...sharding }, { adminToken: ADMIN_TOKEN, port: opts.port, top: opts.top });
   const logger = opts.logger ?? pino({ level: 'silent' });
   const muster = await startMuster({ config, clock, ...(store ? { store } : {}), logger, defaultMetrics: false });
   const d = muster.dialect<ShardingDialect>('sharding') as ShardingDialect;
