@@ -1,6 +1,6 @@
 import type { ManualClock } from '../../src/core/clock.js';
 import { initialWorld, step, timerId, type BusWorld, type BusWorldConfig, type Eff, type TimerKey, type WorldEvent } from '../../src/dialects/bus/world.js';
-import { driveWorld, type WorldDriver } from './world-driver.js';
+import { driveWorldModule, type WorldDriver } from './world-driver.js';
 
 /** The bus world's settings the unit tests start from (token `tok`, no rate limits, nobody seen), with the given changes. */
 export function busWorldConfig(over: Partial<BusWorldConfig> = {}): BusWorldConfig {
@@ -20,11 +20,5 @@ export function busWorldConfig(over: Partial<BusWorldConfig> = {}): BusWorldConf
 
 /** One bus world on `clock`, fed events by the test (see world-driver.ts). */
 export function driveBusWorld(clock: ManualClock, cfg: BusWorldConfig): WorldDriver<BusWorld, WorldEvent, Eff, TimerKey> {
-  return driveWorld<BusWorld, WorldEvent, Eff, TimerKey>({
-    clock,
-    initial: initialWorld(),
-    step: (state, ev) => step(state, ev, cfg),
-    timerId,
-    timerEvent: (key, now) => ({ type: 'timer', now, key }),
-  });
+  return driveWorldModule(clock, { initialWorld, step, timerId }, cfg);
 }
