@@ -19,6 +19,7 @@ import type { Socket } from 'socket.io-client';
 import { MESSAGE_BYTES, padTo, type Impl } from '../lib/constants.js';
 import { childArgs, emit, serve, sleep } from '../lib/ipc.js';
 import { connectBus, connectSio, pool } from './conn.js';
+import { loopCalls } from './loop.js';
 
 const impl = (childArgs().impl ?? 'muster') as Impl;
 
@@ -179,18 +180,13 @@ serve({
     for (const pair of pairs) loop(pair);
     return true;
   },
-  count: () => ({ count, errors }),
-  stop: async () => {
-    running = false;
-    const until = performance.now() + 5000;
-    while (inFlight > 0 && performance.now() < until) await sleep(5);
-    return { count, errors, inFlight };
-  },
-  exit: () => {
-    running = false;
-    for (const c of closers) c();
-    setTimeout(() => process.exit(0), 50);
-    return true;
-  },
+  ...loopCalls({
+    totals: () => ({ count, errors }),
+    inFlight: () => inFlight,
+    halt: () => {
+      running = false;
+    },
+    closers,
+  }),
 });
 emit('ready', { impl });

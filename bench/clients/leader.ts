@@ -26,15 +26,8 @@
  */
 import WebSocket from 'ws';
 import { ShardingControl } from '../../src/client/sharding.js';
-import { emit, serve, sleep } from '../lib/ipc.js';
-
-type Range = [number, number];
-
-function ids(ranges: readonly Range[]): number[] {
-  const out: number[] = [];
-  for (const [a, b] of ranges) for (let i = a; i <= b; i++) out.push(i);
-  return out;
-}
+import { emit, serve } from '../lib/ipc.js';
+import { eachShardOnce, ids, until, type Range } from './fleet.js';
 
 interface Ctl {
   c: ShardingControl;
@@ -91,14 +84,6 @@ function watch(ctl: Ctl, ws: WebSocket | undefined): void {
   });
 }
 
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(2);
-  }
-}
-
 serve({
   start: async (p: { urls: string[]; key: string; n: number; heartbeatGrace: number; reconnectWindow: number; fenceMargin: number }) => {
     urls = p.urls;
@@ -132,14 +117,7 @@ serve({
   stable: async (p: { shardCount: number; timeoutMs: number }) => {
     const ok = (): boolean => {
       if (ctls.some((c) => !c.c.identified)) return false;
-      const seen = new Set<number>();
-      let total = 0;
-      for (const c of ctls)
-        for (const id of ids(c.c.connected as Range[])) {
-          seen.add(id);
-          total++;
-        }
-      return seen.size === p.shardCount && total === p.shardCount;
+      return eachShardOnce(ctls.map((c) => c.c), p.shardCount);
     };
     await until(ok, p.timeoutMs, 'fleet stable');
     return true;

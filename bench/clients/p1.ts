@@ -8,8 +8,9 @@
 import type WebSocket from 'ws';
 import type { Socket } from 'socket.io-client';
 import { MESSAGE_BYTES, padTo, type Impl } from '../lib/constants.js';
-import { childArgs, emit, serve, sleep } from '../lib/ipc.js';
+import { childArgs, emit, serve } from '../lib/ipc.js';
 import { connectBus, connectRelay, connectSio, pool } from './conn.js';
+import { loopCalls } from './loop.js';
 
 const impl = (childArgs().impl ?? 'muster') as Impl;
 
@@ -132,19 +133,13 @@ serve({
     }
     return true;
   },
-  count: () => ({ count, errors }),
-  stop: async () => {
-    running = false;
-    // Let the requests in flight finish (bounded: 5 s).
-    const until = performance.now() + 5000;
-    while (inFlight > 0 && performance.now() < until) await sleep(5);
-    return { count, errors, inFlight };
-  },
-  exit: () => {
-    running = false;
-    for (const c of closers) c();
-    setTimeout(() => process.exit(0), 50);
-    return true;
-  },
+  ...loopCalls({
+    totals: () => ({ count, errors }),
+    inFlight: () => inFlight,
+    halt: () => {
+      running = false;
+    },
+    closers,
+  }),
 });
 emit('ready', { impl });

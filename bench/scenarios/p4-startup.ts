@@ -1,5 +1,6 @@
 import { HOST } from '../lib/net.js';
 import type { Scenario, ScenarioContext, ScenarioResult, Table } from '../lib/scenario.js';
+import { SHARDING_KEY } from '../lib/sharding.js';
 import { startServer, stopServer } from '../lib/servers.js';
 import { fmt, fmtRatio, median } from '../lib/stats.js';
 
@@ -10,7 +11,7 @@ const CONTROLS = 8;
 const WINDOW_MS = 250;
 /** `identifyMargin`: 10 % of the window (the default is 5 % of 5 s; latency jitter does not scale down with the window). */
 const MARGIN_MS = 25;
-const KEY = 'bench-sharding-key-0123456789abcdef';
+const KEY = SHARDING_KEY;
 const FLOOR_MS = Math.ceil(SHARDS / MAX_CONCURRENCY) * WINDOW_MS;
 
 type Mode = 'parallel' | 'sequential';

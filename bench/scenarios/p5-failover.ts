@@ -1,5 +1,6 @@
 import { HOST } from '../lib/net.js';
 import type { Scenario, ScenarioContext, ScenarioResult, Table } from '../lib/scenario.js';
+import { failoverSharding, SHARDING_KEY } from '../lib/sharding.js';
 import { startServer } from '../lib/servers.js';
 import { fmt, median } from '../lib/stats.js';
 
@@ -12,7 +13,8 @@ const FENCE_MARGIN_MS = 100;
 const RECONNECT_WINDOW_MS = 2000;
 const FAILOVERS = 7;
 const TARGET_MS = 100;
-const KEY = 'bench-sharding-key-0123456789abcdef';
+const KEY = SHARDING_KEY;
+const TIMING = { heartbeatInterval: HEARTBEAT_MS, heartbeatGrace: GRACE_MS, reconnectWindow: RECONNECT_WINDOW_MS, fenceMargin: FENCE_MARGIN_MS };
 
 interface Failover {
   victim: string;
@@ -43,20 +45,7 @@ export const p5: Scenario = {
       label: 'p5',
       cpuProfDir: ctx.cpuProfDir,
       dialects: {
-        sharding: {
-          enabled: true,
-          authorization: KEY,
-          botToken: 'bench-bot-token',
-          shardCount: SHARDS,
-          maxConcurrency: 16,
-          heartbeatInterval: HEARTBEAT_MS,
-          heartbeatGrace: GRACE_MS,
-          reconnectWindow: RECONNECT_WINDOW_MS,
-          fenceMargin: FENCE_MARGIN_MS,
-          startupDelay: 5000,
-          expectedControls: CONTROLS,
-          startup: 'parallel',
-        },
+        sharding: failoverSharding(SHARDS, CONTROLS, TIMING),
       },
     });
     const { child: gen } = await ctx.group.start({ name: 'p5-controls', script: 'clients/sharding.ts' });

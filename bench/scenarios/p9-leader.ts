@@ -3,6 +3,7 @@ import { sleep } from '../lib/ipc.js';
 import { HOST } from '../lib/net.js';
 import { startRedis } from '../lib/redis.js';
 import type { Scenario, ScenarioContext, ScenarioResult, Table } from '../lib/scenario.js';
+import { failoverSharding, SHARDING_KEY } from '../lib/sharding.js';
 import { startServer, type ServerHandle } from '../lib/servers.js';
 import { fmt, median } from '../lib/stats.js';
 
@@ -16,7 +17,8 @@ const GRACE_MS = 5000;
 const FENCE_MARGIN_MS = 500;
 const RECONNECT_WINDOW_MS = 10_000;
 const FAILOVERS = 3;
-const KEY = 'bench-sharding-key-0123456789abcdef';
+const KEY = SHARDING_KEY;
+const TIMING = { heartbeatInterval: HEARTBEAT_MS, heartbeatGrace: GRACE_MS, reconnectWindow: RECONNECT_WINDOW_MS, fenceMargin: FENCE_MARGIN_MS };
 
 interface Reconfirmed {
   controls: Array<{ name: string; at: number; how: string; shards: number }>;
@@ -50,20 +52,7 @@ export const p9: Scenario = {
         cluster: { leaseTtl: LEASE_MS },
         instanceId: `p9-i${i}`,
         dialects: {
-          sharding: {
-            enabled: true,
-            authorization: KEY,
-            botToken: 'bench-bot-token',
-            shardCount: SHARDS,
-            maxConcurrency: 16,
-            heartbeatInterval: HEARTBEAT_MS,
-            heartbeatGrace: GRACE_MS,
-            reconnectWindow: RECONNECT_WINDOW_MS,
-            fenceMargin: FENCE_MARGIN_MS,
-            startupDelay: 5000,
-            expectedControls: CONTROLS,
-            startup: 'parallel',
-          },
+          sharding: failoverSharding(SHARDS, CONTROLS, TIMING),
         },
       });
     const servers: ServerHandle[] = [];

@@ -4,6 +4,7 @@ import type { BackoffOptions } from './backoff.js';
 import type { ClientClock } from './clock.js';
 import { PendingRequests } from './pending.js';
 import { ReconnectingSocket } from './socket.js';
+import { ReadyGate } from './ready.js';
 
 /**
  * A typed client for the bus dialect. It identifies, answers PINGs, reconnects with
@@ -70,8 +71,7 @@ export class BusClient extends EventEmitter {
   readonly #pending: PendingRequests<string>;
   /** collect() requests gather their replies here until REPLY_END. */
   readonly #collects = new Map<string, CollectResult>();
-  #ready: Promise<void> | undefined;
-  #settleReady: ((err?: Error) => void) | undefined;
+  readonly #ready = new ReadyGate();
 
   constructor(opts: BusClientOptions) {
     super();
@@ -88,7 +88,7 @@ export class BusClient extends EventEmitter {
         open: () => this.#identify(),
         message: (buf) => this.#onMessage(buf),
         error: (err) => {
-          this.#settleReady?.(err);
+          this.#ready.reject(err);
           if (this.listenerCount('error') > 0) this.emit('error', err);
         },
         close: (code, reason) => this.#onClose(code, reason),
@@ -109,15 +109,7 @@ export class BusClient extends EventEmitter {
   /** Connects and identifies. Resolves once IDENTIFY is acknowledged. */
   connect(): Promise<void> {
     this.#closed = false;
-    this.#ready ??= new Promise<void>((resolve, reject) => {
-      this.#settleReady = (err) => {
-        this.#settleReady = undefined;
-        if (err) reject(err);
-        else resolve();
-      };
-      this.#link.open();
-    });
-    return this.#ready;
+    return this.#ready.wait(() => this.#link.open());
   }
 
   #identify(): void {
@@ -137,12 +129,12 @@ export class BusClient extends EventEmitter {
     } catch {
       return;
     }
-    if (msg.op === Op.IDENTIFY && this.#settleReady) {
+    if (msg.op === Op.IDENTIFY && this.#ready.waiting) {
       const d = msg.data as { id: string; heartbeat_interval: number };
       this.#id = d.id;
       this.#link.succeeded();
       this.emit('identified', { id: d.id, heartbeatInterval: d.heartbeat_interval });
-      this.#settleReady();
+      this.#ready.resolve();
       return;
     }
     this.#onFrame(msg);
@@ -150,11 +142,11 @@ export class BusClient extends EventEmitter {
 
   #onClose(code: number, reason: string): void {
     this.#id = undefined;
-    this.#ready = undefined;
+    this.#ready.forget();
     this.#collects.clear();
     this.#pending.failAll(new BusRequestError('DISCONNECTED', `connection closed (${code} ${reason})`));
     this.emit('close', code, reason);
-    this.#settleReady?.(new Error(`closed before IDENTIFY was acknowledged: ${code} ${reason}`));
+    this.#ready.reject(new Error(`closed before IDENTIFY was acknowledged: ${code} ${reason}`));
     // A refused identity or a bad frame will be refused again (the close-code table): don't loop on it.
     if (this.#closed || !this.#link.shouldRetry(code, reason)) return;
     const { attempt, delay } = this.#link.reconnectLater(() => {

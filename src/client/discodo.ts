@@ -20,6 +20,7 @@ import type { BackoffOptions } from './backoff.js';
 import type { ClientClock } from './clock.js';
 import { PendingRequests } from './pending.js';
 import { ReconnectingSocket } from './socket.js';
+import { ReadyGate } from './ready.js';
 
 /**
  * A typed client for the discodo dialect. It waits for HELLO, identifies as
@@ -89,8 +90,7 @@ export class DiscodoClient extends EventEmitter {
   #heartbeatMs = 0;
   #lastReceived = 0;
   #lastHeartbeatAt = 0;
-  #ready: Promise<void> | undefined;
-  #settleReady: ((err?: Error) => void) | undefined;
+  readonly #ready = new ReadyGate();
   readonly #pending: PendingRequests<Waiter>;
   /** The node's voice clients for this bot, by guild id. */
   readonly voiceClients = new Map<string, VoiceClientInfo>();
@@ -111,7 +111,7 @@ export class DiscodoClient extends EventEmitter {
       {
         message: (buf, binary, ws) => this.#onMessage(ws, buf, binary),
         error: (err) => {
-          this.#settleReady?.(err);
+          this.#ready.reject(err);
           if (this.listenerCount('error') > 0) this.emit('error', err);
         },
         close: (code, reason) => this.#onClose(code, reason),
@@ -127,15 +127,7 @@ export class DiscodoClient extends EventEmitter {
   /** Connects and identifies. Resolves on IDENTIFIED (a RESUMED may follow at once). */
   connect(): Promise<void> {
     this.#closed = false;
-    this.#ready ??= new Promise<void>((resolve, reject) => {
-      this.#settleReady = (err) => {
-        this.#settleReady = undefined;
-        if (err) reject(err);
-        else resolve();
-      };
-      this.#link.open();
-    });
-    return this.#ready;
+    return this.#ready.wait(() => this.#link.open());
   }
 
   #onMessage(ws: WebSocket, buf: Buffer, binary: boolean): void {
@@ -151,7 +143,7 @@ export class DiscodoClient extends EventEmitter {
         return;
       case ServerOp.FORBIDDEN:
         this.emit('forbidden', typeof d === 'string' ? d : '');
-        this.#settleReady?.(new DiscodoTracebackError(op, 'FORBIDDEN', typeof d === 'string' ? d : 'forbidden'));
+        this.#ready.reject(new DiscodoTracebackError(op, 'FORBIDDEN', typeof d === 'string' ? d : 'forbidden'));
         this.emit('message', op, toPlain(d));
         return;
       case ServerOp.IDENTIFIED:
@@ -159,7 +151,7 @@ export class DiscodoClient extends EventEmitter {
         this.#link.succeeded();
         this.voiceClients.clear();
         this.emit('identified');
-        this.#settleReady?.();
+        this.#ready.resolve();
         this.emit('message', op, toPlain(d));
         return;
       default:
@@ -169,12 +161,12 @@ export class DiscodoClient extends EventEmitter {
 
   #onClose(code: number, reason: string): void {
     this.#identified = false;
-    this.#ready = undefined;
+    this.#ready.forget();
     this.#stopHeartbeat?.();
     this.#stopHeartbeat = undefined;
     this.#pending.failAll(new DiscodoTracebackError('', 'DISCONNECTED', `connection closed (${code} ${reason})`));
     this.emit('close', code, reason);
-    this.#settleReady?.(new Error(`closed before IDENTIFIED: ${code} ${reason}`));
+    this.#ready.reject(new Error(`closed before IDENTIFIED: ${code} ${reason}`));
     // Refusals, bad frames and a taken-over session (the close-code table) would be refused again.
     if (this.#closed || !this.#link.shouldRetry(code, reason)) return;
     const { attempt, delay } = this.#link.reconnectLater(() => {

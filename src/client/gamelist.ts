@@ -16,6 +16,7 @@ import type { BackoffOptions } from './backoff.js';
 import type { ClientClock } from './clock.js';
 import { PendingRequests } from './pending.js';
 import { ReconnectingSocket } from './socket.js';
+import { ReadyGate } from './ready.js';
 
 /**
  * A game server (GS) client for the gamelist dialect. It registers with the
@@ -85,8 +86,7 @@ export class GameServerClient extends EventEmitter {
   #stopRefreshTimer: (() => void) | undefined;
   readonly #ids = new Int64Counter();
   readonly #pending: PendingRequests<string, ResponseMessage>;
-  #ready: Promise<string> | undefined;
-  #settleReady: ((err?: Error, serverId?: string) => void) | undefined;
+  readonly #ready = new ReadyGate<string>();
 
   constructor(opts: GameServerClientOptions) {
     super();
@@ -106,7 +106,7 @@ export class GameServerClient extends EventEmitter {
         open: (ws) => this.#onOpen(ws),
         message: (data, isBinary, ws) => this.#onFrame(ws, data, isBinary),
         error: (err) => {
-          this.#settleReady?.(err);
+          this.#ready.reject(err);
           if (this.listenerCount('error') > 0) this.emit('error', err);
         },
         close: (code, reason) => this.#onClose(code, reason),
@@ -132,15 +132,7 @@ export class GameServerClient extends EventEmitter {
   /** Connects and registers. Resolves with the server_id once the first registration succeeds. */
   connect(): Promise<string> {
     this.#closed = false;
-    this.#ready ??= new Promise<string>((resolve, reject) => {
-      this.#settleReady = (err, serverId) => {
-        this.#settleReady = undefined;
-        if (err) reject(err);
-        else resolve(serverId as string);
-      };
-      this.#link.open();
-    });
-    return this.#ready;
+    return this.#ready.wait(() => this.#link.open());
   }
 
   /** Changes the info (players, map, …) and re-registers at once. */
@@ -185,24 +177,24 @@ export class GameServerClient extends EventEmitter {
   #onOpen(ws: WebSocket): void {
     this.register().then(
       (r) => {
-        if (r.success) this.#settleReady?.(undefined, this.#serverId);
-        else this.#settleReady?.(new RegistrationFailedError(r.error?.type ?? -1, r.error?.msg ?? 'registration refused'));
+        if (r.success) this.#ready.resolve(this.#serverId as string);
+        else this.#ready.reject(new RegistrationFailedError(r.error?.type ?? -1, r.error?.msg ?? 'registration refused'));
       },
       (err: Error) => {
         // No answer in time: keep trying on the refresh timer.
         if (this.#link.socket === ws && ws.readyState === WebSocket.OPEN) this.#ensureRefresh();
-        this.#settleReady?.(err);
+        this.#ready.reject(err);
       },
     );
   }
 
   #onClose(code: number, reason: string): void {
     this.#registered = false;
-    this.#ready = undefined;
+    this.#ready.forget();
     this.#stopRefresh();
     this.#pending.failAll(new RegistrationFailedError('DISCONNECTED', `connection closed (${code} ${reason})`));
     this.emit('close', code, reason);
-    this.#settleReady?.(new RegistrationFailedError('DISCONNECTED', `closed before registering: ${code} ${reason}`));
+    this.#ready.reject(new RegistrationFailedError('DISCONNECTED', `closed before registering: ${code} ${reason}`));
     // Bad frames and refusals (the close-code table) will fail again.
     if (this.#closed || !this.#link.shouldRetry(code, reason)) return;
     const { attempt, delay } = this.#link.reconnectLater(() => {

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { GamelistDialect } from '../../src/dialects/gamelist/dialect.js';
-import { GamelistHarness, regFrame as reg, type RegResponse } from '../support/harness/gamelist.js';
+import { GamelistHarness, regFrame as reg, type Info, type RegResponse } from '../support/harness/gamelist.js';
 import type { PeerOptions } from '../support/harness/harness.js';
 import { ADMIN_TOKEN, RawPeer, settle, until, type TestServer } from '../support/server.js';
 
@@ -14,18 +14,6 @@ const TOKEN = 'reg-secret-tok';
 const PASSWORD = 'hunter2-secret';
 
 const h = new GamelistHarness([TOKEN]);
-
-interface Info {
-  name: string;
-  desc: string;
-  port: number;
-  map: string;
-  playlist: string;
-  curPlayers: number;
-  maxPlayers: number;
-  password?: string;
-  gameState: number;
-}
 
 const baseInfo = (over: Partial<Info> = {}): Info => ({
   name: 'Test server',
@@ -38,6 +26,17 @@ const baseInfo = (over: Partial<Info> = {}): Info => ({
   gameState: 1,
   ...over,
 });
+
+/** Sends `text` on a fresh socket: it is closed with 1008 and a reason, and nothing is answered. */
+async function closedWith1008(text: string): Promise<void> {
+  await start();
+  const peer = await open();
+  peer.send(text);
+  const c = await peer.waitClose();
+  expect(c.code).toBe(1008);
+  expect(c.reason.length).toBeGreaterThan(0);
+  expect(peer.frames).toEqual([]);
+}
 
 const start = (gamelist: Record<string, unknown> = {}, top: Record<string, unknown> = {}): Promise<TestServer> => h.start(gamelist, top);
 const s = (): TestServer => h.srv;
@@ -233,15 +232,7 @@ describe('gamelist: socket close rules', () => {
     ['a JSON number', `42`],
     ['a JSON string', `"hello"`],
     ['JSON null', `null`],
-  ])('closes a message with invalid metadata (%s) with 1008', async (_what, text) => {
-    await start();
-    const peer = await open();
-    peer.send(text);
-    const c = await peer.waitClose();
-    expect(c.code).toBe(1008);
-    expect(c.reason.length).toBeGreaterThan(0);
-    expect(peer.frames).toEqual([]);
-  });
+  ])('closes a message with invalid metadata (%s) with 1008', (_what, text) => closedWith1008(text));
 
   const good = baseInfo();
   const without = (k: keyof Info): Record<string, unknown> => {
@@ -289,15 +280,7 @@ describe('gamelist: socket close rules', () => {
       'a join response with a mistyped error',
       JSON.stringify({ metadata: { type: -2, id: 5 }, success: false, error: { type: 'x', msg: 'm' } }),
     ],
-  ])('closes valid metadata with the wrong schema (%s) with 1008', async (_what, text) => {
-    await start();
-    const peer = await open();
-    peer.send(text);
-    const c = await peer.waitClose();
-    expect(c.code).toBe(1008);
-    expect(c.reason.length).toBeGreaterThan(0);
-    expect(peer.frames).toEqual([]);
-  });
+  ])('closes valid metadata with the wrong schema (%s) with 1008', (_what, text) => closedWith1008(text));
 
   it('accepts the edges of each range (port 0 and 65535, INT32 extremes, empty strings)', async () => {
     await start();

@@ -143,6 +143,23 @@ async function fleetOfTwo(extraA: D = {}, extraB: D = {}): Promise<{ a: Control;
   return { a, b, ra: ca.shards, rb: cb.shards };
 }
 
+/** Top-level config for a SQLite store in a fresh data directory (removed after the run), to start again with. */
+function sqliteTop(): D {
+  const dataDir = mkdtempSync(join(tmpdir(), 'muster-sharding-conf-'));
+  dirs.push(dataDir);
+  return { dataDir, store: { kind: 'sqlite' } };
+}
+
+/** One CONTROL `a` (expectedControls 1) that got every shard and reported them CONNECTED. */
+async function soleControl(): Promise<Control> {
+  await start({ expectedControls: 1 });
+  const a = await control('a');
+  const ca = await expectOp(a.peer, OP.CONNECT);
+  connected(a.peer, ca.shards);
+  await sync(a.peer);
+  return a;
+}
+
 describe('sharding: connection', () => {
   it('refuses the upgrade with HTTP 401 on a missing or wrong Authorization key, opening no socket', async () => {
     await start();
@@ -650,11 +667,7 @@ describe('sharding: admin API', () => {
   });
 
   it('POST rebalance is make-before-break: OFFLOAD to the new owner, SHUTDOWN to the old only after CONNECTED', async () => {
-    await start({ expectedControls: 1 });
-    const a = await control('a');
-    const ca = await expectOp(a.peer, OP.CONNECT);
-    connected(a.peer, ca.shards);
-    await sync(a.peer);
+    const a = await soleControl();
     const c = await control('c');
     // Documented: a CONTROL that arrives after start-up gets a standby CONNECT.
     await c.peer.quiet();
@@ -685,9 +698,7 @@ describe('sharding: admin API', () => {
 
 describe('sharding: persistence and shutdown', () => {
   it('assignments survive a MASTER restart: CONTROLs that reconnect with their shards are kept', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'muster-sharding-conf-'));
-    dirs.push(dataDir);
-    const top = { dataDir, store: { kind: 'sqlite' } };
+    const top = sqliteTop();
     await start({}, top);
     const { a, b, ra, rb } = await fleetOfTwo();
     await s().stop();
@@ -713,9 +724,7 @@ describe('sharding: persistence and shutdown', () => {
   });
 
   it('halted state is persisted across a restart', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'muster-sharding-conf-'));
-    dirs.push(dataDir);
-    const top = { dataDir, store: { kind: 'sqlite' } };
+    const top = sqliteTop();
     await start({ expectedControls: 1 }, top);
     await post('/api/v1/sharding/halt');
     await h.release().stop();
@@ -822,11 +831,7 @@ describe('sharding: more edges', () => {
   });
 
   it('make-before-break: the incoming owner may get identify grants before it reports CONNECTED', async () => {
-    await start({ expectedControls: 1 });
-    const a = await control('a');
-    const ca = await expectOp(a.peer, OP.CONNECT);
-    connected(a.peer, ca.shards);
-    await sync(a.peer);
+    await soleControl();
     const c = await control('c');
     await c.peer.quiet();
     for (const f of await drain(c.peer)) {
@@ -853,9 +858,7 @@ describe('sharding: more edges', () => {
 
 describe('sharding: reconciliation after a restart', () => {
   it('a CONTROL that claims shards stored for another CONTROL gets SHUTDOWN for them', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'muster-sharding-conf-'));
-    dirs.push(dataDir);
-    const top = { dataDir, store: { kind: 'sqlite' } };
+    const top = sqliteTop();
     await start({}, top);
     const { a, b, ra, rb } = await fleetOfTwo();
     await s().stop();

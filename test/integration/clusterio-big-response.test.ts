@@ -1,5 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { dialectOf, instanceConfig, Seed2020, ClusterioHarness } from '../support/harness/clusterio.js';
+import { describe, expect, it } from 'vitest';
+import { dialectOf, instanceConfig, Seed2020, ClusterioHarness, serverPerTest } from '../support/harness/clusterio.js';
 
 /**
  * One response larger than maxBufferedBytes (4 MiB) is not a slow consumer: a
@@ -7,16 +7,7 @@ import { dialectOf, instanceConfig, Seed2020, ClusterioHarness } from '../suppor
  */
 
 const h = new ClusterioHarness();
-const seeds: Seed2020[] = [];
-
-beforeEach(async () => {
-  await h.start();
-});
-
-afterEach(async () => {
-  for (const s of seeds.splice(0)) s.close();
-  await h.teardown();
-});
+const seeds = serverPerTest(h);
 
 describe('clusterio: a response larger than maxBufferedBytes', () => {
   it('delivers a 4.5 MB list_instances response to a control that reads, and keeps it connected', async () => {

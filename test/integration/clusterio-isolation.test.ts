@@ -1,5 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { instanceConfig, Seed2020, ClusterioHarness } from '../support/harness/clusterio.js';
+import { describe, expect, it } from 'vitest';
+import { instanceConfig, Seed2020, ClusterioHarness, serverPerTest } from '../support/harness/clusterio.js';
 
 /**
  * Forwarded requests are keyed by the slave they went to and the master's own seq, never
@@ -8,16 +8,7 @@ import { instanceConfig, Seed2020, ClusterioHarness } from '../support/harness/c
  */
 
 const h = new ClusterioHarness();
-const seeds: Seed2020[] = [];
-
-beforeEach(async () => {
-  await h.start();
-});
-
-afterEach(async () => {
-  for (const s of seeds.splice(0)) s.close();
-  await h.teardown();
-});
+const seeds = serverPerTest(h);
 
 async function connect(role: 'slave' | 'control', id?: number): Promise<Seed2020> {
   const s = await Seed2020.connect(h.srv, role, id === undefined ? {} : { id, name: `slave-${id}` });

@@ -1,21 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { until } from '../support/server.js';
-import { Seed2020, ClusterioHarness } from '../support/harness/clusterio.js';
+import { Seed2020, ClusterioHarness, serverPerTest } from '../support/harness/clusterio.js';
 
 /** Warn lines a slave can cause at will are capped per slave. */
 
 const h = new ClusterioHarness();
-const seeds: Seed2020[] = [];
-
-beforeEach(async () => {
-  await h.start();
-});
-
-afterEach(async () => {
-  for (const s of seeds.splice(0)) s.close();
-  await h.teardown();
-  vi.restoreAllMocks();
-});
+const seeds = serverPerTest(h, () => vi.restoreAllMocks());
 
 describe('clusterio: per-slave log limit', () => {
   it('writes at most a burst of warn lines for 300 unusable reported instances, then counts the rest', async () => {

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClusterioLink, ClusterioLinkError, type LinkTimers } from '../../src/client/clusterio.js';
 import { serverRoundTrip, until } from '../support/server.js';
 import { controlToken, dialectOf, instanceConfig, Seed2020, slaveToken, ClusterioHarness } from '../support/harness/clusterio.js';
+import { mulberry32 as prng } from '../support/random.js';
 
 /**
  * Property tests of sessions, over real sockets: random traffic in both directions
@@ -15,18 +16,6 @@ import { controlToken, dialectOf, instanceConfig, Seed2020, slaveToken, Clusteri
  *  2. When a session is invalidated, every request it was waiting on is rejected
  *     with a typed error (ClusterioLinkError SESSION_INVALIDATED), and none resolves.
  */
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const h = new ClusterioHarness();
 const links: ClusterioLink[] = [];

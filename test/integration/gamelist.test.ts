@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { GamelistDialect } from '../../src/dialects/gamelist/dialect.js';
-import { GamelistHarness, regFrame as reg } from '../support/harness/gamelist.js';
+import { GamelistHarness, regFrame as reg, type Info } from '../support/harness/gamelist.js';
 import type { PeerOptions } from '../support/harness/harness.js';
 import { ADMIN_TOKEN, RawPeer, until } from '../support/server.js';
 
@@ -30,18 +30,6 @@ function gl(): GamelistDialect {
 }
 
 const open = (opts: PeerOptions = {}): Promise<RawPeer> => h.open(opts);
-
-interface Info {
-  name: string;
-  desc: string;
-  port: number;
-  map: string;
-  playlist: string;
-  curPlayers: number;
-  maxPlayers: number;
-  password?: string;
-  gameState: number;
-}
 
 function info(over: Partial<Info> = {}): Info {
   return { name: 'Alpha', desc: 'a test server', port: 37015, map: 'mp_glitch', playlist: 'tdm', curPlayers: 3, maxPlayers: 16, gameState: 1, ...over };

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, RawPeer, until } from '../support/server.js';
 import {
   admin,
+  connected,
   expectErrorClose,
   expectOp,
   expectNoLeaks,
@@ -19,23 +20,8 @@ const peers = h.peers;
 const start = (cfg: Record<string, unknown> = {}, opts: StartOptions = {}): Promise<ShardingServer> => h.start(cfg, opts);
 const ctl = (name: string, extra: Record<string, unknown> = {}) => h.control(name, extra);
 
-async function connected(p: RawPeer, ranges: number[][]): Promise<void> {
-  p.send({ o: 11, d: null });
-  p.send({ o: 12, d: { shards: ranges } });
-  await sync(p);
-}
-
 /** Two CONTROLs, a 0-7 and b 8-15, both CONNECTED. */
-async function fleet(cfg: Record<string, unknown> = {}) {
-  await start({ expectedControls: 2, ...cfg });
-  const a = await ctl('a');
-  const b = await ctl('b');
-  await expectOp(a.peer, 6);
-  await connected(a.peer, [[0, 7]]);
-  await expectOp(b.peer, 6);
-  await connected(b.peer, [[8, 15]]);
-  return { a, b };
-}
+const fleet = (cfg: Record<string, unknown> = {}) => h.fleet(cfg);
 
 afterEach(() => h.teardown(expectNoLeaks));
 

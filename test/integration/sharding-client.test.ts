@@ -49,6 +49,17 @@ afterEach(async () => {
   await h.teardown(expectNoLeaks);
 });
 
+/** A MASTER expecting two CONTROLs, a and b, both connected, with all 16 shards connected. */
+async function twoServing(): Promise<{ a: Probe; b: Probe }> {
+  await h.start({ expectedControls: 2 });
+  const a = make('a');
+  const b = make('b');
+  await a.control.connect();
+  await b.control.connect();
+  await until(() => h.srv.dialect().summary().connectedShards === 16);
+  return { a, b };
+}
+
 describe('ShardingControl against Muster', () => {
   it('identifies, is started, reports CONNECTING/CONNECTED, and heartbeats', async () => {
     await h.start({ expectedControls: 2 });
@@ -160,12 +171,7 @@ describe('ShardingControl against Muster', () => {
   });
 
   it('stops shards on SHUTDOWN, starts them on OFFLOAD, restarts them on COMMAND', async () => {
-    await h.start({ expectedControls: 2 });
-    const a = make('a');
-    const b = make('b');
-    await a.control.connect();
-    await b.control.connect();
-    await until(() => h.srv.dialect().summary().connectedShards === 16);
+    const { a, b } = await twoServing();
     expect((await admin(h.srv, 'POST', '/api/v1/sharding/controls/a/command', { command: 'restart_shard', args: { shard_id: 2 } })).status).toBe(202);
     await until(() => a.stops.length === 1 && a.starts.length === 2);
     expect(a.stops[0]).toEqual({ ranges: [[2, 2]], reason: 'command restart_shard' });
@@ -192,12 +198,7 @@ describe('ShardingControl against Muster', () => {
   });
 
   it('reconnects with its session_id and shards after a drop; nothing moves', async () => {
-    await h.start({ expectedControls: 2 });
-    const a = make('a');
-    const b = make('b');
-    await a.control.connect();
-    await b.control.connect();
-    await until(() => h.srv.dialect().summary().connectedShards === 16);
+    const { a, b } = await twoServing();
     const sid = a.control.sessionId;
     const identified: unknown[] = [];
     a.control.on('identified', (d) => identified.push(d));

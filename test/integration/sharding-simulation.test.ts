@@ -28,7 +28,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ShardingControl, type WebSocketConstructor } from '../../src/client/sharding.js';
 import type { Clock } from '../../src/core/clock.js';
-import { loadConfig } from '../../src/config/load.js';
 import type { ShardingDialect } from '../../src/dialects/sharding/dialect.js';
 import { bucketOf } from '../../src/dialects/sharding/identify-queue.js';
 import { expand } from '../../src/protocols/sharding/ranges.js';
@@ -36,6 +35,8 @@ import { startMuster, type Muster } from '../../src/server.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { ADMIN_TOKEN } from '../support/server.js';
 import { KEY } from '../support/harness/sharding.js';
+import { mulberry32 } from '../support/random.js';
+import { shardingOnlyConfig } from '../support/sharding-config.js';
 
 /** A clock that can say when its next wake-up is due, so time moves one instant at a time. */
 interface Wake {
@@ -101,17 +102,6 @@ class SkewedClock implements Clock {
   wake(ms: number, cb: () => void): () => void {
     return this.sim.wake(Math.ceil(Math.max(0, ms) * this.rate + this.rand() * this.lagMs), cb);
   }
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const CFG = {
@@ -189,23 +179,7 @@ class Sim {
   }
 
   async startMaster(): Promise<void> {
-    const config = loadConfig({
-      env: {},
-      overrides: {
-        listen: { host: '127.0.0.1', port: this.port },
-        store: { kind: 'memory' },
-        admin: { token: ADMIN_TOKEN },
-        log: { level: 'silent' },
-        shutdownTimeout: 2000,
-        dialects: {
-          bus: { enabled: false },
-          clusterio: { enabled: false },
-          discodo: { enabled: false },
-          gamelist: { enabled: false },
-          sharding: { enabled: true, authorization: KEY, botToken: 'b', startup: this.startup, ...CFG },
-        },
-      } as never,
-    });
+    const config = shardingOnlyConfig({ authorization: KEY, botToken: 'b', startup: this.startup, ...CFG }, { adminToken: ADMIN_TOKEN, port: this.port });
     this.muster = await startMuster({ config, clock: this.clock, store: this.store, logger: pino({ level: 'silent' }), defaultMetrics: false });
     await this.dialect()?.ready;
     this.port = this.muster.address().port;

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RawPeer } from '../support/server.js';
 import {
   BOT_TOKEN,
+  connected,
   KEY,
   expectErrorClose,
   expectOp,
@@ -31,12 +32,6 @@ async function live(ms: number, ...ps: RawPeer[]): Promise<void> {
     left -= dt;
     for (const p of ps) if (!p.isClosed) await sync(p);
   }
-}
-
-async function connected(p: RawPeer, ranges: number[][]): Promise<void> {
-  p.send({ o: 11, d: null });
-  p.send({ o: 12, d: { shards: ranges } });
-  await sync(p);
 }
 
 afterEach(() => h.teardown(expectNoLeaks));
@@ -288,13 +283,7 @@ describe('sharding: heartbeats and death', () => {
 
 describe('sharding: disconnects and reconnects', () => {
   async function fleet() {
-    await start({ expectedControls: 2 });
-    const a = await ctl('a');
-    const b = await ctl('b');
-    await expectOp(a.peer, 6);
-    await connected(a.peer, [[0, 7]]);
-    await expectOp(b.peer, 6);
-    await connected(b.peer, [[8, 15]]);
+    const { a, b } = await h.fleet();
     return { a, b, sid: (a.init.d as { session_id: string }).session_id };
   }
 
@@ -450,16 +439,7 @@ describe('sharding: assignment and start-up', () => {
 });
 
 describe('sharding: protocol violations that do not close', () => {
-  async function running() {
-    await start({ expectedControls: 2 });
-    const a = await ctl('a');
-    const b = await ctl('b');
-    await expectOp(a.peer, 6);
-    await connected(a.peer, [[0, 7]]);
-    await expectOp(b.peer, 6);
-    await connected(b.peer, [[8, 15]]);
-    return { a, b };
-  }
+  const running = () => h.fleet();
 
   it('CONNECTED listing shards not given: ERROR 4009 and SHUTDOWN for those shards', async () => {
     const { a } = await running();

@@ -10,6 +10,8 @@ import { Op } from '../../src/protocols/sharding/messages.js';
 import { expand, toRanges, type Range } from '../../src/protocols/sharding/ranges.js';
 import { FakeSocket } from './fake-socket.js';
 import { FencedMemoryStore, HandLeadership } from './leadership.js';
+import { dialectConfig } from './sharding-config.js';
+import { mulberry32 } from './random.js';
 
 /**
  * Cluster mode in one process, for tests: several sharding dialects (one per "instance")
@@ -19,17 +21,6 @@ import { FencedMemoryStore, HandLeadership } from './leadership.js';
  */
 
 export const T0 = 1_700_000_000_000;
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const flush = async (): Promise<void> => {
   for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
@@ -206,6 +197,29 @@ export class Cluster {
     inst.leadership.elect(this.store.issue());
   }
 
+  /** Elects `leader`, connects every CONTROL to the instance `on` names, and runs until every shard is confirmed (10 s at most). */
+  async start(leader: Instance, on: () => Instance): Promise<void> {
+    this.elect(leader);
+    await leader.dialect.ready;
+    for (const c of this.controls) c.connect(on());
+    await this.settle();
+    for (let i = 0; i < 10 && !this.confirmed(); i++) await this.run(1_000);
+  }
+
+  /** The instance dies: deposed and stopped, nothing more comes from it. */
+  async kill(inst: Instance): Promise<void> {
+    inst.leadership.depose();
+    inst.dead = true;
+    await inst.dialect.stop();
+  }
+
+  /** `inst` is elected, is ready, and the rest settles. */
+  async takeover(inst: Instance): Promise<void> {
+    this.elect(inst);
+    await inst.dialect.ready;
+    await this.settle();
+  }
+
   /** Lets writes, held frames and the CONTROLs' answers run until nothing moves. */
   async settle(): Promise<void> {
     for (let round = 0; round < 50; round++) {
@@ -259,25 +273,10 @@ export class Cluster {
 }
 
 export function config(rand: () => number, controls: number): ShardingDialectConfig {
-  return {
-    path: '/sharding',
-    authorization: 'key',
-    botToken: 'tok',
-    shardCount: 4 + Math.floor(rand() * 28),
-    maxConcurrency: 1,
-    heartbeatInterval: 30_000,
-    heartbeatGrace: 15_000,
-    reconnectWindow: 30_000,
-    startupDelay: 45_000,
-    expectedControls: controls,
-    redundancy: controls >= 3 && rand() < 0.5 ? 1 : 0,
-    startup: rand() < 0.5 ? 'sequential' : 'parallel',
-    connectTimeout: 120_000,
-    identifyWindow: 5_000,
-    sessionStartLimit: 1000,
-    fenceMargin: 5_000,
-    identifyTimeout: 10_000,
-  };
+  const shardCount = 4 + Math.floor(rand() * 28);
+  const redundancy = controls >= 3 && rand() < 0.5 ? 1 : 0;
+  const startup = rand() < 0.5 ? 'sequential' : 'parallel';
+  return dialectConfig({ shardCount, expectedControls: controls, redundancy, startup });
 }
 
 export async function startCluster(seed: number): Promise<Cluster> {

@@ -58,3 +58,21 @@ export function driveWorld<S, Ev, Fx extends { readonly type: string }, K>(opts:
   };
   return { feed, advance, timers, out, state: () => state };
 }
+
+/** What a driver needs of a pure world module (src/dialects/<name>/world.ts). */
+export interface WorldModule<S, Ev, Fx, K, C> {
+  initialWorld(): S;
+  step(state: S, ev: Ev, cfg: C): { state: S; effects: readonly Fx[] };
+  timerId(key: K): string;
+}
+
+/** Drives a world module with `cfg`, from its initial state; its timers fire as `{ type: 'timer', now, key }`. */
+export function driveWorldModule<S, Ev, Fx extends { readonly type: string }, K, C>(clock: ManualClock, mod: WorldModule<S, Ev, Fx, K, C>, cfg: C): WorldDriver<S, Ev, Fx, K> {
+  return driveWorld<S, Ev, Fx, K>({
+    clock,
+    initial: mod.initialWorld(),
+    step: (state, ev) => mod.step(state, ev, cfg),
+    timerId: (key) => mod.timerId(key),
+    timerEvent: (key, now) => ({ type: 'timer', now, key }) as Ev,
+  });
+}

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
 import { decodeClusterMsg, encodeClusterMsg } from '../../src/dialects/bus/cluster-wire.js';
-import { initialWorld, step, timerId, worldSummary, type BusWorld, type BusWorldConfig, type ClusterMsg, type Eff, type TimerKey, type WorldEvent } from '../../src/dialects/bus/world.js';
-import { driveWorld } from '../support/world-driver.js';
+import { worldSummary, type BusWorldConfig, type ClusterMsg, type Eff, type WorldEvent } from '../../src/dialects/bus/world.js';
+import { busWorldConfig, driveBusWorld } from '../support/bus-world.js';
 
 /**
  * The bus world across instances, fed events: two worlds ("i1", "i2") on one manual clock,
@@ -10,29 +10,12 @@ import { driveWorld } from '../support/world-driver.js';
  * Broker do). No socket, runtime or Redis.
  */
 
-const cfg: BusWorldConfig = {
-  machine: { token: 'tok', maxMessageBytes: 65_536, preAuthMaxBytes: 4096, heartbeatInterval: 10_000, secretEquals: (a, b) => a === b },
-  heartbeatInterval: 10_000,
-  requestTimeout: 5_000,
-  identifyTimeout: 3_000,
-  maxBufferedBytes: 1 << 20,
-  limited: false,
-  eventRate: { perSecond: 0, burst: 0 },
-  byteRate: { perSecond: 0, burst: 0 },
-  lastSeen: () => 0,
-};
+const cfg: BusWorldConfig = busWorldConfig();
 
 type Name = 'i1' | 'i2';
 
 function instance(clock: ManualClock) {
-  const d = driveWorld<BusWorld, WorldEvent, Eff, TimerKey>({
-    clock,
-    initial: initialWorld(),
-    step: (state, ev) => step(state, ev, cfg),
-    timerId,
-    timerEvent: (key, now) => ({ type: 'timer', now, key }),
-  });
-  return d;
+  return driveBusWorld(clock, cfg);
 }
 
 function twoInstances() {

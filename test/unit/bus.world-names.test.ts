@@ -1,35 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
-import { initialWorld, step, timerId, type BusWorld, type BusWorldConfig, type ClaimOutcome, type Eff, type TimerKey, type WorldEvent } from '../../src/dialects/bus/world.js';
+import { type BusWorldConfig, type ClaimOutcome, type Eff } from '../../src/dialects/bus/world.js';
 import { MAX_HELD_FRAMES } from '../../src/dialects/bus/world-names.js';
-import { driveWorld } from '../support/world-driver.js';
+import { busWorldConfig, driveBusWorld } from '../support/bus-world.js';
 
 /**
  * Names claimed cluster-wide (world-names.ts), fed events: the world asks (`claim`), the
  * test plays Redis and answers (`claimed`). No socket, runtime or Redis.
  */
 
-const base: BusWorldConfig = {
-  machine: { token: 'tok', maxMessageBytes: 65_536, preAuthMaxBytes: 4096, heartbeatInterval: 10_000, secretEquals: (a, b) => a === b },
-  heartbeatInterval: 10_000,
-  requestTimeout: 5_000,
-  identifyTimeout: 3_000,
-  maxBufferedBytes: 1 << 20,
-  limited: false,
-  eventRate: { perSecond: 0, burst: 0 },
-  byteRate: { perSecond: 0, burst: 0 },
-  lastSeen: () => 0,
-  claimNames: true,
-};
+const base: BusWorldConfig = busWorldConfig({ claimNames: true });
 
 function world(clock: ManualClock, cfg: BusWorldConfig = base) {
-  const d = driveWorld<BusWorld, WorldEvent, Eff, TimerKey>({
-    clock,
-    initial: initialWorld(),
-    step: (state, ev) => step(state, ev, cfg),
-    timerId,
-    timerEvent: (key, now) => ({ type: 'timer', now, key }),
-  });
+  const d = driveBusWorld(clock, cfg);
   const frame = (conn: string, msg: unknown): Eff[] =>
     d.feed({ type: 'frame', now: clock.now(), conn, data: Buffer.from(JSON.stringify(msg)), binary: false, headerToken: undefined });
   const identify = (conn: string, data: Record<string, unknown> = {}): Eff[] => {

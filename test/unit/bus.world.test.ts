@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
-import { driveWorld } from '../support/world-driver.js';
-import { initialWorld, step, timerId, worldSummary, type BusWorld, type BusWorldConfig, type Eff, type TimerKey, type WorldEvent } from '../../src/dialects/bus/world.js';
+import { busWorldConfig, driveBusWorld } from '../support/bus-world.js';
+import { worldSummary, type BusWorldConfig, type Eff } from '../../src/dialects/bus/world.js';
 
 /**
  * The bus world fed events with a manual clock: no socket, no scheduler, no runtime, no
@@ -11,25 +11,8 @@ import { initialWorld, step, timerId, worldSummary, type BusWorld, type BusWorld
 function harness(over: Partial<BusWorldConfig> = {}) {
   const clock = new ManualClock(1_000_000);
   const seen = new Map<string, number>();
-  const cfg: BusWorldConfig = {
-    machine: { token: 'tok', maxMessageBytes: 65_536, preAuthMaxBytes: 4096, heartbeatInterval: 10_000, secretEquals: (a, b) => a === b },
-    heartbeatInterval: 10_000,
-    requestTimeout: 5_000,
-    identifyTimeout: 3_000,
-    maxBufferedBytes: 1 << 20,
-    limited: false,
-    eventRate: { perSecond: 0, burst: 0 },
-    byteRate: { perSecond: 0, burst: 0 },
-    lastSeen: (conn) => seen.get(conn) ?? 0,
-    ...over,
-  };
-  const d = driveWorld<BusWorld, WorldEvent, Eff, TimerKey>({
-    clock,
-    initial: initialWorld(),
-    step: (state, ev) => step(state, ev, cfg),
-    timerId,
-    timerEvent: (key, now) => ({ type: 'timer', now, key }),
-  });
+  const cfg: BusWorldConfig = busWorldConfig({ lastSeen: (conn) => seen.get(conn) ?? 0, ...over });
+  const d = driveBusWorld(clock, cfg);
   const { feed, advance } = d;
   const frame = (conn: string, msg: unknown): Eff[] => {
     seen.set(conn, clock.now());

@@ -3,7 +3,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  ConfigError,
   constantTimeEqual,
   defaultConfig,
   loadConfig,
@@ -14,6 +13,7 @@ import {
   type MusterConfigInput,
 } from '../../src/config/index.js';
 import { MusterConfigSchema } from '../../src/config/schema.js';
+import { configError } from '../support/config-error.js';
 
 let dir: string;
 
@@ -31,16 +31,6 @@ function write(name: string, text: string): string {
   return file;
 }
 
-/** Runs `fn`, expects a ConfigError, and returns it. */
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError, got none');
-}
 
 function withOverrides(overrides: unknown): MusterConfig {
   return loadConfig({ env: {}, overrides: overrides as MusterConfigInput });

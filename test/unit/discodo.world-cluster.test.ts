@@ -83,6 +83,19 @@ function withVoice(c: ReturnType<typeof cluster>, n: string, conn: string): void
   c.frame(n, conn, vserver('1'));
 }
 
+/** The bot's session lives on C with no socket; it IDENTIFYs on A and, 1 ms later, on B: two claims out. */
+function twoClaims(): ReturnType<typeof cluster> {
+  const c = cluster(['A', 'B', 'C']);
+  withVoice(c, 'C', 'x');
+  c.close('C', 'x');
+  c.open('A', 'a');
+  c.frame('A', 'a', IDENTIFY);
+  c.clock.advance(1);
+  c.open('B', 'b');
+  c.frame('B', 'b', IDENTIFY);
+  return c;
+}
+
 describe('discodo world across instances', () => {
   it('resumes on B a session detached on A: IDENTIFIED then RESUMED with its voice clients, once A has handed it over', () => {
     const c = cluster(['A', 'B']);
@@ -228,14 +241,7 @@ describe('discodo world across instances', () => {
   });
 
   it('two claims at once (the bot on A and B, its session on C): the later claim wins everywhere, the session is never split', () => {
-    const c = cluster(['A', 'B', 'C']);
-    withVoice(c, 'C', 'x');
-    c.close('C', 'x');
-    c.open('A', 'a');
-    c.frame('A', 'a', IDENTIFY);
-    c.clock.advance(1);
-    c.open('B', 'b');
-    c.frame('B', 'b', IDENTIFY);
+    const c = twoClaims();
     // C hears A's claim first and hands the session to A; B's claim (later) then overtakes A's.
     const all: WorldEffect[] = [];
     all.push(...c.deliver((m) => m.to === 'C' && m.msg.t === 'claim' && m.from === 'A'));
@@ -249,14 +255,7 @@ describe('discodo world across instances', () => {
   });
 
   it('two claims at once, the other order: the earlier claimant holds the session when the later claim reaches it', () => {
-    const c = cluster(['A', 'B', 'C']);
-    withVoice(c, 'C', 'x');
-    c.close('C', 'x');
-    c.open('A', 'a');
-    c.frame('A', 'a', IDENTIFY);
-    c.clock.advance(1);
-    c.open('B', 'b');
-    c.frame('B', 'b', IDENTIFY);
+    const c = twoClaims();
     // Everything reaches B last.
     const all: WorldEffect[] = [];
     all.push(...c.deliver((m) => m.to === 'C' && m.from === 'B'));
@@ -270,14 +269,7 @@ describe('discodo world across instances', () => {
   });
 
   it('an overtaken claim wins after all when the instance that overtook it goes away', () => {
-    const c = cluster(['A', 'B', 'C']);
-    withVoice(c, 'C', 'x');
-    c.close('C', 'x');
-    c.open('A', 'a');
-    c.frame('A', 'a', IDENTIFY);
-    c.clock.advance(1);
-    c.open('B', 'b');
-    c.frame('B', 'b', IDENTIFY);
+    const c = twoClaims();
     // A hears B's later claim (overtaken), and C's handoff; then B dies before answering A.
     c.deliver((m) => m.to === 'A' && m.from === 'B');
     c.deliver((m) => m.to === 'C' && m.from === 'A');

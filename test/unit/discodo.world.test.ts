@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
-import { driveWorld } from '../support/world-driver.js';
-import { initialWorld, step, timerId, worldSummary, type DiscodoWorld, type TimerKey, type WorldConfig, type WorldEffect, type WorldEvent } from '../../src/dialects/discodo/world.js';
+import { driveWorldModule } from '../support/world-driver.js';
+import { initialWorld, step, timerId, worldSummary, type WorldConfig, type WorldEffect } from '../../src/dialects/discodo/world.js';
 
 /**
  * The discodo world fed events with a manual clock: no socket, no scheduler, no runtime.
@@ -18,13 +18,7 @@ function harness(over: Partial<WorldConfig> = {}) {
   const clock = new ManualClock(1_000_000);
   let ids = 0;
   const cfg: WorldConfig = { heartbeatInterval: 15_000, handshakeTimeout: 60_000, version: 'muster-test', vcTimeout: 300_000, compat: 'seed', newId: () => `vc-${++ids}`, ...over };
-  const d = driveWorld<DiscodoWorld, WorldEvent, WorldEffect, TimerKey>({
-    clock,
-    initial: initialWorld(),
-    step: (state, ev) => step(state, ev, cfg),
-    timerId,
-    timerEvent: (key, now) => ({ type: 'timer', now, key }),
-  });
+  const d = driveWorldModule(clock, { initialWorld, step, timerId }, cfg);
   const { feed, advance, timers, out } = d;
   const open = (conn: string, forbidden?: string): WorldEffect[] => feed({ type: 'open', now: clock.now(), conn, forbidden });
   const frame = (conn: string, text: string): WorldEffect[] => feed({ type: 'frame', now: clock.now(), conn, data: Buffer.from(text), binary: false });

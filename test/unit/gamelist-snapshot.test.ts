@@ -13,24 +13,14 @@ import {
   type ListedServer,
   type Snapshot,
 } from '../../src/dialects/gamelist/snapshot.js';
-
-/** A small deterministic PRNG, so every run sees the same 10,000 servers. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng } from '../support/random.js';
 
 const MAPS = ['mp_glitch', 'mp_rise', 'mp_box', 'mp_forwardbase_kodai'];
 const PLAYLISTS = ['tdm', 'ctf', 'ps', 'lts'];
 const T0 = 1_700_000_000_000;
 
 function generate(n: number, seed = 42): ListedServer[] {
+  // Seeded, so every run sees the same 10,000 servers.
   const r = prng(seed);
   const out: ListedServer[] = [];
   for (let i = 0; i < n; i++) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
-import { driveWorld, type WorldDriver } from '../support/world-driver.js';
+import { driveWorldModule, type WorldDriver } from '../support/world-driver.js';
 import { gamelistWorldConfig, INFO, JOIN, registerText } from '../support/gamelist-world.js';
 import { initialWorld, step, timerId, type GamelistWorld, type TimerKey, type WorldConfig, type WorldEffect, type WorldEvent } from '../../src/dialects/gamelist/world.js';
 import type { ClusterMsg } from '../../src/dialects/gamelist/world-cluster.js';
@@ -63,13 +63,7 @@ function cluster(names: string[], over: Partial<WorldConfig> = {}) {
   };
   const add = (name: string): Node => {
     const clock = new ManualClock(1_000_000);
-    const inner = driveWorld<GamelistWorld, WorldEvent, WorldEffect, TimerKey>({
-      clock,
-      initial: initialWorld(),
-      step: (state, ev) => step(state, ev, cfg),
-      timerId,
-      timerEvent: (key, now) => ({ type: 'timer', now, key }),
-    });
+    const inner = driveWorldModule(clock, { initialWorld, step, timerId }, cfg);
     // Every effect that leaves a world goes over the wire at once.
     const d: Drv = {
       ...inner,

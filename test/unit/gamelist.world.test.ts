@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
-import { driveWorld } from '../support/world-driver.js';
+import { driveWorldModule } from '../support/world-driver.js';
 import { gamelistWorldConfig, JOIN, registerText } from '../support/gamelist-world.js';
-import { initialWorld, step, timerId, worldSummary, type GamelistWorld, type TimerKey, type WorldConfig, type WorldEffect, type WorldEvent } from '../../src/dialects/gamelist/world.js';
+import { initialWorld, step, timerId, worldSummary, type WorldConfig, type WorldEffect } from '../../src/dialects/gamelist/world.js';
 
 /**
  * The gamelist world fed events with a manual clock: no socket, no scheduler, no runtime.
@@ -14,13 +14,7 @@ const reg = (token = 'tok', id = 1, over: Record<string, unknown> = {}): string 
 function harness(over: Partial<WorldConfig> = {}) {
   const clock = new ManualClock(1_000_000);
   const cfg = gamelistWorldConfig(over);
-  const d = driveWorld<GamelistWorld, WorldEvent, WorldEffect, TimerKey>({
-    clock,
-    initial: initialWorld(),
-    step: (state, ev) => step(state, ev, cfg),
-    timerId,
-    timerEvent: (key, now) => ({ type: 'timer', now, key }),
-  });
+  const d = driveWorldModule(clock, { initialWorld, step, timerId }, cfg);
   const { feed, advance, timers, out } = d;
   const open = (conn: string, address = '10.0.0.1'): WorldEffect[] => feed({ type: 'open', now: clock.now(), conn, address });
   const frame = (conn: string, text: string): WorldEffect[] => feed({ type: 'frame', now: clock.now(), conn, data: Buffer.from(text), binary: false });

@@ -60,6 +60,23 @@ function setup(): Ctx {
 
 const frame = (s: string): Buffer => Buffer.from(s);
 
+/**
+ * A connection whose socket counts what it is given (payload + frame header) into
+ * bufferedAmount, as ws does, and how often the connection was called a slow consumer.
+ */
+function counting(maxBufferedBytes: number): { conn: Connection; ws: FakeSocket; slow: { calls: number } } {
+  const { conn, ws } = setup().make('a', { maxBufferedBytes });
+  const header = (n: number): number => (n < 126 ? 2 : n < 65_536 ? 4 : 10);
+  ws.send = (data: Buffer | string, opts: unknown) => {
+    ws.sent.push({ data, opts });
+    const n = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    ws.bufferedAmount += n + header(n);
+  };
+  const slow = { calls: 0 };
+  conn.onSlowConsumer = () => slow.calls++;
+  return { conn, ws, slow };
+}
+
 describe('Router registry', () => {
   it('adds, gets and removes connections by id', () => {
     const { make } = setup();
@@ -270,37 +287,18 @@ describe('Router delivery', () => {
   });
 
   it('sends one frame larger than maxBufferedBytes without calling the receiver slow; the backlog guard still holds around it', () => {
-    const { make } = setup();
-    const { conn, ws } = make('a', { maxBufferedBytes: 1000 });
-    // A socket that counts what it is given (payload + frame header), as ws does.
-    const header = (n: number): number => (n < 126 ? 2 : n < 65_536 ? 4 : 10);
-    ws.send = (data: Buffer | string, opts: unknown) => {
-      ws.sent.push({ data, opts });
-      const n = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
-      ws.bufferedAmount += n + header(n);
-    };
-    let slowCalls = 0;
-    conn.onSlowConsumer = () => slowCalls++;
+    const { conn, slow } = counting(1000);
     expect(conn.send(Buffer.alloc(50_000))).toBe(true); // one huge answer, nothing else waiting
     // Small frames behind it count as the backlog, without the big frame's unsent bytes.
     for (let i = 0; i < 9; i++) expect(conn.send(Buffer.alloc(100))).toBe(true);
-    expect(slowCalls).toBe(0);
+    expect(slow.calls).toBe(0);
     // A second huge frame while the first is still going out: that is a backlog.
     expect(conn.send(Buffer.alloc(50_000))).toBe(false);
-    expect(slowCalls).toBe(1);
+    expect(slow.calls).toBe(1);
   });
 
   it('lets another big frame go once the first has drained, and still cuts a real backlog after it', () => {
-    const { make } = setup();
-    const { conn, ws } = make('a', { maxBufferedBytes: 1000 });
-    const header = (n: number): number => (n < 126 ? 2 : n < 65_536 ? 4 : 10);
-    ws.send = (data: Buffer | string, opts: unknown) => {
-      ws.sent.push({ data, opts });
-      const n = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
-      ws.bufferedAmount += n + header(n);
-    };
-    let slowCalls = 0;
-    conn.onSlowConsumer = () => slowCalls++;
+    const { conn, ws, slow } = counting(1000);
     expect(conn.send(Buffer.alloc(20_000))).toBe(true);
     expect(conn.send(Buffer.alloc(500))).toBe(true);
     // The big frame leaves; the 500-byte frame is still queued.
@@ -310,7 +308,7 @@ describe('Router delivery', () => {
     // Small frames that pile up past the limit are still a slow consumer.
     expect(conn.send(Buffer.alloc(600))).toBe(true);
     expect(conn.send(Buffer.alloc(600))).toBe(false);
-    expect(slowCalls).toBe(1);
+    expect(slow.calls).toBe(1);
   });
 
   it('by default closes a slow consumer with POLICY_VIOLATION', () => {

@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { STORE_NS } from '../../src/dialects/sharding/dialect.js';
 import { edgeTopic, encodeLink } from '../../src/dialects/sharding/link.js';
 import { encodeMaster, Op } from '../../src/protocols/sharding/messages.js';
-import { Cluster, config, Control, Instance, mulberry32, startCluster } from '../support/sharding-cluster.js';
+import { mulberry32 } from '../support/random.js';
+import { Cluster, config, Control, Instance, startCluster } from '../support/sharding-cluster.js';
 
 /**
  * Cluster mode in one process: several sharding dialects (one per "instance") share one
@@ -31,9 +32,7 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
       const old = cl.leader() ?? cl.fail('no leader');
       const owners = old.dialect.state.shards.map((s) => s.owner);
       // Death: nothing more comes from it, its CONTROLs' sockets drop.
-      old.leadership.depose();
-      old.dead = true;
-      await old.dialect.stop();
+      await cl.kill(old);
       for (const c of cl.controls) if (c.on === old) c.drop();
       const diedAt = cl.clock.now();
       const lease = 5_000 + Math.floor(cl.rand() * 10) * 1_000;
@@ -68,9 +67,7 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
     for (let i = 0; i < 10 && !cl.confirmed(); i++) await cl.run(1_000);
     expect(cl.confirmed()).toBe(true);
     // a stalls; its lease ends and b is elected while a has not noticed yet.
-    cl.elect(b);
-    await b.dialect.ready;
-    await cl.settle();
+    await cl.takeover(b);
     expect(b.dialect.isLeader).toBe(true);
     // a heard b's hello and stepped down on its own.
     expect(a.dialect.isLeader).toBe(false);
@@ -81,11 +78,7 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
   it('a leader still believing it leads is fenced: its writes are refused, its orders dropped, and it stops', async () => {
     const cl = (cluster = new Cluster(2, config(mulberry32(2), 2), 2, 2));
     const [a, b] = cl.instances as [Instance, Instance];
-    cl.elect(a);
-    await a.dialect.ready;
-    for (const c of cl.controls) c.connect(b);
-    await cl.settle();
-    for (let i = 0; i < 10 && !cl.confirmed(); i++) await cl.run(1_000);
+    await cl.start(a, () => b);
     expect(cl.confirmed()).toBe(true);
     // A newer token exists (b's election is under way) but no hello has gone out yet.
     const token = cl.store.issue();
@@ -108,19 +101,11 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
   it('an announce lost in flight: the first frame from a socket the new leader does not know makes it ask that edge again', async () => {
     const cl = (cluster = new Cluster(6, config(mulberry32(6), 2), 2, 2));
     const [a, b] = cl.instances as [Instance, Instance];
-    cl.elect(a);
-    await a.dialect.ready;
-    for (const c of cl.controls) c.connect(b);
-    await cl.settle();
-    for (let i = 0; i < 10 && !cl.confirmed(); i++) await cl.run(1_000);
+    await cl.start(a, () => b);
     expect(cl.confirmed()).toBe(true);
-    a.leadership.depose();
-    a.dead = true;
-    await a.dialect.stop();
+    await cl.kill(a);
     cl.broker.loseNext((m) => m.k === 'announce');
-    cl.elect(b);
-    await b.dialect.ready;
-    await cl.settle();
+    await cl.takeover(b);
     expect(cl.broker.lost).toBe(1);
     expect(cl.confirmed()).toBe(false);
     // The next HEARTBEAT (every 5 s here) brings the re-announce.
@@ -142,9 +127,7 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
     // An order with the current token goes out; once b (token 2) has said hello, token 1's do not.
     cl.broker.publish(edgeTopic('i1'), encodeLink({ k: 'send', t: 1, c: id, f: encodeMaster.shutdown({ reason: 'old', shards: [[0, 0]] }) }));
     expect(c.sock?.sent.length).toBe(sent + 1);
-    cl.elect(b);
-    await b.dialect.ready;
-    await cl.settle();
+    await cl.takeover(b);
     const after = c.sock?.sent.length ?? 0;
     cl.broker.publish(edgeTopic('i1'), encodeLink({ k: 'send', t: 1, c: id, f: encodeMaster.shutdown({ reason: 'stale', shards: [[0, 0]] }) }));
     cl.broker.publish(edgeTopic('i1'), encodeLink({ k: 'close', t: 1, c: id, code: 4001, reason: 'stale' }));
@@ -155,24 +138,16 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
   it('what a CONTROL sent while no leader was there is replayed to the new one: IDENTIFY_REQUESTs get their grant, a HEARTBEAT its ACK, a FATAL halts', async () => {
     const cl = (cluster = new Cluster(5, config(mulberry32(5), 2), 2, 2));
     const [a, b] = cl.instances as [Instance, Instance];
-    cl.elect(a);
-    await a.dialect.ready;
-    for (const c of cl.controls) c.connect(b);
-    await cl.settle();
-    for (let i = 0; i < 10 && !cl.confirmed(); i++) await cl.run(1_000);
+    await cl.start(a, () => b);
     expect(cl.confirmed()).toBe(true);
     const [c0, c1] = cl.controls as [Control, Control];
     const shard = Math.min(...c0.served);
     // The leader dies; in the gap c0 asks for an identify slot, and c1 hits a FATAL.
-    a.leadership.depose();
-    a.dead = true;
-    await a.dialect.stop();
+    await cl.kill(a);
     c0.send(Op.IDENTIFY_REQUEST, { shard_id: shard });
     c0.send(Op.HEARTBEAT, { seq: 4242 });
     cl.clock.advance(5_000);
-    cl.elect(b);
-    await b.dialect.ready;
-    await cl.settle();
+    await cl.takeover(b);
     expect(c0.sock?.json()).toContainEqual({ o: Op.IDENTIFY_GRANT, d: { shard_id: shard } });
     // The HEARTBEAT sent in the gap is ACKed at the takeover: the CONTROL's fence clock restarts.
     expect(c0.sock?.json()).toContainEqual({ o: Op.ACK, d: { seq: 4242 } });
@@ -195,11 +170,7 @@ describe('sharding in cluster mode (in-process instances on one broker and one s
   it('a follower asks the leader: the admin API answers the same on every instance; 503 NOT_LEADER while nobody leads', async () => {
     const cl = (cluster = new Cluster(3, config(mulberry32(3), 2), 2, 2));
     const [a, b] = cl.instances as [Instance, Instance];
-    cl.elect(a);
-    await a.dialect.ready;
-    for (const c of cl.controls) c.connect(cl.pick(cl.instances));
-    await cl.settle();
-    for (let i = 0; i < 10 && !cl.confirmed(); i++) await cl.run(1_000);
+    await cl.start(a, () => cl.pick(cl.instances));
     const route = (inst: Instance, url: string) => {
       const r = inst.dialect.routes().find((x) => x.url === url) ?? cl.fail(url);
       return (params: Record<string, string> = {}, body: unknown = undefined) => Promise.resolve(r.handler({ params, query: {}, body, ip: '127.0.0.1', headers: {} }));

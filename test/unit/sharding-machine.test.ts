@@ -12,24 +12,9 @@ import {
   type TimerKey,
 } from '../../src/dialects/sharding/machine.js';
 import { decodeControlFrame } from '../../src/protocols/sharding/messages.js';
+import { MACHINE_CONFIG } from '../support/sharding-config.js';
 
-const BASE: MachineConfig = {
-  botToken: 'tok',
-  shardCount: 16,
-  maxConcurrency: 1,
-  heartbeatInterval: 30_000,
-  heartbeatGrace: 15_000,
-  reconnectWindow: 30_000,
-  startupDelay: 45_000,
-  expectedControls: 0,
-  redundancy: 0,
-  startup: 'sequential',
-  connectTimeout: 120_000,
-  identifyWindow: 5_000,
-  sessionStartLimit: 1000,
-  fenceMargin: 5_000,
-  identifyTimeout: 10_000,
-};
+const BASE: MachineConfig = MACHINE_CONFIG;
 
 interface F {
   o: number;

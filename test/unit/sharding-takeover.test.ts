@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { initialState, step, type AdoptedControl, type FleetEvent, type FleetState, type MachineConfig } from '../../src/dialects/sharding/machine.js';
 import { Op } from '../../src/protocols/sharding/messages.js';
+import { MACHINE_CONFIG } from '../support/sharding-config.js';
 
 /**
  * The pure world's takeover (world/takeover.ts): a new leader loads the stored
@@ -8,23 +9,7 @@ import { Op } from '../../src/protocols/sharding/messages.js';
  * wire unless the claims and the store disagree; no shard ends with two owners.
  */
 
-const CFG: MachineConfig = {
-  botToken: 'tok',
-  shardCount: 16,
-  maxConcurrency: 1,
-  heartbeatInterval: 30_000,
-  heartbeatGrace: 15_000,
-  reconnectWindow: 30_000,
-  startupDelay: 45_000,
-  expectedControls: 0,
-  redundancy: 0,
-  startup: 'sequential',
-  connectTimeout: 120_000,
-  identifyWindow: 5_000,
-  sessionStartLimit: 1000,
-  fenceMargin: 5_000,
-  identifyTimeout: 10_000,
-};
+const CFG: MachineConfig = MACHINE_CONFIG;
 
 interface Frame {
   o: number;

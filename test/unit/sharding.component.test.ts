@@ -11,6 +11,7 @@ import { Op } from '../../src/protocols/sharding/messages.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { JsonValue } from '../../src/store/types.js';
 import { FakeSocket } from '../support/fake-socket.js';
+import { dialectConfig } from '../support/sharding-config.js';
 
 /**
  * The sharding dialect on the core runtime over fake sockets: no network, a manual
@@ -36,25 +37,7 @@ async function setup() {
   const store = new GatedStore();
   const ctx: DialectContext = { scheduler, store, broker: new LocalBroker(), logger: pino({ level: 'silent' }), registry: new Registry() };
   const dialect = new ShardingDialect(
-    {
-      path: '/sharding',
-      authorization: 'key',
-      botToken: 'tok',
-      shardCount: 4,
-      maxConcurrency: 1,
-      heartbeatInterval: 30_000,
-      heartbeatGrace: 15_000,
-      reconnectWindow: 30_000,
-      startupDelay: 45_000,
-      expectedControls: 0,
-      redundancy: 0,
-      startup: 'sequential',
-      connectTimeout: 120_000,
-      identifyWindow: 5_000,
-      sessionStartLimit: 1000,
-      fenceMargin: 5_000,
-      identifyTimeout: 10_000,
-    },
+    dialectConfig({ shardCount: 4 }),
     ctx,
     { secretEquals: (a, b) => a === b },
   );

@@ -6,10 +6,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, INSTANCE_ID_FILE, generateInstanceId, loadConfig, resolveInstanceId, type MusterConfig, type MusterConfigInput } from '../../src/config/index.js';
+import { INSTANCE_ID_FILE, generateInstanceId, loadConfig, resolveInstanceId, type MusterConfig, type MusterConfigInput } from '../../src/config/index.js';
 import { renderBanner } from '../../src/cli/startup.js';
 import { renderStatus } from '../../src/cli/status.js';
 import { redisSecrets, redisStoreOptions } from '../../src/store/from-config.js';
+import { configError } from '../support/config-error.js';
 
 let dir: string;
 beforeEach(() => {
@@ -20,15 +21,6 @@ afterEach(() => {
 });
 
 const load = (overrides: unknown): MusterConfig => loadConfig({ env: {}, overrides: overrides as MusterConfigInput });
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError, got none');
-}
 
 describe('store: redis', () => {
   it('takes a URL, Sentinel or a Cluster, credentials and durability waits', () => {

@@ -9,7 +9,7 @@
  */
 import { Type, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { expect } from 'vitest';
+import { afterEach, beforeEach, expect } from 'vitest';
 import type { ClusterioDialect } from '../../../src/dialects/clusterio/dialect.js';
 import { mintToken } from '../../../src/dialects/clusterio/token.js';
 import { RawPeer, startTestServer, type TestServer } from '../server.js';
@@ -31,6 +31,23 @@ export class ClusterioHarness extends Harness<TestServer, [extra?: Overrides, to
   async hello(opts: PeerOptions = {}): Promise<RawPeer> {
     return readHello(await this.open(opts));
   }
+}
+
+/**
+ * Starts `h`'s server before each test of the file; after each, closes the seeds the
+ * test pushed to the list returned, tears the server down, then runs `after`.
+ */
+export function serverPerTest(h: ClusterioHarness, after?: () => void): Seed2020[] {
+  const seeds: Seed2020[] = [];
+  beforeEach(async () => {
+    await h.start();
+  });
+  afterEach(async () => {
+    for (const s of seeds.splice(0)) s.close();
+    await h.teardown();
+    after?.();
+  });
+  return seeds;
 }
 
 export interface Frame {

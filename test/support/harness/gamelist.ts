@@ -16,6 +16,19 @@ export class GamelistHarness extends Harness<TestServer, [extra?: Overrides, top
   }
 }
 
+/** A game server's `info`, as it registers it. */
+export interface Info {
+  name: string;
+  desc: string;
+  port: number;
+  map: string;
+  playlist: string;
+  curPlayers: number;
+  maxPlayers: number;
+  password?: string;
+  gameState: number;
+}
+
 /** A registration (or refresh) frame; `id` is written as raw digits, so it may be beyond 2^53. */
 export function regFrame(info: unknown, token: string, id: string | number): string {
   return `{"metadata":{"type":1,"id":${id}},"info":${JSON.stringify(info)},"regToken":${JSON.stringify(token)}}`;

@@ -7,13 +7,13 @@
 import pino from 'pino';
 import { expect } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
-import { loadConfig } from '../../../src/config/load.js';
 import type { ShardingDialect } from '../../../src/dialects/sharding/dialect.js';
 import { startMuster, type Muster } from '../../../src/server.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/types.js';
 import { ADMIN_TOKEN, RawPeer } from '../server.js';
 import { Harness, type Overrides } from './harness.js';
+import { shardingOnlyConfig } from '../sharding-config.js';
 
 export const KEY = 'sharding-key-for-tests';
 export const BOT_TOKEN = 'bot-token-for-tests';
@@ -51,25 +51,8 @@ export async function startSharding(sharding: Record<string, unknown> = {}, opts
   const clock = opts.clock ?? new ManualClock();
   const ownStore = opts.top?.store !== undefined;
   const store = ownStore ? undefined : (opts.store ?? new MemoryStore({ now: () => clock.now() }));
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      ...opts.top,
-      listen: { host: '127.0.0.1', port: opts.port ?? 0 },
-      store: opts.top?.store ?? { kind: 'memory' },
-      admin: { token: ADMIN_TOKEN },
-      log: { level: 'silent' },
-      shutdownTimeout: 2000,
-      dialects: {
-        bus: { enabled: false },
-        clusterio: { enabled: false },
-        discodo: { enabled: false },
-        gamelist: { enabled: false },
-        // identifyMargin 0: tests step the clock by whole identify windows.
-        sharding: { enabled: true, authorization: KEY, botToken: BOT_TOKEN, identifyMargin: 0, ...sharding },
-      },
-    } as never,
-  });
+  // identifyMargin 0: tests step the clock by whole identify windows.
+  const config = shardingOnlyConfig({ authorization: KEY, botToken: BOT_TOKEN, identifyMargin: 0, ...sharding }, { adminToken: ADMIN_TOKEN, port: opts.port, top: opts.top });
   const logger = opts.logger ?? pino({ level: 'silent' });
   const muster = await startMuster({ config, clock, ...(store ? { store } : {}), logger, defaultMetrics: false });
   const d = muster.dialect<ShardingDialect>('sharding') as ShardingDialect;
@@ -86,6 +69,9 @@ export async function startSharding(sharding: Record<string, unknown> = {}, opts
     stop: () => muster.stop(),
   };
 }
+
+/** A CONTROL that has identified: its peer, the INITIALISE it got and the IDENTIFIED. */
+type Identified = { peer: RawPeer; init: Frame; identified: Frame };
 
 export class ShardingHarness extends Harness<ShardingServer, [sharding?: Overrides, opts?: StartOptions]> {
   /** `defaults` go under every start's own sharding settings (its key and bot token among them). */
@@ -108,6 +94,25 @@ export class ShardingHarness extends Harness<ShardingServer, [sharding?: Overrid
     this.track(c.peer);
     return c;
   }
+
+  /** Starts a server expecting two CONTROLs (with `cfg`): a on 0-7 and b on 8-15, both CONNECTED. */
+  async fleet(cfg: Record<string, unknown> = {}): Promise<{ a: Identified; b: Identified }> {
+    await this.start({ expectedControls: 2, ...cfg });
+    const a = await this.control('a');
+    const b = await this.control('b');
+    await expectOp(a.peer, 6);
+    await connected(a.peer, [[0, 7]]);
+    await expectOp(b.peer, 6);
+    await connected(b.peer, [[8, 15]]);
+    return { a, b };
+  }
+}
+
+/** CONNECTING, then CONNECTED for `ranges`, and a round trip. */
+export async function connected(p: RawPeer, ranges: number[][]): Promise<void> {
+  p.send({ o: 11, d: null });
+  p.send({ o: 12, d: { shards: ranges } });
+  await sync(p);
 }
 
 export async function openPeer(srv: ShardingServer, key: string | null = KEY): Promise<RawPeer> {
