@@ -4,7 +4,7 @@
  * (world.ts routes; world-cluster.ts carries requests across instances).
  */
 import { encode, ReplyError } from '../../protocols/bus/messages.js';
-import { arm, type BusWorld, type Eff, type Request, type Service } from './world-state.js';
+import { arm, connTarget, type BusWorld, type Eff, type Request, type Service } from './world-state.js';
 
 /** Makes `r` pending, with its timeout, and indexes it in every recipient's `asked`. */
 export function track(w: BusWorld, r: Request, out: Eff[]): void {
@@ -44,7 +44,7 @@ export function answered(w: BusWorld, svc: Service, r: Request, frame: Buffer, o
   if (r.origin !== undefined) out.push({ type: 'cluster', to: r.origin, msg: { t: 'reply', svc: svc.conn, requester: r.requester, id: r.id, frame } });
   else {
     const requester = w.byId.get(r.requester);
-    out.push({ type: 'deliver', target: requester ? (requester.target ??= { to: 'conn', conn: r.requester }) : { to: 'conn', conn: r.requester }, frame });
+    out.push({ type: 'deliver', target: requester ? connTarget(requester) : { to: 'conn', conn: r.requester }, frame });
   }
   if (r.answers >= r.expected) finish(w, r, 'complete', out);
   else if (r.answers + (r.gone?.size ?? 0) >= r.recipients.size) finish(w, r, 'gone', out);

@@ -229,6 +229,11 @@ export function remoteCount(w: BusWorld): number {
 }
 
 /** Sets a shared timer unless it is set already (a timer that fires early re-arms itself). */
+/** The Broker's target for a delivery to `svc` on this instance (one object per service, made on first use). */
+export function connTarget(svc: Service): { readonly to: 'conn'; readonly conn: string } {
+  return (svc.target ??= { to: 'conn', conn: svc.conn });
+}
+
 export function arm(w: BusWorld, out: Eff[], key: TimerKey, at: number): void {
   if (w.armed[key] !== null) return;
   w.armed[key] = at;

@@ -21,7 +21,7 @@ import { answered, notDelivered, recipientGone, track, unindex } from './request
 import { askRemote, info, onPeer, onRemote } from './world-cluster.js';
 import { claimName, hold, onClaimed } from './world-names.js';
 import { onTimer } from './world-timers.js';
-import { arm, type BusEffect, type BusWorld, type BusWorldConfig, type Eff, type Request, type Service, type TimerKey, type WorldEvent } from './world-state.js';
+import { arm, connTarget, type BusEffect, type BusWorld, type BusWorldConfig, type Eff, type Request, type Service, type TimerKey, type WorldEvent } from './world-state.js';
 
 export * from './world-state.js';
 
@@ -248,7 +248,7 @@ function route(w: BusWorld, svc: Service, msg: Extract<BusMessage, { op: 0 }>, c
     if (!to) return noRoute(svc.conn, msg.id, intent.target, intent.identifier, out);
     if (asks) recipients = new Set<string>().add(to.conn);
     // A request to another instance goes with what that instance must know (askRemote).
-    if (to.instance === undefined) out.push({ type: 'deliver', target: (to.target ??= { to: 'conn', conn: to.conn }), frame: relayed(svc, msg.raw, bytes) });
+    if (to.instance === undefined) out.push({ type: 'deliver', target: connTarget(to), frame: relayed(svc, msg.raw, bytes) });
     else if (!asks) out.push({ type: 'deliver', target: { to: 'requester', requester: { instance: to.instance, conn: to.conn } }, frame: relayed(svc, msg.raw, bytes) });
   } else {
     const except = intent.self ? undefined : svc.conn;
