@@ -9,6 +9,7 @@ import { PRE_AUTH_SOCKET_FACTOR, type ConnectionHandler, type Dialect } from '..
 import { CloseCode } from '../common/errors.js';
 import type { CoreMetrics } from '../core/metrics.js';
 import { PeerLog } from '../core/peer-log.js';
+import { textFrame } from './frame.js';
 import type { Scheduler, Timer } from '../core/scheduler.js';
 
 /**
@@ -67,8 +68,19 @@ class TransportSocket extends WebSocket implements Socket {
     return this.readyState === WebSocket.OPEN;
   }
 
+  /**
+   * The frame goes to the TCP socket as one buffer (textFrame), not through `ws`'s
+   * sender: this server never negotiates permessage-deflate, so the sender has no queue
+   * a frame could overtake, and its pings and closes are written straight to the same
+   * socket, in order. Not open: `ws`'s own send, which knows what to do then.
+   */
   sendText(data: Buffer | string): void {
-    this.send(data, TEXT_FRAME);
+    const tcp = (this as unknown as { _socket: Duplex | null })._socket;
+    if (tcp === null || this.readyState !== WebSocket.OPEN) {
+      this.send(data, TEXT_FRAME);
+      return;
+    }
+    tcp.write(textFrame(data));
   }
 
   cork(): boolean {
