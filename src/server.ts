@@ -23,7 +23,7 @@ import { DEFAULT_REDIS_URL, RedisStore } from './store/redis.js';
 import type { Store } from './store/types.js';
 import { Transport } from './transport/upgrade.js';
 import { VERSION } from './version.js';
-import { releaseYoungGeneration } from './young-gen.js';
+import { holdDuringBurst, releaseYoungGeneration } from './young-gen.js';
 
 /**
  * The composition root: one process, one port. Wires the scheduler, the store, the
@@ -142,7 +142,7 @@ export async function startMuster(opts: MusterOptions): Promise<Muster> {
     clusterReady: broker.kind === 'local' ? undefined : () => broker.ready,
     broker,
   });
-  const transport = new Transport({ server: http.server, dialects, limits: config.limits, scheduler, metrics, logger, secrets: () => secretValues(config) });
+  const transport = new Transport({ server: http.server, dialects, limits: config.limits, scheduler, metrics, logger, secrets: () => secretValues(config), onConnectBurst: holdDuringBurst });
   try {
     await http.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {

@@ -12,7 +12,8 @@ import v8 from 'node:v8';
  * The hold must be on before the module graph is parsed (parsing allocates too), so the
  * launcher puts it on (src/cli/main.ts), then imports the rest; `startMuster` releases it
  * once it listens, and from then on V8 sizes the young generation as it always does
- * (kept small for good, it slowed the bench's P4 timing: bench/ANALYSIS.md, issue 12).
+ * (kept small for good, it slowed the bench's P4 timing: bench/ANALYSIS.md, issue 12),
+ * until connections arrive in a burst (`holdDuringBurst`).
  * A semi-space flag given to node (command line or NODE_OPTIONS, e.g.
  * `--max-semi-space-size`) is left alone, and then there is no hold.
  */
@@ -20,12 +21,26 @@ import v8 from 'node:v8';
 /** V8's default `--semi-space-growth-factor`. */
 const DEFAULT_GROWTH = 2;
 let held = false;
+/** The launcher took the start-up hold: this process is Muster's own to tune. */
+let managed = false;
 
 /** Keeps the semi-spaces at their size until `releaseYoungGeneration()`. */
 export function holdYoungGeneration(): void {
   if (held || [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('semi-space'))) return;
   v8.setFlagsFromString('--semi-space-growth-factor=1');
   held = true;
+  managed = true;
+}
+
+/**
+ * The same hold while connections arrive in a burst (core/connect-burst.ts says why),
+ * on `true`, released on `false`; only in a process whose launcher took the start-up
+ * hold (a program embedding Muster keeps V8's own sizing).
+ */
+export function holdDuringBurst(on: boolean): void {
+  if (!managed) return;
+  if (on) holdYoungGeneration();
+  else releaseYoungGeneration();
 }
 
 /** Lets the young generation grow as V8 decides again; does nothing without a hold. */

@@ -8,6 +8,7 @@ import { corkWs, setFrameLimit, TEXT_FRAME, uncorkWs, type Socket } from '../cor
 import { PRE_AUTH_SOCKET_FACTOR, type ConnectionHandler, type Dialect } from '../core/dialect.js';
 import { CloseCode } from '../common/errors.js';
 import type { CoreMetrics } from '../core/metrics.js';
+import { ConnectBurst } from '../core/connect-burst.js';
 import { PeerLog } from '../core/peer-log.js';
 import { textFrame } from './frame.js';
 import type { Scheduler, Timer } from '../core/scheduler.js';
@@ -32,6 +33,11 @@ export interface TransportOptions {
   logger: Logger;
   /** The configured secrets, scrubbed from frames logged at trace. */
   secrets?: () => readonly string[];
+  /**
+   * Told when connections start and stop arriving in a burst (core/connect-burst.ts);
+   * the server holds V8's young generation meanwhile.
+   */
+  onConnectBurst?: (on: boolean) => void;
 }
 
 /** The close of a kick when the dialect has no goodbye of its own (1008, as every dialect's kick). */
@@ -113,6 +119,8 @@ export class Transport {
   readonly #byName = new Map<string, Dialect>();
   readonly #handshakes = new Map<string, { windowStart: number; count: number }>();
   readonly #sweep: Timer;
+  readonly #burst = new ConnectBurst();
+  #burstCheck: Timer | undefined;
   #accepting = true;
   /** Waiters for the last connection to close (shutdown). */
   readonly #drained = new Set<() => void>();
@@ -185,6 +193,7 @@ export class Transport {
   async shutdown(timeoutMs: number): Promise<void> {
     this.#accepting = false;
     this.#sweep.cancel();
+    if (this.#burstCheck) this.#burstOver();
     for (const conn of this.#conns.values()) {
       const dialect = this.#dialectOf(conn);
       conn.markWhy('shutdown');
@@ -330,6 +339,27 @@ export class Transport {
     return e.count <= this.#opts.limits.handshakesPerIpPerMinute;
   }
 
+  #burstStarted(): void {
+    const { scheduler, onConnectBurst, logger } = this.#opts;
+    logger.debug({ event: 'transport.burst', on: true, perSecond: this.#burst.perSecond }, 'connections are arriving in a burst');
+    onConnectBurst?.(true);
+    const check = (): void => {
+      if (!this.#burst.check()) {
+        this.#burstCheck = scheduler.after(1000, check);
+        return;
+      }
+      this.#burstOver();
+    };
+    this.#burstCheck = scheduler.after(1000, check);
+  }
+
+  #burstOver(): void {
+    this.#burstCheck?.cancel();
+    this.#burstCheck = undefined;
+    this.#opts.logger.debug({ event: 'transport.burst', on: false }, 'the connection burst is over');
+    this.#opts.onConnectBurst?.(false);
+  }
+
   #sweepHandshakes(): void {
     const now = this.#opts.scheduler.now();
     for (const [ip, e] of this.#handshakes) if (now - e.windowStart >= 60_000) this.#handshakes.delete(ip);
@@ -348,6 +378,7 @@ export class Transport {
       shared,
     });
     this.#peerLog.connected(conn, dialect.path);
+    if (this.#burst.connect(scheduler.now())) this.#burstStarted();
     this.#conns.set(conn.id, conn);
     metrics.connections.inc({ dialect: dialect.name });
     socket.conn = conn;
