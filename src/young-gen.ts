@@ -1,3 +1,4 @@
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
 
 /**
@@ -13,7 +14,8 @@ import v8 from 'node:v8';
  * launcher puts it on (src/cli/main.ts), then imports the rest; `startMuster` releases it
  * once it listens, and from then on V8 sizes the young generation as it always does
  * (kept small for good, it slowed the bench's P4 timing: bench/ANALYSIS.md, issue 12),
- * until connections arrive in a burst (`holdDuringBurst`).
+ * until connections arrive in a burst (`holdDuringBurst`: then until traffic keeps the
+ * young generation busy).
  * A semi-space flag given to node (command line or NODE_OPTIONS, e.g.
  * `--max-semi-space-size`) is left alone, and then there is no hold.
  */
@@ -33,14 +35,63 @@ export function holdYoungGeneration(): void {
 }
 
 /**
- * The same hold while connections arrive in a burst (core/connect-burst.ts says why),
- * on `true`, released on `false`; only in a process whose launcher took the start-up
- * hold (a program embedding Muster keeps V8's own sizing).
+ * The same hold from the start of a connection burst (core/connect-burst.ts says why),
+ * on `true`. On `false` (the burst is over) it stays until the server is busy with
+ * traffic: `BUSY_SCAVENGES_PER_SECOND` collections of the young generation within one
+ * second, when a larger one pays for itself; an idle fleet's heartbeats alone never get
+ * there. Only in a process whose launcher took the start-up hold (a program embedding
+ * Muster keeps V8's own sizing).
  */
 export function holdDuringBurst(on: boolean): void {
   if (!managed) return;
-  if (on) holdYoungGeneration();
-  else releaseYoungGeneration();
+  if (on) {
+    stopBusyWatch();
+    holdYoungGeneration();
+  } else if (held) {
+    releaseWhenBusy();
+  }
+}
+
+/** Collections of the young generation within one second that end a burst's hold. */
+export const BUSY_SCAVENGES_PER_SECOND = 10;
+
+/** Counts scavenges by their start time (ms); pure. */
+export class ScavengeRate {
+  readonly perSecond: number;
+  readonly #times: number[] = [];
+
+  constructor(perSecond = BUSY_SCAVENGES_PER_SECOND) {
+    this.perSecond = perSecond;
+  }
+
+  /** Counts one at `at`; true when the last `perSecond` of them fell within one second. */
+  scavenge(at: number): boolean {
+    this.#times.push(at);
+    if (this.#times.length > this.perSecond) this.#times.shift();
+    return this.#times.length === this.perSecond && at - (this.#times[0] as number) < 1000;
+  }
+}
+
+let busyWatch: PerformanceObserver | undefined;
+
+function releaseWhenBusy(): void {
+  if (busyWatch) return;
+  const rate = new ScavengeRate();
+  busyWatch = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      if ((e as unknown as { detail?: { kind?: number } }).detail?.kind !== constants.NODE_PERFORMANCE_GC_MINOR) continue;
+      if (!rate.scavenge(e.startTime)) continue;
+      stopBusyWatch();
+      releaseYoungGeneration();
+      return;
+    }
+  });
+  busyWatch.observe({ entryTypes: ['gc'] });
+}
+
+function stopBusyWatch(): void {
+  busyWatch?.disconnect();
+  busyWatch = undefined;
 }
 
 /** Lets the young generation grow as V8 decides again; does nothing without a hold. */

@@ -3,15 +3,16 @@
  * second. Pure: the caller passes the time, counts each new connection with
  * `connect()`, and while a burst is on calls `check()` once a second.
  *
- * The server holds V8's young generation at its size during a burst (server.ts,
- * young-gen.ts), as it does during start-up, and for the same reason: what a burst
- * allocates and keeps is the new connections' state, which lives as long as they do and
- * ends in the old generation anyway. Left to itself, V8 grows the young generation to
- * its 32 MiB maximum while thousands connect (the survivors of each collection add up),
+ * The server holds V8's young generation at its size from the start of a burst
+ * (server.ts, young-gen.ts), as it does during start-up, and for the same reason: what
+ * a burst allocates and keeps is the new connections' state, which lives as long as
+ * they do and ends in the old generation anyway. Left to itself, V8 grows the young
+ * generation to its 32 MiB maximum while thousands connect (the survivors of each
+ * collection add up), and again under the heartbeats of the fleet that has connected,
  * and those pages stay resident for the life of an idle fleet: about 1.7 KiB more per
- * connection at 19,000 (bench P3). Outside bursts V8 sizes it as always, so message
- * traffic keeps its large young generation (capping it for good halved the fan-out
- * throughput in bench P2).
+ * connection at 19,000 (bench P3). After the burst the hold lasts until traffic keeps
+ * the young generation busy (young-gen.ts), so a busy server gets its large young
+ * generation back (capping it for good halved the fan-out throughput in bench P2).
  */
 export const BURST_CONNECTS_PER_SECOND = 100;
 
