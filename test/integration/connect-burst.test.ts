@@ -1,21 +1,21 @@
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/core/clock.js';
-import { loadConfig, startMuster, type Muster } from '../../src/index.js';
+import type { ManualClock } from '../../src/core/clock.js';
 import { BURST_CONNECTS_PER_SECOND } from '../../src/core/connect-burst.js';
-import { BUS_TOKEN, RawPeer, until } from '../support/server.js';
+import type { Muster } from '../../src/index.js';
+import { RawPeer, startTestServer, until, type TestServer } from '../support/server.js';
 
 /**
  * The transport tells when connections arrive in a burst (the server holds V8's young
  * generation meanwhile: src/young-gen.ts) and when it is over, in the log at debug.
  */
 
-let muster: Muster | undefined;
+let srv: TestServer | undefined;
 const peers: RawPeer[] = [];
 afterEach(async () => {
   for (const p of peers.splice(0)) p.ws.terminate();
-  await muster?.stop();
-  muster = undefined;
+  await srv?.stop();
+  srv = undefined;
 });
 
 interface Line {
@@ -24,27 +24,11 @@ interface Line {
   perSecond?: number;
 }
 
-async function start(): Promise<{ clock: ManualClock; bursts: () => Line[]; url: string }> {
+async function start(): Promise<{ muster: Muster; clock: ManualClock; bursts: () => Line[]; url: string }> {
   const text: string[] = [];
-  const clock = new ManualClock();
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      listen: { host: '127.0.0.1', port: 0 },
-      store: { kind: 'memory' },
-      shutdownTimeout: 2000,
-      dialects: {
-        bus: { token: BUS_TOKEN },
-        sharding: { enabled: false },
-        clusterio: { enabled: false },
-        discodo: { enabled: false },
-        gamelist: { enabled: false },
-      },
-    } as never,
-  });
-  muster = await startMuster({ config, clock, logger: pino({ level: 'debug' }, { write: (s: string) => void text.push(s) }), defaultMetrics: false });
+  srv = await startTestServer({}, { logger: pino({ level: 'debug' }, { write: (s: string) => void text.push(s) }) });
   const bursts = () => text.map((t) => JSON.parse(t) as Line).filter((l) => l.event === 'transport.burst');
-  return { clock, bursts, url: `${muster.url().replace(/^http/, 'ws')}/bus` };
+  return { muster: srv.muster, clock: srv.clock, bursts, url: `${srv.wsBase}/bus` };
 }
 
 async function connect(url: string, n: number): Promise<void> {
@@ -53,16 +37,16 @@ async function connect(url: string, n: number): Promise<void> {
 
 describe('connection bursts', () => {
   it('logs the start of a burst at the hundredth connection in one second, and its end a quiet second later', async () => {
-    const { clock, bursts, url } = await start();
+    const { muster, clock, bursts, url } = await start();
     await connect(url, BURST_CONNECTS_PER_SECOND - 1);
-    await until(() => muster!.transport.size === BURST_CONNECTS_PER_SECOND - 1);
+    await until(() => muster.transport.size === BURST_CONNECTS_PER_SECOND - 1);
     expect(bursts()).toEqual([]);
     await connect(url, 1);
     await until(() => bursts().length === 1);
     expect(bursts()[0]).toMatchObject({ on: true, perSecond: BURST_CONNECTS_PER_SECOND });
     // Another full second's worth keeps it on at the first check...
     await connect(url, BURST_CONNECTS_PER_SECOND);
-    await until(() => muster!.transport.size === 2 * BURST_CONNECTS_PER_SECOND);
+    await until(() => muster.transport.size === 2 * BURST_CONNECTS_PER_SECOND);
     clock.advance(1000);
     expect(bursts()).toHaveLength(1);
     // ...and a second with fewer ends it.
@@ -72,12 +56,12 @@ describe('connection bursts', () => {
   });
 
   it('is not a burst when the same connections come slower than the threshold', async () => {
-    const { clock, bursts, url } = await start();
+    const { muster, clock, bursts, url } = await start();
     for (let s = 0; s < 3; s++) {
       await connect(url, BURST_CONNECTS_PER_SECOND / 2);
       clock.advance(1000);
     }
-    await until(() => muster!.transport.size === (3 * BURST_CONNECTS_PER_SECOND) / 2);
+    await until(() => muster.transport.size === (3 * BURST_CONNECTS_PER_SECOND) / 2);
     expect(bursts()).toEqual([]);
   });
 
@@ -85,8 +69,8 @@ describe('connection bursts', () => {
     const { bursts, url } = await start();
     await connect(url, BURST_CONNECTS_PER_SECOND);
     await until(() => bursts().length === 1);
-    await muster!.stop();
-    muster = undefined;
+    await srv!.stop();
+    srv = undefined;
     expect(bursts().map((l) => l.on)).toEqual([true, false]);
   });
 });

@@ -31,7 +31,8 @@ export interface TestServer {
 }
 
 /** A real server on an ephemeral port, with an in-memory store and a manual clock. */
-export async function startTestServer(overrides: Overrides = {}): Promise<TestServer> {
+/** `logger`: where the server logs (default: nowhere). */
+export async function startTestServer(overrides: Overrides = {}, opts: { logger?: pino.Logger } = {}): Promise<TestServer> {
   const clock = new ManualClock();
   const base: Overrides = {
     listen: { host: '127.0.0.1', port: 0 },
@@ -48,7 +49,7 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
     },
   };
   const config = loadConfig({ env: {}, overrides: merge(base, overrides) as never });
-  const muster = await startMuster({ config, clock, logger: pino({ level: 'silent' }), defaultMetrics: false });
+  const muster = await startMuster({ config, clock, logger: opts.logger ?? pino({ level: 'silent' }), defaultMetrics: false });
   const httpBase = muster.url();
   return {
     muster,
