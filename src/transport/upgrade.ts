@@ -35,7 +35,7 @@ export interface TransportOptions {
   secrets?: () => readonly string[];
   /**
    * Told when connections start and stop arriving in a burst (core/connect-burst.ts);
-   * the server holds V8's young generation meanwhile.
+   * the server holds V8's young generation from a burst's start (young-gen.ts).
    */
   onConnectBurst?: (on: boolean) => void;
 }
